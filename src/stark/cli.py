@@ -1,0 +1,52 @@
+"""The ``stark`` command: a thin layer over the library (every subcommand calls plain functions)."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from stark import __version__
+
+COMMANDS = ("run", "stages", "evaluate", "env")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="stark",
+        description="Knowledge distillation with student-friendly sparse teachers (StarK, EMNLP 2022).",
+    )
+    parser.add_argument("--version", action="version", version=f"stark {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        importlib.import_module(f"stark.commands.{name}").register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from stark.errors import StarkInputError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except StarkInputError as exc:
+        print(f"stark: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("stark: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        from stark.train import TrainingDiverged
+
+        if isinstance(exc, TrainingDiverged):
+            print(f"stark: error: {exc}", file=sys.stderr)
+            return 3
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,37 @@
+"""``stark run``: the whole pipeline on the bundled default or your own task."""
+
+from __future__ import annotations
+
+import argparse
+
+from stark.commands import common
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "run",
+        help="run every stage and choose the teacher sparsity",
+        description="Fine-tune the teacher, build the student, distill a trial student, score and sparsify the "
+        "teacher, re-distill the student from each sparse teacher and choose the best level on the selection "
+        "split. With no options: RTE, all-MiniLM-L6-v2 teacher, 2-layer student, on the CPU in about 15 minutes.",
+    )
+    common.add_data_args(p), common.add_run_args(p), common.add_train_args(p)
+    common.add_student_args(p), common.add_sparsify_args(p), common.add_search_args(p)
+    p.set_defaults(func=run)
+
+
+def print_summary(summary: dict) -> None:
+    from stark.report import results_table
+
+    print(results_table(summary))
+    chosen = summary["chosen_sparsity"]
+    print(f"\nchosen teacher sparsity: {chosen:g}%" if chosen is not None else "\nno sparsity chosen")
+    print(f"summary: {summary['config']['out']}/summary.json   report: {summary['config']['out']}/report.md")
+
+
+def run(args: argparse.Namespace) -> int:
+    from stark.pipeline import run as run_pipeline
+
+    cfg = common.config_from_args(args)
+    print_summary(run_pipeline(cfg))
+    return 0

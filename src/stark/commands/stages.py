@@ -1,0 +1,204 @@
+"""``stark finetune | student | distill | score | sparsify | rewind``: one pipeline stage each.
+
+Every stage reads and writes the conventional folders of a run directory (``--out``), so they chain
+without naming paths; ``--*-dir`` options point a stage at folders elsewhere.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from stark.commands import common
+from stark.errors import StarkInputError
+
+
+def _require(path: Path, what: str, hint: str) -> Path:
+    if not (path / "metrics.json").is_file() and not (path / "config.json").is_file():
+        raise StarkInputError(f"{what} {path} not found: {hint}")
+    return path
+
+
+def _print(obj: dict) -> None:
+    print(json.dumps(obj, indent=2, default=str))
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "finetune",
+        help="stage 1: fine-tune the teacher",
+        description="Fine-tune the teacher on the task; "
+        "writes <out>/teacher (best checkpoint on the selection split) with metrics.json.",
+    )
+    common.add_data_args(p), common.add_run_args(p), common.add_train_args(p)
+    p.set_defaults(func=run_finetune)
+
+    p = sub.add_parser(
+        "student",
+        help="stage 2: build the student",
+        description="Build the student from the fine-tuned "
+        "teacher: bottom-K layers (--layers) or pruned by expressive score (--sparsity); writes <out>/student_init.",
+    )
+    common.add_data_args(p), common.add_run_args(p)
+    p.add_argument("--layers", dest="student_layers", type=int, help="keep the teacher's bottom K layers")
+    p.add_argument("--sparsity", dest="student_sparsity", type=float, help="prune S%% of heads and neurons instead")
+    p.add_argument("--teacher-dir", help="fine-tuned teacher (default <out>/teacher)")
+    p.set_defaults(func=run_student)
+
+    p = sub.add_parser(
+        "distill",
+        help="stage 3: distill a student from a teacher",
+        description="Distill a student "
+        "from a teacher's cached logits (the teacher runs once, before training); writes <out>/<name>.",
+    )
+    common.add_data_args(p), common.add_run_args(p), common.add_train_args(p)
+    p.add_argument("--student-dir", help="student to start from (default <out>/student_init)")
+    p.add_argument("--teacher-dir", help="teacher (default <out>/teacher)")
+    p.add_argument("--name", default="trial_student", help="output folder name under --out (default trial_student)")
+    p.set_defaults(func=run_distill)
+
+    p = sub.add_parser(
+        "score",
+        help="stage 4: score the teacher's heads and neurons",
+        description="Expressiveness "
+        "(task-loss gradient) and friendliness (KD-loss gradient against the trial student) of every "
+        "head and FFN neuron; writes <out>/scores.",
+    )
+    common.add_data_args(p), common.add_run_args(p), common.add_sparsify_args(p)
+    p.add_argument("--teacher-dir", help="fine-tuned teacher (default <out>/teacher)")
+    p.add_argument("--student-dir", help="trial student (default <out>/trial_student)")
+    p.set_defaults(func=run_score)
+
+    p = sub.add_parser(
+        "sparsify",
+        help="stage 5: write sparse teachers",
+        description="Reorder the teacher by score and slice one sparse teacher per level into <out>/teachers/s<P>.",
+    )
+    common.add_data_args(p), common.add_run_args(p), common.add_sparsify_args(p)
+    p.add_argument("--teacher-dir", help="fine-tuned teacher (default <out>/teacher)")
+    p.add_argument("--scores-dir", help="scores (default <out>/scores)")
+    p.set_defaults(func=run_sparsify)
+
+    p = sub.add_parser(
+        "rewind",
+        help="stage 6: re-distill from every sparse teacher and choose",
+        description="Distill a fresh student from each sparse teacher (full sweep or successive "
+        "halving), choose the level on the selection split, write summary.json and report.md.",
+    )
+    common.add_data_args(p), common.add_run_args(p), common.add_train_args(p)
+    common.add_sparsify_args(p), common.add_search_args(p)
+    p.set_defaults(func=run_rewind)
+
+
+def _setup(args: argparse.Namespace):
+    from stark.pipeline import save_resolved_config
+    from stark.stages import prepare_data
+
+    cfg = common.config_from_args(args)
+    out = Path(cfg.out)
+    save_resolved_config(cfg, out)
+    return cfg, prepare_data(cfg), out
+
+
+def run_finetune(args: argparse.Namespace) -> int:
+    from stark.stages import finetune_teacher, read_metrics
+
+    cfg, data, out = _setup(args)
+    d = finetune_teacher(cfg, data, out)
+    m = read_metrics(d)
+    _print({"teacher_dir": str(d), "select": m["select"], "dev": m["dev"], "wall_s": m["wall_s"]})
+    return 0
+
+
+def run_student(args: argparse.Namespace) -> int:
+    from stark.stages import build_student, read_metrics
+
+    cfg, data, out = _setup(args)
+    teacher = _require(
+        Path(args.teacher_dir) if args.teacher_dir else out / "teacher", "teacher", "run stark finetune first"
+    )
+    d = build_student(cfg, data, teacher, out)
+    m = read_metrics(d)
+    _print(
+        {
+            "student_dir": str(d),
+            "student": m["student"],
+            "heads_per_layer": m["heads_per_layer"],
+            "ffn_per_layer": m["ffn_per_layer"],
+            "params": m["params"],
+        }
+    )
+    return 0
+
+
+def run_distill(args: argparse.Namespace) -> int:
+    from stark.stages import distill, read_metrics, teacher_logits_full
+
+    cfg, data, out = _setup(args)
+    student = _require(
+        Path(args.student_dir) if args.student_dir else out / "student_init", "student", "run stark student first"
+    )
+    teacher = _require(
+        Path(args.teacher_dir) if args.teacher_dir else out / "teacher", "teacher", "run stark finetune first"
+    )
+    logits = teacher_logits_full(teacher, data, cfg.distill.eval_batch_size)
+    _, d = distill(cfg, data, student, logits, out / args.name, seed=cfg.seed, extra={"teacher_dir": str(teacher)})
+    m = read_metrics(d)
+    _print({"student_dir": str(d), "select": m["select"], "dev": m["dev"], "wall_s": m["wall_s"]})
+    return 0
+
+
+def run_score(args: argparse.Namespace) -> int:
+    from stark.stages import score
+
+    cfg, data, out = _setup(args)
+    teacher = _require(
+        Path(args.teacher_dir) if args.teacher_dir else out / "teacher", "teacher", "run stark finetune first"
+    )
+    trial = _require(
+        Path(args.student_dir) if args.student_dir else out / "trial_student",
+        "trial student",
+        "run stark distill first",
+    )
+    d = score(cfg, data, teacher, trial, out)
+    print(f"scores written to {d / 'scores.safetensors'}")
+    return 0
+
+
+def run_sparsify(args: argparse.Namespace) -> int:
+    from stark.stages import read_metrics, sparsify_teachers
+
+    cfg, data, out = _setup(args)
+    teacher = _require(
+        Path(args.teacher_dir) if args.teacher_dir else out / "teacher", "teacher", "run stark finetune first"
+    )
+    scores = Path(args.scores_dir) if args.scores_dir else out / "scores"
+    if not (scores / "scores.safetensors").is_file():
+        raise StarkInputError(f"scores {scores} not found: run stark score first")
+    dirs = sparsify_teachers(cfg, data, teacher, scores, out)
+    m = data.spec.main_metric
+    for level, d in dirs.items():
+        t = read_metrics(d)
+        print(
+            f"{level:5g}%  heads {sum(t['heads_per_layer']):4d}  neurons {sum(t['ffn_per_layer']):6d}  "
+            f"dev {m} {100 * t['dev'][m]:.2f}  -> {d}"
+        )
+    return 0
+
+
+def run_rewind(args: argparse.Namespace) -> int:
+    from stark.commands.run import print_summary
+    from stark.pipeline import run
+
+    cfg = common.config_from_args(args)
+    out = Path(cfg.out)
+    for name, hint in (
+        ("teacher", "stark finetune"),
+        ("student_init", "stark student"),
+        ("trial_student", "stark distill"),
+        ("scores", "stark score"),
+    ):
+        _require(out / name, name, f"run {hint} first (or stark run)")
+    print_summary(run(cfg))
+    return 0

@@ -1,0 +1,265 @@
+"""Typed configuration: one dataclass per concern, presets, and the YAML recipe that maps onto them.
+
+A recipe file is only the saved form of :class:`RunConfig`: nested mappings named like the fields
+(``data:``, ``finetune:``, ``distill:``...). Unknown keys are errors, so a typo never silently
+falls back to a default. CLI flags override the recipe, which overrides the preset.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from stark.errors import StarkInputError
+from stark.train import TrainConfig
+
+
+class Preset(str, Enum):
+    FAST = "fast"
+    REFERENCE = "reference"
+
+
+class Protocol(str, Enum):
+    HELDOUT = "heldout"
+    """Early stopping, scoring and the sparsity choice use a held-out slice of train; dev is only reported."""
+    REFERENCE = "reference"
+    """Dev for everything, as the reference code does (leaks dev labels into model selection)."""
+
+
+class Search(str, Enum):
+    FULL = "full"
+    """Distill a full-budget student for every teacher sparsity (the reference sweep)."""
+    HALVING = "halving"
+    """Successive halving over the sparsities on the selection split."""
+
+
+@dataclass
+class DataConfig:
+    task: str | None = "rte"
+    """GLUE task (rte, mrpc, stsb, cola, sst2); ignored when --train/--dev are given."""
+    train: str | None = None
+    """Your own training file (.csv, .tsv, .jsonl)."""
+    dev: str | None = None
+    """Your own dev file (same format)."""
+    text_cols: list[str] | None = None
+    """One or two text columns of your own files."""
+    label_col: str | None = None
+    """Label column of your own files."""
+    task_type: str | None = None
+    """'classification' or 'regression' for your own files (inferred from the labels when unset)."""
+    max_length: int = 128
+    """Tokens per example after truncation (batches are padded only to their longest example)."""
+    max_train_samples: int | None = None
+    """Use only the first N training examples (before the selection slice is held out)."""
+    max_eval_samples: int | None = None
+    """Use only the first N dev examples."""
+    select_fraction: float = 0.1
+    """Fraction of train held out for selection (early stopping, scoring, choosing the sparsity)."""
+    protocol: Protocol = Protocol.HELDOUT
+    """'heldout' (default, leak-free) or 'reference' (dev for everything)."""
+
+
+@dataclass
+class StudentConfig:
+    layers: int | None = 2
+    """Layer-dropped student: keep the teacher's bottom K layers."""
+    sparsity: float | None = None
+    """Parameter-pruned student: drop this percentage of heads and neurons by expressive score instead."""
+
+
+@dataclass
+class SparsifyConfig:
+    lam: float = 0.5
+    """Mix of the scores: S = lam * expressiveness + (1 - lam) * friendliness."""
+    sparsities: list[float] = field(default_factory=lambda: [0, 10, 20, 30, 40, 50, 60, 70, 80, 90])
+    """Teacher sparsity levels in percent (0-95)."""
+    score_batch_size: int = 32
+    """Examples per scoring batch."""
+
+
+@dataclass
+class SearchConfig:
+    search: Search = Search.HALVING
+    """'halving' (default, cheap) or 'full' (a full-budget student for every level)."""
+    seeds: int = 1
+    """Student runs per level with different seeds; the choice uses the mean."""
+    min_budget: float = 1 / 32
+    """Halving: first rung's fraction of the full student budget."""
+
+
+@dataclass
+class RunConfig:
+    teacher: str = "minilm"
+    """Pretrained encoder: a local Hugging Face directory, a hub id, or 'minilm' (bundled all-MiniLM-L6-v2)."""
+    out: str = "runs/stark"
+    """Output folder; a re-run with the same folder reuses finished stages."""
+    seed: int = 776
+    """Seed of every stage (students of seed i use seed + i)."""
+    preset: Preset = Preset.FAST
+    """'fast' (default: CPU-sized epochs) or 'reference' (METHOD.md hyper-parameters)."""
+    data: DataConfig = field(default_factory=DataConfig)
+    student: StudentConfig = field(default_factory=StudentConfig)
+    finetune: TrainConfig = field(default_factory=TrainConfig)
+    distill: TrainConfig = field(default_factory=TrainConfig)
+    sparsify: SparsifyConfig = field(default_factory=SparsifyConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
+
+
+def preset_overrides(preset: Preset) -> dict[str, Any]:
+    """The nested overrides that define a preset.
+
+    ``fast`` fits the default run (RTE, MiniLM teacher, 2-layer student) in about a quarter of an hour
+    on two CPU cores: fewer epochs, a higher learning rate, and 4 evaluations per epoch.
+    ``reference`` is METHOD.md: lr 3e-5, batch 16, eval batch 32, 10 epochs, evaluation every 10 steps,
+    early stopping after 5 epochs without improvement.
+    """
+    if preset == Preset.REFERENCE:
+        train = {
+            "epochs": 10,
+            "batch_size": 16,
+            "eval_batch_size": 32,
+            "lr": 3e-5,
+            "weight_decay": 0.01,
+            "warmup_ratio": 0.1,
+            "max_grad_norm": 5.0,
+            "eval_every": 10,
+            "patience_epochs": 5.0,
+        }
+        return {"finetune": dict(train), "distill": dict(train), "seed": 776}
+    return {
+        "finetune": {"epochs": 3, "lr": 5e-5, "batch_size": 16, "eval_every": 0, "patience_epochs": 0},
+        "distill": {"epochs": 3, "lr": 1e-4, "batch_size": 16, "eval_every": 0, "patience_epochs": 0},
+    }
+
+
+_ENUMS: dict[str, type[Enum]] = {"Protocol": Protocol, "Search": Search, "Preset": Preset}
+
+
+def _coerce(value: Any, type_text: str, where: str) -> Any:
+    """Convert a flag / YAML value to a field's declared type (annotations are strings here)."""
+    base = str(type_text).replace(" | None", "")
+    if value is None:
+        return None
+    try:
+        if base in _ENUMS:
+            return _ENUMS[base](value)
+        if base.startswith("list["):
+            items = value.split(",") if isinstance(value, str) else list(value)
+            inner = float if base == "list[float]" else str
+            return [inner(v.strip() if isinstance(v, str) else v) for v in items if str(v).strip()]
+        if base == "int":
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError(value)
+            return int(value)
+        if base == "float":
+            out = float(value)
+            if math.isnan(out):
+                raise ValueError(value)
+            return out
+        if base == "bool":
+            return bool(value)
+        return str(value)
+    except (ValueError, TypeError):
+        raise StarkInputError(f"{where}: {value!r} is not a valid value ({base})") from None
+
+
+def apply_overrides(obj: Any, overrides: dict[str, Any], where: str = "config") -> Any:
+    """Set nested fields from a mapping; unknown keys raise StarkInputError naming the key."""
+    hints = {f.name: f for f in dataclasses.fields(obj)}
+    for key, value in overrides.items():
+        name = key.replace("-", "_")
+        if name not in hints:
+            raise StarkInputError(f"{where}: unknown key {key!r} (known: {', '.join(sorted(hints))})")
+        current = getattr(obj, name)
+        if dataclasses.is_dataclass(current):
+            if not isinstance(value, dict):
+                raise StarkInputError(f"{where}.{key}: expected a mapping, got {value!r}")
+            apply_overrides(current, value, f"{where}.{key}")
+        else:
+            setattr(obj, name, _coerce(value, hints[name].type, f"{where}.{key}"))
+    return obj
+
+
+def load_recipe(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    if not p.is_file():
+        raise StarkInputError(f"recipe {path} does not exist")
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise StarkInputError(f"recipe {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise StarkInputError(f"recipe {path} must be a mapping of options, got {type(data).__name__}")
+    return data
+
+
+def build_config(recipe: dict[str, Any] | None = None, flags: dict[str, Any] | None = None) -> RunConfig:
+    """Preset, then recipe, then flags; validated."""
+    recipe = dict(recipe or {})
+    flags = dict(flags or {})
+    preset = _coerce(flags.get("preset") or recipe.get("preset") or "fast", "Preset", "preset")
+    cfg = RunConfig(preset=preset)
+    apply_overrides(cfg, preset_overrides(preset), "preset")
+    apply_overrides(cfg, recipe, "recipe")
+    apply_overrides(cfg, flags, "flag")
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: RunConfig) -> None:
+    """Range checks with one-line messages (the CLI turns them into exit code 2)."""
+    lam = cfg.sparsify.lam
+    if not 0.0 <= lam <= 1.0:
+        raise StarkInputError(f"--lam {lam:g} is out of range: use 0 to 1")
+    for s in cfg.sparsify.sparsities:
+        if not 0.0 <= s <= 95.0:
+            raise StarkInputError(f"sparsity {s:g} is out of range: use 0 to 95 (percent)")
+    if not cfg.sparsify.sparsities:
+        raise StarkInputError("--sparsities is empty: give at least one level, e.g. 0,50")
+    if cfg.student.sparsity is not None and not 0.0 <= cfg.student.sparsity <= 95.0:
+        raise StarkInputError(f"--student-sparsity {cfg.student.sparsity:g} is out of range: use 0 to 95 (percent)")
+    if cfg.student.layers is not None and cfg.student.layers < 1:
+        raise StarkInputError(f"--student-layers {cfg.student.layers} must be at least 1")
+    for name in ("finetune", "distill"):
+        tc: TrainConfig = getattr(cfg, name)
+        if tc.epochs < 0:
+            raise StarkInputError(f"{name} epochs {tc.epochs:g} is negative")
+        if tc.batch_size < 1 or tc.eval_batch_size < 1:
+            raise StarkInputError(f"{name} batch size must be at least 1")
+        if tc.lr <= 0:
+            raise StarkInputError(f"{name} learning rate {tc.lr:g} must be positive")
+    d = cfg.data
+    for label, v in (("--max-train-samples", d.max_train_samples), ("--max-eval-samples", d.max_eval_samples)):
+        if v is not None and v < 1:
+            raise StarkInputError(f"{label} {v} must be at least 1")
+    if not 0.0 < d.select_fraction < 1.0:
+        raise StarkInputError(f"select fraction {d.select_fraction:g} must be between 0 and 1")
+    if cfg.search.seeds < 1:
+        raise StarkInputError(f"--seeds {cfg.search.seeds} must be at least 1")
+    if (d.train is None) != (d.dev is None):
+        raise StarkInputError("give both --train and --dev (or neither, to use --task)")
+    if d.train is not None and (not d.text_cols or not d.label_col):
+        raise StarkInputError("your own files need --text-cols a[,b] and --label-col y")
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """JSON/YAML-safe dict (enums as their values)."""
+
+    def clean(v: Any) -> Any:
+        if isinstance(v, Enum):
+            return v.value
+        if isinstance(v, dict):
+            return {k: clean(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [clean(x) for x in v]
+        return v
+
+    return clean(dataclasses.asdict(cfg))

