@@ -1,0 +1,164 @@
+"""Shared fixtures: tiny random encoders of each supported family, built in-process (no downloads)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import (
+    BertConfig,
+    BertForSequenceClassification,
+    ElectraConfig,
+    ElectraForSequenceClassification,
+    RobertaConfig,
+    RobertaForSequenceClassification,
+)
+
+ARCHS = ("bert", "roberta", "electra")
+
+
+def tiny_model(arch: str = "bert", num_labels: int = 3, layers: int = 2, seed: int = 0):
+    """A 2-layer, 4-head, hidden-32 encoder classifier with random weights, in eval mode.
+
+    The FFN width (40) is a multiple of 8 so sparsity maps round cleanly; dropout is on in the config
+    so that tests which train see the real code path, but models are returned in eval mode.
+    """
+    torch.manual_seed(seed)
+    common = dict(
+        vocab_size=101,
+        hidden_size=32,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        intermediate_size=40,
+        max_position_embeddings=64,
+        num_labels=num_labels,
+        type_vocab_size=2,
+    )
+    if arch == "bert":
+        model = BertForSequenceClassification(BertConfig(**common))
+    elif arch == "roberta":
+        model = RobertaForSequenceClassification(
+            RobertaConfig(**common, pad_token_id=1, bos_token_id=0, eos_token_id=2)
+        )
+    elif arch == "electra":
+        model = ElectraForSequenceClassification(ElectraConfig(**common, embedding_size=32))
+    else:
+        raise ValueError(arch)
+    return model.eval()
+
+
+def random_batch(batch: int = 3, length: int = 9, seed: int = 1) -> dict[str, torch.Tensor]:
+    """Token ids in [3, 100) with uneven padding, so attention masks matter."""
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(3, 100, (batch, length), generator=g)
+    mask = torch.ones(batch, length, dtype=torch.long)
+    for i in range(1, batch):
+        mask[i, length - 2 * i :] = 0
+    return {"input_ids": ids, "attention_mask": mask}
+
+
+@pytest.fixture(params=ARCHS)
+def arch(request) -> str:
+    return request.param
+
+
+# --------------------------------------------------------------------------------------------
+# Tiny run inputs for the reliability tests (resume, CLI errors, multi-process, reproducibility):
+# a saved teacher folder with its own tokenizer, and small CSV files with a learnable signal.
+# --------------------------------------------------------------------------------------------
+
+TINY_WORDS = [
+    "[PAD]",
+    "[UNK]",
+    "[CLS]",
+    "[SEP]",
+    "[MASK]",
+    *[
+        "the",
+        "a",
+        "cat",
+        "dog",
+        "sat",
+        "ran",
+        "on",
+        "mat",
+        "big",
+        "small",
+        "red",
+        "blue",
+        "good",
+        "bad",
+        "happy",
+        "sad",
+        "is",
+        "was",
+        "not",
+        "very",
+    ],
+]
+
+
+def make_teacher_dir(path, dropout: float = 0.1, layers: int = 2, seed: int = 0):
+    """Save a tiny random BERT classifier plus a word-level tokenizer to ``path`` (a local "hub" model).
+
+    Args:
+        dropout: hidden and attention dropout; 0 makes training a pure function of the batches.
+    """
+    from pathlib import Path
+
+    from transformers import BertTokenizerFast
+
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    vocab = path / "vocab.txt"
+    vocab.write_text("\n".join(TINY_WORDS) + "\n")
+    # transformers 5 reads the vocabulary from `vocab` (`vocab_file` is silently ignored there).
+    tokenizer = BertTokenizerFast(vocab=str(vocab))
+    torch.manual_seed(seed)
+    config = BertConfig(
+        vocab_size=len(TINY_WORDS),
+        hidden_size=32,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        intermediate_size=40,
+        max_position_embeddings=64,
+        num_labels=2,
+        hidden_dropout_prob=dropout,
+        attention_probs_dropout_prob=dropout,
+    )
+    BertForSequenceClassification(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def write_task(folder, n_train: int = 60, n_dev: int = 20, seed: int = 0):
+    """``train.csv`` and ``dev.csv`` (columns ``sentence,label``): label ``pos`` iff a positive word occurs."""
+    import random
+    from pathlib import Path
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(seed)
+    content = TINY_WORDS[5:]
+    paths = []
+    for name, n in (("train", n_train), ("dev", n_dev)):
+        rows = ["sentence,label"]
+        for _ in range(n):
+            words = [rng.choice(content) for _ in range(rng.randint(3, 9))]
+            label = "pos" if {"good", "happy"} & set(words) else "neg"
+            rows.append(f"{' '.join(words)},{label}")
+        path = folder / f"{name}.csv"
+        path.write_text("\n".join(rows) + "\n")
+        paths.append(path)
+    return paths[0], paths[1]
+
+
+@pytest.fixture(scope="session")
+def tiny_teacher(tmp_path_factory):
+    """A saved tiny BERT teacher folder (with dropout), shared by the whole session: treat as read-only."""
+    return make_teacher_dir(tmp_path_factory.mktemp("tiny_teacher"))
+
+
+@pytest.fixture(scope="session")
+def tiny_task(tmp_path_factory):
+    """(train.csv, dev.csv) with 60 and 20 rows, shared by the whole session: treat as read-only."""
+    return write_task(tmp_path_factory.mktemp("tiny_task"))

@@ -1,0 +1,85 @@
+"""Presets, recipes and flags map onto the dataclasses; unknown keys and bad values are refused."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from stark.commands.common import config_from_args
+from stark.config import Preset, Protocol, Search, build_config, load_recipe
+from stark.errors import StarkInputError
+
+RECIPES = sorted((Path(__file__).resolve().parents[1] / "recipes").glob("*.yaml"))
+
+
+def test_defaults_are_the_bundled_run():
+    cfg = build_config()
+    assert cfg.teacher == "minilm" and cfg.data.task == "rte" and cfg.student.layers == 2
+    assert cfg.sparsify.lam == 0.5 and cfg.sparsify.sparsities == [0, 10, 20, 30, 40, 50, 60, 70, 80, 90]
+    assert cfg.search.search == Search.HALVING and cfg.data.protocol == Protocol.HELDOUT
+    assert cfg.preset == Preset.FAST
+
+
+def test_reference_preset_is_method_md():
+    cfg = build_config({"preset": "reference"})
+    for tc in (cfg.finetune, cfg.distill):
+        assert (tc.lr, tc.batch_size, tc.eval_batch_size, tc.epochs) == (3e-5, 16, 32, 10)
+        assert (tc.weight_decay, tc.warmup_ratio, tc.max_grad_norm, tc.eval_every) == (0.01, 0.1, 5.0, 10)
+        assert tc.patience_epochs == 5 and tc.temperature == 2.0
+    assert cfg.seed == 776
+
+
+def test_flags_override_recipe_override_preset():
+    cfg = build_config({"distill": {"lr": 7e-5, "epochs": 4}}, {"distill": {"epochs": 2}})
+    assert cfg.distill.lr == 7e-5 and cfg.distill.epochs == 2
+
+
+@pytest.mark.parametrize("recipe", RECIPES, ids=[p.name for p in RECIPES])
+def test_shipped_recipes_parse(recipe):
+    cfg = build_config(load_recipe(recipe))
+    assert cfg.out.startswith("runs/")
+
+
+@pytest.mark.parametrize(
+    ("recipe", "flags", "message"),
+    [
+        ({"distil": {}}, {}, "unknown key 'distil'"),
+        ({"distill": {"lr_rate": 1}}, {}, "unknown key 'lr_rate'"),
+        ({"sparsify": {"lam": "high"}}, {}, "not a valid value"),
+        ({}, {"sparsify": {"lam": 1.5}}, "--lam 1.5 is out of range"),
+        ({}, {"sparsify": {"sparsities": "0,120"}}, "sparsity 120 is out of range"),
+        ({}, {"distill": {"epochs": -1}}, "negative"),
+        ({}, {"search": {"search": "random"}}, "not a valid value"),
+        ({}, {"data": {"train": "a.csv"}}, "give both --train and --dev"),
+        ({}, {"data": {"train": "a.csv", "dev": "b.csv"}}, "--text-cols"),
+    ],
+)
+def test_bad_config_is_refused(recipe, flags, message):
+    with pytest.raises(StarkInputError, match=message):
+        build_config(recipe, flags)
+
+
+def test_cli_flags_mapping(tmp_path):
+    from stark.cli import build_parser
+
+    args = build_parser().parse_args([
+        "run", "--task", "mrpc", "--epochs", "2", "--student-epochs", "5", "--lam", "0.3", "--sparsities", "0,50",
+        "--student-sparsity", "70", "--seeds", "3", "--search", "full", "--out", str(tmp_path / "o"),
+    ])
+    cfg = config_from_args(args)
+    assert cfg.data.task == "mrpc" and cfg.finetune.epochs == 2 and cfg.distill.epochs == 5
+    assert cfg.sparsify.lam == 0.3 and cfg.sparsify.sparsities == [0.0, 50.0]
+    assert cfg.student.sparsity == 70 and cfg.student.layers is None
+    assert cfg.search.seeds == 3 and cfg.search.search == Search.FULL
+
+
+def test_run_folder_config_is_reused(tmp_path):
+    """Stage commands pointed at a run folder inherit its saved options (no need to repeat --task)."""
+    from stark.cli import build_parser
+    from stark.pipeline import save_resolved_config
+
+    out = tmp_path / "o"
+    save_resolved_config(build_config({}, {"out": str(out), "data": {"task": "cola"}, "sparsify": {"lam": 0.2}}), out)
+    cfg = config_from_args(build_parser().parse_args(["score", "--out", str(out)]))
+    assert cfg.data.task == "cola" and cfg.sparsify.lam == 0.2
