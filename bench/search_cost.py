@@ -19,48 +19,26 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import statistics
 import sys
 import time
 from pathlib import Path
 
 import torch
+from common import RESULTS, bench_config, load_rows, save_rows, seed_run_folder, shared_teacher
 
-from stark.config import build_config
 from stark.pipeline import run
-from stark.stages import build_student, distill, finetune_teacher, prepare_data, read_metrics, teacher_logits_full
-
-RESULTS = Path(__file__).resolve().parent / "results"
-
-
-def _cfg(task: str, out: Path, args: argparse.Namespace, **extra):
-    flags = {
-        "out": str(out),
-        "data": {"task": task, "max_train_samples": args.max_train_samples},
-        "finetune": {"epochs": args.teacher_epochs},
-        "distill": {"epochs": args.epochs},
-        **extra,
-    }
-    return build_config({}, flags)
-
-
-def _copy_teacher(src: Path, out: Path) -> None:
-    if not (out / "teacher" / "metrics.json").is_file():
-        out.mkdir(parents=True, exist_ok=True)
-        shutil.copytree(src, out / "teacher", dirs_exist_ok=True)
+from stark.stages import build_student, distill, read_metrics, teacher_logits_full
 
 
 def bench_task(task: str, args: argparse.Namespace) -> dict:
     work = Path(args.work) / task
-    base = _cfg(task, work / "base", args)
-    data = prepare_data(base)
-    teacher_dir = finetune_teacher(base, data, work / "base")
+    data, teacher_dir = shared_teacher(task, args.max_train_samples, args.teacher_epochs)
 
     # One vanilla KD run, several seeds: time and seed noise.
     vanilla = work / "vanilla"
-    _copy_teacher(teacher_dir, vanilla)
-    vcfg = _cfg(task, vanilla, args)
+    seed_run_folder(teacher_dir, vanilla)
+    vcfg = bench_config(task, vanilla, args.max_train_samples, args.epochs, args.teacher_epochs)
     student_init = build_student(vcfg, data, vanilla / "teacher", vanilla)
     kd_times, kd_devs = [], []
     main = data.spec.main_metric
@@ -79,8 +57,10 @@ def bench_task(task: str, args: argparse.Namespace) -> dict:
     summaries = {}
     for search in ("full", "halving"):
         out = work / search
-        _copy_teacher(teacher_dir, out)
-        cfg = _cfg(task, out, args, search={"search": search})
+        seed_run_folder(teacher_dir, out)
+        cfg = bench_config(
+            task, out, args.max_train_samples, args.epochs, args.teacher_epochs, search={"search": search}
+        )
         stamp = out / "pipeline.time.json"
         if not stamp.is_file():
             start = time.perf_counter()
@@ -158,15 +138,13 @@ def main(argv: list[str] | None = None) -> int:
     results = Path(args.results)
     results.mkdir(parents=True, exist_ok=True)
     path = results / "search_cost.json"
-    done = json.loads(path.read_text())["tasks"] if path.is_file() else []
+    done = load_rows(path)
     for task in args.tasks.split(","):
         if any(r["task"] == task for r in done):
             print(f"{task}: done, skipped")
             continue
         done.append(bench_task(task, args))
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"tasks": done}, indent=2) + "\n")
-        tmp.replace(path)
+        save_rows(path, done)
         (results / "search_cost.md").write_text(markdown(done))
         print(markdown(done), flush=True)
     return 0
