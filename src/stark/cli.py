@@ -8,7 +8,7 @@ import sys
 
 from stark import __version__
 
-COMMANDS = ("run", "stages", "evaluate", "env")
+COMMANDS = ("run", "stages", "evaluate", "report", "export", "bench_inference", "env")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,6 +28,7 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = build_parser()
     args = parser.parse_args(argv)
+    _quiet_libraries()
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
@@ -46,6 +47,15 @@ def main(argv: list[str] | None = None) -> int:
             print(f"stark: error: {exc}", file=sys.stderr)
             return 3
         raise
+
+
+def _quiet_libraries() -> None:
+    """stark prints its own progress; the libraries' per-load reports and shard bars are noise here
+    (the one that matters, a freshly initialised classifier head, is expected for a new task)."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
 
 
 if __name__ == "__main__":

@@ -1,0 +1,190 @@
+"""The run report on synthetic run folders: every figure written, the choice explained, missing parts tolerated."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from stark.cli import main
+from stark.report import bucket_by_score, marked_level, write_report
+from stark.scores import TeacherScores
+
+LAYERS, HEADS, FFN = 3, 4, 40
+LEVELS = (0.0, 50.0, 70.0)
+
+
+def level_record(sparsity: float, student: float | None, full: bool = True) -> dict:
+    return {
+        "teacher_sparsity": sparsity,
+        "teacher_dev": {"accuracy": 0.80 - sparsity / 1000},
+        "student_dev": {"accuracy": student} if student is not None else None,
+        "student_dev_mean": student,
+        "student_dev_std": 0.01 if student is not None else 0.0,
+        "student_select_mean": student,
+        "student_epochs": 3.0 if full else 1.0,
+        "student_full_budget": full,
+    }
+
+
+def fake_summary(chosen: float | None = 50.0, lam: float = 0.5) -> dict:
+    return {
+        "task": "rte",
+        "metric": "accuracy",
+        "teacher": "tiny",
+        "student": {"kind": "layers", "layers": 1},
+        "lam": lam,
+        "protocol": "heldout",
+        "search": "halving",
+        "seeds": 2,
+        "chosen_sparsity": chosen,
+        "chosen_reason": "highest mean accuracy on the held-out selection split",
+        "vanilla_kd": {"student_dev": {"accuracy": 0.70}},
+        "teacher_dense": {"dev": {"accuracy": 0.80}},
+        "levels": [level_record(0.0, 0.70), level_record(50.0, 0.74), level_record(70.0, 0.68, full=False)],
+        "stage_wall_s": {"finetune": 1.0, "rewind": 2.0},
+        "total_wall_s": 3.0,
+        "kd_student_epochs": 7.0,
+        "kd_full_run_epochs": 3.0,
+        "examples": {"train": 90, "select": 10, "dev": 20},
+    }
+
+
+def make_run(root: Path, summary: dict, scores: bool = True, friendliness: bool = True) -> Path:
+    run = root / "run"
+    (run / "teacher").mkdir(parents=True)
+    (run / "teacher" / "config.json").write_text(
+        json.dumps({"num_hidden_layers": LAYERS, "num_attention_heads": HEADS, "intermediate_size": FFN})
+    )
+    for level in LEVELS:
+        kept = 1 - level / 100
+        d = run / "teachers" / f"s{level:g}"
+        d.mkdir(parents=True)
+        metrics = {
+            "sparsity": level,
+            "heads_per_layer": [round(HEADS * kept)] * (LAYERS - 1) + [0],
+            "ffn_per_layer": [8 * round(FFN * kept / 8)] * LAYERS,
+            "encoder_params": 1000,
+            "encoder_gflops_seq128": 0.1 * kept,
+            "dev": {"accuracy": 0.8},
+        }
+        (d / "metrics.json").write_text(json.dumps(metrics))
+    if scores:
+        (run / "scores").mkdir()
+        g = torch.Generator().manual_seed(0)
+        e_h, e_n = torch.rand(LAYERS, HEADS, generator=g), torch.rand(LAYERS, FFN, generator=g)
+        f_h, f_n = (torch.rand(LAYERS, HEADS, generator=g), torch.rand(LAYERS, FFN, generator=g))
+        TeacherScores(e_h, e_n, f_h if friendliness else None, f_n if friendliness else None).save(
+            run / "scores" / "scores.safetensors"
+        )
+    (run / "summary.json").write_text(json.dumps(summary))
+    return run
+
+
+FIGURES = ("student_vs_sparsity.png", "kept_per_layer.png", "scores_heads.png", "scores_neurons.png")
+
+
+def test_every_figure_and_the_choice(tmp_path):
+    run = make_run(tmp_path, fake_summary())
+    path = write_report(run, fake_summary())
+    for name in FIGURES:
+        png = run / "figures" / name
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+        assert f"figures/{name}" in path.read_text()
+    text = path.read_text()
+    assert "**Chosen teacher sparsity: 50%**" in text
+    assert "+4.00 points" in text  # 74.00 vs 70.00 vanilla KD
+    assert "keeps 4 of 12 heads and 48 of 120 FFN neurons" in text
+    assert "## Notes" not in text
+    html = (run / "report.html").read_text()
+    assert html.count("data:image/png;base64,") == len(FIGURES)
+    assert "<table>" in html and "<b>Chosen teacher sparsity: 50%</b>" in html
+    assert not list(run.rglob("*.tmp"))
+
+
+def test_lam_one_without_friendliness_or_teachers(tmp_path):
+    summary = fake_summary(chosen=0.0, lam=1.0)
+    run = make_run(tmp_path, summary, friendliness=False)
+    path = write_report(run, summary)
+    assert (run / "figures" / "scores_heads.png").is_file()
+    text = path.read_text()
+    assert "**Chosen teacher sparsity: 0%**" in text and "vanilla" in text
+
+    # Nothing but summary.json: report.md still written, each missing part named in the notes.
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    (bare / "summary.json").write_text(json.dumps(summary))
+    text = write_report(bare, summary).read_text()
+    assert "**Chosen teacher sparsity: 0%**" in text
+    assert "No scores/scores.safetensors" in text and "kept-per-layer figure skipped" in text
+    assert (bare / "figures" / "student_vs_sparsity.png").is_file()
+
+
+def test_no_choice_and_no_finished_level(tmp_path):
+    summary = fake_summary(chosen=None)
+    for lv in summary["levels"]:
+        lv["student_dev_mean"] = None
+    run = make_run(tmp_path, summary, scores=False)
+    text = write_report(run, summary, html=False).read_text()
+    assert "no sparsity could be chosen" in text
+    assert not (run / "report.html").exists()
+
+
+def test_inference_table_in_report(tmp_path):
+    run = make_run(tmp_path, fake_summary())
+    cell = {"batch": 1, "median_s": 0.01, "min_s": 0.01, "max_s": 0.01, "speedup": 1.0, "latency_ms": 10.0}
+    row = {
+        "key": "teacher",
+        "label": "dense teacher",
+        "sparsity": None,
+        "params": 2e6,
+        "encoder_params": 1e6,
+        "encoder_gflops": 1.0,
+        "flop_ratio": 1.0,
+        "cells": {"pytorch/latency": cell},
+    }
+    results = {
+        "settings": {
+            "seq_len": 128,
+            "latency_batch": 1,
+            "throughput_batch": 32,
+            "warmup": 1,
+            "repeats": 3,
+            "threads": 2,
+            "engines": ["pytorch"],
+        },
+        "machine": {"cpus": 2, "processor": "x86_64"},
+        "models": [row],
+        "goal": [],
+        "versions": {},
+    }
+    (run / "inference.json").write_text(json.dumps(results))
+    text = write_report(run, fake_summary()).read_text()
+    assert "## Inference speed" in text and "| dense teacher |" in text and "2 thread(s)" in text
+
+
+def test_cli_report(tmp_path, capsys):
+    run = make_run(tmp_path, fake_summary())
+    assert main(["report", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert "report.md" in out and "report.html" in out and out.count("figure:") == len(FIGURES)
+    assert main(["report", str(tmp_path / "nowhere")]) == 2
+    assert "summary.json not found" in capsys.readouterr().err
+
+
+def test_neuron_buckets_follow_the_score_order():
+    values = np.array([[1.0, 5.0, 3.0, 7.0]])
+    order = np.argsort(-values, axis=1, kind="stable")
+    np.testing.assert_allclose(bucket_by_score(values, order, 2), [[6.0, 2.0]])
+    np.testing.assert_allclose(bucket_by_score(values, order, 32), [[7.0, 5.0, 3.0, 1.0]])  # never more than F
+
+
+@pytest.mark.parametrize(
+    ("chosen", "levels", "expected"),
+    [(70.0, [0.0, 50.0, 70.0], 70.0), (0.0, [0.0, 30.0, 50.0], 50.0), (0.0, [0.0, 30.0], 30.0), (None, [0.0], None)],
+)
+def test_marked_level(chosen, levels, expected):
+    assert marked_level(chosen, levels) == expected
