@@ -162,3 +162,17 @@ def tiny_teacher(tmp_path_factory):
 def tiny_task(tmp_path_factory):
     """(train.csv, dev.csv) with 60 and 20 rows, shared by the whole session: treat as read-only."""
     return write_task(tmp_path_factory.mktemp("tiny_task"))
+
+
+@pytest.fixture
+def one_thread():
+    """Run torch on one intra-op thread for the test (restored after).
+
+    On a small shared CPU, torch's default of one thread per core can make tiny models over 10x
+    slower (threads wait on each other while other processes hold the cores). Subprocesses that
+    must compute bit-identical results get the same setting via ``OMP_NUM_THREADS=1``.
+    """
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -63,10 +63,29 @@ def test_bad_config_is_refused(recipe, flags, message):
 def test_cli_flags_mapping(tmp_path):
     from stark.cli import build_parser
 
-    args = build_parser().parse_args([
-        "run", "--task", "mrpc", "--epochs", "2", "--student-epochs", "5", "--lam", "0.3", "--sparsities", "0,50",
-        "--student-sparsity", "70", "--seeds", "3", "--search", "full", "--out", str(tmp_path / "o"),
-    ])
+    args = build_parser().parse_args(
+        [
+            "run",
+            "--task",
+            "mrpc",
+            "--epochs",
+            "2",
+            "--student-epochs",
+            "5",
+            "--lam",
+            "0.3",
+            "--sparsities",
+            "0,50",
+            "--student-sparsity",
+            "70",
+            "--seeds",
+            "3",
+            "--search",
+            "full",
+            "--out",
+            str(tmp_path / "o"),
+        ]
+    )
     cfg = config_from_args(args)
     assert cfg.data.task == "mrpc" and cfg.finetune.epochs == 2 and cfg.distill.epochs == 5
     assert cfg.sparsify.lam == 0.3 and cfg.sparsify.sparsities == [0.0, 50.0]

@@ -14,8 +14,21 @@ from stark.models import layer_widths, load_model
 @pytest.mark.slow
 def test_stark_run_real_minilm_rte(tmp_path, capsys):
     out = tmp_path / "run"
-    argv = ["run", "--task", "rte", "--max-train-samples", "64", "--max-eval-samples", "32", "--epochs", "1",
-            "--sparsities", "0,50,90", "--out", str(out)]
+    argv = [
+        "run",
+        "--task",
+        "rte",
+        "--max-train-samples",
+        "64",
+        "--max-eval-samples",
+        "32",
+        "--epochs",
+        "1",
+        "--sparsities",
+        "0,50,90",
+        "--out",
+        str(out),
+    ]
     assert main(argv) == 0
     printed = capsys.readouterr().out
     assert "chosen teacher sparsity" in printed and "| 50% |" in printed

@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -96,9 +97,15 @@ def layer_widths(model: PreTrainedModel) -> tuple[list[int], list[int]]:
     return heads, ffn
 
 
-def _empty_linear(in_features: int, out_features: int, like: nn.Linear) -> nn.Linear:
-    # Built on the meta device and then materialised empty: init would be wasted, weights are overwritten.
-    new = nn.Linear(in_features, out_features, bias=like.bias is not None, device="meta", dtype=like.weight.dtype)
+def empty_linear(in_features: int, out_features: int, like: nn.Linear) -> nn.Linear:
+    """An uninitialised Linear on ``like``'s device and dtype; its weights are about to be overwritten.
+
+    Built on the meta device (no wasted init) with the zero-size warning silenced: zero-width layers
+    are legitimate here (a layer that lost all its heads or neurons).
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Initializing zero-element tensors")
+        new = nn.Linear(in_features, out_features, bias=like.bias is not None, device="meta", dtype=like.weight.dtype)
     return new.to_empty(device=like.weight.device)
 
 
@@ -110,12 +117,12 @@ def resize_layer(layer: nn.Module, n_heads: int, n_ffn: int, d_head: int) -> Non
     p = layer_parts(layer)
     width = n_heads * d_head
     attn = layer.attention.self
-    attn.query = _empty_linear(p.query.in_features, width, p.query)
-    attn.key = _empty_linear(p.key.in_features, width, p.key)
-    attn.value = _empty_linear(p.value.in_features, width, p.value)
-    layer.attention.output.dense = _empty_linear(width, p.attn_out.out_features, p.attn_out)
-    layer.intermediate.dense = _empty_linear(p.ffn_in.in_features, n_ffn, p.ffn_in)
-    layer.output.dense = _empty_linear(n_ffn, p.ffn_out.out_features, p.ffn_out)
+    attn.query = empty_linear(p.query.in_features, width, p.query)
+    attn.key = empty_linear(p.key.in_features, width, p.key)
+    attn.value = empty_linear(p.value.in_features, width, p.value)
+    layer.attention.output.dense = empty_linear(width, p.attn_out.out_features, p.attn_out)
+    layer.intermediate.dense = empty_linear(p.ffn_in.in_features, n_ffn, p.ffn_in)
+    layer.output.dense = empty_linear(n_ffn, p.ffn_out.out_features, p.ffn_out)
     _sync_attention_attrs(layer, n_heads, d_head)
 
 
@@ -146,8 +153,14 @@ def _ensure_model_dir(path: str) -> None:
             raise StarkInputError(f"model path {path} is a file, not a model directory")
         if not (p / "config.json").is_file():
             raise StarkInputError(f"model path {path} is not a model: no config.json in it")
-        weights = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json")
+        weights = ("model.safetensors", "model.safetensors.index.json")
         if not any((p / f).is_file() for f in weights):
+            if (p / "pytorch_model.bin").is_file():
+                # .bin weights are pickles, and unpickling a file can run code: stark never does it.
+                raise StarkInputError(
+                    f"model path {path} has only pytorch_model.bin (a pickle); stark loads safetensors only: "
+                    "re-save it with save_pretrained(dir, safe_serialization=True)"
+                )
             raise StarkInputError(f"model path {path} has a config.json but no weights (model.safetensors)")
     elif _looks_local(path):
         raise StarkInputError(f"model path {path} does not exist")
@@ -185,7 +198,7 @@ def load_model(path: str, spec: TaskSpec | None = None) -> PreTrainedModel:
     if spec is not None:
         kwargs = _task_config_kwargs(spec)
     try:
-        model = AutoModelForSequenceClassification.from_pretrained(path, **kwargs)
+        model = AutoModelForSequenceClassification.from_pretrained(path, use_safetensors=True, **kwargs)
     except (OSError, ValueError, RuntimeError) as exc:
         raise StarkInputError(f"cannot load model weights from {path}: {str(exc).splitlines()[0]}") from exc
     return model
@@ -231,9 +244,17 @@ def _load_stark_checkpoint(path: str, config: PretrainedConfig) -> PreTrainedMod
 def load_tokenizer(path: str) -> PreTrainedTokenizerBase:
     path = resolve_model_path(path)
     try:
-        return AutoTokenizer.from_pretrained(path)
+        tokenizer = AutoTokenizer.from_pretrained(path)
     except (OSError, ValueError, TypeError) as exc:
         raise StarkInputError(f"cannot load a tokenizer from {path}: {str(exc).splitlines()[0]}") from exc
+    # A model folder without tokenizer files still "loads" in transformers 5: a tokenizer that knows
+    # only its special tokens and maps every word to [UNK]. Training on that would silently learn nothing.
+    if len(tokenizer) <= len(set(tokenizer.all_special_tokens)):
+        raise StarkInputError(
+            f"no tokenizer in {path}: it has no vocabulary files (e.g. tokenizer.json or vocab.txt); "
+            "save the tokenizer beside the model"
+        )
+    return tokenizer
 
 
 def save_model(

@@ -15,7 +15,9 @@ import torch
 import yaml
 
 from stark.config import RunConfig, Search, to_dict
-from stark.models import load_model
+from stark.errors import StarkInputError
+from stark.lock import RunLock
+from stark.models import load_config, load_model
 from stark.search import successive_halving
 from stark.stages import (
     LogitCache,
@@ -30,6 +32,7 @@ from stark.stages import (
     read_metrics,
     score,
     sparsify_teachers,
+    training_done,
     versions,
 )
 from stark.train import total_steps_for, visited_examples, write_json
@@ -73,6 +76,46 @@ def save_resolved_config(cfg: RunConfig, out: Path) -> None:
     tmp.replace(out / "config.yaml")
 
 
+def make_accelerator(mixed_precision: str = "no"):
+    """The one ``accelerate.Accelerator`` of this process, shared by every stage of a command.
+
+    Under ``accelerate launch`` (or ``torchrun``) it joins the process group; in a plain ``stark``
+    call it is a single process on the GPU if there is one, else on the CPU.
+    """
+    from accelerate import Accelerator
+
+    return Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=mixed_precision)
+
+
+def is_main(accelerator) -> bool:
+    """True on the process that writes files (the only one without an accelerator)."""
+    return accelerator is None or accelerator.is_main_process
+
+
+def barrier(accelerator) -> None:
+    """Let every process see what the main process has just written."""
+    if accelerator is not None:
+        accelerator.wait_for_everyone()
+
+
+def prepare_run(cfg: RunConfig, check_student: bool = True) -> TaskData:
+    """Check everything that can be refused before anything is written: the teacher, the student's
+    shape (``check_student``), the data files and the tokenizer. A refused run leaves no output
+    folder behind.
+
+    Raises:
+        StarkInputError: with a one-line message naming the problem.
+    """
+    teacher_config = load_config(cfg.teacher)
+    if check_student and cfg.student.sparsity is None and cfg.student.layers is not None:
+        total = teacher_config.num_hidden_layers
+        if cfg.student.layers > total:
+            raise StarkInputError(
+                f"--student-layers {cfg.student.layers} is more than the teacher's {total} layers (use 1-{total})"
+            )
+    return prepare_data(cfg)
+
+
 def _timed_stage(clock: Clock, name: str, stage_dir: Path, fn):
     """Run a stage, charging either its fresh wall time or, if it was already done, its recorded one."""
     if is_done(stage_dir):
@@ -101,7 +144,8 @@ class Rewinder:
         self.teacher_dirs = teacher_dirs
         self.student_init = student_init
         self.accelerator = accelerator
-        self.total_steps = total_steps_for(len(data.train), cfg.distill)
+        self.world = accelerator.num_processes if accelerator is not None else 1
+        self.total_steps = total_steps_for(len(data.train), cfg.distill, self.world)
         self.steps_done: dict[tuple[float, int], int] = {}
 
     def _cache_for(self, level: float) -> tuple[LogitCache, Path]:
@@ -121,12 +165,13 @@ class Rewinder:
 
     def train_seed(self, level: float, k: int, steps: int) -> float:
         out_dir = self.paths.student(level, k)
-        if is_done(out_dir):
+        if training_done(out_dir, self.accelerator):
             return read_metrics(out_dir)["select"][self.data.spec.main_metric]
         start_step = self._progress(out_dir)
         cache, teacher_dir = self._cache_for(level)
-        need = visited_examples(self.data.train, self._seed_cfg(k), start_step, steps)
-        self.clock.add("teacher_logits", cache.ensure(teacher_dir, self.data, need, self.cfg.distill.eval_batch_size))
+        need = visited_examples(self.data.train, self._seed_cfg(k), start_step, steps, self.world)
+        bs = self.cfg.distill.eval_batch_size
+        self.clock.add("teacher_logits", cache.ensure(teacher_dir, self.data, need, bs, self.accelerator))
         t0 = time.perf_counter()
         result, _ = distill(
             self.cfg,
@@ -155,17 +200,35 @@ class Rewinder:
 
 
 def run(cfg: RunConfig, accelerator=None, progress: bool = True) -> dict:
-    """Run the whole StarK pipeline and return the summary (also written to ``<out>/summary.json``)."""
+    """Run the whole StarK pipeline and return the summary (also written to ``<out>/summary.json``).
+
+    Input is checked before anything is written; the run folder is then locked against a second
+    concurrent run (a killed run leaves no stale lock) and finished stages are reused.
+    """
     start = time.perf_counter()
+    data = prepare_run(cfg)
+    if accelerator is None:
+        if cfg.finetune.mixed_precision != cfg.distill.mixed_precision:
+            raise StarkInputError(
+                f"finetune and distill mixed_precision differ ({cfg.finetune.mixed_precision} vs "
+                f"{cfg.distill.mixed_precision}): stark run uses one setting; run the stages separately"
+            )
+        accelerator = make_accelerator(cfg.distill.mixed_precision)
+    with RunLock(cfg.out, enabled=is_main(accelerator)):
+        if is_main(accelerator):
+            save_resolved_config(cfg, Path(cfg.out))
+        barrier(accelerator)
+        return _run(cfg, data, accelerator, start)
+
+
+def _run(cfg: RunConfig, data: TaskData, accelerator, start: float) -> dict:
     out = Path(cfg.out)
     paths = RunPaths(out)
-    save_resolved_config(cfg, out)
     clock = Clock()
-    data = prepare_data(cfg)
 
     teacher_dir = _timed_stage(clock, "finetune", paths.teacher, lambda: finetune_teacher(cfg, data, out, accelerator))
     student_init = _timed_stage(
-        clock, "student", out / "student_init", lambda: build_student(cfg, data, teacher_dir, out)
+        clock, "student", out / "student_init", lambda: build_student(cfg, data, teacher_dir, out, accelerator)
     )
 
     # Trial distillation = the vanilla-KD student (dense teacher, seed 0); needed for friendliness.
@@ -202,10 +265,12 @@ def run(cfg: RunConfig, accelerator=None, progress: bool = True) -> dict:
             ]
 
     summary = summarize(cfg, data, paths, teacher_dirs, rewinder, finalists, clock, search_log, start)
-    write_json(out / "summary.json", summary)
-    from stark.report import write_report
+    if is_main(accelerator):
+        write_json(out / "summary.json", summary)
+        from stark.report import write_report
 
-    write_report(out, summary)
+        write_report(out, summary)
+    barrier(accelerator)
     return summary
 
 

@@ -23,7 +23,7 @@ from torch import nn
 from transformers import PreTrainedModel
 
 from stark.errors import StarkInputError
-from stark.models import _sync_attention_attrs, encoder_layers, head_dim, layer_parts, layer_widths
+from stark.models import _sync_attention_attrs, empty_linear, encoder_layers, head_dim, layer_parts, layer_widths
 
 NEURON_MULTIPLE = 8
 
@@ -41,8 +41,7 @@ def check_sparsity(sparsity: float) -> float:
 
 
 def _slice_rows(linear: nn.Linear, index: torch.Tensor) -> nn.Linear:
-    new = nn.Linear(linear.in_features, len(index), bias=linear.bias is not None, device="meta")
-    new = new.to_empty(device=linear.weight.device).to(linear.weight.dtype)
+    new = empty_linear(linear.in_features, len(index), linear)
     with torch.no_grad():
         new.weight.copy_(linear.weight.index_select(0, index))
         if linear.bias is not None:
@@ -51,8 +50,7 @@ def _slice_rows(linear: nn.Linear, index: torch.Tensor) -> nn.Linear:
 
 
 def _slice_cols(linear: nn.Linear, index: torch.Tensor) -> nn.Linear:
-    new = nn.Linear(len(index), linear.out_features, bias=linear.bias is not None, device="meta")
-    new = new.to_empty(device=linear.weight.device).to(linear.weight.dtype)
+    new = empty_linear(len(index), linear.out_features, linear)
     with torch.no_grad():
         new.weight.copy_(linear.weight.index_select(1, index))
         if linear.bias is not None:

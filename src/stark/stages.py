@@ -105,6 +105,19 @@ def is_done(stage_dir: Path) -> bool:
     return (Path(stage_dir) / "metrics.json").is_file()
 
 
+def training_done(out_dir: Path, accelerator=None) -> bool:
+    """``is_done`` for a training stage; also removes the ``.work`` folder that a kill between
+    publishing the stage and deleting its work folder leaves behind."""
+    if not is_done(out_dir):
+        return False
+    work = out_dir.with_name(out_dir.name + ".work")
+    if work.exists() and (accelerator is None or accelerator.is_main_process):
+        import shutil
+
+        shutil.rmtree(work, ignore_errors=True)
+    return True
+
+
 def read_metrics(stage_dir: Path) -> dict:
     return json.loads((Path(stage_dir) / "metrics.json").read_text())
 
@@ -181,7 +194,7 @@ def _train_stage(
 def finetune_teacher(cfg: RunConfig, data: TaskData, out: Path, accelerator=None) -> Path:
     """Stage 1: fine-tune the pretrained encoder on the task; keep the best selection checkpoint."""
     out_dir = Path(out) / "teacher"
-    if is_done(out_dir):
+    if training_done(out_dir, accelerator):
         return out_dir
     model = load_model(cfg.teacher, data.spec)
     _train_stage(
@@ -203,8 +216,20 @@ def _seeded(train_cfg: TrainConfig, seed: int) -> TrainConfig:
     return replace(train_cfg, seed=seed)
 
 
-def build_student(cfg: RunConfig, data: TaskData, teacher_dir: Path, out: Path) -> Path:
-    """Stage 2: bottom-k layers of the teacher, or the teacher pruned by expressive score (lam = 1)."""
+def _is_main(accelerator) -> bool:
+    return accelerator is None or accelerator.is_main_process
+
+
+def _barrier(accelerator) -> None:
+    if accelerator is not None:
+        accelerator.wait_for_everyone()
+
+
+def build_student(cfg: RunConfig, data: TaskData, teacher_dir: Path, out: Path, accelerator=None) -> Path:
+    """Stage 2: bottom-k layers of the teacher, or the teacher pruned by expressive score (lam = 1).
+
+    Every process computes the (deterministic) student; only the main one writes it.
+    """
     out_dir = Path(out) / "student_init"
     if is_done(out_dir):
         return out_dir
@@ -221,9 +246,11 @@ def build_student(cfg: RunConfig, data: TaskData, teacher_dir: Path, out: Path) 
         student = drop_layers(teacher, cfg.student.layers)
         how = {"kind": "layers", "layers": cfg.student.layers}
     info = {**_stage_info(cfg, data, "student"), "student": how}
-    save_model(student, data.tokenizer, out_dir, info)
-    metrics = {**info, **model_facts(student), "wall_s": time.perf_counter() - start}
-    write_json(out_dir / "metrics.json", metrics)
+    if _is_main(accelerator):
+        save_model(student, data.tokenizer, out_dir, info)
+        metrics = {**info, **model_facts(student), "wall_s": time.perf_counter() - start}
+        write_json(out_dir / "metrics.json", metrics)
+    _barrier(accelerator)
     return out_dir
 
 
@@ -263,7 +290,7 @@ def distill(
         (fit result, or None if the stage was already finished; the stage folder).
     """
     out_dir = Path(out_dir)
-    if is_done(out_dir):
+    if training_done(out_dir, accelerator):
         return None, out_dir
     student = load_model(str(student_init))
     student.train()
@@ -291,9 +318,13 @@ def score(
         return out_dir
     start = time.perf_counter()
     teacher = load_model(str(teacher_dir))
+    if accelerator is not None:
+        teacher = teacher.to(accelerator.device)
     student_logits = None
     if trial_dir is not None:
         trial = load_model(str(trial_dir))
+        if accelerator is not None:
+            trial = trial.to(accelerator.device)
         student_logits = predict(trial, data.select, data.pad_id, cfg.distill.eval_batch_size, accelerator)
     result = score_teacher(
         teacher,
@@ -320,6 +351,7 @@ def score(
                 "wall_s": time.perf_counter() - start,
             },
         )
+    _barrier(accelerator)
     return out_dir
 
 
@@ -361,6 +393,7 @@ def sparsify_teachers(
             save_model(teacher, data.tokenizer, out_dir, {**_stage_info(cfg, data, "sparsify"), "sparsity": level})
             metrics["wall_s"] = time.perf_counter() - start
             write_json(out_dir / "metrics.json", metrics)
+    _barrier(accelerator)
     return dirs
 
 
@@ -379,24 +412,28 @@ class LogitCache:
         else:
             self.logits, self.filled = torch.zeros(n, n_out), torch.zeros(n, dtype=torch.bool)
 
-    def ensure(self, teacher_dir: Path, data: TaskData, indices: set[int], batch_size: int) -> float:
-        """Compute the missing logits among ``indices``; returns seconds spent."""
+    def ensure(self, teacher_dir: Path, data: TaskData, indices: set[int], batch_size: int, accelerator=None) -> float:
+        """Compute the missing logits among ``indices`` (shared among processes); returns seconds spent."""
         missing = sorted(i for i in indices if not bool(self.filled[i]))
         if not missing:
             return 0.0
         start = time.perf_counter()
         teacher = load_model(str(teacher_dir))
+        if accelerator is not None:
+            teacher = teacher.to(accelerator.device)
         subset = Encoded(
             [data.train.input_ids[i] for i in missing],
             None if data.train.token_type_ids is None else [data.train.token_type_ids[i] for i in missing],
             [data.train.labels[i] for i in missing],
         )
-        logits = predict(teacher, subset, data.pad_id, batch_size)
+        logits = predict(teacher, subset, data.pad_id, batch_size, accelerator)
         index = torch.tensor(missing)
         self.logits[index] = logits
         self.filled[index] = True
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        save_file({"logits": self.logits.contiguous(), "filled": self.filled.to(torch.uint8)}, str(tmp))
-        tmp.replace(self.path)
+        if _is_main(accelerator):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_name(self.path.name + ".tmp")
+            save_file({"logits": self.logits.contiguous(), "filled": self.filled.to(torch.uint8)}, str(tmp))
+            tmp.replace(self.path)
+        _barrier(accelerator)
         return time.perf_counter() - start

@@ -5,11 +5,18 @@ and decay, gradient clipping, evaluation every N steps on the selection split, e
 patience, best checkpoint kept. Distillation reads teacher logits from a cache indexed by example
 (``batch["idx"]``): the teacher never runs inside this loop.
 
-Resume: every ``checkpoint_every`` steps the model, optimizer, scheduler, RNG state, position in the
-(deterministic) data order and the early-stopping state are written to ``<work>/checkpoint``
-(temp path, then rename). A killed run restarts from there and, on the CPU, ends bit-identical to an
-uninterrupted one. The same mechanism pauses a run after a step budget (successive halving) and
-continues it later, so a paused-then-continued run equals a straight one.
+Resume: every ``checkpoint_every`` steps the model, optimizer, scheduler, RNG state (of every
+process), position in the (deterministic) data order and the early-stopping state are written to
+``<work>/checkpoint`` (temp path, then rename). A killed run restarts from there and, on the CPU,
+ends bit-identical to an uninterrupted one; the log is cut back to the checkpoint so it too reads
+as one run. The same mechanism pauses a run after a step budget (successive halving) and continues
+it later, so a paused-then-continued run equals a straight one.
+
+Several processes: each optimisation step takes one *global* batch of ``batch_size x processes``
+examples and splits it among the processes; every process scales its loss by its share, so the
+gradient that DDP averages is the gradient of the global batch mean. With dropout off, N processes
+with batch size B therefore follow the same trajectory as one process with batch size N x B (up to
+float rounding), which the multi-process tests check.
 """
 
 from __future__ import annotations
@@ -104,15 +111,28 @@ def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Opti
 
 
 def steps_per_epoch(n_examples: int, batch_size: int, num_processes: int = 1) -> int:
-    batches = math.ceil(n_examples / batch_size)
-    return math.ceil(batches / num_processes)
+    """Optimisation steps per epoch: one per global batch of ``batch_size x num_processes`` examples."""
+    return math.ceil(n_examples / (batch_size * num_processes))
 
 
-def _epoch_batches(data: Encoded, cfg: TrainConfig, epoch: int, rank: int, world: int) -> list[list[int]]:
-    batches = length_grouped_batches(data.lengths(), cfg.batch_size, seed=cfg.seed, epoch=epoch, shuffle=True)
-    n = math.ceil(len(batches) / world)
-    # Every process takes the same number of steps (DDP needs it); the last few batches wrap around.
-    return [batches[(j * world + rank) % len(batches)] for j in range(n)]
+def _epoch_batches(data: Encoded, cfg: TrainConfig, epoch: int, rank: int, world: int) -> list[tuple[list[int], float]]:
+    """This process's part of every global batch of an epoch, with its loss weight.
+
+    Global batches hold ``batch_size x world`` examples (the same batches one process with that batch
+    size would use) and are split into ``world`` near-equal parts. The weight ``len(part) x world /
+    len(global)`` turns DDP's average of per-process means into the mean over the global batch. A
+    last global batch with fewer examples than processes leaves some process without one: it
+    re-reads an example with weight 0, because every process must take part in every step.
+    """
+    batches = length_grouped_batches(data.lengths(), cfg.batch_size * world, seed=cfg.seed, epoch=epoch, shuffle=True)
+    if world == 1:
+        return [(b, 1.0) for b in batches]
+    out = []
+    for batch in batches:
+        parts = [p.tolist() for p in np.array_split(np.asarray(batch), world)]
+        part = parts[rank]
+        out.append((part, len(part) * world / len(batch)) if part else ([batch[0]], 0.0))
+    return out
 
 
 def visited_examples(data: Encoded, cfg: TrainConfig, start_step: int, stop_step: int, world: int = 1) -> set[int]:
@@ -128,7 +148,7 @@ def visited_examples(data: Encoded, cfg: TrainConfig, start_step: int, stop_step
         epoch, offset = divmod(step, per_epoch)
         take = min(per_epoch - offset, stop_step - step)
         for rank in range(world):
-            for batch in _epoch_batches(data, cfg, epoch, rank, world)[offset : offset + take]:
+            for batch, _ in _epoch_batches(data, cfg, epoch, rank, world)[offset : offset + take]:
                 seen.update(batch)
         step += take
     return seen
@@ -188,9 +208,14 @@ def evaluate(
 
 
 class _Logger:
-    """JSON lines plus TensorBoard, main process only."""
+    """JSON lines plus TensorBoard, main process only.
 
-    def __init__(self, work: Path, enabled: bool, name: str):
+    ``resume_step`` is the step of the checkpoint a run restarts from (None: no checkpoint). Records
+    written after it by a killed run are dropped, so the log of a resumed run reads like the log of
+    an uninterrupted one (the steps in between are logged again as they are re-run).
+    """
+
+    def __init__(self, work: Path, enabled: bool, name: str, resume_step: int | None = None):
         self.enabled = enabled
         self.name = name
         self.path = work / "log.jsonl"
@@ -198,7 +223,27 @@ class _Logger:
         if enabled:
             from torch.utils.tensorboard import SummaryWriter
 
-            self.tb = SummaryWriter(str(work / "tb"))
+            self._cut_back(resume_step)
+            if resume_step is None:
+                shutil.rmtree(work / "tb", ignore_errors=True)
+                self.tb = SummaryWriter(str(work / "tb"))
+            else:
+                self.tb = SummaryWriter(str(work / "tb"), purge_step=resume_step + 1)
+
+    def _cut_back(self, resume_step: int | None) -> None:
+        if not self.path.is_file():
+            return
+        kept = []
+        for line in self.path.read_text(errors="replace").splitlines():
+            try:
+                step = json.loads(line).get("step", 0)
+            except (json.JSONDecodeError, AttributeError):
+                continue  # a line cut short by the kill
+            if resume_step is not None and step <= resume_step:
+                kept.append(line + "\n")
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        tmp.write_text("".join(kept))
+        os.replace(tmp, self.path)
 
     def log(self, record: dict) -> None:
         if not self.enabled:
@@ -218,7 +263,31 @@ class _Logger:
             self.tb.close()
 
 
-def _save_checkpoint(path: Path, model, optimizer, scheduler, state: dict) -> None:
+def _rng_state() -> dict[str, torch.Tensor]:
+    """This process's random state: dropout draws from it (data order does not, it is seeded per epoch)."""
+    state = {"cpu": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state()
+    return state
+
+
+def _gather_rng(accelerator) -> dict[str, torch.Tensor]:
+    """Every process's random state, as ``{"<kind>.<rank>": state}`` (collective: all processes call)."""
+    states = [_rng_state()]
+    if accelerator.num_processes > 1:
+        from accelerate.utils import gather_object
+
+        states = gather_object(states)
+    return {f"{kind}.{rank}": t for rank, st in enumerate(states) for kind, t in st.items()}
+
+
+def _set_rng(rng: dict[str, torch.Tensor], rank: int) -> None:
+    torch.set_rng_state(rng[f"cpu.{rank}"] if f"cpu.{rank}" in rng else rng["torch_rng"])  # older checkpoints
+    if torch.cuda.is_available() and f"cuda.{rank}" in rng:
+        torch.cuda.set_rng_state(rng[f"cuda.{rank}"])
+
+
+def _save_checkpoint(path: Path, model, optimizer, scheduler, state: dict, rng: dict[str, torch.Tensor]) -> None:
     tmp = path.with_name(path.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -230,7 +299,7 @@ def _save_checkpoint(path: Path, model, optimizer, scheduler, state: dict) -> No
         {k: v.contiguous().cpu() for k, v in tensors.items()} or {"_empty": torch.zeros(0)},
         str(tmp / "optim.safetensors"),
     )
-    save_file({"torch_rng": torch.get_rng_state()}, str(tmp / "rng.safetensors"))
+    save_file({k: v.contiguous() for k, v in rng.items()}, str(tmp / "rng.safetensors"))
     meta = {"param_groups": opt["param_groups"], "scheduler": scheduler.state_dict(), **state}
     (tmp / "state.json").write_text(json.dumps(meta))
     old = path.with_name(path.name + ".old")
@@ -240,7 +309,7 @@ def _save_checkpoint(path: Path, model, optimizer, scheduler, state: dict) -> No
     shutil.rmtree(old, ignore_errors=True)
 
 
-def _load_checkpoint(path: Path, model, optimizer, scheduler) -> dict:
+def _load_checkpoint(path: Path, model, optimizer, scheduler, rank: int = 0) -> dict:
     model.load_state_dict(load_file(str(path / "model.safetensors")))
     meta = json.loads((path / "state.json").read_text())
     flat = load_file(str(path / "optim.safetensors"))
@@ -252,7 +321,7 @@ def _load_checkpoint(path: Path, model, optimizer, scheduler) -> dict:
         state.setdefault(int(pid), {})[name] = value
     optimizer.load_state_dict({"state": state, "param_groups": meta.pop("param_groups")})
     scheduler.load_state_dict(meta.pop("scheduler"))
-    torch.set_rng_state(load_file(str(path / "rng.safetensors"))["torch_rng"])
+    _set_rng(load_file(str(path / "rng.safetensors")), rank)
     return meta
 
 
@@ -312,16 +381,56 @@ def fit(
     optimizer = make_optimizer(model, cfg)
     scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total_steps), total_steps)
 
-    state = {"step": 0, "best": None, "best_step": 0, "bad_evals": 0, "stopped": False, "history": [], "wall_s": 0.0}
+    state = {
+        "step": 0,
+        "best": None,
+        "best_step": 0,
+        "bad_evals": 0,
+        "stopped": False,
+        "history": [],
+        "wall_s": 0.0,
+        "processes": world,
+        "train_config": _trajectory_settings(cfg),
+    }
+    resume_step = None
     if ckpt.exists():
-        state.update(_load_checkpoint(ckpt, model, optimizer, scheduler))
-    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+        saved = _load_checkpoint(ckpt, model, optimizer, scheduler, rank)
+        if saved.get("processes", 1) != world:
+            from stark.errors import StarkInputError
+
+            raise StarkInputError(
+                f"the checkpoint in {ckpt} was written by {saved.get('processes', 1)} process(es); "
+                f"resume it with the same number (this launch has {world})"
+            )
+        _check_same_settings(ckpt, saved.get("train_config"), state["train_config"])
+        state.update(saved)
+        resume_step = state["step"]
+    # The scheduler stays unprepared: our step count is already global, while accelerate's wrapper
+    # would advance it once per process at every step (N processes would run N times the schedule).
+    model, optimizer = accelerator.prepare(model, optimizer)
     device = accelerator.device
     if teacher_logits is not None:
         teacher_logits = teacher_logits.float()
-    logger = _Logger(work_dir, main, name)
+    logger = _Logger(work_dir, main, name, resume_step)
+    where = f"{name} ({work_dir})"
+
+    def diverged(step: int, what: str) -> TrainingDiverged:
+        if resume_step is None:
+            kept = f"nothing from this step was saved (no checkpoint yet); try a lower learning rate than {cfg.lr:g}"
+        else:
+            kept = (
+                f"nothing from this step was saved and the last good checkpoint (step {resume_step}) is kept; "
+                f"to retry with a lower learning rate than {cfg.lr:g}, delete {work_dir} first"
+            )
+        return TrainingDiverged(f"training diverged in stage {where} at step {step}: {what}; {kept}")
+
+    def check_weights(step: int) -> None:
+        # Before anything is written: a step can turn finite gradients into non-finite weights.
+        if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
+            raise diverged(step, "the weights became NaN/inf")
 
     def do_eval(step: int) -> None:
+        check_weights(step)
         metrics = evaluate(accelerator.unwrap_model(model), select_data, spec, pad_id, cfg.eval_batch_size, accelerator)
         improved = state["best"] is None or metrics[spec.main_metric] > state["best"][spec.main_metric]
         state["history"].append({"step": step, "select": metrics})
@@ -337,56 +446,74 @@ def fit(
         accelerator.wait_for_everyone()
 
     def checkpoint() -> None:
+        nonlocal resume_step
+        check_weights(state["step"])
+        rng = _gather_rng(accelerator)
         if main:
             state["wall_s"] = prior_wall + time.perf_counter() - start
-            _save_checkpoint(ckpt, accelerator.unwrap_model(model), optimizer, scheduler, state)
+            _save_checkpoint(ckpt, accelerator.unwrap_model(model), optimizer, scheduler, state, rng)
+        resume_step = state["step"]
         accelerator.wait_for_everyone()
 
+    # fp16 overflows are routine: the gradient scaler skips those steps, so they are not divergence.
+    skip_inf_grads = accelerator.mixed_precision == "fp16"
     prior_wall = state["wall_s"]
     limit = total_steps if stop_after_steps is None else min(total_steps, stop_after_steps)
     bar = tqdm(total=total_steps, initial=state["step"], desc=name, disable=not (progress and main), leave=False)
     model.train()
-    while state["step"] < limit and not state["stopped"]:
-        epoch, offset = divmod(state["step"], per_epoch)
-        batches = _epoch_batches(train_data, cfg, epoch, rank, world)
-        for indices in batches[offset:]:
-            batch = {k: v.to(device) for k, v in collate(train_data, indices, pad_id).items()}
-            labels, idx = batch.pop("labels"), batch.pop("idx")
-            with accelerator.autocast():
-                logits = model(**batch).logits
-            if teacher_logits is None:
-                loss = task_loss(logits, labels, spec.task_type)
-            else:
-                loss = kd_loss(logits, teacher_logits[idx.cpu()].to(device), labels, spec.task_type, cfg.temperature)
-            step = state["step"] + 1
-            if not torch.isfinite(loss):
-                raise TrainingDiverged(f"{name}: loss is {loss.item()} at step {step}; last good checkpoint kept")
-            accelerator.backward(loss)
-            grad_norm = accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-            if not torch.isfinite(torch.as_tensor(grad_norm)):
-                raise TrainingDiverged(
-                    f"{name}: gradient norm is {float(grad_norm)} at step {step}; last good checkpoint kept"
-                )
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            state["step"] = step
-            bar.update(1)
-            if step % 10 == 0 or step == 1:
-                logger.log(
-                    {"step": step, "epoch": step / per_epoch, "loss": loss.item(), "lr": scheduler.get_last_lr()[0]}
-                )
-            if step % eval_every == 0 or step == total_steps:
-                do_eval(step)
-            if step % cfg.checkpoint_every == 0 or step % per_epoch == 0 or step == limit or state["stopped"]:
-                checkpoint()
-            if step >= limit or state["stopped"]:
-                break
-    bar.close()
-    if state["best"] is None:  # a zero-step budget still needs a kept model and a score
-        do_eval(state["step"])
-        checkpoint()
-    logger.close()
+    try:
+        while state["step"] < limit and not state["stopped"]:
+            epoch, offset = divmod(state["step"], per_epoch)
+            batches = _epoch_batches(train_data, cfg, epoch, rank, world)
+            for indices, weight in batches[offset:]:
+                batch = {k: v.to(device) for k, v in collate(train_data, indices, pad_id).items()}
+                labels, idx = batch.pop("labels"), batch.pop("idx")
+                with accelerator.autocast():
+                    logits = model(**batch).logits
+                if teacher_logits is None:
+                    loss = task_loss(logits, labels, spec.task_type)
+                else:
+                    loss = kd_loss(
+                        logits, teacher_logits[idx.cpu()].to(device), labels, spec.task_type, cfg.temperature
+                    )
+                step = state["step"] + 1
+                # Backward before the checks: a NaN on one process reaches every process through the
+                # gradient all-reduce, so all of them stop at the same step instead of hanging.
+                accelerator.backward(loss if world == 1 else loss * weight)
+                grad_norm = accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+                if not bool(torch.isfinite(loss.detach())):
+                    raise diverged(step, f"the loss is {loss.item()}")
+                if not skip_inf_grads and not bool(torch.isfinite(torch.as_tensor(grad_norm))):
+                    raise diverged(step, f"the gradient norm is {float(grad_norm)}")
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+                state["step"] = step
+                bar.update(1)
+                if step % 10 == 0 or step == 1:
+                    # The global batch's mean loss (what one process with the global batch would log).
+                    shown = loss.detach() if world == 1 else accelerator.reduce(loss.detach() * weight, "mean")
+                    logger.log(
+                        {
+                            "step": step,
+                            "epoch": step / per_epoch,
+                            "loss": shown.item(),
+                            "lr": scheduler.get_last_lr()[0],
+                        }
+                    )
+                if step % eval_every == 0 or step == total_steps:
+                    do_eval(step)
+                if step % cfg.checkpoint_every == 0 or step % per_epoch == 0 or step == limit or state["stopped"]:
+                    checkpoint()
+                if step >= limit or state["stopped"]:
+                    break
+        if state["best"] is None:  # a zero-step budget still needs a kept model and a score
+            do_eval(state["step"])
+            checkpoint()
+    finally:
+        bar.close()
+        logger.close()
+        _forget(accelerator, model, optimizer)
     finished = state["step"] >= total_steps or state["stopped"]
     wall = prior_wall + time.perf_counter() - start
     return FitResult(
@@ -401,6 +528,40 @@ def fit(
     )
 
 
+def _trajectory_settings(cfg: TrainConfig) -> dict:
+    """The settings a resumed run must share with the checkpoint to continue the same trajectory."""
+    settings = asdict(cfg)
+    for harmless in ("checkpoint_every", "eval_batch_size"):
+        settings.pop(harmless)
+    return settings
+
+
+def _check_same_settings(ckpt: Path, saved: dict | None, now: dict) -> None:
+    # Resuming restores the old optimizer and schedule, so changed settings would be silently ignored.
+    if saved is None or saved == now:
+        return
+    from stark.errors import StarkInputError
+
+    changed = ", ".join(f"{k} {saved.get(k)!r} -> {now.get(k)!r}" for k in sorted(now) if saved.get(k) != now.get(k))
+    raise StarkInputError(
+        f"the unfinished run in {ckpt.parent} used other settings ({changed}); run it with its settings "
+        f"to resume, or delete {ckpt.parent} to start this stage again"
+    )
+
+
+def _forget(accelerator, *objects) -> None:
+    """Drop the accelerator's references to this run's model and optimizer.
+
+    One accelerator serves every stage of a command (a sweep is many runs); left registered, each
+    run's student and optimizer moments would stay in memory until the command ends.
+    ``Accelerator.free_memory`` would do it too, but also forces a full garbage collection per run.
+    """
+    for name in ("_models", "_optimizers"):
+        registry = getattr(accelerator, name, None)
+        if isinstance(registry, list):
+            registry[:] = [o for o in registry if all(o is not x for x in objects)]
+
+
 def finalize(work_dir: Path, final_dir: Path, metrics: dict) -> Path:
     """Turn a finished run's work folder into the stage folder: best model + logs + metrics.json.
 
@@ -410,8 +571,15 @@ def finalize(work_dir: Path, final_dir: Path, metrics: dict) -> Path:
     work_dir, final_dir = Path(work_dir), Path(final_dir)
     best = work_dir / "best"
     for name in ("log.jsonl", "tb"):
-        if (work_dir / name).exists():
-            shutil.move(str(work_dir / name), str(best / name))
+        src, dst = work_dir / name, best / name
+        if dst.exists():
+            # Moved by an earlier finalize that was killed; what a resumed run left in work is empty.
+            if src.is_dir():
+                shutil.rmtree(src, ignore_errors=True)
+            else:
+                src.unlink(missing_ok=True)
+        elif src.exists():
+            shutil.move(str(src), str(dst))
     write_json(best / "metrics.json", metrics)
     if final_dir.exists():
         shutil.rmtree(final_dir)

@@ -33,5 +33,9 @@ def run(args: argparse.Namespace) -> int:
     from stark.pipeline import run as run_pipeline
 
     cfg = common.config_from_args(args)
-    print_summary(run_pipeline(cfg))
+    summary = run_pipeline(cfg)
+    from accelerate import PartialState
+
+    if PartialState().is_main_process:
+        print_summary(summary)
     return 0

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from stark.commands import common
@@ -20,8 +22,9 @@ def _require(path: Path, what: str, hint: str) -> Path:
     return path
 
 
-def _print(obj: dict) -> None:
-    print(json.dumps(obj, indent=2, default=str))
+def _print(obj: dict, accelerator=None) -> None:
+    if accelerator is None or accelerator.is_main_process:
+        print(json.dumps(obj, indent=2, default=str))
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -91,99 +94,112 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_rewind)
 
 
-def _setup(args: argparse.Namespace):
-    from stark.pipeline import save_resolved_config
-    from stark.stages import prepare_data
+@contextmanager
+def _setup(args: argparse.Namespace, stage: str = "distill") -> Iterator[tuple]:
+    """Check the input, then lock the run folder and save the resolved config (in that order, so
+    refused input writes nothing); yields ``(cfg, data, out, accelerator)``. The accelerator uses the
+    mixed precision of ``stage`` ('finetune' or 'distill')."""
+    from stark.lock import RunLock
+    from stark.pipeline import barrier, make_accelerator, prepare_run, save_resolved_config
 
     cfg = common.config_from_args(args)
+    data = prepare_run(cfg, check_student=False)
     out = Path(cfg.out)
-    save_resolved_config(cfg, out)
-    return cfg, prepare_data(cfg), out
+    accelerator = make_accelerator(getattr(cfg, stage).mixed_precision)
+    with RunLock(out, enabled=accelerator.is_main_process):
+        if accelerator.is_main_process:
+            save_resolved_config(cfg, out)
+        barrier(accelerator)
+        yield cfg, data, out, accelerator
 
 
 def run_finetune(args: argparse.Namespace) -> int:
     from stark.stages import finetune_teacher, read_metrics
 
-    cfg, data, out = _setup(args)
-    d = finetune_teacher(cfg, data, out)
-    m = read_metrics(d)
-    _print({"teacher_dir": str(d), "select": m["select"], "dev": m["dev"], "wall_s": m["wall_s"]})
+    with _setup(args, "finetune") as (cfg, data, out, acc):
+        d = finetune_teacher(cfg, data, out, acc)
+        m = read_metrics(d)
+        _print({"teacher_dir": str(d), "select": m["select"], "dev": m["dev"], "wall_s": m["wall_s"]}, acc)
     return 0
 
 
 def run_student(args: argparse.Namespace) -> int:
     from stark.stages import build_student, read_metrics
 
-    cfg, data, out = _setup(args)
-    teacher = _require(
-        Path(args.teacher_dir) if args.teacher_dir else out / "teacher", "teacher", "run stark finetune first"
-    )
-    d = build_student(cfg, data, teacher, out)
-    m = read_metrics(d)
-    _print(
-        {
-            "student_dir": str(d),
-            "student": m["student"],
-            "heads_per_layer": m["heads_per_layer"],
-            "ffn_per_layer": m["ffn_per_layer"],
-            "params": m["params"],
-        }
-    )
+    with _setup(args) as (cfg, data, out, acc):
+        teacher = _require(
+            Path(args.teacher_dir) if args.teacher_dir else out / "teacher", "teacher", "run stark finetune first"
+        )
+        d = build_student(cfg, data, teacher, out, acc)
+        m = read_metrics(d)
+        _print(
+            {
+                "student_dir": str(d),
+                "student": m["student"],
+                "heads_per_layer": m["heads_per_layer"],
+                "ffn_per_layer": m["ffn_per_layer"],
+                "params": m["params"],
+            },
+            acc,
+        )
     return 0
 
 
 def run_distill(args: argparse.Namespace) -> int:
     from stark.stages import distill, read_metrics, teacher_logits_full
 
-    cfg, data, out = _setup(args)
-    student = _require(
-        Path(args.student_dir) if args.student_dir else out / "student_init", "student", "run stark student first"
-    )
-    teacher = _require(
-        Path(args.teacher_dir) if args.teacher_dir else out / "teacher", "teacher", "run stark finetune first"
-    )
-    logits = teacher_logits_full(teacher, data, cfg.distill.eval_batch_size)
-    _, d = distill(cfg, data, student, logits, out / args.name, seed=cfg.seed, extra={"teacher_dir": str(teacher)})
-    m = read_metrics(d)
-    _print({"student_dir": str(d), "select": m["select"], "dev": m["dev"], "wall_s": m["wall_s"]})
+    with _setup(args) as (cfg, data, out, acc):
+        student = _require(
+            Path(args.student_dir) if args.student_dir else out / "student_init", "student", "run stark student first"
+        )
+        teacher = _require(
+            Path(args.teacher_dir) if args.teacher_dir else out / "teacher", "teacher", "run stark finetune first"
+        )
+        logits = teacher_logits_full(teacher, data, cfg.distill.eval_batch_size, acc)
+        extra = {"teacher_dir": str(teacher)}
+        _, d = distill(cfg, data, student, logits, out / args.name, seed=cfg.seed, accelerator=acc, extra=extra)
+        m = read_metrics(d)
+        _print({"student_dir": str(d), "select": m["select"], "dev": m["dev"], "wall_s": m["wall_s"]}, acc)
     return 0
 
 
 def run_score(args: argparse.Namespace) -> int:
     from stark.stages import score
 
-    cfg, data, out = _setup(args)
-    teacher = _require(
-        Path(args.teacher_dir) if args.teacher_dir else out / "teacher", "teacher", "run stark finetune first"
-    )
-    trial = _require(
-        Path(args.student_dir) if args.student_dir else out / "trial_student",
-        "trial student",
-        "run stark distill first",
-    )
-    d = score(cfg, data, teacher, trial, out)
-    print(f"scores written to {d / 'scores.safetensors'}")
+    with _setup(args) as (cfg, data, out, acc):
+        teacher = _require(
+            Path(args.teacher_dir) if args.teacher_dir else out / "teacher", "teacher", "run stark finetune first"
+        )
+        trial = _require(
+            Path(args.student_dir) if args.student_dir else out / "trial_student",
+            "trial student",
+            "run stark distill first",
+        )
+        d = score(cfg, data, teacher, trial, out, acc)
+        if acc.is_main_process:
+            print(f"scores written to {d / 'scores.safetensors'}")
     return 0
 
 
 def run_sparsify(args: argparse.Namespace) -> int:
     from stark.stages import read_metrics, sparsify_teachers
 
-    cfg, data, out = _setup(args)
-    teacher = _require(
-        Path(args.teacher_dir) if args.teacher_dir else out / "teacher", "teacher", "run stark finetune first"
-    )
-    scores = Path(args.scores_dir) if args.scores_dir else out / "scores"
-    if not (scores / "scores.safetensors").is_file():
-        raise StarkInputError(f"scores {scores} not found: run stark score first")
-    dirs = sparsify_teachers(cfg, data, teacher, scores, out)
-    m = data.spec.main_metric
-    for level, d in dirs.items():
-        t = read_metrics(d)
-        print(
-            f"{level:5g}%  heads {sum(t['heads_per_layer']):4d}  neurons {sum(t['ffn_per_layer']):6d}  "
-            f"dev {m} {100 * t['dev'][m]:.2f}  -> {d}"
+    with _setup(args) as (cfg, data, out, acc):
+        teacher = _require(
+            Path(args.teacher_dir) if args.teacher_dir else out / "teacher", "teacher", "run stark finetune first"
         )
+        scores = Path(args.scores_dir) if args.scores_dir else out / "scores"
+        if not (scores / "scores.safetensors").is_file():
+            raise StarkInputError(f"scores {scores} not found: run stark score first")
+        dirs = sparsify_teachers(cfg, data, teacher, scores, out, acc)
+        m = data.spec.main_metric
+        for level, d in dirs.items():
+            t = read_metrics(d)
+            if acc.is_main_process:
+                print(
+                    f"{level:5g}%  heads {sum(t['heads_per_layer']):4d}  neurons {sum(t['ffn_per_layer']):6d}  "
+                    f"dev {m} {100 * t['dev'][m]:.2f}  -> {d}"
+                )
     return 0
 
 
@@ -200,5 +216,10 @@ def run_rewind(args: argparse.Namespace) -> int:
         ("scores", "stark score"),
     ):
         _require(out / name, name, f"run {hint} first (or stark run)")
-    print_summary(run(cfg))
+    from stark.pipeline import make_accelerator
+
+    acc = make_accelerator(cfg.distill.mixed_precision)
+    summary = run(cfg, acc)
+    if acc.is_main_process:
+        print_summary(summary)
     return 0
