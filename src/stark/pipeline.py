@@ -185,7 +185,11 @@ class Rewinder:
             extra={"teacher_sparsity": level, "teacher_dir": str(teacher_dir), "seed_index": k},
         )
         self.clock.add("trial_kd" if out_dir == self.paths.trial else "rewind", time.perf_counter() - t0)
-        return result.best[self.data.spec.main_metric]
+        main = self.data.spec.main_metric
+        if result.finished:
+            return result.best[main]
+        # Paused by the search: the best selection metric seen so far, the paused weights' own included.
+        return max(result.best[main], result.current[main])
 
     def _seed_cfg(self, k: int):
         from dataclasses import replace

@@ -88,6 +88,8 @@ class FitResult:
     finished: bool
     wall_s: float
     history: list[dict] = field(default_factory=list)
+    current: dict[str, float] | None = None
+    """Selection metrics of the weights at the last step (what a budgeted search compares)."""
 
 
 def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
@@ -510,6 +512,14 @@ def fit(
         if state["best"] is None:  # a zero-step budget still needs a kept model and a score
             do_eval(state["step"])
             checkpoint()
+        history = state["history"]
+        current = history[-1]["select"] if history and history[-1]["step"] == state["step"] else None
+        if current is None:
+            # Paused between two regular evaluations: measure the current weights for the search without
+            # touching the kept checkpoint, so a paused-then-continued run keeps the straight run's best.
+            current = evaluate(
+                accelerator.unwrap_model(model), select_data, spec, pad_id, cfg.eval_batch_size, accelerator
+            )
     finally:
         bar.close()
         logger.close()
@@ -525,6 +535,7 @@ def fit(
         finished=finished,
         wall_s=wall,
         history=state["history"],
+        current=current,
     )
 
 
