@@ -22,6 +22,12 @@ def _require(path: Path, what: str, hint: str) -> Path:
     return path
 
 
+def _teacher_dir(args: argparse.Namespace, out: Path) -> Path:
+    """The fine-tuned teacher a stage reads: ``--teacher-dir`` or the run folder's own."""
+    given = getattr(args, "teacher_dir", None)
+    return _require(Path(given) if given else out / "teacher", "teacher", "run stark finetune first")
+
+
 def _print(obj: dict, accelerator=None) -> None:
     if accelerator is None or accelerator.is_main_process:
         print(json.dumps(obj, indent=2, default=str))
@@ -127,9 +133,7 @@ def run_student(args: argparse.Namespace) -> int:
     from stark.stages import build_student, read_metrics
 
     with _setup(args) as (cfg, data, out, acc):
-        teacher = _require(
-            Path(args.teacher_dir) if args.teacher_dir else out / "teacher", "teacher", "run stark finetune first"
-        )
+        teacher = _teacher_dir(args, out)
         d = build_student(cfg, data, teacher, out, acc)
         m = read_metrics(d)
         _print(
@@ -152,9 +156,7 @@ def run_distill(args: argparse.Namespace) -> int:
         student = _require(
             Path(args.student_dir) if args.student_dir else out / "student_init", "student", "run stark student first"
         )
-        teacher = _require(
-            Path(args.teacher_dir) if args.teacher_dir else out / "teacher", "teacher", "run stark finetune first"
-        )
+        teacher = _teacher_dir(args, out)
         logits = teacher_logits_full(teacher, data, cfg.distill.eval_batch_size, acc)
         extra = {"teacher_dir": str(teacher)}
         _, d = distill(cfg, data, student, logits, out / args.name, seed=cfg.seed, accelerator=acc, extra=extra)
@@ -167,9 +169,7 @@ def run_score(args: argparse.Namespace) -> int:
     from stark.stages import score
 
     with _setup(args) as (cfg, data, out, acc):
-        teacher = _require(
-            Path(args.teacher_dir) if args.teacher_dir else out / "teacher", "teacher", "run stark finetune first"
-        )
+        teacher = _teacher_dir(args, out)
         trial = _require(
             Path(args.student_dir) if args.student_dir else out / "trial_student",
             "trial student",
@@ -185,9 +185,7 @@ def run_sparsify(args: argparse.Namespace) -> int:
     from stark.stages import read_metrics, sparsify_teachers
 
     with _setup(args) as (cfg, data, out, acc):
-        teacher = _require(
-            Path(args.teacher_dir) if args.teacher_dir else out / "teacher", "teacher", "run stark finetune first"
-        )
+        teacher = _teacher_dir(args, out)
         scores = Path(args.scores_dir) if args.scores_dir else out / "scores"
         if not (scores / "scores.safetensors").is_file():
             raise StarkInputError(f"scores {scores} not found: run stark score first")
