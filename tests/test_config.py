@@ -102,3 +102,13 @@ def test_run_folder_config_is_reused(tmp_path):
     save_resolved_config(build_config({}, {"out": str(out), "data": {"task": "cola"}, "sparsify": {"lam": 0.2}}), out)
     cfg = config_from_args(build_parser().parse_args(["score", "--out", str(out)]))
     assert cfg.data.task == "cola" and cfg.sparsify.lam == 0.2
+
+
+def test_max_samples_is_a_seeded_random_subset_in_file_order():
+    from stark.stages import sample_indices
+
+    idx = sample_indices(1000, 50, seed=776)
+    assert len(idx) == len(set(idx)) == 50 and idx == sorted(idx)
+    assert idx == sample_indices(1000, 50, seed=776) and idx != sample_indices(1000, 50, seed=777)
+    assert max(idx) > 500  # not the first rows: GLUE files are grouped by source
+    assert sample_indices(10, 50, seed=1) == list(range(10))

@@ -56,9 +56,9 @@ class DataConfig:
     max_length: int = 128
     """Tokens per example after truncation (batches are padded only to their longest example)."""
     max_train_samples: int | None = None
-    """Use only the first N training examples (before the selection slice is held out)."""
+    """Use a seeded random subset of N training examples (before the selection slice is held out)."""
     max_eval_samples: int | None = None
-    """Use only the first N dev examples."""
+    """Use a seeded random subset of N dev examples."""
     select_fraction: float = 0.1
     """Fraction of train held out for selection (early stopping, scoring, choosing the sparsity)."""
     protocol: Protocol = Protocol.HELDOUT

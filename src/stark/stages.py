@@ -20,6 +20,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -80,10 +81,21 @@ def load_examples(cfg: RunConfig) -> tuple[TaskSpec, Examples, Examples]:
             raise StarkInputError(f"unknown task {d.task!r}: use one of {', '.join(GLUE_TASKS)} or --train/--dev")
         spec, train, dev = load_glue(d.task)
     if d.max_train_samples is not None:
-        train = train.subset(range(min(d.max_train_samples, len(train))))
+        train = train.subset(sample_indices(len(train), d.max_train_samples, cfg.seed))
     if d.max_eval_samples is not None:
-        dev = dev.subset(range(min(d.max_eval_samples, len(dev))))
+        dev = dev.subset(sample_indices(len(dev), d.max_eval_samples, cfg.seed))
     return spec, train, dev
+
+
+def sample_indices(n: int, k: int, seed: int) -> list[int]:
+    """A seeded random subset of k of n rows, in file order.
+
+    GLUE files are grouped by source (STS-B by genre, CoLA by paper), so the first N rows are not a
+    sample of the task: a model trained on them can look fine on held-out train rows and fail on dev.
+    """
+    if k >= n:
+        return list(range(n))
+    return sorted(np.random.default_rng(seed).choice(n, size=k, replace=False).tolist())
 
 
 def prepare_data(cfg: RunConfig, tokenizer: PreTrainedTokenizerBase | None = None) -> TaskData:

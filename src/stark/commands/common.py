@@ -25,8 +25,8 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--label-col", help="label column of your files (any label strings, or numbers for regression)")
     g.add_argument("--task-type", choices=["classification", "regression"], help="default: inferred from the labels")
     g.add_argument("--max-length", type=int, help="tokens per example after truncation (default 128)")
-    g.add_argument("--max-train-samples", type=int, help="use only the first N training examples")
-    g.add_argument("--max-eval-samples", type=int, help="use only the first N dev examples")
+    g.add_argument("--max-train-samples", type=int, help="use a seeded random subset of N training examples")
+    g.add_argument("--max-eval-samples", type=int, help="use a seeded random subset of N dev examples")
     g.add_argument("--select-fraction", type=float, help="share of train held out for selection (default 0.1)")
     g.add_argument(
         "--protocol",
