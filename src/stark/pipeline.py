@@ -22,11 +22,14 @@ from stark.search import successive_halving
 from stark.stages import (
     LogitCache,
     TaskData,
+    barrier,
     build_student,
+    checkpoint_state,
     distill,
     evaluate_on,
     finetune_teacher,
     is_done,
+    is_main,
     level_name,
     prepare_data,
     read_metrics,
@@ -34,6 +37,7 @@ from stark.stages import (
     sparsify_teachers,
     training_done,
     versions,
+    work_dir_of,
 )
 from stark.train import total_steps_for, visited_examples, write_json
 
@@ -87,17 +91,6 @@ def make_accelerator(mixed_precision: str = "no"):
     return Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=mixed_precision)
 
 
-def is_main(accelerator) -> bool:
-    """True on the process that writes files (the only one without an accelerator)."""
-    return accelerator is None or accelerator.is_main_process
-
-
-def barrier(accelerator) -> None:
-    """Let every process see what the main process has just written."""
-    if accelerator is not None:
-        accelerator.wait_for_everyone()
-
-
 def prepare_run(cfg: RunConfig, check_student: bool = True) -> TaskData:
     """Check everything that can be refused before anything is written: the teacher, the student's
     shape (``check_student``), the data files and the tokenizer. A refused run leaves no output
@@ -146,7 +139,6 @@ class Rewinder:
         self.accelerator = accelerator
         self.world = accelerator.num_processes if accelerator is not None else 1
         self.total_steps = total_steps_for(len(data.train), cfg.distill, self.world)
-        self.steps_done: dict[tuple[float, int], int] = {}
 
     def _cache_for(self, level: float) -> tuple[LogitCache, Path]:
         # Level 0 keeps every head and neuron: the reordered teacher computes the dense teacher's function.
@@ -197,10 +189,8 @@ class Rewinder:
         return replace(self.cfg.distill, seed=self.cfg.seed + k)
 
     def _progress(self, out_dir: Path) -> int:
-        import json
-
-        state = out_dir.with_name(out_dir.name + ".work") / "checkpoint" / "state.json"
-        return json.loads(state.read_text())["step"] if state.is_file() else 0
+        state = checkpoint_state(out_dir)
+        return state["step"] if state is not None else 0
 
 
 def run(cfg: RunConfig, accelerator=None, progress: bool = True) -> dict:
@@ -292,13 +282,11 @@ def _level_record(
                 {"dir": str(sdir), "select": m["select"], "dev": m["dev"], "epochs": m["epochs"], "finished": True}
             )
             continue
-        best = sdir.with_name(sdir.name + ".work") / "best"
-        if not best.is_dir():
+        best = work_dir_of(sdir) / "best"
+        state = checkpoint_state(sdir)
+        if not best.is_dir() or state is None:
             continue
         # Eliminated early by the search: report its best checkpoint so far, marked with its budget.
-        import json
-
-        state = json.loads((best.parent / "checkpoint" / "state.json").read_text())
         model = load_model(str(best))
         dev = evaluate_on(model, data.dev, data.spec, data.pad_id, cfg.distill.eval_batch_size)
         epochs = state["step"] / max(1, rewinder.total_steps) * cfg.distill.epochs

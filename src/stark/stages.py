@@ -117,13 +117,24 @@ def is_done(stage_dir: Path) -> bool:
     return (Path(stage_dir) / "metrics.json").is_file()
 
 
+def work_dir_of(out_dir: Path) -> Path:
+    """Where a training stage lives until it is finished and published as ``out_dir``."""
+    return out_dir.with_name(out_dir.name + ".work")
+
+
+def checkpoint_state(out_dir: Path) -> dict | None:
+    """The JSON state of an unfinished training stage's last checkpoint (step, best metrics), if any."""
+    state = work_dir_of(out_dir) / "checkpoint" / "state.json"
+    return json.loads(state.read_text()) if state.is_file() else None
+
+
 def training_done(out_dir: Path, accelerator=None) -> bool:
     """``is_done`` for a training stage; also removes the ``.work`` folder that a kill between
     publishing the stage and deleting its work folder leaves behind."""
     if not is_done(out_dir):
         return False
-    work = out_dir.with_name(out_dir.name + ".work")
-    if work.exists() and (accelerator is None or accelerator.is_main_process):
+    work = work_dir_of(out_dir)
+    if work.exists() and is_main(accelerator):
         import shutil
 
         shutil.rmtree(work, ignore_errors=True)
@@ -164,7 +175,7 @@ def _train_stage(
     stop_after_steps: int | None = None,
 ) -> tuple[FitResult, Path | None]:
     """Run (or continue) training in ``<out_dir>.work`` and publish the best model to ``out_dir`` when finished."""
-    work = out_dir.with_name(out_dir.name + ".work")
+    work = work_dir_of(out_dir)
     info = {**_stage_info(cfg, data, name), **(extra or {})}
     result = fit(
         model,
@@ -228,11 +239,13 @@ def _seeded(train_cfg: TrainConfig, seed: int) -> TrainConfig:
     return replace(train_cfg, seed=seed)
 
 
-def _is_main(accelerator) -> bool:
+def is_main(accelerator) -> bool:
+    """True on the process that writes files (the only one without an accelerator)."""
     return accelerator is None or accelerator.is_main_process
 
 
-def _barrier(accelerator) -> None:
+def barrier(accelerator) -> None:
+    """Let every process see what the main process has just written."""
     if accelerator is not None:
         accelerator.wait_for_everyone()
 
@@ -258,11 +271,11 @@ def build_student(cfg: RunConfig, data: TaskData, teacher_dir: Path, out: Path, 
         student = drop_layers(teacher, cfg.student.layers)
         how = {"kind": "layers", "layers": cfg.student.layers}
     info = {**_stage_info(cfg, data, "student"), "student": how}
-    if _is_main(accelerator):
+    if is_main(accelerator):
         save_model(student, data.tokenizer, out_dir, info)
         metrics = {**info, **model_facts(student), "wall_s": time.perf_counter() - start}
         write_json(out_dir / "metrics.json", metrics)
-    _barrier(accelerator)
+    barrier(accelerator)
     return out_dir
 
 
@@ -363,7 +376,7 @@ def score(
                 "wall_s": time.perf_counter() - start,
             },
         )
-    _barrier(accelerator)
+    barrier(accelerator)
     return out_dir
 
 
@@ -405,7 +418,7 @@ def sparsify_teachers(
             save_model(teacher, data.tokenizer, out_dir, {**_stage_info(cfg, data, "sparsify"), "sparsity": level})
             metrics["wall_s"] = time.perf_counter() - start
             write_json(out_dir / "metrics.json", metrics)
-    _barrier(accelerator)
+    barrier(accelerator)
     return dirs
 
 
@@ -442,10 +455,10 @@ class LogitCache:
         index = torch.tensor(missing)
         self.logits[index] = logits
         self.filled[index] = True
-        if _is_main(accelerator):
+        if is_main(accelerator):
             self.path.parent.mkdir(parents=True, exist_ok=True)
             tmp = self.path.with_name(self.path.name + ".tmp")
             save_file({"logits": self.logits.contiguous(), "filled": self.filled.to(torch.uint8)}, str(tmp))
             tmp.replace(self.path)
-        _barrier(accelerator)
+        barrier(accelerator)
         return time.perf_counter() - start

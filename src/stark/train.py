@@ -37,7 +37,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase, get_linear_sc
 from stark.data import Encoded, TaskSpec, collate, length_grouped_batches
 from stark.losses import kd_loss, task_loss
 from stark.metrics import compute_metrics
-from stark.models import load_model, save_model
+from stark.models import save_model
 
 
 class TrainingDiverged(RuntimeError):
@@ -615,7 +615,3 @@ def _json_default(obj):
     if hasattr(obj, "__dataclass_fields__"):
         return asdict(obj)
     raise TypeError(f"not JSON serialisable: {type(obj)}")
-
-
-def load_best(work_dir: Path) -> PreTrainedModel:
-    return load_model(str(Path(work_dir) / "best"))

@@ -106,7 +106,8 @@ def _setup(args: argparse.Namespace, stage: str = "distill") -> Iterator[tuple]:
     refused input writes nothing); yields ``(cfg, data, out, accelerator)``. The accelerator uses the
     mixed precision of ``stage`` ('finetune' or 'distill')."""
     from stark.lock import RunLock
-    from stark.pipeline import barrier, make_accelerator, prepare_run, save_resolved_config
+    from stark.pipeline import make_accelerator, prepare_run, save_resolved_config
+    from stark.stages import barrier
 
     cfg = common.config_from_args(args)
     data = prepare_run(cfg, check_student=False)
