@@ -26,6 +26,7 @@ def test_stark_run_real_minilm_rte(tmp_path, capsys):
         "1",
         "--sparsities",
         "0,50,90",
+        "--save-teachers",
         "--out",
         str(out),
     ]

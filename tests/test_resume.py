@@ -136,6 +136,48 @@ def test_paused_then_continued_equals_straight(tmp_path: Path, straight, one_thr
     same_run(straight[0], work, straight[1], run_fit(work))
 
 
+def test_parked_in_memory_then_continued_equals_straight(tmp_path: Path, straight, one_thread) -> None:
+    """The search keeps paused runs in memory (no checkpoint written at the pause): pausing three
+    times that way and continuing still ends bit-identical to the straight run."""
+    work = tmp_path / "work"
+    result = None
+    for budget in (2, 5, 9):
+        parked = result.parked if result is not None else None
+        model = parked.model if parked is not None else tiny_model(num_labels=3)
+        result = fit(
+            model,
+            None,
+            TRAIN,
+            SELECT,
+            SPEC,
+            CFG,
+            work,
+            pad_id=0,
+            progress=False,
+            stop_after_steps=budget,
+            resume=parked,
+            park=True,
+        )
+        assert not result.finished and result.steps == budget and result.parked is not None
+        assert json.loads((work / "paused.json").read_text())["step"] == budget
+        # The last disk checkpoint is the last regular one (every 2 steps), not the pause.
+        assert json.loads((work / "checkpoint" / "state.json").read_text())["step"] == budget - budget % 2
+    final = fit(
+        result.parked.model, None, TRAIN, SELECT, SPEC, CFG, work, pad_id=0, progress=False, resume=result.parked
+    )
+    assert final.parked is None
+    same_run(straight[0], work, straight[1], final)
+
+
+def test_parked_run_lost_resumes_from_disk(tmp_path: Path, straight, one_thread) -> None:
+    """A search interrupted while runs were parked in memory continues from their last disk checkpoint."""
+    work = tmp_path / "work"
+    paused = run_fit(work, stop_after_steps=5, park=True)
+    assert paused.parked is not None
+    del paused  # the process died: what was parked is gone
+    same_run(straight[0], work, straight[1], run_fit(work))
+
+
 def test_resume_with_other_settings_is_refused(tmp_path: Path, one_thread) -> None:
     """Resuming restores the old optimizer and schedule: a changed setting would be silently ignored."""
     work = tmp_path / "work"

@@ -81,6 +81,8 @@ class SparsifyConfig:
     """Teacher sparsity levels in percent (0-95)."""
     score_batch_size: int = 32
     """Examples per scoring batch."""
+    save_teachers: bool = False
+    """``stark run``: write every sparse teacher's weights, not only the chosen one's."""
 
 
 @dataclass

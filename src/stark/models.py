@@ -222,7 +222,11 @@ def _load_stark_checkpoint(path: str, config: PretrainedConfig) -> PreTrainedMod
             f"checkpoint {path}: stark_heads/stark_ffn have {len(heads)}/{len(ffn)} entries "
             f"for {config.num_hidden_layers} layers"
         )
-    model = AutoModelForSequenceClassification.from_config(config)
+    from transformers.initialization import no_init_weights
+
+    # Every weight is overwritten below: random initialisation would cost more than reading the file.
+    with no_init_weights():
+        model = AutoModelForSequenceClassification.from_config(config)
     d = head_dim(config)
     for layer, h, f in zip(encoder_layers(model), heads, ffn, strict=True):
         resize_layer(layer, h, f, d)

@@ -6,13 +6,17 @@ its last checkpoint), so an interrupted run costs only the work since the last c
 
 from __future__ import annotations
 
+import json
+import os
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 import yaml
+from transformers import PreTrainedModel
 
 from stark.config import RunConfig, Search, to_dict
 from stark.errors import StarkInputError
@@ -21,6 +25,7 @@ from stark.models import load_config, load_model
 from stark.search import successive_halving
 from stark.stages import (
     LogitCache,
+    SparseTeachers,
     TaskData,
     barrier,
     build_student,
@@ -35,11 +40,12 @@ from stark.stages import (
     read_metrics,
     score,
     sparsify_teachers,
+    teacher_saved,
     training_done,
     versions,
     work_dir_of,
 )
-from stark.train import total_steps_for, visited_examples, write_json
+from stark.train import ParkedRun, total_steps_for, visited_examples, write_json
 
 
 @dataclass
@@ -121,50 +127,63 @@ def _timed_stage(clock: Clock, name: str, stage_dir: Path, fn):
 
 
 class Rewinder:
-    """Distils students from sparse teachers on demand, to a step budget, with lazily cached logits."""
+    """Distils students from sparse teachers on demand, to a step budget, with lazily cached logits.
+
+    Runs paused by the search stay in memory (``ParkedRun``) while they fit in ``park_bytes``; the
+    rest pause through a disk checkpoint as before.
+    """
 
     def __init__(
         self,
         cfg: RunConfig,
         data: TaskData,
         paths: RunPaths,
-        teacher_dirs: dict[float, Path],
         student_init: Path,
         clock: Clock,
         accelerator=None,
+        park_bytes: int | None = None,
     ):
         self.cfg, self.data, self.paths, self.clock = cfg, data, paths, clock
-        self.teacher_dirs = teacher_dirs
+        self.teachers: SparseTeachers | None = None
         self.student_init = student_init
         self.accelerator = accelerator
         self.world = accelerator.num_processes if accelerator is not None else 1
         self.total_steps = total_steps_for(len(data.train), cfg.distill, self.world)
+        self.parked: dict[tuple[float, int], ParkedRun] = {}
+        self.park_bytes = default_park_bytes() if park_bytes is None else park_bytes
 
-    def _cache_for(self, level: float) -> tuple[LogitCache, Path]:
-        # Level 0 keeps every head and neuron: the reordered teacher computes the dense teacher's function.
-        if level == 0:
-            return LogitCache(
-                self.paths.cache(None), len(self.data.train), self.data.spec.num_labels
-            ), self.paths.teacher
-        return (
-            LogitCache(self.paths.cache(level), len(self.data.train), self.data.spec.num_labels),
-            self.teacher_dirs[level],
+    def _cache_for(self, level: float) -> tuple[LogitCache, Callable[[], PreTrainedModel]]:
+        cache = LogitCache(
+            self.paths.cache(None if level == 0 else level), len(self.data.train), self.data.spec.num_labels
         )
+        if level == 0:
+            return cache, lambda: load_model(str(self.paths.teacher))
+        if self.teachers is None:
+            raise RuntimeError("sparse teachers are needed before rewinding to a sparse level")
+        teachers = self.teachers
+        return cache, lambda: teachers.model(level)
 
     def train_to(self, level: float, steps: int) -> float:
         """Continue every seed of ``level`` to ``steps``; returns the seeds' mean best selection metric."""
         return statistics.fmean(self.train_seed(level, k, steps) for k in range(self.cfg.search.seeds))
 
+    def forget(self, level: float) -> None:
+        """The search eliminated ``level``: its paused runs will not continue."""
+        for k in range(self.cfg.search.seeds):
+            self.parked.pop((level, k), None)
+
     def train_seed(self, level: float, k: int, steps: int) -> float:
         out_dir = self.paths.student(level, k)
         if training_done(out_dir, self.accelerator):
             return read_metrics(out_dir)["select"][self.data.spec.main_metric]
-        start_step = self._progress(out_dir)
-        cache, teacher_dir = self._cache_for(level)
+        resume = self.parked.pop((level, k), None)
+        start_step = resume.state["step"] if resume is not None else self._progress(out_dir)
+        cache, make_teacher = self._cache_for(level)
         need = visited_examples(self.data.train, self._seed_cfg(k), start_step, steps, self.world)
         bs = self.cfg.distill.eval_batch_size
-        self.clock.add("teacher_logits", cache.ensure(teacher_dir, self.data, need, bs, self.accelerator))
+        self.clock.add("teacher_logits", cache.ensure(make_teacher, self.data, need, bs, self.accelerator))
         t0 = time.perf_counter()
+        held = sum(p.nbytes() for p in self.parked.values())
         result, _ = distill(
             self.cfg,
             self.data,
@@ -174,14 +193,18 @@ class Rewinder:
             seed=self.cfg.seed + k,
             stop_after_steps=steps,
             accelerator=self.accelerator,
-            extra={"teacher_sparsity": level, "teacher_dir": str(teacher_dir), "seed_index": k},
+            extra={"teacher_sparsity": level, "seed_index": k},
+            resume=resume,
+            park=held < self.park_bytes,
         )
         self.clock.add("trial_kd" if out_dir == self.paths.trial else "rewind", time.perf_counter() - t0)
         main = self.data.spec.main_metric
         if result.finished:
             return result.best[main]
+        if result.parked is not None:
+            self.parked[(level, k)] = result.parked
         # Paused by the search: the best selection metric seen so far, the paused weights' own included.
-        return max(result.best[main], result.current[main])
+        return max(result.current[main], result.best[main] if result.best is not None else float("-inf"))
 
     def _seed_cfg(self, k: int):
         from dataclasses import replace
@@ -191,6 +214,15 @@ class Rewinder:
     def _progress(self, out_dir: Path) -> int:
         state = checkpoint_state(out_dir)
         return state["step"] if state is not None else 0
+
+
+def default_park_bytes() -> int:
+    """Memory for paused search runs: a quarter of RAM, at most 4 GiB (a MiniLM 2-layer run is ~190 MB)."""
+    try:
+        ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 1 << 30
+    return min(4 << 30, ram // 4)
 
 
 def run(cfg: RunConfig, accelerator=None, progress: bool = True) -> dict:
@@ -226,7 +258,7 @@ def _run(cfg: RunConfig, data: TaskData, accelerator, start: float) -> dict:
     )
 
     # Trial distillation = the vanilla-KD student (dense teacher, seed 0); needed for friendliness.
-    rewinder = Rewinder(cfg, data, paths, {}, student_init, clock, accelerator)
+    rewinder = Rewinder(cfg, data, paths, student_init, clock, accelerator)
     if is_done(paths.trial):
         clock.add("trial_kd", float(read_metrics(paths.trial).get("wall_s", 0.0)))
     rewinder.train_seed(0, 0, rewinder.total_steps)
@@ -235,9 +267,11 @@ def _run(cfg: RunConfig, data: TaskData, accelerator, start: float) -> dict:
         clock, "score", out / "scores", lambda: score(cfg, data, teacher_dir, paths.trial, out, accelerator)
     )
     t0 = time.perf_counter()
-    teacher_dirs = sparsify_teachers(cfg, data, teacher_dir, scores_dir, out, accelerator)
+    teachers, teacher_dirs = sparsify_teachers(
+        cfg, data, teacher_dir, scores_dir, out, accelerator, save=cfg.sparsify.save_teachers
+    )
     clock.add("sparsify", time.perf_counter() - t0)
-    rewinder.teacher_dirs = teacher_dirs
+    rewinder.teachers = teachers
 
     levels = sorted(cfg.sparsify.sparsities)
     search_log: list[dict] = []
@@ -251,14 +285,25 @@ def _run(cfg: RunConfig, data: TaskData, accelerator, start: float) -> dict:
         if 0 in levels:
             rewinder.train_to(0, rewinder.total_steps)
         if others:
-            survivor, rungs = successive_halving(others, rewinder.train_to, rewinder.total_steps, cfg.search.min_budget)
+            survivor, rungs = successive_halving(
+                others, rewinder.train_to, rewinder.total_steps, cfg.search.min_budget, rewinder.forget
+            )
             finalists.append(survivor)
             search_log = [
                 {"budget_steps": r.budget_steps, "scores": {level_name(k): v for k, v in r.scores.items()}}
                 for r in rungs
             ]
 
+    rewinder.parked.clear()
     summary = summarize(cfg, data, paths, teacher_dirs, rewinder, finalists, clock, search_log, start)
+    chosen = summary["chosen_sparsity"]
+    if chosen is not None and chosen != 0 and is_main(accelerator) and not teacher_saved(teacher_dirs[chosen]):
+        t0 = time.perf_counter()
+        teachers.save(chosen, teacher_dirs[chosen], cfg, data)
+        clock.add("sparsify", time.perf_counter() - t0)
+    for level in summary["levels"]:
+        level["teacher_saved"] = teacher_saved(teacher_dirs[level["teacher_sparsity"]])
+    summary["total_wall_s"] = time.perf_counter() - start
     if is_main(accelerator):
         write_json(out / "summary.json", summary)
         from stark.report import write_report
@@ -272,7 +317,7 @@ def _level_record(
     cfg: RunConfig, data: TaskData, paths: RunPaths, level: float, teacher_dir: Path, rewinder: Rewinder
 ) -> dict:
     main = data.spec.main_metric
-    t_metrics = read_metrics(paths.teacher if level == 0 and not is_done(teacher_dir) else teacher_dir)
+    t_metrics = read_metrics(teacher_dir)
     seeds = []
     for k in range(cfg.search.seeds):
         sdir = paths.student(level, k)
@@ -283,20 +328,22 @@ def _level_record(
             )
             continue
         best = work_dir_of(sdir) / "best"
-        state = checkpoint_state(sdir)
+        paused = work_dir_of(sdir) / "paused.json"
+        state = json.loads(paused.read_text()) if paused.is_file() else checkpoint_state(sdir)
         if not best.is_dir() or state is None:
             continue
         # Eliminated early by the search: report its best checkpoint so far, marked with its budget.
         model = load_model(str(best))
         dev = evaluate_on(model, data.dev, data.spec, data.pad_id, cfg.distill.eval_batch_size)
         epochs = state["step"] / max(1, rewinder.total_steps) * cfg.distill.epochs
-        seeds.append({"dir": str(best), "select": state["best"], "dev": dev, "epochs": epochs, "finished": False})
+        select = _better(state.get("best"), state.get("current"), main)
+        seeds.append({"dir": str(best), "select": select, "dev": dev, "epochs": epochs, "finished": False})
     dev_main = [s["dev"][main] for s in seeds]
     record = {
         "teacher_sparsity": level,
         "teacher_dir": str(teacher_dir),
         "teacher_dev": t_metrics["dev"],
-        "teacher_select": t_metrics["select"],
+        "teacher_select": t_metrics.get("select"),
         "teacher_params": t_metrics.get("encoder_params"),
         "teacher_gflops_seq128": t_metrics.get("encoder_gflops_seq128"),
         "student_dir": seeds[0]["dir"] if seeds else None,
@@ -310,6 +357,12 @@ def _level_record(
         "seeds": seeds,
     }
     return record
+
+
+def _better(a: dict | None, b: dict | None, main: str) -> dict | None:
+    if a is None or b is None:
+        return a or b
+    return a if a[main] >= b[main] else b
 
 
 def summarize(

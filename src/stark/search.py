@@ -49,9 +49,11 @@ def successive_halving(
     train_to: Callable[[float, int], float],
     total_steps: int,
     min_budget: float,
+    on_eliminated: Callable[[float], None] | None = None,
 ) -> tuple[float, list[Rung]]:
     """Run the rungs; ``train_to(level, steps)`` continues that level's runs to ``steps`` and returns its
     selection score (higher is better). Ties go to the earlier candidate (the caller orders them).
+    ``on_eliminated(level)`` is told when a level will not be trained again (to free what it holds).
 
     Returns:
         (the surviving level, the rungs with their scores).
@@ -59,6 +61,9 @@ def successive_halving(
     alive = list(candidates)
     history: list[Rung] = []
     for n_keep, budget in halving_rungs(len(alive), total_steps, min_budget):
+        if on_eliminated is not None:
+            for level in alive[n_keep:]:
+                on_eliminated(level)
         alive = alive[:n_keep]
         rung = Rung(budget, list(alive))
         for level in alive:

@@ -7,7 +7,7 @@ holds ``metrics.json`` (written last, atomically), so a re-run skips finished st
     <out>/student_init/       the student before distillation (bottom-k layers or pruned)
     <out>/trial_student/      KD from the dense teacher: the trial student and the vanilla-KD row
     <out>/scores/             expressiveness / friendliness sums (scores.safetensors)
-    <out>/teachers/s<P>/      sparse teacher at P % (reordered, sliced) + metrics.json
+    <out>/teachers/s<P>/      sparse teacher at P %: metrics.json (widths, size, dev); weights only if saved
     <out>/cache/s<P>.safetensors  that teacher's logits on the training split (filled lazily)
     <out>/students/s<P>/seed<k>/  the student re-distilled from that teacher (rewinding)
 """
@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import platform
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,7 +42,7 @@ from stark.metrics import compute_metrics
 from stark.models import count_parameters, encoder_flops, layer_widths, load_model, load_tokenizer, save_model
 from stark.pruning import drop_layers, reorder_model, sparsify, sparsity_map
 from stark.scores import TeacherScores, score_teacher
-from stark.train import FitResult, TrainConfig, finalize, fit, predict, write_json
+from stark.train import FitResult, ParkedRun, TrainConfig, finalize, fit, predict, write_json
 
 
 @dataclass
@@ -173,6 +174,8 @@ def _train_stage(
     accelerator=None,
     extra: dict | None = None,
     stop_after_steps: int | None = None,
+    resume: ParkedRun | None = None,
+    park: bool = False,
 ) -> tuple[FitResult, Path | None]:
     """Run (or continue) training in ``<out_dir>.work`` and publish the best model to ``out_dir`` when finished."""
     work = work_dir_of(out_dir)
@@ -191,6 +194,8 @@ def _train_stage(
         accelerator=accelerator,
         name=name,
         extra=info,
+        resume=resume,
+        park=park,
     )
     if not result.finished:
         return result, None
@@ -308,8 +313,12 @@ def distill(
     stop_after_steps: int | None = None,
     accelerator=None,
     extra: dict | None = None,
+    resume: ParkedRun | None = None,
+    park: bool = False,
 ) -> tuple[FitResult | None, Path]:
     """Stage 3 / 6: distill a fresh copy of ``student_init`` from cached teacher logits.
+
+    ``resume`` / ``park`` continue and pause a budgeted run in memory (see ``train.ParkedRun``).
 
     Returns:
         (fit result, or None if the stage was already finished; the stage folder).
@@ -317,7 +326,7 @@ def distill(
     out_dir = Path(out_dir)
     if training_done(out_dir, accelerator):
         return None, out_dir
-    student = load_model(str(student_init))
+    student = resume.model if resume is not None else load_model(str(student_init))
     student.train()
     result, _ = _train_stage(
         "distill",
@@ -330,6 +339,8 @@ def distill(
         accelerator=accelerator,
         extra={"student_init": str(student_init), **(extra or {})},
         stop_after_steps=stop_after_steps,
+        resume=resume,
+        park=park,
     )
     return result, out_dir
 
@@ -384,42 +395,78 @@ def level_name(sparsity: float) -> str:
     return f"s{sparsity:g}"
 
 
-def sparsify_teachers(
-    cfg: RunConfig, data: TaskData, teacher_dir: Path, scores_dir: Path, out: Path, accelerator=None
-) -> dict[float, Path]:
-    """Stage 5: reorder the teacher by S once, then slice one sparse teacher per level.
+class SparseTeachers:
+    """The teacher reordered by S once, plus each level's kept heads and neurons per layer.
 
-    Every sparse teacher is evaluated on the selection and dev splits (forward passes only).
+    A sparse teacher is sliced from the reordered one in memory when it is needed (its logits, its
+    dev metric) and written to disk only on request: a search touches ten teachers but keeps one.
     """
-    scores = TeacherScores.load(Path(scores_dir) / "scores.safetensors")
-    heads, neurons = scores.combined(cfg.sparsify.lam)
+
+    def __init__(self, cfg: RunConfig, teacher_dir: Path, scores_dir: Path):
+        scores = TeacherScores.load(Path(scores_dir) / "scores.safetensors")
+        self.heads, self.neurons = scores.combined(cfg.sparsify.lam)
+        self.teacher_dir = Path(teacher_dir)
+        self.lam = cfg.sparsify.lam
+        self._reordered: PreTrainedModel | None = None
+
+    def kept(self, level: float) -> tuple[list[int], list[int]]:
+        """Heads and neurons kept per layer at ``level`` percent."""
+        return sparsity_map(list(self.heads), list(self.neurons), level / 100)
+
+    def model(self, level: float) -> PreTrainedModel:
+        if self._reordered is None:
+            self._reordered = reorder_model(load_model(str(self.teacher_dir)), list(self.heads), list(self.neurons))
+        return sparsify(self._reordered, *self.kept(level))
+
+    def save(self, level: float, out_dir: Path, cfg: RunConfig, data: TaskData) -> None:
+        """Write the level's weights beside its metrics.json (HF layout, reloads with its widths)."""
+        info = {**_stage_info(cfg, data, "sparsify"), "sparsity": level}
+        save_model(self.model(level), data.tokenizer, Path(out_dir), info)
+
+
+def teacher_saved(teacher_dir: Path) -> bool:
+    return (Path(teacher_dir) / "model.safetensors").is_file()
+
+
+def sparsify_teachers(
+    cfg: RunConfig,
+    data: TaskData,
+    teacher_dir: Path,
+    scores_dir: Path,
+    out: Path,
+    accelerator=None,
+    save: bool = True,
+) -> tuple[SparseTeachers, dict[float, Path]]:
+    """Stage 5: reorder the teacher by S once; per level, its widths, size and dev metric.
+
+    ``<out>/teachers/s<P>/metrics.json`` marks a level as done. With ``save`` every level's weights
+    are written there too; otherwise (``stark run``) only the level the search chooses is written
+    later, which is most of what this stage used to cost.
+    """
+    teachers = SparseTeachers(cfg, teacher_dir, scores_dir)
     dirs: dict[float, Path] = {}
-    reordered = None
     for level in cfg.sparsify.sparsities:
         out_dir = Path(out) / "teachers" / level_name(level)
         dirs[level] = out_dir
-        if is_done(out_dir):
+        if is_done(out_dir) and (teacher_saved(out_dir) or not save):
             continue
         start = time.perf_counter()
-        if reordered is None:
-            reordered = reorder_model(load_model(str(teacher_dir)), list(heads), list(neurons))
-        kept_heads, kept_neurons = sparsity_map(list(heads), list(neurons), level / 100)
-        teacher = sparsify(reordered, kept_heads, kept_neurons)
-        bs = cfg.distill.eval_batch_size
+        teacher = teachers.model(level)
         metrics = {
             "stage": "sparsify",
             "sparsity": level,
             "lam": cfg.sparsify.lam,
             **model_facts(teacher),
-            "select": evaluate_on(teacher, data.select, data.spec, data.pad_id, bs),
-            "dev": evaluate_on(teacher, data.dev, data.spec, data.pad_id, bs),
+            "dev": evaluate_on(teacher, data.dev, data.spec, data.pad_id, cfg.distill.eval_batch_size),
         }
-        if accelerator is None or accelerator.is_main_process:
-            save_model(teacher, data.tokenizer, out_dir, {**_stage_info(cfg, data, "sparsify"), "sparsity": level})
+        if is_main(accelerator):
+            if save:
+                teachers.save(level, out_dir, cfg, data)
+            out_dir.mkdir(parents=True, exist_ok=True)
             metrics["wall_s"] = time.perf_counter() - start
             write_json(out_dir / "metrics.json", metrics)
     barrier(accelerator)
-    return dirs
+    return teachers, dirs
 
 
 class LogitCache:
@@ -437,13 +484,20 @@ class LogitCache:
         else:
             self.logits, self.filled = torch.zeros(n, n_out), torch.zeros(n, dtype=torch.bool)
 
-    def ensure(self, teacher_dir: Path, data: TaskData, indices: set[int], batch_size: int, accelerator=None) -> float:
+    def ensure(
+        self,
+        make_teacher: Callable[[], PreTrainedModel],
+        data: TaskData,
+        indices: set[int],
+        batch_size: int,
+        accelerator=None,
+    ) -> float:
         """Compute the missing logits among ``indices`` (shared among processes); returns seconds spent."""
         missing = sorted(i for i in indices if not bool(self.filled[i]))
         if not missing:
             return 0.0
         start = time.perf_counter()
-        teacher = load_model(str(teacher_dir))
+        teacher = make_teacher()
         if accelerator is not None:
             teacher = teacher.to(accelerator.device)
         subset = Encoded(

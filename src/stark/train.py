@@ -90,6 +90,29 @@ class FitResult:
     history: list[dict] = field(default_factory=list)
     current: dict[str, float] | None = None
     """Selection metrics of the weights at the last step (what a budgeted search compares)."""
+    parked: ParkedRun | None = None
+    """The paused run itself, when ``fit`` was asked to keep it in memory."""
+
+
+@dataclass
+class ParkedRun:
+    """A run paused by a step budget and kept in memory, so continuing it costs no disk round trip.
+
+    A successive-halving search pauses and continues many short runs; writing and reading a full
+    checkpoint (weights and both Adam moments) at every pause cost more than the steps themselves.
+    Regular checkpoints still go to disk, so an interrupted search resumes from the last of those.
+    """
+
+    model: torch.nn.Module
+    optimizer: dict
+    scheduler: dict
+    state: dict
+    rng: dict[str, torch.Tensor]
+
+    def nbytes(self) -> int:
+        tensors = [p for p in self.model.parameters()]
+        tensors += [v for st in self.optimizer["state"].values() for v in st.values() if torch.is_tensor(v)]
+        return sum(t.numel() * t.element_size() for t in tensors)
 
 
 def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
@@ -349,6 +372,8 @@ def fit(
     name: str = "train",
     extra: dict | None = None,
     progress: bool = True,
+    resume: ParkedRun | None = None,
+    park: bool = False,
 ) -> FitResult:
     """Train ``model``; keep the checkpoint with the best selection metric in ``work_dir/best``.
 
@@ -357,6 +382,10 @@ def fit(
         stop_after_steps: pause once this many steps are done in total (checkpoint kept), for
             budgeted searches; the run continues from there when called again.
         extra: facts saved in ``stark.json`` beside the best model.
+        resume: a run this function paused with ``park``; ``model`` must be ``resume.model``. It is
+            newer than any disk checkpoint of the run, so it takes precedence.
+        park: when paused by ``stop_after_steps``, return the run in ``FitResult.parked`` instead of
+            writing a checkpoint at the pause.
 
     Returns:
         A FitResult; ``finished`` is False when paused by ``stop_after_steps``.
@@ -395,7 +424,16 @@ def fit(
         "train_config": _trajectory_settings(cfg),
     }
     resume_step = None
-    if ckpt.exists():
+    if resume is not None:
+        if resume.model is not model:
+            raise ValueError("fit(resume=...) continues the parked run's own model")
+        optimizer.load_state_dict(resume.optimizer)
+        scheduler.load_state_dict(resume.scheduler)
+        _set_rng(resume.rng, rank)
+        state.update(resume.state)
+        # The log and TensorBoard are cut back to the last disk checkpoint only on a restart.
+        resume_step = state["step"]
+    elif ckpt.exists():
         saved = _load_checkpoint(ckpt, model, optimizer, scheduler, rank)
         if saved.get("processes", 1) != world:
             from stark.errors import StarkInputError
@@ -505,27 +543,48 @@ def fit(
                     )
                 if step % eval_every == 0 or step == total_steps:
                     do_eval(step)
-                if step % cfg.checkpoint_every == 0 or step % per_epoch == 0 or step == limit or state["stopped"]:
+                at_pause = step == limit and step < total_steps and not state["stopped"]
+                if (
+                    step % cfg.checkpoint_every == 0
+                    or step % per_epoch == 0
+                    or (step == limit and not (park and at_pause))
+                    or state["stopped"]
+                ):
                     checkpoint()
                 if step >= limit or state["stopped"]:
                     break
-        if state["best"] is None:  # a zero-step budget still needs a kept model and a score
-            do_eval(state["step"])
-            checkpoint()
         history = state["history"]
         current = history[-1]["select"] if history and history[-1]["step"] == state["step"] else None
         if current is None:
             # Paused between two regular evaluations: measure the current weights for the search without
-            # touching the kept checkpoint, so a paused-then-continued run keeps the straight run's best.
+            # touching the best-so-far state, so a paused-then-continued run keeps the straight run's best.
+            check_weights(state["step"])
             current = evaluate(
                 accelerator.unwrap_model(model), select_data, spec, pad_id, cfg.eval_batch_size, accelerator
             )
+            if state["best"] is None and main:
+                # Paused before the first regular evaluation: keep these weights as the run's model so far
+                # (a report can show it); the first regular evaluation of a continued run replaces it.
+                save_model(accelerator.unwrap_model(model), tokenizer, work_dir / "best", extra)
     finally:
         bar.close()
         logger.close()
         _forget(accelerator, model, optimizer)
     finished = state["step"] >= total_steps or state["stopped"]
     wall = prior_wall + time.perf_counter() - start
+    parked = None
+    if not finished:
+        if main:
+            write_json(work_dir / "paused.json", {"step": state["step"], "best": state["best"], "current": current})
+        if park:
+            state["wall_s"] = wall
+            parked = ParkedRun(
+                model=accelerator.unwrap_model(model),
+                optimizer=optimizer.state_dict(),
+                scheduler=scheduler.state_dict(),
+                state=json.loads(json.dumps(state)),
+                rng={f"{kind}.{rank}": t for kind, t in _rng_state().items()},
+            )
     return FitResult(
         best=state["best"],
         best_step=state["best_step"],
@@ -536,6 +595,7 @@ def fit(
         wall_s=wall,
         history=state["history"],
         current=current,
+        parked=parked,
     )
 
 

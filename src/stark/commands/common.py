@@ -75,6 +75,12 @@ def add_sparsify_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("sparse teachers")
     g.add_argument("--lam", type=float, help="S = lam * expressiveness + (1 - lam) * friendliness (default 0.5)")
     g.add_argument("--sparsities", help="teacher sparsity levels in percent, comma-separated (default 0,10,...,90)")
+    g.add_argument(
+        "--save-teachers",
+        action="store_true",
+        default=None,
+        help="stark run: write every sparse teacher's weights to teachers/s<P>/ (default: only the chosen one)",
+    )
 
 
 def add_search_args(p: argparse.ArgumentParser) -> None:
@@ -127,6 +133,7 @@ def flags_from_args(args: argparse.Namespace) -> dict[str, Any]:
         put("student.layers", get("student_layers"))
     put("sparsify.lam", get("lam"))
     put("sparsify.sparsities", get("sparsities"))
+    put("sparsify.save_teachers", get("save_teachers"))
     put("search.search", get("search"))
     put("search.seeds", get("seeds"))
     for stage, specific in (("finetune", "teacher_epochs"), ("distill", "student_epochs")):
