@@ -83,6 +83,10 @@ class SparsifyConfig:
     """Examples per scoring batch."""
     save_teachers: bool = False
     """``stark run``: write every sparse teacher's weights, not only the chosen one's."""
+    teachers_on_dev: bool = False
+    """``stark run``: evaluate every sparse teacher on dev (the paper's teacher curve). By default each
+    is evaluated on the selection split and only the dense and the chosen teacher on dev: ten dev
+    passes of the teacher can cost more than the search itself when dev is large."""
 
 
 @dataclass

@@ -31,8 +31,8 @@ from stark.stages import (
     build_student,
     checkpoint_state,
     distill,
-    evaluate_on,
     finetune_teacher,
+    finish_chosen,
     is_done,
     is_main,
     level_name,
@@ -268,7 +268,14 @@ def _run(cfg: RunConfig, data: TaskData, accelerator, start: float) -> dict:
     )
     t0 = time.perf_counter()
     teachers, teacher_dirs = sparsify_teachers(
-        cfg, data, teacher_dir, scores_dir, out, accelerator, save=cfg.sparsify.save_teachers
+        cfg,
+        data,
+        teacher_dir,
+        scores_dir,
+        out,
+        accelerator,
+        save=cfg.sparsify.save_teachers,
+        dev=cfg.sparsify.teachers_on_dev,
     )
     clock.add("sparsify", time.perf_counter() - t0)
     rewinder.teachers = teachers
@@ -295,15 +302,13 @@ def _run(cfg: RunConfig, data: TaskData, accelerator, start: float) -> dict:
             ]
 
     rewinder.parked.clear()
-    summary = summarize(cfg, data, paths, teacher_dirs, rewinder, finalists, clock, search_log, start)
-    chosen = summary["chosen_sparsity"]
-    if chosen is not None and chosen != 0 and is_main(accelerator) and not teacher_saved(teacher_dirs[chosen]):
+    chosen = choose(cfg, data, paths, finalists)
+    if chosen is not None:
         t0 = time.perf_counter()
-        teachers.save(chosen, teacher_dirs[chosen], cfg, data)
+        finish_chosen(cfg, data, teachers, chosen, teacher_dirs[chosen], accelerator)
+        barrier(accelerator)
         clock.add("sparsify", time.perf_counter() - t0)
-    for level in summary["levels"]:
-        level["teacher_saved"] = teacher_saved(teacher_dirs[level["teacher_sparsity"]])
-    summary["total_wall_s"] = time.perf_counter() - start
+    summary = summarize(cfg, data, paths, teacher_dirs, rewinder, finalists, clock, search_log, start)
     if is_main(accelerator):
         write_json(out / "summary.json", summary)
         from stark.report import write_report
@@ -332,17 +337,17 @@ def _level_record(
         state = json.loads(paused.read_text()) if paused.is_file() else checkpoint_state(sdir)
         if not best.is_dir() or state is None:
             continue
-        # Eliminated early by the search: report its best checkpoint so far, marked with its budget.
-        model = load_model(str(best))
-        dev = evaluate_on(model, data.dev, data.spec, data.pad_id, cfg.distill.eval_batch_size)
+        # Eliminated early by the search: its selection score and budget. It is not evaluated on dev:
+        # a student stopped after a fraction of an epoch says nothing a reader should compare.
         epochs = state["step"] / max(1, rewinder.total_steps) * cfg.distill.epochs
         select = _better(state.get("best"), state.get("current"), main)
-        seeds.append({"dir": str(best), "select": select, "dev": dev, "epochs": epochs, "finished": False})
-    dev_main = [s["dev"][main] for s in seeds]
+        seeds.append({"dir": str(best), "select": select, "dev": None, "epochs": epochs, "finished": False})
+    dev_main = [s["dev"][main] for s in seeds if s["dev"] is not None]
     record = {
         "teacher_sparsity": level,
         "teacher_dir": str(teacher_dir),
-        "teacher_dev": t_metrics["dev"],
+        "teacher_saved": teacher_saved(teacher_dir),
+        "teacher_dev": t_metrics.get("dev"),
         "teacher_select": t_metrics.get("select"),
         "teacher_params": t_metrics.get("encoder_params"),
         "teacher_gflops_seq128": t_metrics.get("encoder_gflops_seq128"),
@@ -357,6 +362,21 @@ def _level_record(
         "seeds": seeds,
     }
     return record
+
+
+def choose(cfg: RunConfig, data: TaskData, paths: RunPaths, finalists: list[float]) -> float | None:
+    """The finalist with the highest mean selection metric over its seeds (ties: the lower sparsity).
+    Only levels whose every seed reached the full budget are eligible."""
+    main = data.spec.main_metric
+    best: tuple[float, float] | None = None
+    for level in sorted(finalists):
+        dirs = [paths.student(level, k) for k in range(cfg.search.seeds)]
+        if not all(is_done(d) for d in dirs):
+            continue
+        score = statistics.fmean(read_metrics(d)["select"][main] for d in dirs)
+        if best is None or score > best[0]:
+            best = (score, level)
+    return best[1] if best is not None else None
 
 
 def _better(a: dict | None, b: dict | None, main: str) -> dict | None:
@@ -377,8 +397,8 @@ def summarize(
     start: float,
 ) -> dict:
     levels = [_level_record(cfg, data, paths, lv, teacher_dirs[lv], rewinder) for lv in sorted(teacher_dirs)]
-    eligible = [r for r in levels if r["teacher_sparsity"] in finalists and r["student_full_budget"]]
-    chosen = max(eligible, key=lambda r: (r["student_select_mean"], -r["teacher_sparsity"])) if eligible else None
+    chosen_level = choose(cfg, data, paths, finalists)
+    chosen = next((r for r in levels if r["teacher_sparsity"] == chosen_level), None)
     trial = read_metrics(paths.trial)
     student_epochs = sum(s["epochs"] for r in levels for s in r["seeds"])
     if not any(r["teacher_sparsity"] == 0 for r in levels):

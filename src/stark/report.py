@@ -38,8 +38,11 @@ def results_table(summary: dict) -> str:
     """The table printed at the end of ``stark run``: one row per teacher sparsity."""
     m = summary["metric"]
     multi = summary.get("seeds", 1) > 1
-    head = f"| teacher sparsity | teacher dev {m} | student dev {m} | student select {m} | student epochs | chosen |"
-    rows = [head, "|---:|---:|---:|---:|---:|:---:|"]
+    head = (
+        f"| teacher sparsity | teacher select {m} | teacher dev {m} | student dev {m} | student select {m} "
+        "| student epochs | chosen |"
+    )
+    rows = [head, "|---:|---:|---:|---:|---:|---:|:---:|"]
     for lv in summary["levels"]:
         if multi and lv["student_dev_mean"] is not None:
             student = f"{100 * lv['student_dev_mean']:.2f} ± {100 * lv['student_dev_std']:.2f}"
@@ -49,7 +52,8 @@ def results_table(summary: dict) -> str:
         mark = "**<-**" if lv["teacher_sparsity"] == summary["chosen_sparsity"] else ""
         budget = f"{lv['student_epochs']:.2f}" + ("" if lv["student_full_budget"] else " (stopped by search)")
         label = f"{lv['teacher_sparsity']:g}%" + (" (vanilla KD)" if lv["teacher_sparsity"] == 0 else "")
-        rows.append(f"| {label} | {_fmt(lv['teacher_dev'], m)} | {student} | {sel} | {budget} | {mark} |")
+        t_sel, t_dev = _fmt(lv.get("teacher_select"), m), _fmt(lv.get("teacher_dev"), m)
+        rows.append(f"| {label} | {t_sel} | {t_dev} | {student} | {sel} | {budget} | {mark} |")
     return "\n".join(rows)
 
 
@@ -116,7 +120,8 @@ def _save(fig, path: Path) -> Path:
 
 
 def plot_student_vs_sparsity(summary: dict, path: Path) -> Path:
-    """Student dev (and selection) metric against teacher sparsity, teacher dev beside, choice marked."""
+    """Student dev (full-budget levels) and selection metric against teacher sparsity, the sparse
+    teachers' metrics beside, the choice marked. Levels the search stopped early have no dev point."""
     m = summary["metric"]
     levels = [lv for lv in summary["levels"] if lv.get("student_dev_mean") is not None]
     fig = _figure(9.5, 4.2)
@@ -131,14 +136,16 @@ def plot_student_vs_sparsity(summary: dict, path: Path) -> Path:
         ax.scatter(
             x[~full], dev[~full], facecolor="white", edgecolor="C0", s=40, zorder=3, label="stopped early by search"
         )
-    sel = [(lv["teacher_sparsity"], lv.get("student_select_mean")) for lv in levels]
+    sel = [(lv["teacher_sparsity"], lv.get("student_select_mean")) for lv in summary["levels"]]
     sel = [(s, 100 * v) for s, v in sel if v is not None]
     if sel:
         ax.plot(*zip(*sel, strict=True), color="C0", ls=":", alpha=0.6, marker=".", label=f"student selection {m}")
-    teacher = [(lv["teacher_sparsity"], _metric(lv.get("teacher_dev"), m)) for lv in summary["levels"]]
-    teacher = [(s, v) for s, v in teacher if v is not None]
-    if teacher:
-        ax.plot(*zip(*teacher, strict=True), color="C1", ls="--", marker="s", ms=4, label=f"sparse teacher dev {m}")
+    for key, style, what in (("teacher_select", ":", "selection"), ("teacher_dev", "--", "dev")):
+        teacher = [(lv["teacher_sparsity"], _metric(lv.get(key), m)) for lv in summary["levels"]]
+        teacher = [(s, v) for s, v in teacher if v is not None]
+        if teacher:
+            xs, ys = zip(*teacher, strict=True)
+            ax.plot(xs, ys, color="C1", ls=style, marker="s", ms=4, label=f"sparse teacher {what} {m}")
     vanilla = _metric(summary.get("vanilla_kd", {}).get("student_dev"), m)
     if vanilla is not None:
         ax.axhline(vanilla, color="grey", lw=1, ls="-.", label="vanilla KD student (sparsity 0)")
@@ -148,7 +155,7 @@ def plot_student_vs_sparsity(summary: dict, path: Path) -> Path:
         ax.scatter([chosen], [y], marker="*", s=300, color="C3", zorder=4, label=f"chosen: {chosen:g}%")
     ax.set_xlabel("teacher sparsity (% of heads and FFN neurons removed)")
     ax.set_ylabel(f"{m} (%)")
-    ax.set_xticks(x if len(x) else [0])
+    ax.set_xticks([lv["teacher_sparsity"] for lv in summary["levels"]] or [0])
     ax.set_title(f"{summary.get('task', '')}: student after KD from each sparse teacher")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside: never hides a point
@@ -324,15 +331,15 @@ def _teachers_table(summary: dict, widths: dict[float, dict]) -> str:
     m = summary["metric"]
     lines = [
         f"| teacher sparsity | heads kept | FFN neurons kept | encoder params (M) | encoder GFLOPs (seq 128) | "
-        f"teacher dev {m} |",
-        "|---:|---:|---:|---:|---:|---:|",
+        f"teacher select {m} | teacher dev {m} |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for level, w in widths.items():
         params = f"{w['encoder_params'] / 1e6:.2f}" if w.get("encoder_params") is not None else "-"
         gflops = f"{w['encoder_gflops_seq128']:.2f}" if w.get("encoder_gflops_seq128") is not None else "-"
         lines.append(
             f"| {level:g}% | {sum(w['heads_per_layer'])} | {sum(w['ffn_per_layer'])} | {params} | {gflops} | "
-            f"{_fmt(w.get('dev'), m)} |"
+            f"{_fmt(w.get('select'), m)} | {_fmt(w.get('dev'), m)} |"
         )
     return "\n".join(lines)
 
@@ -461,7 +468,9 @@ def write_report(run_dir: Path, summary: dict, html: bool = True) -> Path:
         results_table(summary),
         "",
         "Student dev is what a user gets; the choice uses the selection split only (dev stays unseen). Levels "
-        "marked *stopped by search* were dropped early by successive halving and show their best checkpoint so far.",
+        "marked *stopped by search* were dropped early by successive halving: they show their selection score at "
+        "the budget they reached and no dev metric. Sparse teachers are scored on the selection split; only the "
+        "dense and the chosen teacher on dev (all of them with `--teachers-on-dev`).",
         "",
     ]
     if widths:

@@ -436,29 +436,34 @@ def sparsify_teachers(
     out: Path,
     accelerator=None,
     save: bool = True,
+    dev: bool = True,
 ) -> tuple[SparseTeachers, dict[float, Path]]:
-    """Stage 5: reorder the teacher by S once; per level, its widths, size and dev metric.
+    """Stage 5: reorder the teacher by S once; per level, its widths, size and metrics.
 
-    ``<out>/teachers/s<P>/metrics.json`` marks a level as done. With ``save`` every level's weights
-    are written there too; otherwise (``stark run``) only the level the search chooses is written
-    later, which is most of what this stage used to cost.
+    ``<out>/teachers/s<P>/metrics.json`` marks a level as done; it holds the selection-split metrics
+    and, with ``dev``, the dev metrics (level 0 computes the dense teacher's function: its dev metrics
+    are the fine-tuned teacher's). With ``save`` every level's weights are written there too;
+    ``stark run`` writes and evaluates on dev only the level the search chooses (``finish_chosen``).
     """
     teachers = SparseTeachers(cfg, teacher_dir, scores_dir)
     dirs: dict[float, Path] = {}
     for level in cfg.sparsify.sparsities:
         out_dir = Path(out) / "teachers" / level_name(level)
         dirs[level] = out_dir
-        if is_done(out_dir) and (teacher_saved(out_dir) or not save):
+        if is_done(out_dir) and (teacher_saved(out_dir) or not save) and ("dev" in read_metrics(out_dir) or not dev):
             continue
         start = time.perf_counter()
         teacher = teachers.model(level)
+        bs = cfg.distill.eval_batch_size
         metrics = {
             "stage": "sparsify",
             "sparsity": level,
             "lam": cfg.sparsify.lam,
             **model_facts(teacher),
-            "dev": evaluate_on(teacher, data.dev, data.spec, data.pad_id, cfg.distill.eval_batch_size),
+            "select": evaluate_on(teacher, data.select, data.spec, data.pad_id, bs),
         }
+        if dev:
+            metrics["dev"] = _teacher_dev(teachers, level, teacher, data, bs)
         if is_main(accelerator):
             if save:
                 teachers.save(level, out_dir, cfg, data)
@@ -467,6 +472,30 @@ def sparsify_teachers(
             write_json(out_dir / "metrics.json", metrics)
     barrier(accelerator)
     return teachers, dirs
+
+
+def _teacher_dev(
+    teachers: SparseTeachers, level: float, teacher: PreTrainedModel, data: TaskData, batch_size: int
+) -> dict:
+    dense = teachers.teacher_dir / "metrics.json"
+    if level == 0 and dense.is_file() and "dev" in read_metrics(teachers.teacher_dir):
+        return read_metrics(teachers.teacher_dir)["dev"]
+    return evaluate_on(teacher, data.dev, data.spec, data.pad_id, batch_size)
+
+
+def finish_chosen(
+    cfg: RunConfig, data: TaskData, teachers: SparseTeachers, level: float, out_dir: Path, accelerator=None
+) -> None:
+    """The chosen sparse teacher: write its weights and add its dev metrics (main process only)."""
+    if not is_main(accelerator):
+        return
+    metrics = read_metrics(out_dir)
+    if "dev" not in metrics:
+        teacher = teachers.model(level)
+        metrics["dev"] = _teacher_dev(teachers, level, teacher, data, cfg.distill.eval_batch_size)
+        write_json(Path(out_dir) / "metrics.json", metrics)
+    if level != 0 and not teacher_saved(out_dir):
+        teachers.save(level, out_dir, cfg, data)
 
 
 class LogitCache:

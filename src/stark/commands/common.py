@@ -81,6 +81,12 @@ def add_sparsify_args(p: argparse.ArgumentParser) -> None:
         default=None,
         help="stark run: write every sparse teacher's weights to teachers/s<P>/ (default: only the chosen one)",
     )
+    g.add_argument(
+        "--teachers-on-dev",
+        action="store_true",
+        default=None,
+        help="stark run: evaluate every sparse teacher on dev (default: selection split; dev for the chosen one)",
+    )
 
 
 def add_search_args(p: argparse.ArgumentParser) -> None:
@@ -134,6 +140,7 @@ def flags_from_args(args: argparse.Namespace) -> dict[str, Any]:
     put("sparsify.lam", get("lam"))
     put("sparsify.sparsities", get("sparsities"))
     put("sparsify.save_teachers", get("save_teachers"))
+    put("sparsify.teachers_on_dev", get("teachers_on_dev"))
     put("search.search", get("search"))
     put("search.seeds", get("seeds"))
     for stage, specific in (("finetune", "teacher_epochs"), ("distill", "student_epochs")):

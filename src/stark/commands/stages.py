@@ -190,7 +190,7 @@ def run_sparsify(args: argparse.Namespace) -> int:
         scores = Path(args.scores_dir) if args.scores_dir else out / "scores"
         if not (scores / "scores.safetensors").is_file():
             raise StarkInputError(f"scores {scores} not found: run stark score first")
-        _, dirs = sparsify_teachers(cfg, data, teacher, scores, out, acc, save=True)
+        _, dirs = sparsify_teachers(cfg, data, teacher, scores, out, acc, save=True, dev=True)
         m = data.spec.main_metric
         for level, d in dirs.items():
             t = read_metrics(d)
