@@ -67,9 +67,13 @@ def bench_cell(task: str, student: str, args: argparse.Namespace) -> dict:
         "levels": [
             {
                 "teacher_sparsity": lv["teacher_sparsity"],
-                "teacher_dev": 100 * lv["teacher_dev"][m],
-                "student_dev_mean": 100 * lv["student_dev_mean"],
+                # Sparse teachers are scored on the selection split (dev only for the dense and chosen one);
+                # students stopped early by the search have no dev metric.
+                "teacher_dev": _points(lv.get("teacher_dev"), m),
+                "teacher_select": _points(lv.get("teacher_select"), m),
+                "student_dev_mean": None if lv["student_dev_mean"] is None else 100 * lv["student_dev_mean"],
                 "student_dev_std": 100 * lv["student_dev_std"],
+                "student_select_mean": _points({m: lv.get("student_select_mean")}, m),
                 "student_epochs": lv["student_epochs"],
                 "full_budget": lv["student_full_budget"],
             }
@@ -80,18 +84,22 @@ def bench_cell(task: str, student: str, args: argparse.Namespace) -> dict:
     }
 
 
+def _points(metrics: dict | None, m: str) -> float | None:
+    return None if not metrics or metrics.get(m) is None else 100 * metrics[m]
+
+
 def plot_cell(row: dict, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    levels = row["levels"]
+    levels = [lv for lv in row["levels"] if lv.get("student_dev_mean") is not None]
     xs = [lv["teacher_sparsity"] for lv in levels]
     mean = [lv["student_dev_mean"] for lv in levels]
     std = [lv["student_dev_std"] for lv in levels]
     fig, ax = plt.subplots(figsize=(6, 3.6))
-    ax.plot(xs, mean, "-", color="tab:blue", label=f"student ({row['seeds']} seeds, mean)")
+    ax.plot(xs, mean, "-", color="tab:blue", label=f"student dev ({row['seeds']} seeds, mean)")
     ax.fill_between(
         xs,
         [a - b for a, b in zip(mean, std, strict=True)],
@@ -116,8 +124,16 @@ def plot_cell(row: dict, path: Path) -> None:
         zorder=3,
         label="stopped early by the search",
     )
+    select = [(lv["teacher_sparsity"], lv.get("student_select_mean")) for lv in row["levels"]]
+    select = [(x, y) for x, y in select if y is not None]
+    if select:
+        ax.plot(*zip(*select, strict=True), ":", color="tab:blue", alpha=0.6, label="student selection split")
     ax.axhline(row["vanilla_kd_student_mean"], color="gray", ls="--", label="vanilla KD (dense teacher)")
-    ax.plot(xs, [lv["teacher_dev"] for lv in levels], ":", color="tab:orange", label="sparse teacher")
+    for key, style in (("teacher_dev", "--"), ("teacher_select", ":")):
+        pts = [(lv["teacher_sparsity"], lv.get(key)) for lv in row["levels"]]
+        pts = [(x, y) for x, y in pts if y is not None]
+        if len(pts) > 1:
+            ax.plot(*zip(*pts, strict=True), style, color="tab:orange", label=f"sparse teacher ({key[8:]})")
     ax.axvline(row["chosen_sparsity"], color="tab:green", alpha=0.5, label=f"chosen: {row['chosen_sparsity']:g}%")
     ax.set_xlabel("teacher sparsity (%)")
     ax.set_ylabel(f"dev {row['metric']} (points)")
@@ -144,6 +160,40 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def collapsed(row: dict) -> bool:
+    """Every full-budget student of every seed scores the same: they all give one answer (e.g. one class)."""
+    full = [lv for lv in row["levels"] if lv.get("full_budget") and lv.get("student_dev_mean") is not None]
+    return (
+        bool(full)
+        and all(lv["student_dev_std"] == 0 for lv in full)
+        and len({lv["student_dev_mean"] for lv in full}) == 1
+    )
+
+
+def reading(rows: list[dict]) -> list[str]:
+    """What the table can and cannot show, from the numbers themselves."""
+    dead = [f"{r['task']}/{r['student']}" for r in rows if collapsed(r)]
+    out = ["## Reading the table", ""]
+    if dead:
+        out += [
+            f"Collapsed cells ({', '.join(dead)}): every full-budget student of every seed has the same dev score "
+            "with zero spread, i.e. it predicts one answer. The teacher fine-tuned on this subsample has not learned "
+            "the task well enough to transfer anything (compare its dev metric with the majority-class score), so "
+            "these cells cannot show a difference between vanilla KD and StarK either way.",
+            "",
+        ]
+    live = [r for r in rows if not collapsed(r)]
+    for r in live:
+        gain = r["stark_student_mean"] - r["vanilla_kd_student_mean"]
+        noise = max(r["stark_student_std"], r["vanilla_kd_student_std"])
+        verdict = "within one seed-std" if abs(gain) <= noise else ("better" if gain > 0 else "worse")
+        out.append(
+            f"- {r['task']}/{r['student']}: StarK (teacher at {r['chosen_sparsity']:g} %) minus vanilla KD = "
+            f"{gain:+.2f} points, {verdict} (seed std up to {noise:.2f})."
+        )
+    return [*out, ""]
+
+
 def results_page(rows: list[dict], args: argparse.Namespace) -> str:
     """docs/RESULTS.md: settings, the table, one figure per (task, student)."""
     lines = [
@@ -151,11 +201,12 @@ def results_page(rows: list[dict], args: argparse.Namespace) -> str:
         "",
         "Written by `bench/quality.py` (numbers in `bench/results/quality.json`). Teacher: all-MiniLM-L6-v2",
         f"fine-tuned {args.teacher_epochs:g} epochs (fast preset otherwise); students {args.epochs:g} epochs;",
-        f"training subsample {args.max_train_samples or 'none'} (seeded random), 10 % of it held out for selection;",
-        f"dev only reported; {args.seeds} seeds per level; successive halving chooses the sparsity; max length 128.",
-        "Reductions from the reference (10 epochs, full data) are for CPU time.",
+        "a seeded random training subsample, 10 % of it held out for selection (the train ex. column counts the",
+        f"rest); dev only reported; {args.seeds} seeds per level; successive halving chooses the sparsity; max",
+        "length 128. Reductions from the reference (10 epochs, full data) are for CPU time.",
         "",
         markdown(rows),
+        *reading(rows),
     ]
     for r in rows:
         lines += [f"![{r['task']} {r['student']}](figures/quality_{r['task']}_{r['student']}.png)", ""]
