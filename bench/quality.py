@@ -80,8 +80,20 @@ def bench_cell(task: str, student: str, args: argparse.Namespace) -> dict:
             for lv in summary["levels"]
         ],
         "wall_s": summary["total_wall_s"],
+        "commit": _commit(),
         "threads": torch.get_num_threads(),
     }
+
+
+def _commit() -> str:
+    """The code a row was measured with (results outlive the code that produced them)."""
+    import subprocess
+
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True)
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return out.stdout.strip()
 
 
 def _points(metrics: dict | None, m: str) -> float | None:
@@ -147,15 +159,16 @@ def plot_cell(row: dict, path: Path) -> None:
 
 def markdown(rows: list[dict]) -> str:
     lines = [
-        "| task | student | metric | seeds | train ex. | teacher dev | vanilla KD | StarK | chosen sparsity |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|",
+        "| task | student | metric | seeds | train ex. | teacher dev | vanilla KD | StarK | chosen sparsity | commit |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in rows:
         lines.append(
             f"| {r['task']} | {r['student']} | {r['metric']} | {r['seeds']} | {r['train_examples']}"
             f"{' (subsampled)' if r['subsampled'] else ''} | {r['teacher_dev']:.2f} "
             f"| {r['vanilla_kd_student_mean']:.2f} ± {r['vanilla_kd_student_std']:.2f} "
-            f"| {r['stark_student_mean']:.2f} ± {r['stark_student_std']:.2f} | {r['chosen_sparsity']:g}% |"
+            f"| {r['stark_student_mean']:.2f} ± {r['stark_student_std']:.2f} | {r['chosen_sparsity']:g}% "
+            f"| {r.get('commit', 'unknown')} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -203,7 +216,9 @@ def results_page(rows: list[dict], args: argparse.Namespace) -> str:
         f"fine-tuned {args.teacher_epochs:g} epochs (fast preset otherwise); students {args.epochs:g} epochs;",
         "a seeded random training subsample, 10 % of it held out for selection (the train ex. column counts the",
         f"rest); dev only reported; {args.seeds} seeds per level; successive halving chooses the sparsity; max",
-        "length 128. Reductions from the reference (10 epochs, full data) are for CPU time.",
+        "length 128. Reductions from the reference (10 epochs, full data) are for CPU time. Rows measured",
+        "before commit 92121fd evaluated every level on dev (stopped levels included); later code scores sparse",
+        "teachers on the selection split and leaves stopped levels without a dev point (same choice rule).",
         "",
         markdown(rows),
         *reading(rows),
