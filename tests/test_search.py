@@ -9,10 +9,10 @@ import torch
 
 import stark.pipeline
 from stark.cli import main
-from stark.config import build_config
+from stark.config import build_config, load_recipe
 from stark.models import load_model
 from stark.search import halving_rungs, successive_halving
-from stark.stages import SparseTeachers
+from stark.stages import SparseTeachers, finish_chosen, prepare_data
 
 
 def test_halving_rungs_nine_candidates() -> None:
@@ -114,3 +114,22 @@ def test_saved_sparse_teachers_equal_the_ones_sliced_in_memory(
             a = teachers.model(level).eval()(**batch).logits
             b = load_model(str(out / "teachers" / f"s{level}"))(**batch).logits
         assert torch.equal(a, b), level
+
+
+def test_finishing_the_chosen_level_writes_weights_and_keeps_metrics(
+    tiny_teacher, tiny_task, tmp_path: Path, capsys, one_thread
+) -> None:
+    """Whatever level the search picks, its folder ends with reloadable weights and metrics with dev."""
+    out = tmp_path / "run"
+    _run(tiny_teacher, tiny_task, tmp_path, out)
+    capsys.readouterr()
+    cfg = build_config(load_recipe(out / "config.yaml"), {})
+    data = prepare_data(cfg)
+    teachers = SparseTeachers(cfg, out / "teacher", out / "scores")
+    for level in (0, 30, 60, 90):
+        folder = out / "teachers" / f"s{level}"
+        finish_chosen(cfg, data, teachers, level, folder)
+        metrics = json.loads((folder / "metrics.json").read_text())
+        assert {"select", "dev", "heads_per_layer"} <= set(metrics), level
+        if level:
+            assert load_model(str(folder)).config.stark_heads == metrics["heads_per_layer"]

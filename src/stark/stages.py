@@ -490,12 +490,14 @@ def finish_chosen(
     if not is_main(accelerator):
         return
     metrics = read_metrics(out_dir)
+    if level != 0 and not teacher_saved(out_dir):
+        # Saving replaces the whole folder (atomically), so the metrics are written after it.
+        teachers.save(level, out_dir, cfg, data)
+        write_json(Path(out_dir) / "metrics.json", metrics)
     if "dev" not in metrics:
         teacher = teachers.model(level)
         metrics["dev"] = _teacher_dev(teachers, level, teacher, data, cfg.distill.eval_batch_size)
         write_json(Path(out_dir) / "metrics.json", metrics)
-    if level != 0 and not teacher_saved(out_dir):
-        teachers.save(level, out_dir, cfg, data)
 
 
 class LogitCache:
