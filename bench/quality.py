@@ -7,14 +7,17 @@ teacher per task, this runs ``stark run`` with ``--seeds N`` (default 3) and rec
 * the fine-tuned teacher's dev metric;
 * vanilla KD = the level at teacher sparsity 0 (dense teacher), N seeds, mean and std;
 * StarK = the level chosen by successive halving on the held-out selection split, N seeds;
-* every level's student dev metric (mean, std, and the budget it got: levels eliminated early by
-  the search are reported at the budget they reached).
+* every full-budget level's student dev metric (mean, std); levels eliminated early by the search
+  are reported with their selection score at the budget they reached.
 
 Metric values are in points (0-100). Writes ``bench/results/quality.json`` after every finished
 (task, student) cell, a figure per cell under ``docs/figures/`` and ``docs/RESULTS.md``; a re-run
-skips finished cells and resumes unfinished ones. Runtime on 2 CPU cores with the defaults
-(``--max-train-samples 1000``, 3 student epochs, 3 seeds): about 8-12 minutes per cell, so about
-1.5 hours for the 8 cells; SST-2 adds two more cells when listed in ``--tasks``.
+skips finished cells and resumes unfinished ones.
+
+Measured runtime (3 student epochs, 3 seeds): with ``--max-train-samples 500`` on ONE thread, 6-12
+minutes per cell (CoLA fastest, RTE slowest), about 80 minutes for the 8 cells plus ~1 minute of
+teacher fine-tuning per task; two threads are about 1.6x faster, and the default 1000 examples take
+about twice as long. ``--tasks sst2 --max-train-samples 2000`` adds two cells (see RESULTS.md).
 """
 
 from __future__ import annotations
