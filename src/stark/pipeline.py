@@ -204,7 +204,7 @@ class Rewinder:
         if result.parked is not None:
             self.parked[(level, k)] = result.parked
         # Paused by the search: the best selection metric seen so far, the paused weights' own included.
-        return max(result.current[main], result.best[main] if result.best is not None else float("-inf"))
+        return _better(result.best, result.current, main)[main]
 
     def _seed_cfg(self, k: int):
         from dataclasses import replace
@@ -308,7 +308,7 @@ def _run(cfg: RunConfig, data: TaskData, accelerator, start: float) -> dict:
         finish_chosen(cfg, data, teachers, chosen, teacher_dirs[chosen], accelerator)
         barrier(accelerator)
         clock.add("sparsify", time.perf_counter() - t0)
-    summary = summarize(cfg, data, paths, teacher_dirs, rewinder, finalists, clock, search_log, start)
+    summary = summarize(cfg, data, paths, teacher_dirs, rewinder, chosen, finalists, clock, search_log, start)
     if is_main(accelerator):
         write_json(out / "summary.json", summary)
         from stark.report import write_report
@@ -380,6 +380,7 @@ def choose(cfg: RunConfig, data: TaskData, paths: RunPaths, finalists: list[floa
 
 
 def _better(a: dict | None, b: dict | None, main: str) -> dict | None:
+    """The better of two metric dicts by ``main`` (either may be missing)."""
     if a is None or b is None:
         return a or b
     return a if a[main] >= b[main] else b
@@ -391,13 +392,13 @@ def summarize(
     paths: RunPaths,
     teacher_dirs: dict[float, Path],
     rewinder: Rewinder,
+    chosen_level: float | None,
     finalists: list[float],
     clock: Clock,
     search_log: list[dict],
     start: float,
 ) -> dict:
     levels = [_level_record(cfg, data, paths, lv, teacher_dirs[lv], rewinder) for lv in sorted(teacher_dirs)]
-    chosen_level = choose(cfg, data, paths, finalists)
     chosen = next((r for r in levels if r["teacher_sparsity"] == chosen_level), None)
     trial = read_metrics(paths.trial)
     student_epochs = sum(s["epochs"] for r in levels for s in r["seeds"])

@@ -463,7 +463,7 @@ def sparsify_teachers(
             "select": evaluate_on(teacher, data.select, data.spec, data.pad_id, bs),
         }
         if dev:
-            metrics["dev"] = _teacher_dev(teachers, level, teacher, data, bs)
+            metrics["dev"] = _teacher_dev(teachers, level, data, bs, teacher)
         if is_main(accelerator):
             if save:
                 teachers.save(level, out_dir, cfg, data)
@@ -475,29 +475,37 @@ def sparsify_teachers(
 
 
 def _teacher_dev(
-    teachers: SparseTeachers, level: float, teacher: PreTrainedModel, data: TaskData, batch_size: int
+    teachers: SparseTeachers, level: float, data: TaskData, batch_size: int, teacher: PreTrainedModel | None = None
 ) -> dict:
-    dense = teachers.teacher_dir / "metrics.json"
-    if level == 0 and dense.is_file() and "dev" in read_metrics(teachers.teacher_dir):
-        return read_metrics(teachers.teacher_dir)["dev"]
+    """A sparse teacher's dev metrics; level 0 computes the dense teacher's function, whose dev
+    metrics fine-tuning already measured. ``teacher`` is the level's model if already built."""
+    if level == 0 and is_done(teachers.teacher_dir):
+        dense = read_metrics(teachers.teacher_dir).get("dev")
+        if dense is not None:
+            return dense
+    teacher = teacher if teacher is not None else teachers.model(level)
     return evaluate_on(teacher, data.dev, data.spec, data.pad_id, batch_size)
 
 
 def finish_chosen(
     cfg: RunConfig, data: TaskData, teachers: SparseTeachers, level: float, out_dir: Path, accelerator=None
 ) -> None:
-    """The chosen sparse teacher: write its weights and add its dev metrics (main process only)."""
+    """The chosen sparse teacher: write its weights and add its dev metrics (main process only).
+
+    Saving replaces the whole folder atomically, so metrics.json is written after it; a kill in
+    between leaves a folder without metrics.json, which the sparsify stage then redoes.
+    """
     if not is_main(accelerator):
         return
     metrics = read_metrics(out_dir)
-    if level != 0 and not teacher_saved(out_dir):
-        # Saving replaces the whole folder (atomically), so the metrics are written after it.
+    save = level != 0 and not teacher_saved(out_dir)
+    if not save and "dev" in metrics:
+        return
+    if save:
         teachers.save(level, out_dir, cfg, data)
-        write_json(Path(out_dir) / "metrics.json", metrics)
     if "dev" not in metrics:
-        teacher = teachers.model(level)
-        metrics["dev"] = _teacher_dev(teachers, level, teacher, data, cfg.distill.eval_batch_size)
-        write_json(Path(out_dir) / "metrics.json", metrics)
+        metrics["dev"] = _teacher_dev(teachers, level, data, cfg.distill.eval_batch_size)
+    write_json(Path(out_dir) / "metrics.json", metrics)
 
 
 class LogitCache:
