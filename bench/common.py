@@ -42,6 +42,17 @@ def seed_run_folder(teacher_dir: Path, out: Path) -> None:
         shutil.copytree(teacher_dir, out / "teacher", dirs_exist_ok=True)
 
 
+def commit() -> str:
+    """The code a row was measured with (results outlive the code that produced them)."""
+    import subprocess
+
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True)
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return out.stdout.strip()
+
+
 def load_rows(path: Path) -> list[dict]:
     return json.loads(path.read_text())["tasks"] if path.is_file() else []
 

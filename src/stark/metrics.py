@@ -127,11 +127,16 @@ def compute_metrics(spec: TaskSpec, predictions: np.ndarray, labels: np.ndarray)
 
 
 def better(spec: TaskSpec, a: dict[str, float], b: dict[str, float] | None) -> bool:
-    """Whether result ``a`` beats ``b`` on the task's main metric (strictly, so ties keep the older).
+    """Whether result ``a`` beats ``b``: a higher main metric, or the same one with a lower task loss.
+
+    The main metric of a constant predictor (F1 of "always positive", MCC 0) ties at every early
+    evaluation; without the loss as tie-break the first of them would be kept for good, although
+    later checkpoints with the same metric already fit the labels better. Without a loss on both
+    sides a tie keeps the older result.
 
     Args:
         spec: the task, whose ``main_metric`` decides.
-        a: candidate metrics.
+        a: candidate metrics (may hold ``task_loss``, the selection-split loss against the labels).
         b: best metrics so far, or None when there is nothing to beat yet.
 
     Returns:
@@ -144,4 +149,7 @@ def better(spec: TaskSpec, a: dict[str, float], b: dict[str, float] | None) -> b
         return False
     if math.isnan(old):
         return True
-    return new > old
+    if new != old:
+        return new > old
+    la, lb = a.get("task_loss"), b.get("task_loss")
+    return la is not None and lb is not None and la < lb

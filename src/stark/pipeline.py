@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ import torch
 import yaml
 from transformers import PreTrainedModel
 
+from stark.baselines import TeacherCheck, check_metric_spec, check_teacher, constant_metrics
 from stark.config import RunConfig, Search, to_dict
 from stark.errors import StarkInputError
 from stark.lock import RunLock
@@ -45,7 +47,7 @@ from stark.stages import (
     versions,
     work_dir_of,
 )
-from stark.train import ParkedRun, total_steps_for, visited_examples, write_json
+from stark.train import ParkedRun, evaluate, total_steps_for, visited_examples, write_json
 
 
 @dataclass
@@ -253,6 +255,7 @@ def _run(cfg: RunConfig, data: TaskData, accelerator, start: float) -> dict:
     clock = Clock()
 
     teacher_dir = _timed_stage(clock, "finetune", paths.teacher, lambda: finetune_teacher(cfg, data, out, accelerator))
+    check = check_teacher_learned(cfg, data, teacher_dir, accelerator)
     student_init = _timed_stage(
         clock, "student", out / "student_init", lambda: build_student(cfg, data, teacher_dir, out, accelerator)
     )
@@ -309,6 +312,9 @@ def _run(cfg: RunConfig, data: TaskData, accelerator, start: float) -> dict:
         barrier(accelerator)
         clock.add("sparsify", time.perf_counter() - t0)
     summary = summarize(cfg, data, paths, teacher_dirs, rewinder, chosen, finalists, clock, search_log, start)
+    summary["teacher_check"] = check.to_dict()
+    summary["majority_dev"] = constant_metrics(data.spec, data.train.labels, data.dev.labels)
+    summary["majority_select"] = constant_metrics(data.spec, data.train.labels, data.select.labels)
     if is_main(accelerator):
         write_json(out / "summary.json", summary)
         from stark.report import write_report
@@ -318,11 +324,29 @@ def _run(cfg: RunConfig, data: TaskData, accelerator, start: float) -> dict:
     return summary
 
 
+def check_teacher_learned(cfg: RunConfig, data: TaskData, teacher_dir: Path, accelerator=None) -> TeacherCheck:
+    """Compare the fine-tuned teacher with a constant prediction; warn (or stop, when asked) if it lost."""
+    spec = check_metric_spec(data.spec)
+    select = read_metrics(teacher_dir)["select"]
+    if any(m not in select for m in spec.metrics):
+        teacher = load_model(str(teacher_dir))
+        select = evaluate(teacher, data.select, spec, data.pad_id, cfg.finetune.eval_batch_size, accelerator)
+    check = check_teacher(data.spec, select, data.train.labels, data.select.labels)
+    if is_main(accelerator):
+        print(f"stark: {check.message()}", file=sys.stderr, flush=True)
+    if not check.learned and cfg.require_teacher_learned:
+        raise StarkInputError(f"stopped (--require-teacher-learned): {check.message()}")
+    return check
+
+
 def _level_record(
     cfg: RunConfig, data: TaskData, paths: RunPaths, level: float, teacher_dir: Path, rewinder: Rewinder
 ) -> dict:
     main = data.spec.main_metric
     t_metrics = read_metrics(teacher_dir)
+    if level == 0 and t_metrics.get("dev") is None:
+        # The 0 % teacher is the dense one, whose dev metric is known from fine-tuning.
+        t_metrics = {**t_metrics, "dev": read_metrics(paths.teacher).get("dev")}
     seeds = []
     for k in range(cfg.search.seeds):
         sdir = paths.student(level, k)

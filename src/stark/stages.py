@@ -38,11 +38,10 @@ from stark.data import (
     split_selection,
 )
 from stark.errors import StarkInputError
-from stark.metrics import compute_metrics
 from stark.models import count_parameters, encoder_flops, layer_widths, load_model, load_tokenizer, save_model
 from stark.pruning import drop_layers, reorder_model, sparsify, sparsity_map
 from stark.scores import TeacherScores, score_teacher
-from stark.train import FitResult, ParkedRun, TrainConfig, finalize, fit, predict, write_json
+from stark.train import FitResult, ParkedRun, TrainConfig, evaluate, finalize, fit, predict, write_json
 
 
 @dataclass
@@ -105,13 +104,20 @@ def prepare_data(cfg: RunConfig, tokenizer: PreTrainedTokenizerBase | None = Non
     if cfg.data.protocol == Protocol.REFERENCE:
         select = dev
     else:
-        train, select = split_selection(train, cfg.data.select_fraction, cfg.seed)
+        train, select = split_selection(train, selection_fraction(cfg, len(train)), cfg.seed)
     tokenizer = tokenizer or load_tokenizer(cfg.teacher)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     n = cfg.data.max_length
     return TaskData(
         spec, encode(train, tokenizer, n), encode(select, tokenizer, n), encode(dev, tokenizer, n), tokenizer, pad_id
     )
+
+
+def selection_fraction(cfg: RunConfig, n_train: int) -> float:
+    """The share of train to hold out: ``select_fraction``, raised to reach ``min_select`` examples
+    as long as that leaves three quarters of the data for training."""
+    floor = min(cfg.data.min_select, n_train // 4)
+    return max(cfg.data.select_fraction, floor / n_train) if n_train else cfg.data.select_fraction
 
 
 def is_done(stage_dir: Path) -> bool:
@@ -149,8 +155,7 @@ def read_metrics(stage_dir: Path) -> dict:
 def evaluate_on(
     model: PreTrainedModel, data: Encoded, spec: TaskSpec, pad_id: int, batch_size: int, accelerator=None
 ) -> dict:
-    logits = predict(model, data, pad_id, batch_size, accelerator)
-    return compute_metrics(spec, logits.numpy(), torch.tensor(data.labels).numpy())
+    return evaluate(model, data, spec, pad_id, batch_size, accelerator)
 
 
 def _stage_info(cfg: RunConfig, data: TaskData, stage: str) -> dict:

@@ -36,7 +36,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase, get_linear_sc
 
 from stark.data import Encoded, TaskSpec, collate, length_grouped_batches
 from stark.losses import kd_loss, task_loss
-from stark.metrics import compute_metrics
+from stark.metrics import better, compute_metrics
 from stark.models import save_model
 
 
@@ -228,8 +228,15 @@ def predict(
 def evaluate(
     model: PreTrainedModel, data: Encoded, spec: TaskSpec, pad_id: int, batch_size: int = 64, accelerator=None
 ) -> dict[str, float]:
+    """The task's metrics on ``data`` plus ``task_loss`` (cross-entropy or MSE against the labels).
+
+    The loss is continuous where the metrics are not: it breaks ties between checkpoints and lets a
+    search rank students that all still predict the majority class.
+    """
     logits = predict(model, data, pad_id, batch_size, accelerator)
-    return compute_metrics(spec, logits.numpy(), np.asarray(data.labels))
+    metrics = compute_metrics(spec, logits.numpy(), np.asarray(data.labels))
+    metrics["task_loss"] = float(task_loss(logits, torch.as_tensor(np.asarray(data.labels)), spec.task_type))
+    return metrics
 
 
 class _Logger:
@@ -419,6 +426,8 @@ def fit(
         "bad_evals": 0,
         "stopped": False,
         "history": [],
+        "loss_sum": 0.0,
+        "loss_count": 0,
         "wall_s": 0.0,
         "processes": world,
         "train_config": _trajectory_settings(cfg),
@@ -472,9 +481,14 @@ def fit(
     def do_eval(step: int) -> None:
         check_weights(step)
         metrics = evaluate(accelerator.unwrap_model(model), select_data, spec, pad_id, cfg.eval_batch_size, accelerator)
-        improved = state["best"] is None or metrics[spec.main_metric] > state["best"][spec.main_metric]
-        state["history"].append({"step": step, "select": metrics})
-        logger.log({"step": step, "select": metrics})
+        improved = better(spec, metrics, state["best"])
+        # Enough per evaluation to replay any search policy offline: where the run was, how it scored
+        # on the selection split, and the training loss it averaged since the previous evaluation.
+        train_loss = state["loss_sum"] / state["loss_count"] if state["loss_count"] else None
+        record = {"step": step, "epoch": step / per_epoch, "select": metrics, "train_loss": train_loss}
+        state["loss_sum"], state["loss_count"] = 0.0, 0
+        state["history"].append(record)
+        logger.log(record)
         if improved:
             state["best"], state["best_step"], state["bad_evals"] = metrics, step, 0
             if main:
@@ -530,9 +544,11 @@ def fit(
                 optimizer.zero_grad(set_to_none=True)
                 state["step"] = step
                 bar.update(1)
+                # The global batch's mean loss (what one process with the global batch would log).
+                shown = loss.detach() if world == 1 else accelerator.reduce(loss.detach() * weight, "mean")
+                state["loss_sum"] += shown.item()
+                state["loss_count"] += 1
                 if step % 10 == 0 or step == 1:
-                    # The global batch's mean loss (what one process with the global batch would log).
-                    shown = loss.detach() if world == 1 else accelerator.reduce(loss.detach() * weight, "mean")
                     logger.log(
                         {
                             "step": step,

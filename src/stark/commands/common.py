@@ -29,6 +29,11 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--max-eval-samples", type=int, help="use a seeded random subset of N dev examples")
     g.add_argument("--select-fraction", type=float, help="share of train held out for selection (default 0.1)")
     g.add_argument(
+        "--min-select",
+        type=int,
+        help="hold out at least N examples for selection, at most a quarter of train (default 300)",
+    )
+    g.add_argument(
         "--protocol",
         choices=["heldout", "reference"],
         help="heldout (default): select on a held-out slice of train, dev only reported; "
@@ -46,6 +51,12 @@ def add_run_args(p: argparse.ArgumentParser, out_help: str = "run folder (defaul
         help="fast (default): CPU-sized epochs; reference: METHOD.md hyper-parameters",
     )
     g.add_argument("--seed", type=int, help="random seed (default 776)")
+    g.add_argument(
+        "--require-teacher-learned",
+        action="store_true",
+        default=None,
+        help="stop when the fine-tuned teacher is not clearly better than a constant prediction (default: warn)",
+    )
     g.add_argument("--teacher", help="pretrained encoder: local HF dir, hub id, or 'minilm' (bundled, default)")
 
 
@@ -113,7 +124,7 @@ def flags_from_args(args: argparse.Namespace) -> dict[str, Any]:
             node = node.setdefault(key, {})
         node[leaf] = value
 
-    for name in ("teacher", "out", "seed", "preset"):
+    for name in ("teacher", "out", "seed", "preset", "require_teacher_learned"):
         put(name, get(name))
     for name in (
         "task",
@@ -125,6 +136,7 @@ def flags_from_args(args: argparse.Namespace) -> dict[str, Any]:
         "max_train_samples",
         "max_eval_samples",
         "select_fraction",
+        "min_select",
         "protocol",
     ):
         put(f"data.{name}", get(name))
