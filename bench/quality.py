@@ -36,7 +36,8 @@ import torch
 from common import RESULTS, WORK, bench_config, commit, load_rows, save_rows, seed_run_folder, shared_teacher
 
 from stark.pipeline import run
-from stark.stages import read_metrics
+from stark.proxy import measure
+from stark.stages import SparseTeachers, prepare_data, read_metrics
 
 STUDENTS = {"layers2": {"layers": 2}, "pruned70": {"layers": None, "sparsity": 70}}
 DOCS = Path(__file__).resolve().parents[1] / "docs"
@@ -92,6 +93,14 @@ def sweep_choice(curve: list[dict]) -> dict:
     return max(curve, key=lambda c: (c["select_mean"], -c["select_loss_mean"]))
 
 
+def proxy_signals(cfg, out: Path, levels: list[float]) -> list[dict]:
+    """Forward-pass-only signals per level (stark.proxy), kept so the proxy search can be replayed."""
+    data = prepare_data(cfg)
+    teachers = SparseTeachers(cfg, out / "teacher", out / "scores")
+    bs, t = cfg.distill.eval_batch_size, cfg.distill.temperature
+    return [p.to_dict() for p in measure(teachers, levels, out / "trial_student", data, bs, t)]
+
+
 def bench_cell(task: str, student: str, args: argparse.Namespace) -> dict:
     samples = DEFAULT_SAMPLES.get(task) if args.max_train_samples is None else args.max_train_samples or None
     _, teacher_dir = shared_teacher(task, samples, args.teacher_epochs)
@@ -112,6 +121,7 @@ def bench_cell(task: str, student: str, args: argparse.Namespace) -> dict:
     summary = run(cfg)
     m = summary["metric"]
     curve, runs = level_curve(summary, m)
+    proxy = proxy_signals(cfg, out, [c["sparsity"] for c in curve])
     vanilla = next(c for c in curve if c["sparsity"] == 0)
     chosen = sweep_choice(curve)
     oracle = max(curve, key=lambda c: c["dev_mean"])
@@ -144,6 +154,7 @@ def bench_cell(task: str, student: str, args: argparse.Namespace) -> dict:
         "oracle_best_dev_mean": oracle["dev_mean"],
         "curve": curve,
         "runs": runs,
+        "proxy": proxy,
         "wall_s": summary["total_wall_s"],
         "commit": commit(),
         "threads": torch.get_num_threads(),
