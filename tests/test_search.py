@@ -5,13 +5,24 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+import pytest
 import torch
 
 import stark.pipeline
 from stark.cli import main
 from stark.config import build_config, load_recipe
+from stark.data import TaskSpec, TaskType
 from stark.models import load_model
-from stark.search import halving_rungs, successive_halving
+from stark.search import (
+    RungScore,
+    RungSignal,
+    decide,
+    halving_rungs,
+    paired_bootstrap,
+    rank,
+    successive_halving,
+)
 from stark.stages import SparseTeachers, finish_chosen, prepare_data
 
 
@@ -22,16 +33,22 @@ def test_halving_rungs_nine_candidates() -> None:
     assert halving_rungs(3, 10, 1 / 32) == [(3, 1), (2, 1), (1, 10)]  # at least one step per rung
 
 
+def test_halving_rungs_eta_three() -> None:
+    # The default: first rung at 1/12 of the budget, a third survives each rung: 9 -> 3 -> 1.
+    assert halving_rungs(9, 96, 1 / 12, eta=3) == [(9, 8), (3, 24), (1, 96)]
+    assert halving_rungs(4, 120, 1 / 4, eta=3) == [(4, 30), (2, 90), (1, 120)]
+
+
 def test_successive_halving_keeps_the_better_half_and_reports_eliminations() -> None:
     quality = {10: 0.1, 20: 0.5, 30: 0.9, 40: 0.3, 50: 0.7}
     calls: list[tuple[float, int]] = []
     eliminated: list[float] = []
 
-    def train_to(level: float, steps: int) -> float:
+    def train_to(level: float, steps: int) -> RungScore:
         calls.append((level, steps))
-        return quality[level] * steps  # better levels stay better at every budget
+        return RungScore(0.5, 1 - quality[level] * steps / 64)  # better levels stay better at every budget
 
-    survivor, rungs = successive_halving(list(quality), train_to, 64, 1 / 8, eliminated.append)
+    survivor, rungs = successive_halving(list(quality), train_to, 64, 1 / 8, eliminated.append, eta=2)
     assert survivor == 30
     assert [r.candidates for r in rungs] == [[10, 20, 30, 40, 50], [30, 50, 20], [30, 50], [30]]
     assert [r.budget_steps for r in rungs] == [8, 16, 32, 64]
@@ -41,10 +58,66 @@ def test_successive_halving_keeps_the_better_half_and_reports_eliminations() -> 
         assert budgets == sorted(budgets)
 
 
+def test_rank_by_loss_when_the_metric_ties() -> None:
+    # Every student still predicts the majority class (same accuracy): the loss tells them apart,
+    # and the order the candidates came in plays no part.
+    scores = {10: RungScore(0.57, 0.69), 20: RungScore(0.57, 0.64), 30: RungScore(0.57, 0.66)}
+    assert rank(scores, RungSignal.LOSS) == [20, 30, 10]
+    assert rank(scores, RungSignal.METRIC) == [20, 30, 10]  # metric ties broken by the loss as well
+    mixed = {10: RungScore(0.60, 0.70), 20: RungScore(0.58, 0.60)}
+    assert rank(mixed, RungSignal.LOSS) == [20, 10]
+    assert rank(mixed, RungSignal.METRIC) == [10, 20]
+
+
+def test_halving_on_loss_finds_the_level_the_metric_cannot_see() -> None:
+    # At small budgets the metric ties for everyone (the old rule then kept the first candidate);
+    # the loss already ranks 60 best, and at the full budget 60 is best on the metric too.
+    final = {10: 0.80, 30: 0.81, 60: 0.84, 90: 0.78}
+    loss = {10: 0.50, 30: 0.48, 60: 0.40, 90: 0.55}
+
+    def train_to(level: float, steps: int) -> RungScore:
+        metric = 0.57 if steps < 96 else final[level]
+        return RungScore(metric, loss[level] + (96 - steps) / 960)
+
+    on_loss, _ = successive_halving([10, 30, 60, 90], train_to, 96, 1 / 12, eta=3)
+    on_metric, _ = successive_halving([10, 30, 60, 90], train_to, 96, 1 / 12, eta=3, signal=RungSignal.METRIC)
+    assert on_loss == 60
+    assert on_metric == 60  # metric ties fall back to the loss, never to the position
+
+
+SPEC = TaskSpec(
+    name="toy", task_type=TaskType.CLASSIFICATION, labels=("no", "yes"), metrics=("accuracy",), main_metric="accuracy"
+)
+
+
+def test_paired_bootstrap_by_hand() -> None:
+    gold = np.array([0, 1] * 50)
+    same = [gold.copy()]
+    diff, se = paired_bootstrap(SPEC, gold, same, same, n_boot=200)
+    assert diff == 0.0 and se == 0.0  # identical predictions: no difference, no noise
+    worse = gold.copy()
+    worse[:10] = 1 - worse[:10]  # 10 of 100 wrong
+    diff, se = paired_bootstrap(SPEC, gold, same, [worse], n_boot=2000, seed=1)
+    assert diff == pytest.approx(0.10)
+    # Only the 10 discordant examples vary: se ~ sqrt(p (1 - p) / n) with p = 0.1 -> 0.03.
+    assert 0.02 < se < 0.04
+
+
+def test_decide_keeps_vanilla_unless_the_lead_is_measurable() -> None:
+    within = decide(60.0, 0.004, 0.01, "accuracy", 300)
+    assert within.chosen == 0.0 and not within.measurable and within.best_sparse == 60.0
+    assert "no measurable difference" in within.reason and "+0.40 ± 1.00" in within.reason
+    clear = decide(60.0, 0.03, 0.01, "accuracy", 300)
+    assert clear.chosen == 60.0 and clear.measurable
+    tie = decide(60.0, 0.0, 0.0, "accuracy", 300)
+    assert tie.chosen == 0.0  # an exact tie never goes to the sparse level
+    assert decide(None, None, None, "accuracy", 300).chosen == 0.0
+
+
 RECIPE = """\
 finetune: {epochs: 2, batch_size: 8, lr: 0.001, eval_every: 3, checkpoint_every: 4}
 distill: {epochs: 3, batch_size: 8, lr: 0.001, eval_every: 3, checkpoint_every: 4}
-search: {min_budget: 0.125}
+search: {min_budget: 0.125, eta: 2}
 """
 
 

@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from stark.errors import StarkInputError
+from stark.search import RungSignal
 from stark.train import TrainConfig
 
 
@@ -98,8 +99,14 @@ class SearchConfig:
     """'halving' (default, cheap) or 'full' (a full-budget student for every level)."""
     seeds: int = 1
     """Student runs per level with different seeds; the choice uses the mean."""
-    min_budget: float = 1 / 32
-    """Halving: first rung's fraction of the full student budget."""
+    min_budget: float = 1 / 12
+    """Halving: first rung's fraction of the full student budget (past the 10 % warm-up by default)."""
+    eta: int = 3
+    """Halving: each rung keeps 1/eta of the candidates and gives them eta times the budget
+    (9 levels: 9 -> 3 -> 1)."""
+    rung_signal: RungSignal = RungSignal.LOSS
+    """Halving: rank rung candidates by the selection 'loss' (continuous from the first step) or the
+    main 'metric' (ties while students still predict one class)."""
 
 
 @dataclass
@@ -150,7 +157,7 @@ def preset_overrides(preset: Preset) -> dict[str, Any]:
     }
 
 
-_ENUMS: dict[str, type[Enum]] = {"Protocol": Protocol, "Search": Search, "Preset": Preset}
+_ENUMS: dict[str, type[Enum]] = {"Protocol": Protocol, "Search": Search, "Preset": Preset, "RungSignal": RungSignal}
 
 
 def _coerce(value: Any, type_text: str, where: str) -> Any:
@@ -254,6 +261,10 @@ def validate(cfg: RunConfig) -> None:
             raise StarkInputError(f"{label} {v} must be at least 1")
     if not 0.0 < d.select_fraction < 1.0:
         raise StarkInputError(f"select fraction {d.select_fraction:g} must be between 0 and 1")
+    if not 0.0 < cfg.search.min_budget <= 1.0:
+        raise StarkInputError(f"min_budget {cfg.search.min_budget:g} must be in (0, 1]")
+    if cfg.search.eta < 2:
+        raise StarkInputError(f"eta {cfg.search.eta} must be at least 2")
     if cfg.search.seeds < 1:
         raise StarkInputError(f"--seeds {cfg.search.seeds} must be at least 1")
     if (d.train is None) != (d.dev is None):

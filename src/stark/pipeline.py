@@ -7,14 +7,16 @@ its last checkpoint), so an interrupted run costs only the work since the last c
 from __future__ import annotations
 
 import json
+import math
 import os
 import statistics
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 import yaml
 from transformers import PreTrainedModel
@@ -24,7 +26,7 @@ from stark.config import RunConfig, Search, to_dict
 from stark.errors import StarkInputError
 from stark.lock import RunLock
 from stark.models import load_config, load_model
-from stark.search import successive_halving
+from stark.search import Choice, RungScore, RungSignal, decide, paired_bootstrap, rank, successive_halving
 from stark.stages import (
     LogitCache,
     SparseTeachers,
@@ -47,7 +49,7 @@ from stark.stages import (
     versions,
     work_dir_of,
 )
-from stark.train import ParkedRun, evaluate, total_steps_for, visited_examples, write_json
+from stark.train import ParkedRun, evaluate, predict, total_steps_for, visited_examples, write_json
 
 
 @dataclass
@@ -165,19 +167,20 @@ class Rewinder:
         teachers = self.teachers
         return cache, lambda: teachers.model(level)
 
-    def train_to(self, level: float, steps: int) -> float:
-        """Continue every seed of ``level`` to ``steps``; returns the seeds' mean best selection metric."""
-        return statistics.fmean(self.train_seed(level, k, steps) for k in range(self.cfg.search.seeds))
+    def train_to(self, level: float, steps: int) -> RungScore:
+        """Continue every seed of ``level`` to ``steps``; returns the seeds' mean selection standing."""
+        scores = [self.train_seed(level, k, steps) for k in range(self.cfg.search.seeds)]
+        return RungScore(statistics.fmean(s.metric for s in scores), statistics.fmean(s.loss for s in scores))
 
     def forget(self, level: float) -> None:
         """The search eliminated ``level``: its paused runs will not continue."""
         for k in range(self.cfg.search.seeds):
             self.parked.pop((level, k), None)
 
-    def train_seed(self, level: float, k: int, steps: int) -> float:
+    def train_seed(self, level: float, k: int, steps: int) -> RungScore:
         out_dir = self.paths.student(level, k)
         if training_done(out_dir, self.accelerator):
-            return read_metrics(out_dir)["select"][self.data.spec.main_metric]
+            return _standing(read_metrics(out_dir)["select"], self.data.spec.main_metric)
         resume = self.parked.pop((level, k), None)
         start_step = resume.state["step"] if resume is not None else self._progress(out_dir)
         cache, make_teacher = self._cache_for(level)
@@ -202,11 +205,12 @@ class Rewinder:
         self.clock.add("trial_kd" if out_dir == self.paths.trial else "rewind", time.perf_counter() - t0)
         main = self.data.spec.main_metric
         if result.finished:
-            return result.best[main]
+            return _standing(result.best, main)
         if result.parked is not None:
             self.parked[(level, k)] = result.parked
-        # Paused by the search: the best selection metric seen so far, the paused weights' own included.
-        return _better(result.best, result.current, main)[main]
+        # Paused by the search: the loss of the weights as they are now (the signal that moves early),
+        # and the best metric seen so far, the paused weights' own included.
+        return RungScore(_better(result.best, result.current, main)[main], result.current["task_loss"])
 
     def _seed_cfg(self, k: int):
         from dataclasses import replace
@@ -216,6 +220,11 @@ class Rewinder:
     def _progress(self, out_dir: Path) -> int:
         state = checkpoint_state(out_dir)
         return state["step"] if state is not None else 0
+
+
+def _standing(select: dict, main: str) -> RungScore:
+    # Runs from before the loss was logged have none: they then rank last on loss.
+    return RungScore(select[main], select.get("task_loss", math.inf))
 
 
 def default_park_bytes() -> int:
@@ -295,23 +304,30 @@ def _run(cfg: RunConfig, data: TaskData, accelerator, start: float) -> dict:
         if 0 in levels:
             rewinder.train_to(0, rewinder.total_steps)
         if others:
+            sc = cfg.search
             survivor, rungs = successive_halving(
-                others, rewinder.train_to, rewinder.total_steps, cfg.search.min_budget, rewinder.forget
+                others, rewinder.train_to, rewinder.total_steps, sc.min_budget, rewinder.forget, sc.eta, sc.rung_signal
             )
             finalists.append(survivor)
             search_log = [
-                {"budget_steps": r.budget_steps, "scores": {level_name(k): v for k, v in r.scores.items()}}
+                {"budget_steps": r.budget_steps, "scores": {level_name(k): asdict(v) for k, v in r.scores.items()}}
                 for r in rungs
             ]
 
     rewinder.parked.clear()
-    chosen = choose(cfg, data, paths, finalists)
+    choice = choose(cfg, data, paths, finalists, accelerator)
+    chosen = choice.chosen if choice is not None else None
+    if choice is not None and is_main(accelerator):
+        print(f"stark: chosen teacher sparsity {choice.chosen:g}%: {choice.reason}", file=sys.stderr, flush=True)
     if chosen is not None:
         t0 = time.perf_counter()
         finish_chosen(cfg, data, teachers, chosen, teacher_dirs[chosen], accelerator)
         barrier(accelerator)
         clock.add("sparsify", time.perf_counter() - t0)
     summary = summarize(cfg, data, paths, teacher_dirs, rewinder, chosen, finalists, clock, search_log, start)
+    if choice is not None:
+        summary["chosen_reason"] = choice.reason
+        summary["choice"] = choice.to_dict()
     summary["teacher_check"] = check.to_dict()
     summary["majority_dev"] = constant_metrics(data.spec, data.train.labels, data.dev.labels)
     summary["majority_select"] = constant_metrics(data.spec, data.train.labels, data.select.labels)
@@ -388,19 +404,39 @@ def _level_record(
     return record
 
 
-def choose(cfg: RunConfig, data: TaskData, paths: RunPaths, finalists: list[float]) -> float | None:
-    """The finalist with the highest mean selection metric over its seeds (ties: the lower sparsity).
+def choose(
+    cfg: RunConfig, data: TaskData, paths: RunPaths, finalists: list[float], accelerator=None
+) -> Choice | None:
+    """The best sparse finalist by mean selection metric (ties: lower selection loss), kept only when it
+    leads vanilla KD (0 %) by more than a paired-bootstrap standard error on the selection split.
     Only levels whose every seed reached the full budget are eligible."""
     main = data.spec.main_metric
-    best: tuple[float, float] | None = None
-    for level in sorted(finalists):
-        dirs = [paths.student(level, k) for k in range(cfg.search.seeds)]
-        if not all(is_done(d) for d in dirs):
-            continue
-        score = statistics.fmean(read_metrics(d)["select"][main] for d in dirs)
-        if best is None or score > best[0]:
-            best = (score, level)
-    return best[1] if best is not None else None
+    dirs = {lv: [paths.student(lv, k) for k in range(cfg.search.seeds)] for lv in sorted(finalists)}
+    done = {lv: ds for lv, ds in dirs.items() if all(is_done(d) for d in ds)}
+    if not done:
+        return None
+    standing = {
+        lv: RungScore(
+            statistics.fmean(read_metrics(d)["select"][main] for d in ds),
+            statistics.fmean(read_metrics(d)["select"].get("task_loss", math.inf) for d in ds),
+        )
+        for lv, ds in done.items()
+    }
+    sparse = {lv: sc for lv, sc in standing.items() if lv != 0}
+    best = rank(sparse, RungSignal.METRIC)[0] if sparse else None
+    n = len(data.select)
+    if 0 not in done:
+        # No vanilla KD to compare with (--sparsities without 0): the best level, as measured.
+        return Choice(best, best, None, None, False, f"best mean selection {main} among {sorted(done)}")
+    if best is None:
+        return decide(None, None, None, main, n)
+
+    def preds(level: float) -> list[np.ndarray]:
+        bs = cfg.distill.eval_batch_size
+        return [predict(load_model(str(d)), data.select, data.pad_id, bs, accelerator).numpy() for d in done[level]]
+
+    margin, se = paired_bootstrap(data.spec, data.select.labels, preds(best), preds(0.0), seed=cfg.seed)
+    return decide(best, margin, se, main, n)
 
 
 def _better(a: dict | None, b: dict | None, main: str) -> dict | None:

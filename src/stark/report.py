@@ -318,11 +318,18 @@ def _why(summary: dict, widths: dict[float, dict], shape: tuple[int, int, int] |
             f"That teacher keeps {sum(w['heads_per_layer'])} of {n_layers * n_heads} heads and "
             f"{sum(w['ffn_per_layer'])} of {n_layers * n_ffn} FFN neurons."
         )
+    check = summary.get("teacher_check")
+    if check and not check.get("learned", True):
+        text.append(
+            f"**Warning:** the fine-tuned teacher is not clearly better than a constant prediction on the "
+            f"selection split ({check['metric']} {100 * check['teacher']:.2f} vs {100 * check['constant']:.2f}): "
+            "sparsifying a teacher that has not learned the task cannot give the student anything."
+        )
     n_select = summary.get("examples", {}).get("select")
     if n_select:
         text.append(
-            f"The choice rests on {n_select} selection examples: one example is {100 / n_select:.1f} points of "
-            "accuracy, so differences of that size are noise; ties go to the lower sparsity."
+            f"The choice rests on {n_select} selection examples: a sparse level is kept only when its student leads "
+            "vanilla KD there by more than one paired-bootstrap standard error; otherwise the answer is vanilla KD."
         )
     return " ".join(text)
 
@@ -459,8 +466,9 @@ def write_report(run_dir: Path, summary: dict, html: bool = True) -> Path:
         "",
         _why(summary, widths, shape),
         "",
-        f"Dense teacher dev {m}: {_fmt(summary['teacher_dense']['dev'], m)}; "
-        f"vanilla KD student dev {m}: {_fmt(summary['vanilla_kd']['student_dev'], m)}.",
+        f"Dense teacher dev {m}: {_fmt(summary['teacher_dense']['dev'], m)} (a constant prediction: "
+        f"{_fmt(summary.get('majority_dev'), m)}); vanilla KD student dev {m}: "
+        f"{_fmt(summary['vanilla_kd']['student_dev'], m)}.",
         "",
         "## Student against teacher sparsity",
         "",

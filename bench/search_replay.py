@@ -1,0 +1,235 @@
+"""Replay every search policy on the logged curves of the full-size quality benchmark, without training.
+
+bench/quality.py trains every teacher sparsity to the full budget and keeps, for every student, its
+evaluation log (step, selection metric, selection task loss, mean KD loss since the previous
+evaluation). A paused-then-continued run is bit-identical to a straight one, so what a search would
+have seen at any budget is in those logs. Each policy here runs stark's own ``successive_halving``
+with a ``train_to`` that reads the logs instead of training, and its choice is scored against the full
+sweep's (the level best on the selection split, reported on dev):
+
+    regret = dev(sweep choice) - dev(policy choice)   (points, mean over seeds)
+
+A rung between two logged evaluations sees the last one before it (a real run would evaluate at the
+rung itself); a rung before the first evaluation sees nothing, so every candidate ties, as they did in
+practice (all at the majority class). Cost counts student training in full KD runs: vanilla KD (the
+trial student) is 1, and each other level adds the largest budget fraction it was trained to. The
+choice between vanilla KD and the survivor here uses the mean selection metric (ties: loss); ``stark
+run`` adds a paired-bootstrap check that needs predictions and cannot be replayed from the logs.
+
+Writes bench/results/search_replay.{json,md}. Runs in seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from common import RESULTS
+
+from stark.search import RungScore, RungSignal, rank, successive_halving
+
+DEFAULT_POLICY = "halving-loss-1/12-eta3"
+"""The policy ``stark run`` uses by default (SearchConfig: min_budget 1/12, eta 3, rung signal loss)."""
+
+
+@dataclass
+class Cell:
+    """One (task, student) of the quality benchmark, as the replay needs it."""
+
+    task: str
+    student: str
+    levels: list[float]
+    dev: dict[float, float]
+    """Mean dev metric over seeds at the full budget, per level (points)."""
+    seed_std: float
+    logs: dict[float, list[dict]]
+    """Per level, one log per seed: {"total_steps", "evals": [[step, metric, loss, train_loss], ...]}."""
+    proxy: dict[float, dict]
+
+    @classmethod
+    def from_row(cls, row: dict) -> Cell:
+        logs: dict[float, list[dict]] = {}
+        for run in row["runs"]:
+            logs.setdefault(run["sparsity"], []).append(run)
+        curve = {c["sparsity"]: c for c in row["curve"]}
+        return cls(
+            task=row["task"],
+            student=row["student"],
+            levels=sorted(curve),
+            dev={lv: c["dev_mean"] for lv, c in curve.items()},
+            seed_std=statistics.fmean(c["dev_std"] for c in curve.values()),
+            logs=logs,
+            proxy={p["sparsity"]: p for p in row.get("proxy", [])},
+        )
+
+    def total_steps(self) -> int:
+        return self.logs[self.levels[0]][0]["total_steps"]
+
+    def standing(self, level: float, steps: int) -> RungScore:
+        """What a search sees of ``level`` after ``steps``: mean over seeds of the best metric so far and
+        the loss at the last evaluation; at the full budget, the kept (best) checkpoint's."""
+        metrics, losses = [], []
+        for log in self.logs[level]:
+            if steps >= log["total_steps"]:
+                metrics.append(log["select"])
+                losses.append(log["select_loss"])
+                continue
+            seen = [e for e in log["evals"] if e[0] <= steps]
+            metrics.append(max(e[1] for e in seen) if seen else 0.0)
+            losses.append(seen[-1][2] if seen else 0.0)  # nothing seen yet: every candidate ties
+        return RungScore(statistics.fmean(metrics), statistics.fmean(losses))
+
+
+@dataclass
+class Outcome:
+    chosen: float
+    cost_kd_runs: float
+
+
+def final_choice(cell: Cell, finalists: list[float]) -> float:
+    """Vanilla KD against the finalists at the full budget: best mean selection metric, ties by loss."""
+    total = cell.total_steps()
+    return rank({lv: cell.standing(lv, total) for lv in finalists}, RungSignal.METRIC)[0]
+
+
+def halving(min_budget: float, eta: int, signal: RungSignal, metric_only: bool = False) -> Callable[[Cell], Outcome]:
+    """stark's successive halving over the sparse levels, vanilla KD trained in full beside it."""
+
+    def policy(cell: Cell) -> Outcome:
+        total = cell.total_steps()
+        reached: dict[float, int] = {}
+
+        def train_to(level: float, steps: int) -> RungScore:
+            reached[level] = max(reached.get(level, 0), steps)
+            s = cell.standing(level, steps)
+            # The old rule ranked by the metric alone: ties went to the earlier (lower) level.
+            return RungScore(s.metric, 0.0) if metric_only else s
+
+        others = [lv for lv in cell.levels if lv != 0]
+        survivor, _ = successive_halving(others, train_to, total, min_budget, eta=eta, signal=signal)
+        cost = 1.0 + sum(steps / total for steps in reached.values())
+        return Outcome(final_choice(cell, [0.0, survivor]), cost)
+
+    return policy
+
+
+def full_sweep(cell: Cell) -> Outcome:
+    return Outcome(final_choice(cell, cell.levels), float(len(cell.levels)))
+
+
+def proxy_policy(signal: str, top: int, min_budget: float) -> Callable[[Cell], Outcome]:
+    """Rank the sparse teachers by forward passes only, then halving among the ``top`` best (eta 3)."""
+
+    def key(p: dict) -> float:
+        if signal == "follow":
+            return p["follow_loss"]
+        if signal == "teacher":
+            return p["teacher_loss"]
+        return p["follow_loss"] * p["teacher_loss"]  # both small: a teacher that is right and easy to follow
+
+    def policy(cell: Cell) -> Outcome:
+        others = sorted((lv for lv in cell.levels if lv != 0), key=lambda lv: key(cell.proxy[lv]))[:top]
+        if len(others) == 1:
+            return Outcome(final_choice(cell, [0.0, others[0]]), 2.0)
+        sub = Cell(cell.task, cell.student, [0.0, *others], cell.dev, cell.seed_std, cell.logs, cell.proxy)
+        return halving(min_budget, 3, RungSignal.LOSS)(sub)
+
+    return policy
+
+
+POLICIES: dict[str, Callable[[Cell], Outcome]] = {
+    "full-sweep": full_sweep,
+    "halving-metric-1/32-eta2 (old default)": halving(1 / 32, 2, RungSignal.METRIC, metric_only=True),
+    "halving-metric-1/12-eta3": halving(1 / 12, 3, RungSignal.METRIC),
+    "halving-loss-1/32-eta2": halving(1 / 32, 2, RungSignal.LOSS),
+    "halving-loss-1/12-eta3": halving(1 / 12, 3, RungSignal.LOSS),
+    "halving-loss-1/6-eta3": halving(1 / 6, 3, RungSignal.LOSS),
+    "halving-loss-1/4-eta3": halving(1 / 4, 3, RungSignal.LOSS),
+    "proxy-follow-top1": proxy_policy("follow", 1, 1 / 4),
+    "proxy-teacher-top1": proxy_policy("teacher", 1, 1 / 4),
+    "proxy-both-top3-1/4": proxy_policy("both", 3, 1 / 4),
+}
+
+
+def replay(rows: list[dict]) -> list[dict]:
+    out = []
+    for row in rows:
+        cell = Cell.from_row(row)
+        sweep = full_sweep(cell).chosen
+        has_proxy = bool(cell.proxy)
+        for name, policy in POLICIES.items():
+            if name.startswith("proxy") and not has_proxy:
+                continue
+            res = policy(cell)
+            out.append(
+                {
+                    "task": cell.task,
+                    "student": cell.student,
+                    "policy": name,
+                    "chosen_sparsity": res.chosen,
+                    "chosen_dev_mean": cell.dev[res.chosen],
+                    "sweep_best_sparsity": sweep,
+                    "sweep_best_dev_mean": cell.dev[sweep],
+                    "regret_points": cell.dev[sweep] - cell.dev[res.chosen],
+                    "seed_std": cell.seed_std,
+                    "cost_kd_runs": res.cost_kd_runs,
+                    "default": name == DEFAULT_POLICY,
+                    "commit": row.get("commit"),
+                }
+            )
+    return out
+
+
+def markdown(cells: list[dict]) -> str:
+    lines = [
+        "| task | student | policy | chosen | chosen dev | sweep choice | regret | seed std | cost (KD runs) |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for c in cells:
+        mark = " **(default)**" if c["default"] else ""
+        lines.append(
+            f"| {c['task']} | {c['student']} | {c['policy']}{mark} | {c['chosen_sparsity']:g}% "
+            f"| {c['chosen_dev_mean']:.2f} | {c['sweep_best_sparsity']:g}% ({c['sweep_best_dev_mean']:.2f}) "
+            f"| {c['regret_points']:+.2f} | {c['seed_std']:.2f} | {c['cost_kd_runs']:.2f} |"
+        )
+    lines += [
+        "",
+        "| policy | cells | mean regret | cells within one seed-std | mean cost (KD runs) |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for name in POLICIES:
+        cs = [c for c in cells if c["policy"] == name]
+        if not cs:
+            continue
+        within = sum(c["regret_points"] <= c["seed_std"] for c in cs)
+        lines.append(
+            f"| {name} | {len(cs)} | {statistics.fmean(c['regret_points'] for c in cs):+.2f} | {within}/{len(cs)} "
+            f"| {statistics.fmean(c['cost_kd_runs'] for c in cs):.2f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quality", default=str(RESULTS / "quality.json"), help="the quality benchmark's results")
+    args = p.parse_args(argv)
+    rows = [r for r in json.loads(Path(args.quality).read_text())["tasks"] if r.get("runs")]
+    if not rows:
+        print(f"no cell with replay logs in {args.quality}", file=sys.stderr)
+        return 2
+    cells = replay(rows)
+    tmp = RESULTS / "search_replay.json.tmp"
+    tmp.write_text(json.dumps({"cells": cells}, indent=1) + "\n")
+    tmp.replace(RESULTS / "search_replay.json")
+    (RESULTS / "search_replay.md").write_text(markdown(cells))
+    print(markdown(cells))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

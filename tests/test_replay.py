@@ -1,0 +1,63 @@
+"""Replaying search policies on logged curves (bench/search_replay.py) gives the hand-computed choice."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+
+import search_replay
+
+
+def _row() -> dict:
+    # Three levels, one seed, 12 steps, evaluated every 3. Level 90 has the lowest loss at step 3,
+    # level 50 is the best at the end on the selection split (and on dev).
+    def run(level: float, losses: list[float], metrics: list[float], dev: float) -> dict:
+        evals = [[s, m, lo, 1.0] for s, m, lo in zip((3, 6, 9, 12), metrics, losses, strict=True)]
+        return {
+            "sparsity": level,
+            "seed": 0,
+            "total_steps": 12,
+            "epochs": 3.0,
+            "best_step": 12,
+            "dev": dev,
+            "select": max(metrics),
+            "select_loss": losses[-1],
+            "evals": evals,
+        }
+
+    runs = [
+        run(0, [0.7, 0.6, 0.55, 0.5], [60, 65, 68, 70], 71.0),
+        run(50, [0.6, 0.5, 0.45, 0.4], [60, 70, 73, 75], 74.0),
+        run(90, [0.5, 0.5, 0.5, 0.5], [60, 66, 70, 72], 72.0),
+    ]
+    curve = [{"sparsity": r["sparsity"], "dev_mean": r["dev"], "dev_std": 0.5} for r in runs]
+    return {"task": "toy", "student": "layers2", "runs": runs, "curve": curve, "commit": "x"}
+
+
+def test_replay_matches_the_hand_computation() -> None:
+    cell = search_replay.Cell.from_row(_row())
+    assert search_replay.full_sweep(cell).chosen == 50  # 75 on selection beats 72 and 70
+    # Loss at step 3 (rung 1 of 2 -> 1): 90 (0.5) beats 50 (0.6); at the end 90 (72) beats vanilla (70).
+    out = search_replay.halving(1 / 4, 3, search_replay.RungSignal.LOSS)(cell)
+    assert out.chosen == 90
+    assert out.cost_kd_runs == pytest.approx(1 + 3 / 12 + 1)
+    # The old rule looked at step 1, before any evaluation: a tie, so the first candidate (50) went on.
+    old = search_replay.halving(1 / 32, 2, search_replay.RungSignal.METRIC, metric_only=True)(cell)
+    assert old.chosen == 50
+    assert old.cost_kd_runs == pytest.approx(1 + 1 / 12 + 1)
+
+
+def test_replay_rows_report_regret_against_the_sweep() -> None:
+    rows = search_replay.replay([_row()])
+    by_policy = {r["policy"]: r for r in rows}
+    loss = by_policy["halving-loss-1/4-eta3"]
+    assert loss["chosen_sparsity"] == 90 and loss["sweep_best_sparsity"] == 50
+    assert loss["regret_points"] == pytest.approx(74.0 - 72.0)
+    assert loss["seed_std"] == pytest.approx(0.5)
+    assert by_policy["full-sweep"]["regret_points"] == 0
+    assert sum(r["default"] for r in rows) == 1
+    assert not any(r["policy"].startswith("proxy") for r in rows)  # no proxy signals logged in this row
