@@ -108,6 +108,13 @@ def add_search_args(p: argparse.ArgumentParser) -> None:
         help="halving (default): successive halving on the selection split; full: every level to the end",
     )
     g.add_argument("--seeds", type=int, help="student runs per level; the table shows mean and std (default 1)")
+    g.add_argument(
+        "--rung-signal",
+        choices=["loss", "metric"],
+        help="halving: rank candidates by the selection task loss (default) or the main metric",
+    )
+    g.add_argument("--min-budget", type=float, help="halving: first rung's share of the student budget (default 1/12)")
+    g.add_argument("--eta", type=int, help="halving: keep 1/eta of the candidates per rung (default 3)")
 
 
 def flags_from_args(args: argparse.Namespace) -> dict[str, Any]:
@@ -155,6 +162,9 @@ def flags_from_args(args: argparse.Namespace) -> dict[str, Any]:
     put("sparsify.teachers_on_dev", get("teachers_on_dev"))
     put("search.search", get("search"))
     put("search.seeds", get("seeds"))
+    put("search.rung_signal", get("rung_signal"))
+    put("search.min_budget", get("min_budget"))
+    put("search.eta", get("eta"))
     for stage, specific in (("finetune", "teacher_epochs"), ("distill", "student_epochs")):
         put(f"{stage}.epochs", get(specific) if get(specific) is not None else get("epochs"))
         put(f"{stage}.batch_size", get("batch_size"))
