@@ -51,11 +51,20 @@ def main(argv: list[str] | None = None) -> int:
 
 def _quiet_libraries() -> None:
     """stark prints its own progress; the libraries' per-load reports and shard bars are noise here
-    (the one that matters, a freshly initialised classifier head, is expected for a new task)."""
-    from transformers.utils import logging as hf_logging
+    (the one that matters, a freshly initialised classifier head, is expected for a new task).
 
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
+    Environment variables rather than transformers' logging calls: importing transformers takes seconds,
+    and a refused command should answer at once. transformers reads them when it is first imported.
+    """
+    import os
+
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    if "transformers" in sys.modules:  # imported already (e.g. main() called from Python): set it directly
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -17,8 +17,6 @@ from typing import Any
 import yaml
 
 from stark.errors import StarkInputError
-from stark.search import RungSignal
-from stark.train import TrainConfig
 
 
 class Preset(str, Enum):
@@ -38,6 +36,80 @@ class Search(str, Enum):
     """Distill a full-budget student for every teacher sparsity (the reference sweep)."""
     HALVING = "halving"
     """Successive halving over the sparsities on the selection split."""
+
+
+DEFAULT_OPSET = 17
+"""ONNX export: opset 17 has a native LayerNormalization op, which ONNX Runtime runs as one fused kernel."""
+
+DEFAULT_ATOL = 1e-3
+"""ONNX export: largest accepted |ONNX - PyTorch| logit difference."""
+
+
+class Engine(str, Enum):
+    PYTORCH = "pytorch"
+    ONNXRUNTIME = "onnxruntime"
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    seq_len: int = 128
+    """Tokens per sequence (all real tokens, no padding)."""
+    latency_batch: int = 1
+    """Batch size of the latency cell."""
+    throughput_batch: int = 32
+    """Batch size of the throughput cell."""
+    warmup: int = 3
+    """Untimed passes before timing (allocators, ONNX Runtime kernel selection, caches)."""
+    repeats: int = 10
+    """Timed passes per cell; the median is reported."""
+    threads: int = 2
+    """Intra-op threads for both engines (torch.set_num_threads, ORT intra_op_num_threads)."""
+    engines: tuple[Engine, ...] = (Engine.PYTORCH, Engine.ONNXRUNTIME)
+    """Engines to time."""
+
+    def settings(self) -> dict:
+        d = asdict(self)
+        d["engines"] = [Engine(e).value for e in self.engines]
+        return d
+
+
+class RungSignal(str, Enum):
+    LOSS = "loss"
+    """Mean selection-split task loss (cross-entropy / MSE against the labels); lower is better."""
+    METRIC = "metric"
+    """Mean selection-split main metric; higher is better (ties at the majority class are common)."""
+
+
+@dataclass
+class TrainConfig:
+    """Hyper-parameters of one training run (fine-tuning or distillation)."""
+
+    epochs: float = 3.0
+    """Training epochs (fractions allowed)."""
+    batch_size: int = 16
+    """Examples per optimisation step on each process."""
+    eval_batch_size: int = 64
+    """Examples per forward pass when evaluating or caching logits."""
+    lr: float = 5e-5
+    """Peak AdamW learning rate."""
+    weight_decay: float = 0.01
+    """AdamW weight decay (never applied to biases and LayerNorm weights)."""
+    warmup_ratio: float = 0.1
+    """Fraction of the steps spent warming the learning rate up linearly from 0."""
+    max_grad_norm: float = 5.0
+    """Gradient-norm clipping threshold."""
+    eval_every: int = 0
+    """Evaluate on the selection split every N steps; 0 means 4 times per epoch."""
+    patience_epochs: float = 0.0
+    """Stop after this many epochs without improvement on the selection split; 0 disables early stopping."""
+    seed: int = 776
+    """Seed for initialisation-independent randomness: data order and dropout."""
+    temperature: float = 2.0
+    """Distillation temperature T."""
+    checkpoint_every: int = 50
+    """Write a resumable checkpoint every N steps (and at the end of every epoch)."""
+    mixed_precision: str = "no"
+    """'no', 'fp16' or 'bf16' (passed to accelerate)."""
 
 
 @dataclass

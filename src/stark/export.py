@@ -25,13 +25,9 @@ import torch
 from torch import nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from stark.config import DEFAULT_ATOL, DEFAULT_OPSET
 from stark.errors import StarkInputError
 from stark.models import load_model, load_tokenizer, resolve_model_path
-
-DEFAULT_OPSET = 17
-"""Opset 17 has a native LayerNormalization op, which ONNX Runtime runs as one fused kernel."""
-
-DEFAULT_ATOL = 1e-3
 
 CHECK_TEXTS = (
     "The cat sat on the mat.",

@@ -26,12 +26,12 @@ import platform
 import statistics
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
-from enum import Enum
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from stark.config import BenchConfig, Engine
 from stark.errors import StarkInputError
 
 RESULTS_JSON = "inference.json"
@@ -41,34 +41,6 @@ WORK_DIR = "inference"
 GOAL_SPARSITIES = (50.0, 70.0)
 GOAL_FRACTION = 0.8
 """The issue's goal: at 50 % and 70 % teacher sparsity the speed-up reaches 0.8x the encoder FLOP ratio."""
-
-
-class Engine(str, Enum):
-    PYTORCH = "pytorch"
-    ONNXRUNTIME = "onnxruntime"
-
-
-@dataclass(frozen=True)
-class BenchConfig:
-    seq_len: int = 128
-    """Tokens per sequence (all real tokens, no padding)."""
-    latency_batch: int = 1
-    """Batch size of the latency cell."""
-    throughput_batch: int = 32
-    """Batch size of the throughput cell."""
-    warmup: int = 3
-    """Untimed passes before timing (allocators, ONNX Runtime kernel selection, caches)."""
-    repeats: int = 10
-    """Timed passes per cell; the median is reported."""
-    threads: int = 2
-    """Intra-op threads for both engines (torch.set_num_threads, ORT intra_op_num_threads)."""
-    engines: tuple[Engine, ...] = (Engine.PYTORCH, Engine.ONNXRUNTIME)
-    """Engines to time."""
-
-    def settings(self) -> dict:
-        d = asdict(self)
-        d["engines"] = [Engine(e).value for e in self.engines]
-        return d
 
 
 @dataclass(frozen=True)

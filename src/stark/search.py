@@ -21,20 +21,13 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from enum import Enum
 from typing import Any
 
 import numpy as np
 
+from stark.config import RungSignal
 from stark.data import TaskSpec
 from stark.metrics import compute_metrics
-
-
-class RungSignal(str, Enum):
-    LOSS = "loss"
-    """Mean selection-split task loss (cross-entropy / MSE against the labels); lower is better."""
-    METRIC = "metric"
-    """Mean selection-split main metric; higher is better (ties at the majority class are common)."""
 
 
 @dataclass(frozen=True)

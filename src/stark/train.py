@@ -34,6 +34,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, get_linear_schedule_with_warmup
 
+from stark.config import TrainConfig
 from stark.data import Encoded, TaskSpec, collate, length_grouped_batches
 from stark.losses import kd_loss, task_loss
 from stark.metrics import better, compute_metrics
@@ -42,38 +43,6 @@ from stark.models import save_model
 
 class TrainingDiverged(RuntimeError):
     """The loss or the gradient norm became NaN/inf; nothing was saved over the last good checkpoint."""
-
-
-@dataclass
-class TrainConfig:
-    """Hyper-parameters of one training run (fine-tuning or distillation)."""
-
-    epochs: float = 3.0
-    """Training epochs (fractions allowed)."""
-    batch_size: int = 16
-    """Examples per optimisation step on each process."""
-    eval_batch_size: int = 64
-    """Examples per forward pass when evaluating or caching logits."""
-    lr: float = 5e-5
-    """Peak AdamW learning rate."""
-    weight_decay: float = 0.01
-    """AdamW weight decay (never applied to biases and LayerNorm weights)."""
-    warmup_ratio: float = 0.1
-    """Fraction of the steps spent warming the learning rate up linearly from 0."""
-    max_grad_norm: float = 5.0
-    """Gradient-norm clipping threshold."""
-    eval_every: int = 0
-    """Evaluate on the selection split every N steps; 0 means 4 times per epoch."""
-    patience_epochs: float = 0.0
-    """Stop after this many epochs without improvement on the selection split; 0 disables early stopping."""
-    seed: int = 776
-    """Seed for initialisation-independent randomness: data order and dropout."""
-    temperature: float = 2.0
-    """Distillation temperature T."""
-    checkpoint_every: int = 50
-    """Write a resumable checkpoint every N steps (and at the end of every epoch)."""
-    mixed_precision: str = "no"
-    """'no', 'fp16' or 'bf16' (passed to accelerate)."""
 
 
 @dataclass

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from stark.inference import BenchConfig, Engine
+from stark.config import BenchConfig, Engine
 
 _DEFAULT = BenchConfig()
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from stark.export import DEFAULT_ATOL, DEFAULT_OPSET
+from stark.config import DEFAULT_ATOL, DEFAULT_OPSET
 
 
 def register(sub: argparse._SubParsersAction) -> None:

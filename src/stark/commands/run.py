@@ -30,9 +30,9 @@ def print_summary(summary: dict) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    cfg = common.config_from_args(args)  # refused options answer before torch is imported
     from stark.pipeline import run as run_pipeline
 
-    cfg = common.config_from_args(args)
     summary = run_pipeline(cfg)
     from accelerate import PartialState
 
