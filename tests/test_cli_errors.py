@@ -108,6 +108,15 @@ def _model_without_tokenizer(i: Inputs) -> None:
     i.flags["--teacher"] = str(dst)
 
 
+def _model_weights_truncated(i: Inputs) -> None:
+    # An interrupted download or copy: the safetensors header promises more bytes than the file has.
+    dst = i.tmp / "truncated"
+    shutil.copytree(i.flags["--teacher"], dst)
+    weights = dst / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    i.flags["--teacher"] = str(dst)
+
+
 def _out_under_a_file(i: Inputs) -> None:
     # Tests run as root, so permissions cannot block writing; a regular file as parent always does.
     i.flags["--out"] = str(i.write("occupied", "x") / "run")
@@ -159,6 +168,7 @@ CASES: list[tuple[str, Callable[[Inputs], None], str]] = [
     ("model-is-a-file", _model_is_file, "is a file, not a model directory"),
     ("model-pickle-only", _model_pickle_only, "has only pytorch_model.bin (a pickle)"),
     ("tokenizer-missing", _model_without_tokenizer, "no tokenizer in"),
+    ("model-weights-truncated", _model_weights_truncated, "model.safetensors is truncated or corrupt"),
     ("sparsity-above-95", _set("--sparsities", "0,99"), "sparsity 99 is out of range"),
     ("sparsity-negative", _set("--sparsities", "-10,20"), "sparsity -10 is out of range"),
     ("sparsities-not-numbers", _set("--sparsities", "ten,20"), "is not a valid value"),
@@ -212,7 +222,7 @@ def _stark(*args: str, **kwargs) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "stark.cli", *args], capture_output=True, text=True, **kwargs)
 
 
-@pytest.mark.parametrize("case_id", ["tokenizer-missing"])
+@pytest.mark.parametrize("case_id", ["tokenizer-missing", "model-weights-truncated"])
 def test_real_process_exit_code(case_id: str, inputs: Inputs) -> None:
     _, setup, expected = next(c for c in CASES if c[0] == case_id)
     setup(inputs)
