@@ -93,6 +93,17 @@ def test_cli_flags_mapping(tmp_path):
     assert cfg.search.seeds == 3 and cfg.search.search == Search.FULL
 
 
+def test_task_names_are_case_insensitive():
+    from stark.cli import build_parser
+    from stark.stages import load_examples
+
+    from_flag = config_from_args(build_parser().parse_args(["run", "--task", "RTE"]))
+    from_recipe = build_config({"data": {"task": "Rte"}})
+    for cfg in (from_flag, from_recipe):
+        assert cfg.data.task == "rte"
+    assert load_examples(from_flag)[0].name == "rte"
+
+
 def test_run_folder_config_is_reused(tmp_path):
     """Stage commands pointed at a run folder inherit its saved options (no need to repeat --task)."""
     from stark.cli import build_parser

@@ -222,8 +222,15 @@ def build_config(recipe: dict[str, Any] | None = None, flags: dict[str, Any] | N
     apply_overrides(cfg, preset_overrides(preset), "preset")
     apply_overrides(cfg, recipe, "recipe")
     apply_overrides(cfg, flags, "flag")
+    normalize(cfg)
     validate(cfg)
     return cfg
+
+
+def normalize(cfg: RunConfig) -> None:
+    """Spellings that mean the same thing: task names are case-insensitive (``--task RTE`` is rte)."""
+    if cfg.data.task is not None:
+        cfg.data.task = cfg.data.task.strip().lower()
 
 
 def validate(cfg: RunConfig) -> None:
