@@ -249,8 +249,8 @@ def validate(cfg: RunConfig) -> None:
         raise StarkInputError(f"--student-layers {cfg.student.layers} must be at least 1")
     for name in ("finetune", "distill"):
         tc: TrainConfig = getattr(cfg, name)
-        if tc.epochs < 0:
-            raise StarkInputError(f"{name} epochs {tc.epochs:g} is negative")
+        if not tc.epochs > 0:  # 0 would publish the untrained model as if it had been trained
+            raise StarkInputError(f"{name} epochs {tc.epochs:g} must be greater than 0")
         if tc.batch_size < 1 or tc.eval_batch_size < 1:
             raise StarkInputError(f"{name} batch size must be at least 1")
         if tc.lr <= 0:
