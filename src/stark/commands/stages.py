@@ -29,10 +29,28 @@ def _require(path: Path, what: str, hint: str) -> Path:
     return path
 
 
+def _require_model(path: Path, what: str, hint: str) -> Path:
+    """``_require`` for a model folder, which must also load: its config (a supported family) and
+    the header of its weights (not truncated) are read now, before the command writes anything."""
+    from stark.models import load_config
+
+    load_config(str(_require(path, what, hint)))
+    return path
+
+
+def _require_scores(path: Path) -> Path:
+    from stark.models import check_safetensors
+
+    if not (path / "scores.safetensors").is_file():
+        raise StarkInputError(f"scores {path} not found: run stark score first")
+    check_safetensors(path / "scores.safetensors", fix="run stark score again")
+    return path
+
+
 def _teacher_dir(args: argparse.Namespace, out: Path) -> Path:
     """The fine-tuned teacher a stage reads: ``--teacher-dir`` or the run folder's own."""
     given = getattr(args, "teacher_dir", None)
-    return _require(Path(given) if given else out / "teacher", "teacher", "run stark finetune first")
+    return _require_model(Path(given) if given else out / "teacher", "teacher", "run stark finetune first")
 
 
 def _print(obj: dict, accelerator=None) -> None:
@@ -169,7 +187,7 @@ def run_distill(args: argparse.Namespace) -> int:
     from stark.stages import distill, read_metrics, teacher_logits_full
 
     cfg, data, out = _checked(args)
-    student = _require(
+    student = _require_model(
         Path(args.student_dir) if args.student_dir else out / "student_init", "student", "run stark student first"
     )
     teacher = _teacher_dir(args, out)
@@ -187,7 +205,7 @@ def run_score(args: argparse.Namespace) -> int:
 
     cfg, data, out = _checked(args)
     teacher = _teacher_dir(args, out)
-    trial = _require(
+    trial = _require_model(
         Path(args.student_dir) if args.student_dir else out / "trial_student",
         "trial student",
         "run stark distill first",
@@ -204,9 +222,7 @@ def run_sparsify(args: argparse.Namespace) -> int:
 
     cfg, data, out = _checked(args)
     teacher = _teacher_dir(args, out)
-    scores = Path(args.scores_dir) if args.scores_dir else out / "scores"
-    if not (scores / "scores.safetensors").is_file():
-        raise StarkInputError(f"scores {scores} not found: run stark score first")
+    scores = _require_scores(Path(args.scores_dir) if args.scores_dir else out / "scores")
     with _locked(cfg, data, out) as acc:
         _, dirs = sparsify_teachers(cfg, data, teacher, scores, out, acc, save=True, dev=True)
         m = data.spec.main_metric
@@ -230,9 +246,10 @@ def run_rewind(args: argparse.Namespace) -> int:
         ("teacher", "stark finetune"),
         ("student_init", "stark student"),
         ("trial_student", "stark distill"),
-        ("scores", "stark score"),
     ):
-        _require(out / name, name, f"run {hint} first (or stark run)")
+        _require_model(out / name, name, f"run {hint} first (or stark run)")
+    _require(out / "scores", "scores", "run stark score first (or stark run)")
+    _require_scores(out / "scores")
     from stark.pipeline import make_accelerator
 
     acc = make_accelerator(cfg.distill.mixed_precision)
