@@ -3,6 +3,8 @@
 The breakages a new user meets: a truncated model file, a model folder of another family, an output
 folder that cannot be created, an empty data file. Each case takes a valid command line, breaks one
 thing, and checks the single error line and that no output is left (or an existing run is unchanged).
+A sparse-teacher folder that holds only metrics (``stark run`` keeps the chosen level's weights only)
+names the way out, and ``stark sparsify --level`` is that way.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import yaml
 
 from stark.cli import main
 
@@ -144,3 +147,54 @@ def test_export_to_a_folder_is_refused(tiny_run: Path, tmp_path: Path, capsys) -
     assert main(["export", f"--model={tiny_run / 'trial_student'}", f"--onnx={tmp_path}"]) == 2
     assert capsys.readouterr().err.startswith(f"stark: error: --onnx {tmp_path} is a folder: give a file name")
     assert list(tmp_path.iterdir()) == []
+
+
+def _unsaved_level(run: Path) -> float:
+    """A sparse level of the run whose folder holds no weights (every level but the chosen one)."""
+    summary = json.loads((run / "summary.json").read_text())
+    levels = summary["levels"]
+    return next(lv["teacher_sparsity"] for lv in levels if not lv["teacher_saved"] and lv["teacher_sparsity"])
+
+
+@pytest.mark.parametrize("command", ["export", "evaluate"])
+def test_sparse_teacher_without_weights_names_the_way_out(
+    command: str, tiny_run: Path, tiny_task, tmp_path: Path, capsys
+) -> None:
+    level = _unsaved_level(tiny_run)
+    folder = tiny_run / "teachers" / f"s{level:g}"
+    train, dev = tiny_task
+    data = [f"--train={train}", f"--dev={dev}", "--text-cols=sentence", "--label-col=label"]
+    argv = {
+        "export": ["export", f"--model={folder}", f"--onnx={tmp_path / 'm.onnx'}"],
+        "evaluate": ["evaluate", f"--model={folder}", *data],
+    }[command]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"stark: error: {folder} holds no model"), err
+    for way_out in (f"{tiny_run / 'teacher'}", f"stark sparsify --out {tiny_run} --level {level:g}", "--save-teachers"):
+        assert way_out in err
+    assert not (tmp_path / "m.onnx").exists()
+
+
+def test_sparsify_level_writes_that_level_only(tiny_run: Path, tmp_path: Path, tiny_task, capsys, one_thread) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    level = _unsaved_level(run)
+    folder = run / "teachers" / f"s{level:g}"
+    others = {p.name: _snapshot(p) for p in (run / "teachers").iterdir() if p != folder}
+    levels = yaml.safe_load((run / "config.yaml").read_text())["sparsify"]["sparsities"]
+
+    assert main(["sparsify", f"--out={run}", "--level=120"]) == 2
+    assert "--level 120 is out of range: use 0 to 95" in capsys.readouterr().err
+    assert main(["sparsify", f"--out={run}", f"--level={level:g}"]) == 0
+    capsys.readouterr()
+    assert (folder / "model.safetensors").is_file() and "dev" in json.loads((folder / "metrics.json").read_text())
+    assert {p.name: _snapshot(p) for p in (run / "teachers").iterdir() if p != folder} == others
+    assert yaml.safe_load((run / "config.yaml").read_text())["sparsify"]["sparsities"] == levels  # the run's own
+
+    train, dev = tiny_task
+    argv = ["evaluate", f"--model={folder}", f"--train={train}", f"--dev={dev}", "--text-cols=sentence"]
+    assert main([*argv, "--label-col=label"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    expected = json.loads((folder / "metrics.json").read_text())["dev"]
+    assert printed["dev"]["accuracy"] == expected["accuracy"]

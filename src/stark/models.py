@@ -175,12 +175,31 @@ def _looks_local(path: str) -> bool:
     return path.startswith((".", "/", "~")) or path.count("/") > 1 or (os.sep != "/" and os.sep in path)
 
 
+def _refuse_unsaved_sparse_teacher(folder: Path) -> None:
+    """A sparse-teacher folder of ``stark run`` holds metrics only unless its level was chosen or
+    --save-teachers was given (summary.json still lists it): say where a model is and how to get one."""
+    try:
+        metrics = json.loads((folder / "metrics.json").read_text())
+    except (OSError, ValueError):
+        return
+    if not isinstance(metrics, dict) or metrics.get("stage") != "sparsify" or "sparsity" not in metrics:
+        return
+    level = float(metrics["sparsity"])
+    run = folder.parent.parent if folder.parent.name == "teachers" else Path("RUN")
+    raise StarkInputError(
+        f"{folder} holds no model, only the metrics of the {level:g}% sparse teacher (stark run saves the weights "
+        f"of the chosen level only): the dense teacher is in {run / 'teacher'}; to write this level, run "
+        f"stark sparsify --out {run} --level {level:g} (or stark run with --save-teachers)"
+    )
+
+
 def _ensure_model_dir(path: str) -> None:
     p = Path(path).expanduser()
     if p.exists():
         if not p.is_dir():
             raise StarkInputError(f"model path {path} is a file, not a model directory")
         if not (p / "config.json").is_file():
+            _refuse_unsaved_sparse_teacher(p)
             raise StarkInputError(f"model path {path} is not a model: no config.json in it")
         weights = ("model.safetensors", "model.safetensors.index.json")
         if not any((p / f).is_file() for f in weights):

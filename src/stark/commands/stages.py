@@ -107,11 +107,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "sparsify",
         help="stage 5: write sparse teachers",
-        description="Reorder the teacher by score and slice one sparse teacher per level into <out>/teachers/s<P>.",
+        description="Reorder the teacher by score and slice one sparse teacher per level (or only --level P) into "
+        "<out>/teachers/s<P>: weights, widths, selection and dev metrics.",
     )
     common.add_data_args(p), common.add_run_args(p), common.add_sparsify_args(p)
     p.add_argument("--teacher-dir", help="fine-tuned teacher (default <out>/teacher)")
     p.add_argument("--scores-dir", help="scores (default <out>/scores)")
+    p.add_argument(
+        "--level",
+        type=float,
+        help="write only this sparsity level (percent), e.g. one whose weights stark run did not keep; "
+        "the run's list of levels is left as it is",
+    )
     p.set_defaults(func=run_sparsify)
 
     p = sub.add_parser(
@@ -218,13 +225,19 @@ def run_score(args: argparse.Namespace) -> int:
 
 
 def run_sparsify(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
     from stark.stages import read_metrics, sparsify_teachers
 
+    if args.level is not None and not 0.0 <= args.level <= 95.0:
+        raise StarkInputError(f"--level {args.level:g} is out of range: use 0 to 95 (percent)")
     cfg, data, out = _checked(args)
     teacher = _teacher_dir(args, out)
     scores = _require_scores(Path(args.scores_dir) if args.scores_dir else out / "scores")
+    # --level narrows this command only: the config saved in the run folder keeps the run's levels.
+    stage_cfg = cfg if args.level is None else replace(cfg, sparsify=replace(cfg.sparsify, sparsities=[args.level]))
     with _locked(cfg, data, out) as acc:
-        _, dirs = sparsify_teachers(cfg, data, teacher, scores, out, acc, save=True, dev=True)
+        _, dirs = sparsify_teachers(stage_cfg, data, teacher, scores, out, acc, save=True, dev=True)
         m = data.spec.main_metric
         for level, d in dirs.items():
             t = read_metrics(d)
