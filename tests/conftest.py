@@ -176,3 +176,36 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+TINY_RUN_RECIPE = "finetune: {epochs: 1, batch_size: 8, lr: 0.001}\ndistill: {epochs: 1, batch_size: 8, lr: 0.001}\n"
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory, tiny_teacher, tiny_task):
+    """A finished ``stark run`` on the tiny teacher and task (levels 0 and 50, one epoch each, about 3 s),
+    shared by the whole session: treat as read-only (copy it to change anything)."""
+    from stark.cli import main
+
+    root = tmp_path_factory.mktemp("tiny_run")
+    (root / "recipe.yaml").write_text(TINY_RUN_RECIPE)
+    train, dev = tiny_task
+    argv = [
+        "run",
+        f"--teacher={tiny_teacher}",
+        f"--train={train}",
+        f"--dev={dev}",
+        "--text-cols=sentence",
+        "--label-col=label",
+        "--student-layers=1",
+        "--sparsities=0,50",
+        f"--config={root / 'recipe.yaml'}",
+        f"--out={root / 'run'}",
+    ]
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)  # see one_thread
+    try:
+        assert main(argv) == 0
+    finally:
+        torch.set_num_threads(before)
+    return root / "run"

@@ -108,6 +108,15 @@ def _model_without_tokenizer(i: Inputs) -> None:
     i.flags["--teacher"] = str(dst)
 
 
+def _model_weights_truncated(i: Inputs) -> None:
+    # An interrupted download or copy: the safetensors header promises more bytes than the file has.
+    dst = i.tmp / "truncated"
+    shutil.copytree(i.flags["--teacher"], dst)
+    weights = dst / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    i.flags["--teacher"] = str(dst)
+
+
 def _out_under_a_file(i: Inputs) -> None:
     # Tests run as root, so permissions cannot block writing; a regular file as parent always does.
     i.flags["--out"] = str(i.write("occupied", "x") / "run")
@@ -139,6 +148,7 @@ def _both(*setups: Callable[[Inputs], None]) -> Callable[[Inputs], None]:
 
 
 GOOD_TRAIN = "sentence,label\nthe cat sat,pos\na dog ran,neg\nthe big dog,pos\na red cat,neg\n"
+ELEVEN_ROWS = "sentence,label\n" + "".join(f"the cat {i},{'pos' if i % 2 else 'neg'}\n" for i in range(11))
 
 # (id, how to break the valid command, text the single error line must contain)
 CASES: list[tuple[str, Callable[[Inputs], None], str]] = [
@@ -159,6 +169,7 @@ CASES: list[tuple[str, Callable[[Inputs], None], str]] = [
     ("model-is-a-file", _model_is_file, "is a file, not a model directory"),
     ("model-pickle-only", _model_pickle_only, "has only pytorch_model.bin (a pickle)"),
     ("tokenizer-missing", _model_without_tokenizer, "no tokenizer in"),
+    ("model-weights-truncated", _model_weights_truncated, "model.safetensors is truncated or corrupt"),
     ("sparsity-above-95", _set("--sparsities", "0,99"), "sparsity 99 is out of range"),
     ("sparsity-negative", _set("--sparsities", "-10,20"), "sparsity -10 is out of range"),
     ("sparsities-not-numbers", _set("--sparsities", "ten,20"), "is not a valid value"),
@@ -166,7 +177,17 @@ CASES: list[tuple[str, Callable[[Inputs], None], str]] = [
     ("student-layers-too-many", _set("--student-layers", "5"), "more than the teacher's 2 layers"),
     ("lam-above-1", _set("--lam", "1.5"), "--lam 1.5 is out of range"),
     ("lam-negative", _set("--lam", "-0.1"), "--lam -0.1 is out of range"),
-    ("negative-epochs", _set("--epochs", "-1"), "epochs -1 is negative"),
+    ("negative-epochs", _set("--epochs", "-1"), "epochs -1 must be greater than 0"),
+    ("zero-epochs", _set("--epochs", "0"), "finetune epochs 0 must be greater than 0"),
+    ("zero-student-epochs", _set("--student-epochs", "0"), "distill epochs 0 must be greater than 0"),
+    ("select-fraction-leaves-too-few", _set("--select-fraction", "0.999"), "leaves 1 training example(s) after"),
+    ("max-train-samples-too-few", _set("--max-train-samples", "3"), "(--max-train-samples 3) are too few"),
+    ("train-file-too-small", _file("--train", "train.csv", ELEVEN_ROWS), "11 training example(s) are too few"),
+    (
+        "reference-dev-too-small",
+        _both(_set("--protocol", "reference"), _set("--max-eval-samples", "3")),
+        "the dev split has 3 example(s)",
+    ),
     ("max-length-too-small", _set("--max-length", "2"), "max_length 2 is too small"),
     ("out-under-a-file", _out_under_a_file, "cannot be created"),
     ("out-is-a-file", _out_is_a_file, "is a file, not a folder"),
@@ -212,7 +233,7 @@ def _stark(*args: str, **kwargs) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "stark.cli", *args], capture_output=True, text=True, **kwargs)
 
 
-@pytest.mark.parametrize("case_id", ["tokenizer-missing"])
+@pytest.mark.parametrize("case_id", ["tokenizer-missing", "model-weights-truncated"])
 def test_real_process_exit_code(case_id: str, inputs: Inputs) -> None:
     _, setup, expected = next(c for c in CASES if c[0] == case_id)
     setup(inputs)
@@ -229,6 +250,42 @@ def test_refused_after_an_existing_run_keeps_it(inputs: Inputs, capsys: pytest.C
     assert main(inputs.argv()) == 2
     assert sorted(p.name for p in inputs.out.iterdir()) == ["summary.json"]
     capsys.readouterr()
+
+
+def test_small_selection_split_warns_once(inputs: Inputs, capsys: pytest.CaptureFixture[str], one_thread) -> None:
+    """60 training rows hold out 15 for selection: one example is 6.7 % of it, worth one warning line."""
+    inputs.command = "finetune"
+    inputs.flags["--epochs"] = "0.5"
+    assert main(inputs.argv()) == 0
+    err = capsys.readouterr().err
+    warnings = [line for line in err.splitlines() if "stark: warning: the selection split" in line]
+    assert len(warnings) == 1, err
+    assert re.search(r"stark: warning: the selection split has only 15 examples \(one of them is 6\.7 % of it\)", err)
+
+
+@pytest.mark.parametrize(("n_select", "warns"), [(49, True), (50, False)])
+def test_selection_warning_threshold(n_select: int, warns: bool, capsys: pytest.CaptureFixture[str]) -> None:
+    from types import SimpleNamespace
+
+    from stark.stages import warn_small_selection
+
+    warn_small_selection(SimpleNamespace(select=[0] * n_select, spec=SimpleNamespace(main_metric="accuracy")))
+    assert capsys.readouterr().err.startswith("stark: warning: ") == warns
+
+
+@pytest.mark.parametrize(("n", "sizes"), [(12, (8, 4)), (16, (12, 4)), (60, (45, 15))])
+def test_smallest_splits(n: int, sizes: tuple[int, int], tmp_path: Path, tiny_teacher: Path) -> None:
+    """At least 8 examples train and 4 select whenever the data has 12 (--select-fraction 0.1 is raised)."""
+    from conftest import write_task
+
+    from stark.config import build_config
+    from stark.models import load_tokenizer
+    from stark.stages import prepare_data
+
+    train, dev = write_task(tmp_path, n_train=n)
+    data = {"train": str(train), "dev": str(dev), "text_cols": ["sentence"], "label_col": "label"}
+    task = prepare_data(build_config({}, {"data": data}), load_tokenizer(str(tiny_teacher)))
+    assert (len(task.train), len(task.select)) == sizes
 
 
 def test_divergence_exits_3_naming_stage_and_step(inputs: Inputs, capsys, one_thread) -> None:

@@ -49,7 +49,8 @@ def test_shipped_recipes_parse(recipe):
         ({"sparsify": {"lam": "high"}}, {}, "not a valid value"),
         ({}, {"sparsify": {"lam": 1.5}}, "--lam 1.5 is out of range"),
         ({}, {"sparsify": {"sparsities": "0,120"}}, "sparsity 120 is out of range"),
-        ({}, {"distill": {"epochs": -1}}, "negative"),
+        ({}, {"distill": {"epochs": -1}}, "distill epochs -1 must be greater than 0"),
+        ({}, {"finetune": {"epochs": 0}}, "finetune epochs 0 must be greater than 0"),
         ({}, {"search": {"search": "random"}}, "not a valid value"),
         ({}, {"data": {"train": "a.csv"}}, "give both --train and --dev"),
         ({}, {"data": {"train": "a.csv", "dev": "b.csv"}}, "--text-cols"),
@@ -91,6 +92,17 @@ def test_cli_flags_mapping(tmp_path):
     assert cfg.sparsify.lam == 0.3 and cfg.sparsify.sparsities == [0.0, 50.0]
     assert cfg.student.sparsity == 70 and cfg.student.layers is None
     assert cfg.search.seeds == 3 and cfg.search.search == Search.FULL
+
+
+def test_task_names_are_case_insensitive():
+    from stark.cli import build_parser
+    from stark.stages import load_examples
+
+    from_flag = config_from_args(build_parser().parse_args(["run", "--task", "RTE"]))
+    from_recipe = build_config({"data": {"task": "Rte"}})
+    for cfg in (from_flag, from_recipe):
+        assert cfg.data.task == "rte"
+    assert load_examples(from_flag)[0].name == "rte"
 
 
 def test_run_folder_config_is_reused(tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,7 @@ import pytest
 import torch
 
 from stark.cli import main
-from stark.report import bucket_by_score, marked_level, write_report
+from stark.report import bucket_by_score, marked_level, results_table, write_report
 from stark.scores import TeacherScores
 
 LAYERS, HEADS, FFN = 3, 4, 40
@@ -173,6 +174,30 @@ def test_cli_report(tmp_path, capsys):
     assert "report.md" in out and "report.html" in out and out.count("figure:") == len(FIGURES)
     assert main(["report", str(tmp_path / "nowhere")]) == 2
     assert "summary.json not found" in capsys.readouterr().err
+
+
+def test_dense_teacher_dev_in_the_0_percent_row(tiny_run: Path, tmp_path: Path, capsys, one_thread) -> None:
+    """The 0 % level is the dense teacher: its row shows the dense dev metric even when its sparse-teacher
+    folder has none (only the chosen level is evaluated on dev, and here the search chooses 50 %)."""
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    s0 = run / "teachers" / "s0" / "metrics.json"
+    s0.write_text(json.dumps({k: v for k, v in json.loads(s0.read_text()).items() if k != "dev"}))
+    student = run / "students" / "s50" / "seed0" / "metrics.json"
+    metrics = json.loads(student.read_text())
+    metrics["select"]["accuracy"] = 1.0  # the choice: 50 %, so nothing evaluates level 0 on dev
+    student.write_text(json.dumps(metrics))
+    assert main(["rewind", f"--out={run}"]) == 0
+    capsys.readouterr()
+
+    summary = json.loads((run / "summary.json").read_text())
+    dense = json.loads((run / "teacher" / "metrics.json").read_text())["dev"]
+    assert summary["chosen_sparsity"] == 50
+    zero = next(lv for lv in summary["levels"] if lv["teacher_sparsity"] == 0)
+    assert zero["teacher_dev"] == dense == summary["teacher_dense"]["dev"]
+    row = next(line for line in results_table(summary).splitlines() if line.startswith("| 0% "))
+    assert row.split("|")[3].strip() == f"{100 * dense['accuracy']:.2f}"
+    assert row in (run / "report.md").read_text()
 
 
 def test_neuron_buckets_follow_the_score_order():

@@ -301,8 +301,15 @@ def build_config(recipe: dict[str, Any] | None = None, flags: dict[str, Any] | N
     apply_overrides(cfg, preset_overrides(preset), "preset")
     apply_overrides(cfg, recipe, "recipe")
     apply_overrides(cfg, flags, "flag")
+    normalize(cfg)
     validate(cfg)
     return cfg
+
+
+def normalize(cfg: RunConfig) -> None:
+    """Spellings that mean the same thing: task names are case-insensitive (``--task RTE`` is rte)."""
+    if cfg.data.task is not None:
+        cfg.data.task = cfg.data.task.strip().lower()
 
 
 def validate(cfg: RunConfig) -> None:
@@ -321,8 +328,8 @@ def validate(cfg: RunConfig) -> None:
         raise StarkInputError(f"--student-layers {cfg.student.layers} must be at least 1")
     for name in ("finetune", "distill"):
         tc: TrainConfig = getattr(cfg, name)
-        if tc.epochs < 0:
-            raise StarkInputError(f"{name} epochs {tc.epochs:g} is negative")
+        if not tc.epochs > 0:  # 0 would publish the untrained model as if it had been trained
+            raise StarkInputError(f"{name} epochs {tc.epochs:g} must be greater than 0")
         if tc.batch_size < 1 or tc.eval_batch_size < 1:
             raise StarkInputError(f"{name} batch size must be at least 1")
         if tc.lr <= 0:

@@ -205,6 +205,17 @@ def _export(model: PreTrainedModel, names: list[str], path: Path, opset: int) ->
         )
 
 
+def _make_parent(out_path: Path) -> None:
+    """Create the output's folder, or refuse in one line (a file in the way, no permission)."""
+    if out_path.is_dir():
+        raise StarkInputError(f"--onnx {out_path} is a folder: give a file name, e.g. {out_path / 'model.onnx'}")
+    try:
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        reason = "a file is in the way" if isinstance(exc, (FileExistsError, NotADirectoryError)) else exc.strerror
+        raise StarkInputError(f"--onnx {out_path}: its folder cannot be created ({reason})") from None
+
+
 def export_onnx(
     model_dir: str | Path,
     out_path: str | Path,
@@ -240,7 +251,7 @@ def export_onnx(
     model = load_model(str(model_dir)).float().eval()
     tokenizer = saved_tokenizer(model_dir)
     names = input_names(model, tokenizer)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
+    _make_parent(out_path)
     tmp = out_path.with_name(f".{out_path.name}.{os.getpid()}.tmp")
     start = time.perf_counter()
     try:

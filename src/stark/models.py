@@ -17,6 +17,8 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
 from torch import nn
 from transformers import (
@@ -141,9 +143,54 @@ def record_widths(model: PreTrainedModel) -> None:
     model.config.stark_ffn = ffn
 
 
+def _unreadable(path: Path, exc: Exception, fix: str) -> StarkInputError:
+    detail = str(exc).splitlines()[0] if str(exc).strip() else type(exc).__name__
+    detail = detail.removeprefix("Error while deserializing header: ")  # safetensors' wording; the file says it
+    return StarkInputError(f"{path} is truncated or corrupt ({detail}): {fix}")
+
+
+def check_safetensors(path: Path, fix: str = "save or download the model again") -> None:
+    """Refuse a truncated or garbled safetensors file by reading its header only (no tensor is loaded).
+
+    The header records every tensor's byte range, so an interrupted download or copy, the usual way a
+    weights file breaks, fails here in microseconds, before a command writes anything.
+    """
+    try:
+        with safe_open(str(path), framework="pt"):
+            pass
+    except (SafetensorError, OSError) as exc:
+        raise _unreadable(path, exc, fix) from None
+
+
+def load_safetensors(path: Path, fix: str = "save or download the model again") -> dict[str, torch.Tensor]:
+    """``safetensors.torch.load_file`` with a one-line error naming the file instead of a raw SafetensorError."""
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError) as exc:
+        raise _unreadable(path, exc, fix) from None
+
+
 def _looks_local(path: str) -> bool:
     # Hub ids are "name" or "org/name"; anything else that does not exist is a mistyped local path.
     return path.startswith((".", "/", "~")) or path.count("/") > 1 or (os.sep != "/" and os.sep in path)
+
+
+def _refuse_unsaved_sparse_teacher(folder: Path) -> None:
+    """A sparse-teacher folder of ``stark run`` holds metrics only unless its level was chosen or
+    --save-teachers was given (summary.json still lists it): say where a model is and how to get one."""
+    try:
+        metrics = json.loads((folder / "metrics.json").read_text())
+    except (OSError, ValueError):
+        return
+    if not isinstance(metrics, dict) or metrics.get("stage") != "sparsify" or "sparsity" not in metrics:
+        return
+    level = float(metrics["sparsity"])
+    run = folder.parent.parent if folder.parent.name == "teachers" else Path("RUN")
+    raise StarkInputError(
+        f"{folder} holds no model, only the metrics of the {level:g}% sparse teacher (stark run saves the weights "
+        f"of the chosen level only): the dense teacher is in {run / 'teacher'}; to write this level, run "
+        f"stark sparsify --out {run} --level {level:g} (or stark run with --save-teachers)"
+    )
 
 
 def _ensure_model_dir(path: str) -> None:
@@ -152,6 +199,7 @@ def _ensure_model_dir(path: str) -> None:
         if not p.is_dir():
             raise StarkInputError(f"model path {path} is a file, not a model directory")
         if not (p / "config.json").is_file():
+            _refuse_unsaved_sparse_teacher(p)
             raise StarkInputError(f"model path {path} is not a model: no config.json in it")
         weights = ("model.safetensors", "model.safetensors.index.json")
         if not any((p / f).is_file() for f in weights):
@@ -162,6 +210,8 @@ def _ensure_model_dir(path: str) -> None:
                     "re-save it with save_pretrained(dir, safe_serialization=True)"
                 )
             raise StarkInputError(f"model path {path} has a config.json but no weights (model.safetensors)")
+        if (p / "model.safetensors").is_file():
+            check_safetensors(p / "model.safetensors")
     elif _looks_local(path):
         raise StarkInputError(f"model path {path} does not exist")
 
@@ -199,7 +249,8 @@ def load_model(path: str, spec: TaskSpec | None = None) -> PreTrainedModel:
         kwargs = _task_config_kwargs(spec)
     try:
         model = AutoModelForSequenceClassification.from_pretrained(path, use_safetensors=True, **kwargs)
-    except (OSError, ValueError, RuntimeError) as exc:
+    except (OSError, ValueError, RuntimeError, SafetensorError) as exc:
+        # SafetensorError: a damaged shard of a sharded model (single files are checked by load_config).
         raise StarkInputError(f"cannot load model weights from {path}: {str(exc).splitlines()[0]}") from exc
     return model
 
@@ -233,7 +284,7 @@ def _load_stark_checkpoint(path: str, config: PretrainedConfig) -> PreTrainedMod
     weights = Path(path) / "model.safetensors"
     if not weights.is_file():
         raise StarkInputError(f"checkpoint {path} has no model.safetensors")
-    state = load_file(str(weights))
+    state = load_safetensors(weights)
     missing, unexpected = model.load_state_dict(state, strict=False)
     # Buffers such as position_ids are not saved by save_pretrained; everything else must match.
     missing = [k for k in missing if not k.endswith(("position_ids", "token_type_ids"))]

@@ -47,6 +47,7 @@ from stark.stages import (
     teacher_saved,
     training_done,
     versions,
+    warn_small_selection,
     work_dir_of,
 )
 from stark.train import ParkedRun, evaluate, predict, total_steps_for, visited_examples, write_json
@@ -254,6 +255,7 @@ def run(cfg: RunConfig, accelerator=None, progress: bool = True) -> dict:
     with RunLock(cfg.out, enabled=is_main(accelerator)):
         if is_main(accelerator):
             save_resolved_config(cfg, Path(cfg.out))
+            warn_small_selection(data)
         barrier(accelerator)
         return _run(cfg, data, accelerator, start)
 

@@ -374,6 +374,8 @@ def _try_figure(notes: list[str], what: str, fn, *args) -> list[Path]:
 def build_figures(run_dir: Path, summary: dict, notes: list[str]) -> dict[str, Path]:
     """Write every figure whose inputs exist; returns name -> path and appends notes about the rest."""
     run_dir = Path(run_dir)
+    # Read first: a corrupt scores file stops the report before any figure is replaced.
+    scores = _load_scores(run_dir)
     fig_dir = run_dir / FIGURES
     fig_dir.mkdir(parents=True, exist_ok=True)
     made: dict[str, Path] = {}
@@ -391,7 +393,6 @@ def build_figures(run_dir: Path, summary: dict, notes: list[str]) -> dict[str, P
             made["kept"] = p
     else:
         notes.append("No sparse teacher has a metrics.json yet (teachers/s*/): kept-per-layer figure skipped.")
-    scores = _load_scores(run_dir)
     if scores is None:
         notes.append("No scores/scores.safetensors: score heat-maps skipped.")
     else:

@@ -16,14 +16,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from transformers import PreTrainedModel
 
 from stark.data import Encoded, TaskSpec, collate, length_grouped_batches
 from stark.errors import StarkInputError
 from stark.losses import kd_loss, task_loss
 from stark.masks import masked, ones_masks
-from stark.models import layer_widths
+from stark.models import layer_widths, load_safetensors
 
 NORM_EPS = 1e-7
 
@@ -62,7 +62,7 @@ class TeacherScores:
 
     @classmethod
     def load(cls, path: Path) -> TeacherScores:
-        t = load_file(str(path))
+        t = load_safetensors(Path(path), fix="run stark score again")
         return cls(t["expressive_heads"], t["expressive_neurons"], t.get("friendly_heads"), t.get("friendly_neurons"))
 
 

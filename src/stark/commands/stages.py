@@ -11,9 +11,16 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from stark.commands import common
 from stark.errors import StarkInputError
+
+if TYPE_CHECKING:  # imported lazily at run time: `stark --help` should not load torch
+    from accelerate import Accelerator
+
+    from stark.config import RunConfig
+    from stark.stages import TaskData
 
 
 def _require(path: Path, what: str, hint: str) -> Path:
@@ -22,10 +29,28 @@ def _require(path: Path, what: str, hint: str) -> Path:
     return path
 
 
+def _require_model(path: Path, what: str, hint: str) -> Path:
+    """``_require`` for a model folder, which must also load: its config (a supported family) and
+    the header of its weights (not truncated) are read now, before the command writes anything."""
+    from stark.models import load_config
+
+    load_config(str(_require(path, what, hint)))
+    return path
+
+
+def _require_scores(path: Path) -> Path:
+    from stark.models import check_safetensors
+
+    if not (path / "scores.safetensors").is_file():
+        raise StarkInputError(f"scores {path} not found: run stark score first")
+    check_safetensors(path / "scores.safetensors", fix="run stark score again")
+    return path
+
+
 def _teacher_dir(args: argparse.Namespace, out: Path) -> Path:
     """The fine-tuned teacher a stage reads: ``--teacher-dir`` or the run folder's own."""
     given = getattr(args, "teacher_dir", None)
-    return _require(Path(given) if given else out / "teacher", "teacher", "run stark finetune first")
+    return _require_model(Path(given) if given else out / "teacher", "teacher", "run stark finetune first")
 
 
 def _print(obj: dict, accelerator=None) -> None:
@@ -82,11 +107,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "sparsify",
         help="stage 5: write sparse teachers",
-        description="Reorder the teacher by score and slice one sparse teacher per level into <out>/teachers/s<P>.",
+        description="Reorder the teacher by score and slice one sparse teacher per level (or only --level P) into "
+        "<out>/teachers/s<P>: weights, widths, selection and dev metrics.",
     )
     common.add_data_args(p), common.add_run_args(p), common.add_sparsify_args(p)
     p.add_argument("--teacher-dir", help="fine-tuned teacher (default <out>/teacher)")
     p.add_argument("--scores-dir", help="scores (default <out>/scores)")
+    p.add_argument(
+        "--level",
+        type=float,
+        help="write only this sparsity level (percent), e.g. one whose weights stark run did not keep; "
+        "the run's list of levels is left as it is",
+    )
     p.set_defaults(func=run_sparsify)
 
     p = sub.add_parser(
@@ -100,30 +132,37 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_rewind)
 
 
-@contextmanager
-def _setup(args: argparse.Namespace, stage: str = "distill") -> Iterator[tuple]:
-    """Check the input, then lock the run folder and save the resolved config (in that order, so
-    refused input writes nothing); yields ``(cfg, data, out, accelerator)``. The accelerator uses the
-    mixed precision of ``stage`` ('finetune' or 'distill')."""
-    from stark.lock import RunLock
-    from stark.pipeline import make_accelerator, prepare_run, save_resolved_config
-    from stark.stages import barrier
+def _checked(args: argparse.Namespace) -> tuple[RunConfig, TaskData, Path]:
+    """The resolved config, the prepared data and the run folder; refuses bad input, writes nothing."""
+    from stark.pipeline import prepare_run
 
     cfg = common.config_from_args(args)
-    data = prepare_run(cfg, check_student=False)
-    out = Path(cfg.out)
+    return cfg, prepare_run(cfg, check_student=False), Path(cfg.out)
+
+
+@contextmanager
+def _locked(cfg: RunConfig, data: TaskData, out: Path, stage: str = "distill") -> Iterator[Accelerator]:
+    """Lock the run folder and save the resolved config; yields the accelerator (with the mixed
+    precision of ``stage``, 'finetune' or 'distill'). Commands check all their input (``_checked``,
+    ``_require``) before entering, so refused input writes nothing and prints only its error line."""
+    from stark.lock import RunLock
+    from stark.pipeline import make_accelerator, save_resolved_config
+    from stark.stages import barrier, warn_small_selection
+
     accelerator = make_accelerator(getattr(cfg, stage).mixed_precision)
     with RunLock(out, enabled=accelerator.is_main_process):
         if accelerator.is_main_process:
             save_resolved_config(cfg, out)
+            warn_small_selection(data)
         barrier(accelerator)
-        yield cfg, data, out, accelerator
+        yield accelerator
 
 
 def run_finetune(args: argparse.Namespace) -> int:
     from stark.stages import finetune_teacher, read_metrics
 
-    with _setup(args, "finetune") as (cfg, data, out, acc):
+    cfg, data, out = _checked(args)
+    with _locked(cfg, data, out, "finetune") as acc:
         d = finetune_teacher(cfg, data, out, acc)
         m = read_metrics(d)
         _print({"teacher_dir": str(d), "select": m["select"], "dev": m["dev"], "wall_s": m["wall_s"]}, acc)
@@ -133,8 +172,9 @@ def run_finetune(args: argparse.Namespace) -> int:
 def run_student(args: argparse.Namespace) -> int:
     from stark.stages import build_student, read_metrics
 
-    with _setup(args) as (cfg, data, out, acc):
-        teacher = _teacher_dir(args, out)
+    cfg, data, out = _checked(args)
+    teacher = _teacher_dir(args, out)
+    with _locked(cfg, data, out) as acc:
         d = build_student(cfg, data, teacher, out, acc)
         m = read_metrics(d)
         _print(
@@ -153,11 +193,12 @@ def run_student(args: argparse.Namespace) -> int:
 def run_distill(args: argparse.Namespace) -> int:
     from stark.stages import distill, read_metrics, teacher_logits_full
 
-    with _setup(args) as (cfg, data, out, acc):
-        student = _require(
-            Path(args.student_dir) if args.student_dir else out / "student_init", "student", "run stark student first"
-        )
-        teacher = _teacher_dir(args, out)
+    cfg, data, out = _checked(args)
+    student = _require_model(
+        Path(args.student_dir) if args.student_dir else out / "student_init", "student", "run stark student first"
+    )
+    teacher = _teacher_dir(args, out)
+    with _locked(cfg, data, out) as acc:
         logits = teacher_logits_full(teacher, data, cfg.distill.eval_batch_size, acc)
         extra = {"teacher_dir": str(teacher)}
         _, d = distill(cfg, data, student, logits, out / args.name, seed=cfg.seed, accelerator=acc, extra=extra)
@@ -169,13 +210,14 @@ def run_distill(args: argparse.Namespace) -> int:
 def run_score(args: argparse.Namespace) -> int:
     from stark.stages import score
 
-    with _setup(args) as (cfg, data, out, acc):
-        teacher = _teacher_dir(args, out)
-        trial = _require(
-            Path(args.student_dir) if args.student_dir else out / "trial_student",
-            "trial student",
-            "run stark distill first",
-        )
+    cfg, data, out = _checked(args)
+    teacher = _teacher_dir(args, out)
+    trial = _require_model(
+        Path(args.student_dir) if args.student_dir else out / "trial_student",
+        "trial student",
+        "run stark distill first",
+    )
+    with _locked(cfg, data, out) as acc:
         d = score(cfg, data, teacher, trial, out, acc)
         if acc.is_main_process:
             print(f"scores written to {d / 'scores.safetensors'}")
@@ -183,14 +225,19 @@ def run_score(args: argparse.Namespace) -> int:
 
 
 def run_sparsify(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
     from stark.stages import read_metrics, sparsify_teachers
 
-    with _setup(args) as (cfg, data, out, acc):
-        teacher = _teacher_dir(args, out)
-        scores = Path(args.scores_dir) if args.scores_dir else out / "scores"
-        if not (scores / "scores.safetensors").is_file():
-            raise StarkInputError(f"scores {scores} not found: run stark score first")
-        _, dirs = sparsify_teachers(cfg, data, teacher, scores, out, acc, save=True, dev=True)
+    if args.level is not None and not 0.0 <= args.level <= 95.0:
+        raise StarkInputError(f"--level {args.level:g} is out of range: use 0 to 95 (percent)")
+    cfg, data, out = _checked(args)
+    teacher = _teacher_dir(args, out)
+    scores = _require_scores(Path(args.scores_dir) if args.scores_dir else out / "scores")
+    # --level narrows this command only: the config saved in the run folder keeps the run's levels.
+    stage_cfg = cfg if args.level is None else replace(cfg, sparsify=replace(cfg.sparsify, sparsities=[args.level]))
+    with _locked(cfg, data, out) as acc:
+        _, dirs = sparsify_teachers(stage_cfg, data, teacher, scores, out, acc, save=True, dev=True)
         m = data.spec.main_metric
         for level, d in dirs.items():
             t = read_metrics(d)
@@ -212,9 +259,10 @@ def run_rewind(args: argparse.Namespace) -> int:
         ("teacher", "stark finetune"),
         ("student_init", "stark student"),
         ("trial_student", "stark distill"),
-        ("scores", "stark score"),
     ):
-        _require(out / name, name, f"run {hint} first (or stark run)")
+        _require_model(out / name, name, f"run {hint} first (or stark run)")
+    _require(out / "scores", "scores", "run stark score first (or stark run)")
+    _require_scores(out / "scores")
     from stark.pipeline import make_accelerator
 
     acc = make_accelerator(cfg.distill.mixed_precision)
