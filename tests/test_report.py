@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+import stark.pipeline
 from stark.cli import main
 from stark.report import bucket_by_score, marked_level, results_table, write_report
 from stark.scores import TeacherScores
@@ -176,7 +177,9 @@ def test_cli_report(tmp_path, capsys):
     assert "summary.json not found" in capsys.readouterr().err
 
 
-def test_dense_teacher_dev_in_the_0_percent_row(tiny_run: Path, tmp_path: Path, capsys, one_thread) -> None:
+def test_dense_teacher_dev_in_the_0_percent_row(
+    tiny_run: Path, tmp_path: Path, capsys, monkeypatch, one_thread
+) -> None:
     """The 0 % level is the dense teacher: its row shows the dense dev metric even when its sparse-teacher
     folder has none (only the chosen level is evaluated on dev, and here the search chooses 50 %)."""
     run = tmp_path / "run"
@@ -185,8 +188,10 @@ def test_dense_teacher_dev_in_the_0_percent_row(tiny_run: Path, tmp_path: Path, 
     s0.write_text(json.dumps({k: v for k, v in json.loads(s0.read_text()).items() if k != "dev"}))
     student = run / "students" / "s50" / "seed0" / "metrics.json"
     metrics = json.loads(student.read_text())
-    metrics["select"]["accuracy"] = 1.0  # the choice: 50 %, so nothing evaluates level 0 on dev
+    metrics["select"]["accuracy"] = 1.0  # the best sparse level: 50 %
     student.write_text(json.dumps(metrics))
+    # ... and a measurable lead over vanilla KD, so 50 % is chosen and nothing evaluates level 0 on dev.
+    monkeypatch.setattr(stark.pipeline, "paired_bootstrap", lambda *a, **k: (0.5, 0.01))
     assert main(["rewind", f"--out={run}"]) == 0
     capsys.readouterr()
 
