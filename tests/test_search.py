@@ -21,6 +21,7 @@ from stark.search import (
     halving_rungs,
     paired_bootstrap,
     rank,
+    required_z,
     successive_halving,
 )
 from stark.stages import SparseTeachers, finish_chosen, prepare_data
@@ -112,6 +113,11 @@ def test_decide_keeps_vanilla_unless_the_lead_is_measurable() -> None:
     tie = decide(60.0, 0.0, 0.0, "accuracy", 300)
     assert tie.chosen == 0.0  # an exact tie never goes to the sparse level
     assert decide(None, None, None, "accuracy", 300).chosen == 0.0
+    # The best of nine levels picked on the same split must lead by ~2.1 standard errors, not 1.
+    assert decide(60.0, 0.015, 0.01, "accuracy", 300, n_compared=1).chosen == 60.0
+    assert decide(60.0, 0.015, 0.01, "accuracy", 300, n_compared=9).chosen == 0.0
+    assert decide(60.0, 0.025, 0.01, "accuracy", 300, n_compared=9).chosen == 60.0
+    assert required_z(1) == pytest.approx(1.0) and required_z(9) == pytest.approx(2.105, abs=1e-3)
 
 
 RECIPE = """\
@@ -206,3 +212,42 @@ def test_finishing_the_chosen_level_writes_weights_and_keeps_metrics(
         assert {"select", "dev", "heads_per_layer"} <= set(metrics), level
         if level:
             assert load_model(str(folder)).config.stark_heads == metrics["heads_per_layer"]
+
+
+def test_logit_cache_refuses_another_split(tmp_path: Path) -> None:
+    """Cached teacher logits are read by training-split position: another split must not reuse them."""
+    from stark.data import Encoded
+    from stark.errors import StarkInputError
+    from stark.stages import LogitCache
+
+    a = Encoded([[1, 2], [3, 4, 5], [6]], None, [0, 1, 0])
+    b = Encoded([[1, 2], [6], [3, 4, 5]], None, [0, 0, 1])  # same examples, other order
+    cache = LogitCache(tmp_path / "c.safetensors", 3, 2, a)
+    cache.ensure(lambda: None, None, set(), 8)  # nothing missing: nothing computed, nothing written
+    assert not (tmp_path / "c.safetensors").exists()
+    cache.logits[:] = 1.0
+    cache.filled[:] = True
+    from safetensors.torch import save_file
+
+    save_file(
+        {"logits": cache.logits, "filled": cache.filled.to(torch.uint8), "split": cache.split},
+        str(tmp_path / "c.safetensors"),
+    )
+    assert bool(LogitCache(tmp_path / "c.safetensors", 3, 2, a).filled.all())
+    with pytest.raises(StarkInputError, match="another training split"):
+        LogitCache(tmp_path / "c.safetensors", 3, 2, b)
+    with pytest.raises(StarkInputError, match="another training split"):
+        LogitCache(tmp_path / "c.safetensors", 4, 2, None)  # another size
+
+
+def test_old_run_folder_keeps_its_selection_split(tmp_path: Path) -> None:
+    """A config.yaml written before --min-select existed resumes with the split it was built on."""
+    import argparse
+
+    from stark.commands.common import config_from_args
+
+    (tmp_path / "config.yaml").write_text("data: {task: rte, select_fraction: 0.1}\n")
+    args = argparse.Namespace(out=str(tmp_path))
+    assert config_from_args(args).data.min_select == 0
+    (tmp_path / "config.yaml").write_text("data: {task: rte, min_select: 300}\n")
+    assert config_from_args(args).data.min_select == 300

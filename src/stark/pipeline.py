@@ -13,7 +13,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -159,7 +159,10 @@ class Rewinder:
 
     def _cache_for(self, level: float) -> tuple[LogitCache, Callable[[], PreTrainedModel]]:
         cache = LogitCache(
-            self.paths.cache(None if level == 0 else level), len(self.data.train), self.data.spec.num_labels
+            self.paths.cache(None if level == 0 else level),
+            len(self.data.train),
+            self.data.spec.num_labels,
+            self.data.train,
         )
         if level == 0:
             return cache, lambda: load_model(str(self.paths.teacher))
@@ -211,7 +214,7 @@ class Rewinder:
             self.parked[(level, k)] = result.parked
         # Paused by the search: the loss of the weights as they are now (the signal that moves early),
         # and the best metric seen so far, the paused weights' own included.
-        return RungScore(_better(result.best, result.current, main)[main], result.current["task_loss"])
+        return RungScore(_better(result.best, result.current, main)[main], result.current.get("task_loss", math.inf))
 
     def _seed_cfg(self, k: int):
         from dataclasses import replace
@@ -221,6 +224,11 @@ class Rewinder:
     def _progress(self, out_dir: Path) -> int:
         state = checkpoint_state(out_dir)
         return state["step"] if state is not None else 0
+
+
+def _json_score(score: RungScore) -> dict:
+    # A run from before the loss was logged has loss inf, which strict JSON cannot hold.
+    return {"metric": score.metric, "loss": score.loss if math.isfinite(score.loss) else None}
 
 
 def _standing(select: dict, main: str) -> RungScore:
@@ -312,7 +320,7 @@ def _run(cfg: RunConfig, data: TaskData, accelerator, start: float) -> dict:
             )
             finalists.append(survivor)
             search_log = [
-                {"budget_steps": r.budget_steps, "scores": {level_name(k): asdict(v) for k, v in r.scores.items()}}
+                {"budget_steps": r.budget_steps, "scores": {level_name(k): _json_score(v) for k, v in r.scores.items()}}
                 for r in rungs
             ]
 
@@ -347,7 +355,7 @@ def check_teacher_learned(cfg: RunConfig, data: TaskData, teacher_dir: Path, acc
     spec = check_metric_spec(data.spec)
     select = read_metrics(teacher_dir)["select"]
     if any(m not in select for m in spec.metrics):
-        teacher = load_model(str(teacher_dir))
+        teacher = _on_device(load_model(str(teacher_dir)), accelerator)
         select = evaluate(teacher, data.select, spec, data.pad_id, cfg.finetune.eval_batch_size, accelerator)
     check = check_teacher(data.spec, select, data.train.labels, data.select.labels)
     if is_main(accelerator):
@@ -406,9 +414,7 @@ def _level_record(
     return record
 
 
-def choose(
-    cfg: RunConfig, data: TaskData, paths: RunPaths, finalists: list[float], accelerator=None
-) -> Choice | None:
+def choose(cfg: RunConfig, data: TaskData, paths: RunPaths, finalists: list[float], accelerator=None) -> Choice | None:
     """The best sparse finalist by mean selection metric (ties: lower selection loss), kept only when it
     leads vanilla KD (0 %) by more than a paired-bootstrap standard error on the selection split.
     Only levels whose every seed reached the full budget are eligible."""
@@ -435,10 +441,17 @@ def choose(
 
     def preds(level: float) -> list[np.ndarray]:
         bs = cfg.distill.eval_batch_size
-        return [predict(load_model(str(d)), data.select, data.pad_id, bs, accelerator).numpy() for d in done[level]]
+        return [
+            predict(_on_device(load_model(str(d)), accelerator), data.select, data.pad_id, bs, accelerator).numpy()
+            for d in done[level]
+        ]
 
     margin, se = paired_bootstrap(data.spec, data.select.labels, preds(best), preds(0.0), seed=cfg.seed)
-    return decide(best, margin, se, main, n)
+    return decide(best, margin, se, main, n, n_compared=len(sparse))
+
+
+def _on_device(model, accelerator):
+    return model.to(accelerator.device) if accelerator is not None else model
 
 
 def _better(a: dict | None, b: dict | None, main: str) -> dict | None:

@@ -167,24 +167,49 @@ class Choice:
         return asdict(self)
 
 
+def required_z(n_compared: int) -> float:
+    """How many standard errors the best of ``n_compared`` sparse levels must lead vanilla KD by.
+
+    One level: one standard error (a one-sided chance of about 16 % that pure noise passes). The best
+    of several levels picked on the same selection split is lucky on average, so the chance is split
+    among them (Bonferroni): nine levels need about 2.1 standard errors.
+    """
+    from statistics import NormalDist
+
+    return NormalDist().inv_cdf(1 - (1 - NormalDist().cdf(1.0)) / max(1, n_compared))
+
+
 def decide(
-    best_sparse: float | None, margin: float | None, margin_se: float | None, metric: str, n_select: int
+    best_sparse: float | None,
+    margin: float | None,
+    margin_se: float | None,
+    metric: str,
+    n_select: int,
+    n_compared: int = 1,
 ) -> Choice:
-    """Keep the sparse level only when it leads vanilla KD by more than one standard error.
+    """Keep the sparse level only when it leads vanilla KD by more than ``required_z(n_compared)``
+    standard errors.
 
     Args:
         best_sparse: the best sparse finalist, or None when only vanilla KD was trained.
         margin: its selection-split lead over vanilla KD (None with no sparse finalist).
         margin_se: the paired-bootstrap standard error of ``margin``.
+        n_compared: how many sparse levels reached the final comparison (1 after halving, all of them
+            in a full sweep): the best of many needs a larger lead.
     """
     if best_sparse is None or margin is None or margin_se is None:
         return Choice(0.0, best_sparse, margin, margin_se, False, "only vanilla KD (0%) was trained to the end")
-    lead = f"{100 * margin:+.2f} ± {100 * margin_se:.2f} points of selection {metric} on {n_select} examples"
-    if margin > margin_se:
+    z = required_z(n_compared)
+    among = f", best of {n_compared} sparse levels" if n_compared > 1 else ""
+    lead = (
+        f"{100 * margin:+.2f} ± {100 * margin_se:.2f} points of selection {metric} on {n_select} examples "
+        f"(needs {z:.2f} standard errors{among})"
+    )
+    if margin > z * margin_se:
         reason = f"the {best_sparse:g}% teacher's student leads vanilla KD by {lead}"
         return Choice(best_sparse, best_sparse, margin, margin_se, True, reason)
     reason = (
         f"sparsity made no measurable difference on this task: the best sparse level ({best_sparse:g}%) is at "
-        f"{lead} against vanilla KD, within one standard error, so vanilla KD (0%) is kept"
+        f"{lead} against vanilla KD, so vanilla KD (0%) is kept"
     )
     return Choice(0.0, best_sparse, margin, margin_se, False, reason)

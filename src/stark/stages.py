@@ -585,6 +585,17 @@ def finish_chosen(
     write_json(Path(out_dir) / "metrics.json", metrics)
 
 
+def split_fingerprint(data: Encoded) -> torch.Tensor:
+    """Eight bytes that identify a tokenised split (its examples, in order), as an int64 tensor."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for ids in data.input_ids:
+        h.update(np.asarray(ids, dtype=np.int64).tobytes())
+        h.update(b"|")
+    return torch.tensor([int.from_bytes(h.digest()[:8], "little", signed=True)], dtype=torch.int64)
+
+
 class LogitCache:
     """A sparse teacher's logits on the training split, filled only for the examples a run will visit.
 
@@ -592,11 +603,21 @@ class LogitCache:
     fraction of the data; each example's logits are still computed once, outside the KD loop.
     """
 
-    def __init__(self, path: Path, n: int, n_out: int):
+    def __init__(self, path: Path, n: int, n_out: int, train: Encoded | None = None):
         self.path = Path(path)
+        self.split = split_fingerprint(train) if train is not None else None
         if self.path.is_file():
             t = load_file(str(self.path))
             self.logits, self.filled = t["logits"], t["filled"].bool()
+            saved = t.get("split")
+            # Rows are read by training-split position: logits of another split would silently go to
+            # other examples (e.g. a run folder made before the selection slice grew).
+            other = saved is not None and self.split is not None and not torch.equal(saved, self.split)
+            if self.logits.shape[0] != n or other:
+                raise StarkInputError(
+                    f"the cached teacher logits {self.path} were computed for another training split (other data "
+                    f"options, or a run folder from an older stark): delete {self.path.parent} or use a new --out"
+                )
         else:
             self.logits, self.filled = torch.zeros(n, n_out), torch.zeros(n, dtype=torch.bool)
 
@@ -628,7 +649,10 @@ class LogitCache:
         if is_main(accelerator):
             self.path.parent.mkdir(parents=True, exist_ok=True)
             tmp = self.path.with_name(self.path.name + ".tmp")
-            save_file({"logits": self.logits.contiguous(), "filled": self.filled.to(torch.uint8)}, str(tmp))
+            tensors = {"logits": self.logits.contiguous(), "filled": self.filled.to(torch.uint8)}
+            if self.split is not None:
+                tensors["split"] = self.split
+            save_file(tensors, str(tmp))
             tmp.replace(self.path)
         barrier(accelerator)
         return time.perf_counter() - start

@@ -182,6 +182,10 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     if saved is not None and saved.is_file():
         recipe = load_recipe(saved)
         recipe.pop("out", None)
+        # A run folder from before the selection floor existed keeps its split (its stages were built on it).
+        data = recipe.get("data")
+        if isinstance(data, dict) and "min_select" not in data:
+            data["min_select"] = 0
     if getattr(args, "config", None):
         _merge(recipe, load_recipe(args.config))
     return build_config(recipe, flags)
