@@ -1,0 +1,118 @@
+"""The Python entry point: ``stark.run(...)`` does what ``stark run`` does and returns a typed result.
+
+Keyword arguments are the ``stark run`` options with dashes as underscores (``student_epochs=1``,
+``sparsities="0,50"`` or ``[0, 50]``), mapped onto :class:`stark.config.RunConfig` exactly as the
+CLI maps its flags; a :class:`RunConfig` may be given instead, or as the base the keywords override.
+
+    >>> import stark
+    >>> result = stark.run(task="rte", max_train_samples=96, student_epochs=1, sparsities=[0, 50], out="runs/x")
+    >>> result.chosen_sparsity, result.student_dir
+    >>> model, tokenizer = stark.load("runs/x/trial_student")
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from stark.config import RunConfig
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What a run produced; ``summary`` is the whole of ``<out>/summary.json``."""
+
+    out: Path
+    metric: str
+    chosen_sparsity: float | None
+    reason: str
+    student_dir: Path | None
+    """The chosen level's student (seed 0): the model to use."""
+    student_dev: float | None
+    """Its dev metric (0-1 scale; mean over seeds when several)."""
+    vanilla_kd_dev: float | None
+    """The vanilla-KD student's dev metric, for comparison."""
+    teacher_dev: float | None
+    summary: dict[str, Any]
+
+    @classmethod
+    def from_summary(cls, summary: dict[str, Any]) -> RunResult:
+        m = summary["metric"]
+        chosen = next((lv for lv in summary["levels"] if lv["teacher_sparsity"] == summary["chosen_sparsity"]), None)
+        vanilla = (summary.get("vanilla_kd") or {}).get("student_dev") or {}
+        teacher = (summary.get("teacher_dense") or {}).get("dev") or {}
+        return cls(
+            out=Path(summary["config"]["out"]),
+            metric=m,
+            chosen_sparsity=summary["chosen_sparsity"],
+            reason=summary.get("chosen_reason", ""),
+            student_dir=Path(chosen["student_dir"]) if chosen and chosen.get("student_dir") else None,
+            student_dev=chosen.get("student_dev_mean") if chosen else None,
+            vanilla_kd_dev=vanilla.get(m),
+            teacher_dev=teacher.get(m),
+            summary=summary,
+        )
+
+
+def _run_options() -> set[str]:
+    from stark.commands import run as run_command
+
+    sub = argparse.ArgumentParser().add_subparsers()
+    run_command.register(sub)
+    parser = sub.choices["run"]
+    return {a.dest for a in parser._actions if a.dest not in ("help", "func")}
+
+
+def config_from_options(config: RunConfig | None = None, **options: Any) -> RunConfig:
+    """``stark run``'s flags as keywords (over ``config``, if given), validated like the CLI's."""
+    from stark.commands.common import flags_from_args
+    from stark.config import apply_overrides, build_config, to_dict, validate
+    from stark.errors import StarkInputError
+
+    known = _run_options()
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise StarkInputError(f"unknown option(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+    for key in ("sparsities", "text_cols"):
+        if isinstance(options.get(key), (list, tuple)):
+            options[key] = ",".join(str(v) for v in options[key])
+    flags = flags_from_args(argparse.Namespace(**options))
+    if config is None:
+        return build_config({}, flags)
+    cfg = apply_overrides(build_config(to_dict(config)), flags, "option")
+    validate(cfg)
+    return cfg
+
+
+def run(config: RunConfig | None = None, *, progress: bool = True, **options: Any) -> RunResult:
+    """Run the whole pipeline (fine-tune, student, trial KD, score, sparsify, rewind, choose).
+
+    Args:
+        config: a full configuration; keyword options override it (or the defaults when it is None).
+        progress: show progress bars.
+        **options: ``stark run`` options, e.g. ``task="mrpc"``, ``teacher="path/to/model"``, ``seeds=3``.
+
+    Returns:
+        The chosen sparsity, the student to use and its metrics; ``summary`` holds everything else.
+
+    Raises:
+        StarkInputError: a bad option or input, with a one-line message (nothing is written).
+    """
+    from stark.pipeline import run as run_pipeline
+
+    return RunResult.from_summary(run_pipeline(config_from_options(config, **options), progress=progress))
+
+
+def load(path: str | Path):
+    """Any stark checkpoint (uneven per-layer widths included) or HF classifier folder.
+
+    Returns:
+        (model in eval mode, its tokenizer).
+    """
+    from stark.models import load_model, load_tokenizer
+
+    model = load_model(str(path))
+    model.eval()
+    return model, load_tokenizer(str(path))
