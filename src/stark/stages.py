@@ -547,6 +547,7 @@ def sparsify_teachers(
             out_dir.mkdir(parents=True, exist_ok=True)
             metrics["wall_s"] = time.perf_counter() - start
             write_json(out_dir / "metrics.json", metrics)
+            _card_if_saved(out_dir, metrics, cfg, data)
     barrier(accelerator)
     return teachers, dirs
 
@@ -583,6 +584,15 @@ def finish_chosen(
     if "dev" not in metrics:
         metrics["dev"] = _teacher_dev(teachers, level, data, cfg.distill.eval_batch_size)
     write_json(Path(out_dir) / "metrics.json", metrics)
+    _card_if_saved(out_dir, metrics, cfg, data)
+
+
+def _card_if_saved(out_dir: Path, metrics: dict, cfg: RunConfig, data: TaskData) -> None:
+    """A sparse teacher folder with weights gets a model card (its metrics alone need none)."""
+    if teacher_saved(out_dir):
+        from stark.card import write_card
+
+        write_card(out_dir, {**_stage_info(cfg, data, "sparsify"), **metrics})
 
 
 def split_fingerprint(data: Encoded) -> torch.Tensor:

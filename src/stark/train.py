@@ -637,6 +637,10 @@ def finalize(work_dir: Path, final_dir: Path, metrics: dict) -> Path:
         elif src.exists():
             shutil.move(str(src), str(dst))
     write_json(best / "metrics.json", metrics)
+    if (best / "config.json").is_file():
+        from stark.card import write_card
+
+        write_card(best, metrics)
     if final_dir.exists():
         shutil.rmtree(final_dir)
     os.replace(best, final_dir)
