@@ -117,9 +117,17 @@ class DataConfig:
     task: str | None = "rte"
     """GLUE task (rte, mrpc, stsb, cola, sst2); ignored when --train/--dev are given."""
     train: str | None = None
-    """Your own training file (.csv, .tsv, .jsonl)."""
+    """Your own training file (.csv, .tsv, .jsonl, .json array, .parquet)."""
     dev: str | None = None
     """Your own dev file (same format)."""
+    dataset: str | None = None
+    """A Hugging Face dataset instead of files: a ``save_to_disk`` folder, or a hub name (online only)."""
+    dataset_config: str | None = None
+    """The hub dataset's configuration name (e.g. 'sst2' of 'glue')."""
+    train_split: str = "train"
+    """--dataset: the split to train on (the selection slice is held out of it)."""
+    dev_split: str = "validation"
+    """--dataset: the split to report on."""
     text_cols: list[str] | None = None
     """One or two text columns of your own files."""
     label_col: str | None = None
@@ -348,8 +356,10 @@ def validate(cfg: RunConfig) -> None:
         raise StarkInputError(f"--seeds {cfg.search.seeds} must be at least 1")
     if (d.train is None) != (d.dev is None):
         raise StarkInputError("give both --train and --dev (or neither, to use --task)")
-    if d.train is not None and (not d.text_cols or not d.label_col):
-        raise StarkInputError("your own files need --text-cols a[,b] and --label-col y")
+    if d.train is not None and d.dataset is not None:
+        raise StarkInputError("give either --train/--dev or --dataset, not both")
+    if (d.train is not None or d.dataset is not None) and (not d.text_cols or not d.label_col):
+        raise StarkInputError("your own data need --text-cols a[,b] and --label-col y")
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:

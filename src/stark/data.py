@@ -292,8 +292,14 @@ def read_rows(path: Path) -> tuple[list[str], list[dict[str, str]]]:
 
 
 def _read_table(path: Path) -> _Table:
+    if path.suffix.lower() == ".parquet":
+        from stark.datasets_io import read_parquet
+
+        return read_parquet(path)
     text = _read_text(path)
     suffix = path.suffix.lower()
+    if suffix == ".json" and text.lstrip().startswith("["):
+        return _read_json_array(path, text)
     if suffix == ".csv":
         return _read_delimited(path, text, ",", csv.QUOTE_MINIMAL, None)
     if suffix == ".tsv":
@@ -310,7 +316,8 @@ def _read_text(path: Path) -> str:
         raise StarkInputError(f"{path}: is a directory, expected a data file")
     if suffix not in (".csv", ".tsv", ".jsonl", ".json"):
         raise StarkInputError(
-            f"{path}: unsupported file type {suffix or '(no suffix)'!r} (expected .csv, .tsv, .jsonl or .json)"
+            f"{path}: unsupported file type {suffix or '(no suffix)'!r} "
+            "(expected .csv, .tsv, .jsonl, .json or .parquet)"
         )
     try:
         raw = path.read_bytes()
@@ -403,6 +410,41 @@ def _read_jsonl(path: Path, text: str) -> _Table:
         rows.append(row)
         lines.append(lineno)
     return _Table(path, list(keys), rows, lines)
+
+
+def _read_json_array(path: Path, text: str) -> _Table:
+    """A JSON file holding one array of objects (what ``json.dump(rows)`` and pandas' ``orient='records'`` write)."""
+    try:
+        items = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise StarkInputError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})") from None
+    except (ValueError, RecursionError) as exc:
+        raise StarkInputError(f"{path}: unusable JSON ({exc})") from None
+    return records_table(path, items, "element")
+
+
+def records_table(path: Path, items: Any, unit: str) -> _Table:
+    """Rows given as a sequence of mappings (a JSON array, a parquet file, a ``datasets`` split) as a table.
+
+    ``unit`` names what a row is in error messages ("element", "row"); rows are numbered from 1.
+    """
+    if not isinstance(items, list):
+        raise StarkInputError(f"{path}: expected an array of objects, got a JSON {_json_type(items)}")
+    if not items:
+        raise StarkInputError(f"{path}: no rows")
+    keys: dict[str, None] = {}
+    rows: list[dict[str, str]] = []
+    for n, obj in enumerate(items, start=1):
+        if not isinstance(obj, dict):
+            raise StarkInputError(f"{path}: {unit} {n} is a {_json_type(obj)}, expected an object")
+        row: dict[str, str] = {}
+        for key, value in obj.items():
+            if value is None:
+                continue
+            row[str(key)] = _json_cell(path, n, str(key), value)
+            keys.setdefault(str(key), None)
+        rows.append(row)
+    return _Table(path, list(keys), rows, list(range(1, len(rows) + 1)))
 
 
 def _json_type(value: Any) -> str:
@@ -586,13 +628,19 @@ def load_custom(
     Raises:
         StarkInputError: any problem with the files, columns or labels.
     """
+    return custom_task(_read_table(Path(train_path)), _read_table(Path(dev_path)), text_cols, label_col, task_type)
+
+
+def custom_task(
+    train: _Table, dev: _Table, text_cols: Sequence[str], label_col: str, task_type: TaskType | str | None = None
+) -> tuple[TaskSpec, Examples, Examples]:
+    """A task from two tables (any source): text columns, labels checked and typed, class names from train."""
     cols = (text_cols,) if isinstance(text_cols, str) else tuple(text_cols)
     if len(cols) not in (1, 2):
         raise StarkInputError(f"need 1 or 2 text columns, got {len(cols)} ({', '.join(map(repr, cols)) or 'none'})")
     if label_col in cols:
         raise StarkInputError(f"column {label_col!r} is used both as text and as the label")
     forced = _task_type(task_type) if task_type else None
-    train, dev = _read_table(Path(train_path)), _read_table(Path(dev_path))
     texts = {name: [_column(t, c) for c in cols] for name, t in (("train", train), ("dev", dev))}
     train_cells, dev_cells = _label_cells(train, label_col), _label_cells(dev, label_col)
     kind = forced or _infer_task_type(train.path, train_cells, label_col)

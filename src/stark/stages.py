@@ -77,6 +77,12 @@ def load_examples(cfg: RunConfig) -> tuple[TaskSpec, Examples, Examples]:
     d = cfg.data
     if d.train is not None:
         spec, train, dev = load_custom(Path(d.train), Path(d.dev), d.text_cols, d.label_col, d.task_type)
+    elif d.dataset is not None:
+        from stark.data import custom_task
+        from stark.datasets_io import load_splits
+
+        tables = load_splits(d.dataset, d.dataset_config, d.train_split, d.dev_split)
+        spec, train, dev = custom_task(*tables, d.text_cols, d.label_col, d.task_type)
     else:
         if d.task not in GLUE_TASKS:
             raise StarkInputError(f"unknown task {d.task!r}: use one of {', '.join(GLUE_TASKS)} or --train/--dev")

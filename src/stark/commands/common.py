@@ -19,8 +19,12 @@ def _pct(text: str) -> float:
 def add_data_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("data")
     g.add_argument("--task", help="GLUE task: rte, mrpc, stsb, cola, sst2 (default rte)")
-    g.add_argument("--train", help="your own training file (.csv, .tsv, .jsonl) instead of --task")
+    g.add_argument("--train", help="your own training file (.csv, .tsv, .jsonl, .json, .parquet) instead of --task")
     g.add_argument("--dev", help="your own dev file (same format as --train)")
+    g.add_argument("--dataset", help="a datasets save_to_disk folder or a hub dataset name, instead of files")
+    g.add_argument("--dataset-config", help="--dataset: the hub dataset's configuration (e.g. sst2 of glue)")
+    g.add_argument("--train-split", help="--dataset: split to train on (default train)")
+    g.add_argument("--dev-split", help="--dataset: split to report on (default validation)")
     g.add_argument("--text-cols", help="one or two text columns of your files, comma-separated: a[,b]")
     g.add_argument("--label-col", help="label column of your files (any label strings, or numbers for regression)")
     g.add_argument("--task-type", choices=["classification", "regression"], help="default: inferred from the labels")
@@ -137,6 +141,10 @@ def flags_from_args(args: argparse.Namespace) -> dict[str, Any]:
         "task",
         "train",
         "dev",
+        "dataset",
+        "dataset_config",
+        "train_split",
+        "dev_split",
         "label_col",
         "task_type",
         "max_length",
@@ -148,7 +156,7 @@ def flags_from_args(args: argparse.Namespace) -> dict[str, Any]:
     ):
         put(f"data.{name}", get(name))
     put("data.text_cols", get("text_cols"))
-    if get("train") is not None:
+    if get("train") is not None or get("dataset") is not None:
         put("data.task", "custom")
     if get("student_sparsity") is not None:
         put("student.sparsity", get("student_sparsity"))
