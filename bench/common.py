@@ -42,6 +42,59 @@ def seed_run_folder(teacher_dir: Path, out: Path) -> None:
         shutil.copytree(teacher_dir, out / "teacher", dirs_exist_ok=True)
 
 
+REFERENCE_PEAK_GFLOPS = {1: 88.0, 2: 160.0}
+"""fp32 2048^3 matmul GFLOP/s of this machine kind when nothing else runs (measured, 1 and 2 threads)."""
+
+
+def matmul_probe(n: int = 2048, repeats: int = 3) -> float:
+    """Best-of-``repeats`` fp32 GFLOP/s of an n x n matmul on the current thread count (~0.5 s)."""
+    import time
+
+    import torch
+
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    torch.matmul(a, b)
+    best = 0.0
+    for _ in range(repeats):
+        start = time.perf_counter()
+        torch.matmul(a, b)
+        best = max(best, 2 * n**3 / (time.perf_counter() - start) / 1e9)
+    return best
+
+
+def machine_state() -> dict:
+    """Load average and a matmul probe: what a timing needs beside it to be believed."""
+    import os
+
+    import torch
+
+    threads = torch.get_num_threads()
+    return {
+        "load_avg_1m": round(os.getloadavg()[0], 2),
+        "threads": threads,
+        "matmul_gflops": round(matmul_probe(), 1),
+        "reference_gflops": REFERENCE_PEAK_GFLOPS.get(threads),
+    }
+
+
+def quiet(before: dict, after: dict, share: float = 0.85) -> bool:
+    """A timing was taken alone: the probe reached ``share`` of the reference peak before and after, and
+    nothing else loaded the machine when it started (load average under 1 beyond our own threads)."""
+    ref = before.get("reference_gflops")
+    if ref is None:
+        return False
+    probes_ok = min(before["matmul_gflops"], after["matmul_gflops"]) >= share * ref
+    return probes_ok and before["load_avg_1m"] < 1.0
+
+
+def timed_cell(fn):
+    """Run ``fn()`` between two machine probes; returns (its result, {"before", "after", "quiet"})."""
+    before = machine_state()
+    result = fn()
+    after = machine_state()
+    return result, {"before": before, "after": after, "quiet": quiet(before, after)}
+
+
 def commit() -> str:
     """The code a row was measured with (results outlive the code that produced them)."""
     import subprocess

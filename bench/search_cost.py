@@ -11,9 +11,12 @@ every timing):
 * ``halving_pipeline_s``: ``stark run --search halving`` after fine-tuning (the default pipeline).
 
 Each finished task is written to ``bench/results/search_cost.json`` at once; a re-run skips finished
-tasks, and unfinished stages resume from their checkpoints. Measured runtime on 2 CPU cores with
-``--max-train-samples 500`` (what bench/results holds): 3-10 minutes per task, about 25 minutes for
-the four tasks (teacher fine-tuning ~1 minute per task on top); the default 1000 takes about twice that.
+tasks, and unfinished stages resume from their checkpoints. Every timed cell carries the load average
+and a matmul probe taken before and after it (``machine``); a row is a valid timing only when
+``quiet`` is true: run this alone on the machine. At full size (the default) the full sweep is ten KD
+runs per task; ``--no-full`` times only vanilla KD and the default search, whose regret against the
+sweep comes from bench/search_replay.py. Measured runtime on 2 CPU cores: one KD run on full MRPC is
+about 2 minutes, so ``--no-full`` takes ~15 minutes per task (3 vanilla seeds + the pipeline).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import time
 from pathlib import Path
 
 import torch
-from common import RESULTS, bench_config, load_rows, save_rows, seed_run_folder, shared_teacher
+from common import RESULTS, bench_config, commit, load_rows, save_rows, seed_run_folder, shared_teacher, timed_cell
 
 from stark.pipeline import run
 from stark.stages import build_student, distill, read_metrics, teacher_logits_full
@@ -41,22 +44,28 @@ def bench_task(task: str, args: argparse.Namespace) -> dict:
     seed_run_folder(teacher_dir, vanilla)
     vcfg = bench_config(task, vanilla, args.max_train_samples, args.epochs, args.teacher_epochs)
     student_init = build_student(vcfg, data, vanilla / "teacher", vanilla)
-    kd_times, kd_devs = [], []
+    kd_times, kd_devs, machines = [], [], []
     main = data.spec.main_metric
     for k in range(args.noise_seeds):
         out_dir = vanilla / f"kd_seed{k}"
         timing = out_dir.with_name(out_dir.name + ".time.json")
         if not timing.is_file():
-            start = time.perf_counter()
-            logits = teacher_logits_full(vanilla / "teacher", data, vcfg.distill.eval_batch_size)
-            distill(vcfg, data, student_init, logits, out_dir, seed=vcfg.seed + k)
-            timing.write_text(json.dumps({"wall_s": time.perf_counter() - start}))
+
+            def kd(k: int = k, out_dir: Path = out_dir) -> float:
+                start = time.perf_counter()
+                logits = teacher_logits_full(vanilla / "teacher", data, vcfg.distill.eval_batch_size)
+                distill(vcfg, data, student_init, logits, out_dir, seed=vcfg.seed + k)
+                return time.perf_counter() - start
+
+            wall, machine = timed_cell(kd)
+            timing.write_text(json.dumps({"wall_s": wall, "machine": machine}))
         kd_times.append(json.loads(timing.read_text())["wall_s"])
+        machines.append(json.loads(timing.read_text()).get("machine"))
         kd_devs.append(read_metrics(out_dir)["dev"][main])
     noise = statistics.stdev(kd_devs) if len(kd_devs) > 1 else 0.0
 
     summaries = {}
-    for search in ("full", "halving"):
+    for search in ("halving",) if args.no_full else ("full", "halving"):
         out = work / search
         seed_run_folder(teacher_dir, out)
         cfg = bench_config(
@@ -64,18 +73,23 @@ def bench_task(task: str, args: argparse.Namespace) -> dict:
         )
         stamp = out / "pipeline.time.json"
         if not stamp.is_file():
-            start = time.perf_counter()
-            run(cfg)
-            stamp.write_text(json.dumps({"wall_s": time.perf_counter() - start}))
+
+            def pipeline(cfg=cfg) -> float:
+                start = time.perf_counter()
+                run(cfg)
+                return time.perf_counter() - start
+
+            wall, machine = timed_cell(pipeline)
+            stamp.write_text(json.dumps({"wall_s": wall, "machine": machine}))
         summaries[search] = json.loads((out / "summary.json").read_text())
         summaries[search]["bench_wall_s"] = json.loads(stamp.read_text())["wall_s"]
+        machines.append(json.loads(stamp.read_text()).get("machine"))
 
-    full, halving = summaries["full"], summaries["halving"]
-    best = max(full["levels"], key=lambda lv: lv["student_dev"][main])
+    halving = summaries["halving"]
+    full = summaries.get("full")
     chosen = next(lv for lv in halving["levels"] if lv["teacher_sparsity"] == halving["chosen_sparsity"])
-    full_at_chosen = next(lv for lv in full["levels"] if lv["teacher_sparsity"] == halving["chosen_sparsity"])
     one_kd = statistics.fmean(kd_times)
-    return {
+    row = {
         "task": task,
         "metric": main,
         "train_examples": len(data.train),
@@ -83,41 +97,70 @@ def bench_task(task: str, args: argparse.Namespace) -> dict:
         "student_epochs": args.epochs,
         "one_kd_s": one_kd,
         "one_kd_s_per_seed": kd_times,
-        "full_sweep_s": full["bench_wall_s"],
         "halving_pipeline_s": halving["bench_wall_s"],
         "pipeline_over_one_kd": halving["bench_wall_s"] / one_kd,
-        "full_over_one_kd": full["bench_wall_s"] / one_kd,
         "halving_stage_wall_s": {k: v for k, v in halving["stage_wall_s"].items() if k != "finetune"},
         "halving_kd_student_epochs": halving["kd_student_epochs"],
-        "full_kd_student_epochs": full["kd_student_epochs"],
-        "full_best_sparsity": best["teacher_sparsity"],
-        "full_best_dev": best["student_dev"][main],
-        "full_dev_by_sparsity": {f"{lv['teacher_sparsity']:g}": lv["student_dev"][main] for lv in full["levels"]},
-        "full_chosen_sparsity_on_select": full["chosen_sparsity"],
         "halving_sparsity": halving["chosen_sparsity"],
         "halving_dev": chosen["student_dev"][main],
-        "full_sweep_dev_at_halving_choice": full_at_chosen["student_dev"][main],
+        # Without the sweep (--no-full) the regret comes from bench/search_replay.py instead.
+        "full_sweep_s": None,
+        "full_best_sparsity": None,
+        "within_noise_of_full_sweep": None,
+    }
+    if full is not None:
+        best = max(full["levels"], key=lambda lv: lv["student_dev"][main])
+        full_at_chosen = next(lv for lv in full["levels"] if lv["teacher_sparsity"] == halving["chosen_sparsity"])
+        row.update(
+            {
+                "full_sweep_s": full["bench_wall_s"],
+                "full_over_one_kd": full["bench_wall_s"] / one_kd,
+                "full_kd_student_epochs": full["kd_student_epochs"],
+                "full_best_sparsity": best["teacher_sparsity"],
+                "full_best_dev": best["student_dev"][main],
+                "full_dev_by_sparsity": {
+                    f"{lv['teacher_sparsity']:g}": lv["student_dev"][main] for lv in full["levels"]
+                },
+                "full_chosen_sparsity_on_select": full["chosen_sparsity"],
+                "full_sweep_dev_at_halving_choice": full_at_chosen["student_dev"][main],
+                "within_noise_of_full_sweep": best["student_dev"][main] - chosen["student_dev"][main] <= noise,
+            }
+        )
+    return {
+        **row,
         "vanilla_kd_dev_mean": statistics.fmean(kd_devs),
         "seed_std": noise,
         "noise_estimate": f"std of dev {main} over {args.noise_seeds} vanilla-KD seeds",
-        "within_noise_of_full_sweep": best["student_dev"][main] - chosen["student_dev"][main] <= noise,
         "threads": torch.get_num_threads(),
+        # Every timed cell with the load average and a matmul probe before and after it; the row is a
+        # valid timing only when all of them ran alone.
+        "machine": machines,
+        "quiet": all(m is not None and m["quiet"] for m in machines),
+        "commit": commit(),
+        "search_settings": {k: v for k, v in halving["config"]["search"].items()},
     }
 
 
 def markdown(rows: list[dict]) -> str:
     lines = [
         "| task | train ex. | one KD s | full sweep s | halving pipeline s | pipeline / one KD | full best (dev) "
-        "| halving choice (dev) | seed std | within noise |",
-        "|---|---:|---:|---:|---:|---:|---|---|---:|:---:|",
+        "| halving choice (dev) | seed std | within noise | quiet machine | commit |",
+        "|---|---:|---:|---:|---:|---:|---|---|---:|:---:|:---:|---|",
     ]
     for r in rows:
+        full_s = "-" if r.get("full_sweep_s") is None else f"{r['full_sweep_s']:.0f}"
+        best = (
+            "-"
+            if r.get("full_best_sparsity") is None
+            else f"{r['full_best_sparsity']:g}% ({100 * r['full_best_dev']:.2f})"
+        )
+        within = {None: "-", True: "yes", False: "no"}[r.get("within_noise_of_full_sweep")]
+        quiet = {None: "not recorded", True: "yes", False: "NO"}[r.get("quiet")]
         lines.append(
             f"| {r['task']} | {r['train_examples']}{' (subsampled)' if r['subsampled'] else ''} | {r['one_kd_s']:.0f} "
-            f"| {r['full_sweep_s']:.0f} | {r['halving_pipeline_s']:.0f} | {r['pipeline_over_one_kd']:.2f} "
-            f"| {r['full_best_sparsity']:g}% ({100 * r['full_best_dev']:.2f}) "
+            f"| {full_s} | {r['halving_pipeline_s']:.0f} | {r['pipeline_over_one_kd']:.2f} | {best} "
             f"| {r['halving_sparsity']:g}% ({100 * r['halving_dev']:.2f}) | {100 * r['seed_std']:.2f} "
-            f"| {'yes' if r['within_noise_of_full_sweep'] else 'no'} |"
+            f"| {within} | {quiet} | {r.get('commit', '-')} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -125,7 +168,10 @@ def markdown(rows: list[dict]) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--tasks", default="rte,mrpc,stsb,cola", help="comma-separated GLUE tasks")
-    p.add_argument("--max-train-samples", type=int, default=1000, help="training subsample (0 = all)")
+    p.add_argument("--max-train-samples", type=int, default=0, help="training subsample (0 = all, the default)")
+    p.add_argument(
+        "--no-full", action="store_true", help="time vanilla KD and the default search only (regret: search_replay.py)"
+    )
     p.add_argument("--epochs", type=float, default=3, help="student epochs of one full KD run")
     p.add_argument("--teacher-epochs", type=float, default=3, help="teacher fine-tuning epochs")
     p.add_argument("--noise-seeds", type=int, default=3, help="vanilla-KD seeds for the noise estimate")
