@@ -7,13 +7,15 @@ import torch
 from transformers import (
     BertConfig,
     BertForSequenceClassification,
+    DistilBertConfig,
+    DistilBertForSequenceClassification,
     ElectraConfig,
     ElectraForSequenceClassification,
     RobertaConfig,
     RobertaForSequenceClassification,
 )
 
-ARCHS = ("bert", "roberta", "electra")
+ARCHS = ("bert", "roberta", "electra", "distilbert")
 
 
 def tiny_model(arch: str = "bert", num_labels: int = 3, layers: int = 2, seed: int = 0):
@@ -41,6 +43,18 @@ def tiny_model(arch: str = "bert", num_labels: int = 3, layers: int = 2, seed: i
         )
     elif arch == "electra":
         model = ElectraForSequenceClassification(ElectraConfig(**common, embedding_size=32))
+    elif arch == "distilbert":
+        model = DistilBertForSequenceClassification(
+            DistilBertConfig(
+                vocab_size=101,
+                dim=32,
+                n_layers=layers,
+                n_heads=4,
+                hidden_dim=40,
+                max_position_embeddings=64,
+                num_labels=num_labels,
+            )
+        )
     else:
         raise ValueError(arch)
     return model.eval()
@@ -97,11 +111,12 @@ TINY_WORDS = [
 ]
 
 
-def make_teacher_dir(path, dropout: float = 0.1, layers: int = 2, seed: int = 0):
-    """Save a tiny random BERT classifier plus a word-level tokenizer to ``path`` (a local "hub" model).
+def make_teacher_dir(path, dropout: float = 0.1, layers: int = 2, seed: int = 0, arch: str = "bert"):
+    """Save a tiny random classifier plus a word-level tokenizer to ``path`` (a local "hub" model).
 
     Args:
         dropout: hidden and attention dropout; 0 makes training a pure function of the batches.
+        arch: "bert" or "distilbert" (both read BERT's word-piece vocabulary).
     """
     from pathlib import Path
 
@@ -114,18 +129,33 @@ def make_teacher_dir(path, dropout: float = 0.1, layers: int = 2, seed: int = 0)
     # transformers 5 reads the vocabulary from `vocab` (`vocab_file` is silently ignored there).
     tokenizer = BertTokenizerFast(vocab=str(vocab))
     torch.manual_seed(seed)
-    config = BertConfig(
-        vocab_size=len(TINY_WORDS),
-        hidden_size=32,
-        num_hidden_layers=layers,
-        num_attention_heads=4,
-        intermediate_size=40,
-        max_position_embeddings=64,
-        num_labels=2,
-        hidden_dropout_prob=dropout,
-        attention_probs_dropout_prob=dropout,
-    )
-    BertForSequenceClassification(config).save_pretrained(path)
+    if arch == "distilbert":
+        config = DistilBertConfig(
+            vocab_size=len(TINY_WORDS),
+            dim=32,
+            n_layers=layers,
+            n_heads=4,
+            hidden_dim=40,
+            max_position_embeddings=64,
+            num_labels=2,
+            dropout=dropout,
+            attention_dropout=dropout,
+        )
+        DistilBertForSequenceClassification(config).save_pretrained(path)
+        tokenizer.model_input_names = ["input_ids", "attention_mask"]
+    else:
+        config = BertConfig(
+            vocab_size=len(TINY_WORDS),
+            hidden_size=32,
+            num_hidden_layers=layers,
+            num_attention_heads=4,
+            intermediate_size=40,
+            max_position_embeddings=64,
+            num_labels=2,
+            hidden_dropout_prob=dropout,
+            attention_probs_dropout_prob=dropout,
+        )
+        BertForSequenceClassification(config).save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
 

@@ -10,7 +10,7 @@ from conftest import random_batch, tiny_model
 
 from stark.errors import StarkInputError
 from stark.masks import masked, ones_masks
-from stark.models import layer_widths, load_model, save_model
+from stark.models import _get, encoder_layers, family_of, layer_widths, load_model, save_model
 from stark.pruning import drop_layers, prune_model, reorder_model, round_width, sparsify, sparsity_map
 
 # Layer 0 keeps heads {3, 1} (out of order) and some neurons; layer 1 keeps nothing at all.
@@ -82,15 +82,11 @@ def test_reorder_leaves_function_unchanged(arch):
     torch.testing.assert_close(reordered(**batch).logits, before, atol=1e-5, rtol=0)
     # The first head of each layer is now the best-scored one: its query rows moved to the front.
     d = 8
-    for layer_old, layer_new, s in zip(
-        model.bert.encoder.layer if arch == "bert" else model.base_model.encoder.layer,
-        reordered.base_model.encoder.layer,
-        heads,
-        strict=True,
-    ):
+    family = family_of(model.config)
+    for layer_old, layer_new, s in zip(encoder_layers(model), encoder_layers(reordered), heads, strict=True):
         best = int(torch.argmax(s))
         torch.testing.assert_close(
-            layer_new.attention.self.query.weight[:d], layer_old.attention.self.query.weight[best * d : (best + 1) * d]
+            family.parts(layer_new).query.weight[:d], family.parts(layer_old).query.weight[best * d : (best + 1) * d]
         )
 
 
@@ -126,7 +122,8 @@ def test_save_load_round_trip_uneven(arch, tmp_path):
     loaded = load_model(str(tmp_path / "m"))
     assert layer_widths(loaded) == ([2, 0], [9, 0])
     assert loaded.config.stark_heads == [2, 0] and loaded.config.stark_ffn == [9, 0]
-    assert loaded.base_model.encoder.layer[0].attention.self.num_attention_heads == 2
+    family = family_of(loaded.config)
+    assert getattr(_get(encoder_layers(loaded)[0], family.attention), family.heads_attr) == 2
     torch.testing.assert_close(loaded(**batch).logits, expected, atol=0, rtol=0)
 
 
@@ -185,11 +182,11 @@ def test_sparsity_out_of_range(bad):
 def test_drop_layers_keeps_bottom_layers(arch):
     model = tiny_model(arch, layers=3)
     student = drop_layers(model, 2)
-    assert student.config.num_hidden_layers == 2 and len(student.base_model.encoder.layer) == 2
-    for a, b in zip(student.base_model.encoder.layer, model.base_model.encoder.layer[:2], strict=True):
+    assert student.config.num_hidden_layers == 2 and len(encoder_layers(student)) == 2
+    for a, b in zip(encoder_layers(student), encoder_layers(model)[:2], strict=True):
         for pa, pb in zip(a.parameters(), b.parameters(), strict=True):
             assert torch.equal(pa, pb)
     # The teacher itself is untouched.
-    assert len(model.base_model.encoder.layer) == 3
+    assert len(encoder_layers(model)) == 3
     with pytest.raises(StarkInputError, match="out of range"):
         drop_layers(model, 4)

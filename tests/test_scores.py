@@ -10,6 +10,7 @@ from conftest import tiny_model
 
 from stark.data import Encoded, TaskSpec, TaskType, collate, length_grouped_batches
 from stark.losses import kd_loss, task_loss
+from stark.models import family_of
 from stark.scores import TeacherScores, normalize_rows, score_teacher
 
 SPEC_CLS = TaskSpec("t", TaskType.CLASSIFICATION, ("a", "b", "c"), ("accuracy",), "accuracy")
@@ -29,7 +30,8 @@ def _reference_scores(model, data, spec, batch_size, student_logits=None, temper
     """Mask gradients without masks: a head mask m_h scales the attention-output columns of head h, so
     dL/dm_h = sum over those columns of W * dL/dW; likewise a neuron mask scales an FFN-out column."""
     d = 8
-    layers = model.base_model.encoder.layer
+    family = family_of(model.config)
+    layers = family.layer_list(model)
     e_heads, e_neurons = torch.zeros(len(layers), 4), torch.zeros(len(layers), 40)
     f_heads, f_neurons = torch.zeros(len(layers), 4), torch.zeros(len(layers), 40)
     for indices in length_grouped_batches(data.lengths(), batch_size, 0, 0, shuffle=False):
@@ -43,8 +45,8 @@ def _reference_scores(model, data, spec, batch_size, student_logits=None, temper
             model.zero_grad()
             loss.backward()
             for i, layer in enumerate(layers):
-                w_attn = layer.attention.output.dense.weight
-                w_ffn = layer.output.dense.weight
+                w_attn = family.parts(layer).attn_out.weight
+                w_ffn = family.parts(layer).ffn_out.weight
                 per_col_attn = (w_attn * w_attn.grad).sum(0)
                 acc_h[i] += per_col_attn.view(4, d).sum(1).abs()
                 acc_n[i] += (w_ffn * w_ffn.grad).sum(0).abs()

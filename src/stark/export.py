@@ -59,7 +59,8 @@ class LogitsOnly(nn.Module):
     def forward(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None = None
     ) -> torch.Tensor:
-        return self.model(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids).logits
+        extra = {} if token_type_ids is None else {"token_type_ids": token_type_ids}  # DistilBERT takes none
+        return self.model(input_ids=input_ids, attention_mask=attention_mask, **extra).logits
 
 
 @dataclass
@@ -95,7 +96,11 @@ def input_names(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase | Non
     The tokenizer decides when there is one (BERT's returns token_type_ids, RoBERTa's does not);
     without one, a segment embedding with more than one row means the model was trained with segments.
     """
+    import inspect
+
     names = ["input_ids", "attention_mask"]
+    if "token_type_ids" not in inspect.signature(type(model).forward).parameters:
+        return names  # DistilBERT has no segment embedding, whatever its (BERT) tokenizer returns
     if tokenizer is not None:
         uses_segments = "token_type_ids" in tokenizer.model_input_names
     else:

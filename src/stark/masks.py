@@ -5,7 +5,11 @@ gradient tells how much the loss depends on each head / neuron (the scores in :m
 
 * head mask ``M_h[l]`` multiplies each head's context vector, i.e. the input of the attention
   output projection reshaped to (batch, tokens, heads, head_dim);
-* neuron mask ``M_n[l]`` multiplies the FFN activation (output of ``intermediate``, after GELU).
+* neuron mask ``M_n[l]`` multiplies the FFN activation (after GELU), i.e. the input of the FFN output
+  projection.
+
+Both are forward pre-hooks on a block's output projections, found through the family's layout table
+(``models.family_of``), so every supported family is masked the same way.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import torch
 from torch import nn
 from transformers import PreTrainedModel
 
-from stark.models import encoder_layers, head_dim, layer_widths
+from stark.models import family_of, head_dim, layer_widths
 
 
 def ones_masks(model: PreTrainedModel, requires_grad: bool = False) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
@@ -40,8 +44,9 @@ def _head_hook(mask: torch.Tensor, d_head: int):
 
 
 def _neuron_hook(mask: torch.Tensor):
-    def hook(module: nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor:
-        return output * mask.to(output.dtype)
+    def hook(module: nn.Module, args: tuple) -> tuple:
+        (activation,) = args[:1]
+        return (activation * mask.to(activation.dtype), *args[1:])
 
     return hook
 
@@ -59,13 +64,15 @@ def masked(
         neuron_mask: per layer, an (ffn_l,) tensor.
     """
     d = head_dim(model.config)
+    family = family_of(model.config)
     handles = []
     try:
-        for i, layer in enumerate(encoder_layers(model)):
+        for i, layer in enumerate(family.layer_list(model)):
+            parts = family.parts(layer)
             if head_mask is not None:
-                handles.append(layer.attention.output.dense.register_forward_pre_hook(_head_hook(head_mask[i], d)))
+                handles.append(parts.attn_out.register_forward_pre_hook(_head_hook(head_mask[i], d)))
             if neuron_mask is not None:
-                handles.append(layer.intermediate.register_forward_hook(_neuron_hook(neuron_mask[i])))
+                handles.append(parts.ffn_out.register_forward_pre_hook(_neuron_hook(neuron_mask[i])))
         yield model
     finally:
         for handle in handles:

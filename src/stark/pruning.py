@@ -23,7 +23,7 @@ from torch import nn
 from transformers import PreTrainedModel
 
 from stark.errors import StarkInputError
-from stark.models import _sync_attention_attrs, empty_linear, encoder_layers, head_dim, layer_parts, layer_widths
+from stark.models import Family, _set, empty_linear, encoder_layers, family_of, head_dim, layer_widths
 
 NEURON_MULTIPLE = 8
 
@@ -63,25 +63,26 @@ def _head_rows(heads: Sequence[int], d_head: int, device: torch.device) -> torch
     return torch.tensor(rows, dtype=torch.long, device=device)
 
 
-def slice_layer(layer: nn.Module, keep_heads: Sequence[int], keep_neurons: Sequence[int], d_head: int) -> None:
+def slice_layer(
+    layer: nn.Module, keep_heads: Sequence[int], keep_neurons: Sequence[int], d_head: int, family: Family
+) -> None:
     """Keep the listed heads and neurons of one block, in the listed order (so this also reorders).
 
     Args:
         keep_heads: head indices of the current layer, each at most once.
         keep_neurons: FFN neuron indices of the current layer, each at most once.
+        family: where the block keeps its Linear layers (``models.family_of``).
     """
-    p = layer_parts(layer)
+    p = family.parts(layer)
     device = p.query.weight.device
     rows = _head_rows(keep_heads, d_head, device)
     neurons = torch.as_tensor(list(keep_neurons), dtype=torch.long, device=device)
-    attn = layer.attention.self
-    attn.query = _slice_rows(p.query, rows)
-    attn.key = _slice_rows(p.key, rows)
-    attn.value = _slice_rows(p.value, rows)
-    layer.attention.output.dense = _slice_cols(p.attn_out, rows)
-    layer.intermediate.dense = _slice_rows(p.ffn_in, neurons)
-    layer.output.dense = _slice_cols(p.ffn_out, neurons)
-    _sync_attention_attrs(layer, len(keep_heads), d_head)
+    for name in ("query", "key", "value"):
+        family.replace(layer, name, _slice_rows(getattr(p, name), rows))
+    family.replace(layer, "attn_out", _slice_cols(p.attn_out, rows))
+    family.replace(layer, "ffn_in", _slice_rows(p.ffn_in, neurons))
+    family.replace(layer, "ffn_out", _slice_cols(p.ffn_out, neurons))
+    family.sync(layer, len(keep_heads), d_head)
 
 
 def prune_model(
@@ -91,11 +92,12 @@ def prune_model(
 ) -> PreTrainedModel:
     """Slice every layer in place to the kept heads / neurons and record the widths in the config."""
     d = head_dim(model.config)
-    layers = encoder_layers(model)
+    family = family_of(model.config)
+    layers = family.layer_list(model)
     if len(keep_heads) != len(layers) or len(keep_neurons) != len(layers):
         raise ValueError(f"need one keep-list per layer ({len(layers)}), got {len(keep_heads)}/{len(keep_neurons)}")
     for layer, heads, neurons in zip(layers, keep_heads, keep_neurons, strict=True):
-        slice_layer(layer, heads, neurons, d)
+        slice_layer(layer, heads, neurons, d, family)
     model.config.stark_heads, model.config.stark_ffn = layer_widths(model)
     return model
 
@@ -183,8 +185,8 @@ def drop_layers(model: PreTrainedModel, keep: int) -> PreTrainedModel:
     if not 1 <= keep <= total:
         raise StarkInputError(f"student layers {keep} is out of range: the teacher has {total} layers (use 1-{total})")
     student = copy.deepcopy(model)
-    encoder = student.base_model.encoder
-    encoder.layer = nn.ModuleList(list(encoder.layer)[:keep])
+    family = family_of(student.config)
+    _set(student.base_model, family.layers, nn.ModuleList(list(family.layer_list(student))[:keep]))
     student.config.num_hidden_layers = keep
     heads, ffn = layer_widths(student)
     student.config.stark_heads, student.config.stark_ffn = heads, ffn

@@ -3,12 +3,38 @@
 Written beside the weights by stark and named in config.json's ``auto_map``, so that
 ``AutoModelForSequenceClassification.from_pretrained(dir, trust_remote_code=True)`` works anywhere.
 ``config.stark_heads`` / ``config.stark_ffn`` give the kept attention heads and FFN neurons of each
-layer; the layers are resized before the weights are loaded. The forward pass is the stock one: the
-attention code infers the head count from tensor shapes.
+layer and ``config.stark_layout`` where the family keeps its blocks' Linear layers (attribute paths);
+the layers are resized before the weights are loaded. The forward pass is the stock one: the attention
+code infers the head count from tensor shapes.
 """
 
 from torch import nn
 from transformers import __BASE__ as _Base
+
+# Checkpoints written before stark recorded the layout are BERT-like.
+_BERT_LAYOUT = {
+    "layers": "encoder.layer",
+    "query": "attention.self.query",
+    "key": "attention.self.key",
+    "value": "attention.self.value",
+    "attn_out": "attention.output.dense",
+    "ffn_in": "intermediate.dense",
+    "ffn_out": "output.dense",
+    "attention": "attention.self",
+    "heads_attr": "num_attention_heads",
+    "width_attr": "all_head_size",
+}
+
+
+def _get(obj, path):
+    for name in path.split("."):
+        obj = getattr(obj, name)
+    return obj
+
+
+def _set(obj, path, value):
+    parent, _, leaf = path.rpartition(".")
+    setattr(_get(obj, parent) if parent else obj, leaf, value)
 
 
 def _linear(in_features, out_features, like):
@@ -20,20 +46,23 @@ def _apply_widths(model, config):
     ffn = getattr(config, "stark_ffn", None)
     if heads is None or ffn is None:
         return
+    layout = getattr(config, "stark_layout", None) or _BERT_LAYOUT
     d_head = config.hidden_size // config.num_attention_heads
-    for layer, n_heads, n_ffn in zip(model.base_model.encoder.layer, heads, ffn):  # noqa: B905 (runs on py3.9 too)
-        attn = layer.attention.self
+    for layer, n_heads, n_ffn in zip(_get(model.base_model, layout["layers"]), heads, ffn):  # noqa: B905 (py3.9)
         width = n_heads * d_head
-        attn.query = _linear(attn.query.in_features, width, attn.query)
-        attn.key = _linear(attn.key.in_features, width, attn.key)
-        attn.value = _linear(attn.value.in_features, width, attn.value)
-        out = layer.attention.output.dense
-        layer.attention.output.dense = _linear(width, out.out_features, out)
-        ffn_in, ffn_out = layer.intermediate.dense, layer.output.dense
-        layer.intermediate.dense = _linear(ffn_in.in_features, n_ffn, ffn_in)
-        layer.output.dense = _linear(n_ffn, ffn_out.out_features, ffn_out)
-        attn.num_attention_heads = n_heads
-        attn.all_head_size = width
+        for name in ("query", "key", "value"):
+            old = _get(layer, layout[name])
+            _set(layer, layout[name], _linear(old.in_features, width, old))
+        old = _get(layer, layout["attn_out"])
+        _set(layer, layout["attn_out"], _linear(width, old.out_features, old))
+        old = _get(layer, layout["ffn_in"])
+        _set(layer, layout["ffn_in"], _linear(old.in_features, n_ffn, old))
+        old = _get(layer, layout["ffn_out"])
+        _set(layer, layout["ffn_out"], _linear(n_ffn, old.out_features, old))
+        attn = _get(layer, layout["attention"])
+        setattr(attn, layout["heads_attr"], n_heads)
+        if layout.get("width_attr"):
+            setattr(attn, layout["width_attr"], width)
 
 
 class StarkForSequenceClassification(_Base):
