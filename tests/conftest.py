@@ -11,11 +11,13 @@ from transformers import (
     DistilBertForSequenceClassification,
     ElectraConfig,
     ElectraForSequenceClassification,
+    MPNetConfig,
+    MPNetForSequenceClassification,
     RobertaConfig,
     RobertaForSequenceClassification,
 )
 
-ARCHS = ("bert", "roberta", "electra", "distilbert")
+ARCHS = ("bert", "roberta", "electra", "distilbert", "mpnet")
 
 
 def tiny_model(arch: str = "bert", num_labels: int = 3, layers: int = 2, seed: int = 0):
@@ -43,6 +45,9 @@ def tiny_model(arch: str = "bert", num_labels: int = 3, layers: int = 2, seed: i
         )
     elif arch == "electra":
         model = ElectraForSequenceClassification(ElectraConfig(**common, embedding_size=32))
+    elif arch == "mpnet":
+        common.pop("type_vocab_size")
+        model = MPNetForSequenceClassification(MPNetConfig(**common, pad_token_id=1, relative_attention_num_buckets=32))
     elif arch == "distilbert":
         model = DistilBertForSequenceClassification(
             DistilBertConfig(
@@ -129,7 +134,22 @@ def make_teacher_dir(path, dropout: float = 0.1, layers: int = 2, seed: int = 0,
     # transformers 5 reads the vocabulary from `vocab` (`vocab_file` is silently ignored there).
     tokenizer = BertTokenizerFast(vocab=str(vocab))
     torch.manual_seed(seed)
-    if arch == "distilbert":
+    if arch == "mpnet":
+        config = MPNetConfig(
+            vocab_size=len(TINY_WORDS),
+            hidden_size=32,
+            num_hidden_layers=layers,
+            num_attention_heads=4,
+            intermediate_size=40,
+            max_position_embeddings=80,
+            num_labels=2,
+            hidden_dropout_prob=dropout,
+            attention_probs_dropout_prob=dropout,
+            pad_token_id=0,
+        )
+        MPNetForSequenceClassification(config).save_pretrained(path)
+        tokenizer.model_input_names = ["input_ids", "attention_mask"]
+    elif arch == "distilbert":
         config = DistilBertConfig(
             vocab_size=len(TINY_WORDS),
             dim=32,

