@@ -7,6 +7,8 @@ import torch
 from transformers import (
     BertConfig,
     BertForSequenceClassification,
+    DebertaV2Config,
+    DebertaV2ForSequenceClassification,
     DistilBertConfig,
     DistilBertForSequenceClassification,
     ElectraConfig,
@@ -17,7 +19,7 @@ from transformers import (
     RobertaForSequenceClassification,
 )
 
-ARCHS = ("bert", "roberta", "electra", "distilbert", "mpnet")
+ARCHS = ("bert", "roberta", "electra", "distilbert", "mpnet", "deberta-v2")
 
 
 def tiny_model(arch: str = "bert", num_labels: int = 3, layers: int = 2, seed: int = 0):
@@ -45,6 +47,19 @@ def tiny_model(arch: str = "bert", num_labels: int = 3, layers: int = 2, seed: i
         )
     elif arch == "electra":
         model = ElectraForSequenceClassification(ElectraConfig(**common, embedding_size=32))
+    elif arch == "deberta-v2":
+        # DeBERTa-v3's layout: relative attention both ways, position projections shared with Q/K.
+        model = DebertaV2ForSequenceClassification(
+            DebertaV2Config(
+                **common,
+                relative_attention=True,
+                pos_att_type=["p2c", "c2p"],
+                share_att_key=True,
+                position_buckets=16,
+                max_relative_positions=64,
+                norm_rel_ebd="layer_norm",
+            )
+        )
     elif arch == "mpnet":
         common.pop("type_vocab_size")
         model = MPNetForSequenceClassification(MPNetConfig(**common, pad_token_id=1, relative_attention_num_buckets=32))
@@ -63,6 +78,11 @@ def tiny_model(arch: str = "bert", num_labels: int = 3, layers: int = 2, seed: i
     else:
         raise ValueError(arch)
     return model.eval()
+
+
+def heads_for(arch: str, keep_heads: list[list[int]]) -> list[list[int]]:
+    """A test's kept heads for ``arch``: DeBERTa cannot run a layer without heads, so an empty layer keeps head 0."""
+    return [h or [0] for h in keep_heads] if arch == "deberta-v2" else keep_heads
 
 
 def random_batch(batch: int = 3, length: int = 9, seed: int = 1) -> dict[str, torch.Tensor]:
@@ -134,7 +154,27 @@ def make_teacher_dir(path, dropout: float = 0.1, layers: int = 2, seed: int = 0,
     # transformers 5 reads the vocabulary from `vocab` (`vocab_file` is silently ignored there).
     tokenizer = BertTokenizerFast(vocab=str(vocab))
     torch.manual_seed(seed)
-    if arch == "mpnet":
+    if arch == "deberta-v2":
+        config = DebertaV2Config(
+            vocab_size=len(TINY_WORDS),
+            hidden_size=32,
+            num_hidden_layers=layers,
+            num_attention_heads=4,
+            intermediate_size=40,
+            max_position_embeddings=64,
+            num_labels=2,
+            hidden_dropout_prob=dropout,
+            attention_probs_dropout_prob=dropout,
+            relative_attention=True,
+            pos_att_type=["p2c", "c2p"],
+            share_att_key=True,
+            position_buckets=16,
+            max_relative_positions=64,
+            norm_rel_ebd="layer_norm",
+            type_vocab_size=0,
+        )
+        DebertaV2ForSequenceClassification(config).save_pretrained(path)
+    elif arch == "mpnet":
         config = MPNetConfig(
             vocab_size=len(TINY_WORDS),
             hidden_size=32,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_model
+from conftest import heads_for, tiny_model
 from transformers import BertTokenizer
 
 import stark.export
@@ -26,7 +26,8 @@ def tiny_tokenizer() -> BertTokenizer:
 def uneven_model(arch: str):
     """3 layers: uneven widths, layer 1 with no heads and no neurons."""
     model = tiny_model(arch, layers=3)
-    return prune_model(model, [[3, 1], [], [0, 1, 2, 3]], [list(range(0, 40, 2)), [], [5, 9, 2]])
+    keep = heads_for(arch, [[3, 1], [], [0, 1, 2, 3]])
+    return prune_model(model, keep, [list(range(0, 40, 2)), [], [5, 9, 2]])
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import copy
 
 import pytest
 import torch
-from conftest import random_batch, tiny_model
+from conftest import heads_for, random_batch, tiny_model
 
 from stark.errors import StarkInputError
 from stark.masks import masked, ones_masks
@@ -32,11 +32,12 @@ def _masks_for(keep_heads, keep_neurons, n_heads=4, n_ffn=40):
 def test_masked_equals_pruned_with_empty_layer(arch):
     model = tiny_model(arch)
     batch = random_batch()
-    head_mask, neuron_mask = _masks_for(KEEP_HEADS, KEEP_NEURONS)
+    keep = heads_for(arch, KEEP_HEADS)
+    head_mask, neuron_mask = _masks_for(keep, KEEP_NEURONS)
     with masked(model, head_mask, neuron_mask):
         expected = model(**batch).logits
-    pruned = prune_model(copy.deepcopy(model), KEEP_HEADS, KEEP_NEURONS)
-    assert layer_widths(pruned) == ([2, 0], [9, 0])
+    pruned = prune_model(copy.deepcopy(model), keep, KEEP_NEURONS)
+    assert layer_widths(pruned) == ([2, len(keep[1])], [9, 0])
     torch.testing.assert_close(pruned(**batch).logits, expected, atol=1e-5, rtol=0)
 
 
@@ -110,7 +111,8 @@ def test_prefix_of_reordered_equals_masking_the_best(arch):
 
 @torch.no_grad()
 def test_save_load_round_trip_uneven(arch, tmp_path):
-    model = prune_model(tiny_model(arch), KEEP_HEADS, KEEP_NEURONS)
+    keep = heads_for(arch, KEEP_HEADS)
+    model = prune_model(tiny_model(arch), keep, KEEP_NEURONS)
     batch = random_batch()
     expected = model(**batch).logits
     save_model(model, None, tmp_path / "m")
@@ -120,8 +122,8 @@ def test_save_load_round_trip_uneven(arch, tmp_path):
         "modeling_stark.py",
     ]
     loaded = load_model(str(tmp_path / "m"))
-    assert layer_widths(loaded) == ([2, 0], [9, 0])
-    assert loaded.config.stark_heads == [2, 0] and loaded.config.stark_ffn == [9, 0]
+    assert layer_widths(loaded) == ([2, len(keep[1])], [9, 0])
+    assert loaded.config.stark_heads == [2, len(keep[1])] and loaded.config.stark_ffn == [9, 0]
     family = family_of(loaded.config)
     assert getattr(_get(encoder_layers(loaded)[0], family.attention), family.heads_attr) == 2
     torch.testing.assert_close(loaded(**batch).logits, expected, atol=0, rtol=0)

