@@ -13,13 +13,15 @@ from transformers import (
     DistilBertForSequenceClassification,
     ElectraConfig,
     ElectraForSequenceClassification,
+    ModernBertConfig,
+    ModernBertForSequenceClassification,
     MPNetConfig,
     MPNetForSequenceClassification,
     RobertaConfig,
     RobertaForSequenceClassification,
 )
 
-ARCHS = ("bert", "roberta", "electra", "distilbert", "mpnet", "deberta-v2")
+ARCHS = ("bert", "roberta", "electra", "distilbert", "mpnet", "deberta-v2", "modernbert")
 
 
 def tiny_model(arch: str = "bert", num_labels: int = 3, layers: int = 2, seed: int = 0):
@@ -47,6 +49,22 @@ def tiny_model(arch: str = "bert", num_labels: int = 3, layers: int = 2, seed: i
         )
     elif arch == "electra":
         model = ElectraForSequenceClassification(ElectraConfig(**common, embedding_size=32))
+    elif arch == "modernbert":
+        model = ModernBertForSequenceClassification(
+            ModernBertConfig(
+                vocab_size=101,
+                hidden_size=32,
+                num_hidden_layers=layers,
+                num_attention_heads=4,
+                intermediate_size=40,
+                max_position_embeddings=64,
+                num_labels=num_labels,
+                pad_token_id=0,
+                global_attn_every_n_layers=2,
+                local_attention=8,
+                attn_implementation="eager",
+            )
+        )
     elif arch == "deberta-v2":
         # DeBERTa-v3's layout: relative attention both ways, position projections shared with Q/K.
         model = DebertaV2ForSequenceClassification(
@@ -154,7 +172,24 @@ def make_teacher_dir(path, dropout: float = 0.1, layers: int = 2, seed: int = 0,
     # transformers 5 reads the vocabulary from `vocab` (`vocab_file` is silently ignored there).
     tokenizer = BertTokenizerFast(vocab=str(vocab))
     torch.manual_seed(seed)
-    if arch == "deberta-v2":
+    if arch == "modernbert":
+        config = ModernBertConfig(
+            vocab_size=len(TINY_WORDS),
+            hidden_size=32,
+            num_hidden_layers=layers,
+            num_attention_heads=4,
+            intermediate_size=40,
+            max_position_embeddings=64,
+            num_labels=2,
+            pad_token_id=0,
+            global_attn_every_n_layers=2,
+            local_attention=8,
+            attention_dropout=dropout,
+            mlp_dropout=dropout,
+        )
+        ModernBertForSequenceClassification(config).save_pretrained(path)
+        tokenizer.model_input_names = ["input_ids", "attention_mask"]
+    elif arch == "deberta-v2":
         config = DebertaV2Config(
             vocab_size=len(TINY_WORDS),
             hidden_size=32,

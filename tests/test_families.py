@@ -15,7 +15,7 @@ from stark.export import export_onnx
 from stark.models import REFUSED, family_of
 
 
-@pytest.mark.parametrize("arch", ["distilbert", "mpnet", "deberta-v2"])
+@pytest.mark.parametrize("arch", ["distilbert", "mpnet", "deberta-v2", "modernbert"])
 def test_new_family_end_to_end(arch: str, tiny_task, tmp_path: Path, capsys, one_thread) -> None:
     teacher = make_teacher_dir(tmp_path / "teacher", arch=arch)
     out = tmp_path / "run"

@@ -125,7 +125,8 @@ def test_save_load_round_trip_uneven(arch, tmp_path):
     assert layer_widths(loaded) == ([2, len(keep[1])], [9, 0])
     assert loaded.config.stark_heads == [2, len(keep[1])] and loaded.config.stark_ffn == [9, 0]
     family = family_of(loaded.config)
-    assert getattr(_get(encoder_layers(loaded)[0], family.attention), family.heads_attr) == 2
+    if family.heads_attr:  # ModernBERT keeps no head count: its attention infers it from shapes
+        assert getattr(_get(encoder_layers(loaded)[0], family.attention), family.heads_attr) == 2
     torch.testing.assert_close(loaded(**batch).logits, expected, atol=0, rtol=0)
 
 

@@ -73,8 +73,12 @@ class Family:
     ffn_out: str
     attention: str
     """The module whose head-count attributes are kept truthful after slicing."""
-    heads_attr: str
+    heads_attr: str | None = None
     width_attr: str | None = None
+    fused_qkv: bool = False
+    """ModernBERT: ``query`` is one Linear whose rows are [Q heads | K heads | V heads] (key, value unused)."""
+    gated_ffn: bool = False
+    """ModernBERT: ``ffn_in`` has 2F rows, [input | gate] of each neuron; the FFN computes act(input) * gate."""
     min_heads: int = 0
     """Heads every layer keeps: DeBERTa's attention reshapes with the head count given and the head size
     inferred, which is ambiguous for zero heads, so its layers keep at least their best-scored head."""
@@ -92,18 +96,28 @@ class Family:
     def replace(self, layer: nn.Module, name: str, linear: nn.Linear) -> None:
         _set(layer, getattr(self, name), linear)
 
+    def projections(self) -> tuple[str, ...]:
+        """The head-row projections that exist as their own Linear layers."""
+        return ("query",) if self.fused_qkv else ("query", "key", "value")
+
+    def heads_of(self, parts: LayerParts, d_head: int) -> int:
+        return parts.query.out_features // d_head // (3 if self.fused_qkv else 1)
+
+    def neurons_of(self, parts: LayerParts) -> int:
+        return parts.ffn_in.out_features // (2 if self.gated_ffn else 1)
+
     def sync(self, layer: nn.Module, n_heads: int, d_head: int) -> None:
         # The forward pass infers the head count from shapes; keep the attributes truthful anyway so that
         # nobody reading them (e.g. a user's own code) sees the pre-pruning value.
         attn = _get(layer, self.attention)
-        setattr(attn, self.heads_attr, n_heads)
+        if self.heads_attr:
+            setattr(attn, self.heads_attr, n_heads)
         if self.width_attr:
             setattr(attn, self.width_attr, n_heads * d_head)
 
-    def to_dict(self) -> dict[str, str | None]:
-        return {
-            f: getattr(self, f) for f in ("layers", *PART_NAMES, "attention", "heads_attr", "width_attr", "head_bias")
-        }
+    def to_dict(self) -> dict[str, str | bool | None]:
+        names = ("layers", *PART_NAMES, "attention", "heads_attr", "width_attr", "head_bias", "fused_qkv", "gated_ffn")
+        return {f: getattr(self, f) for f in names}
 
     def keep_head_ids(self, layer: nn.Module, keep: Sequence[int], n_before: int) -> None:
         """After slicing a layer to ``keep`` (indices of its current heads): track the original ids."""
@@ -191,6 +205,18 @@ _DEBERTA_V2 = Family(
     width_attr="all_head_size",
     min_heads=1,
 )
+_MODERNBERT = Family(
+    layers="layers",
+    query="attn.Wqkv",
+    key="attn.Wqkv",
+    value="attn.Wqkv",
+    attn_out="attn.Wo",
+    ffn_in="mlp.Wi",
+    ffn_out="mlp.Wo",
+    attention="attn",
+    fused_qkv=True,
+    gated_ffn=True,
+)
 FAMILIES: dict[str, Family] = {
     "bert": _BERT_LIKE,
     "roberta": _BERT_LIKE,
@@ -200,13 +226,13 @@ FAMILIES: dict[str, Family] = {
     "distilbert": _DISTILBERT,
     "mpnet": _MPNET,
     "deberta-v2": _DEBERTA_V2,
+    "modernbert": _MODERNBERT,
 }
 """model_type -> where its blocks keep their attention and FFN Linear layers."""
 
 REFUSED: dict[str, str] = {
     "albert": "ALBERT shares one set of layer weights across all layers, so a head cannot be removed from one layer "
     "without removing it from all",
-    "modernbert": "ModernBERT's fused QKV projection and gated FFN are not yet supported",
 }
 """Families stark recognises and refuses, with the reason (one line each)."""
 
@@ -271,8 +297,8 @@ def layer_widths(model: PreTrainedModel) -> tuple[list[int], list[int]]:
     heads, ffn = [], []
     for layer in family.layer_list(model):
         parts = family.parts(layer)
-        heads.append(parts.query.out_features // d)
-        ffn.append(parts.ffn_in.out_features)
+        heads.append(family.heads_of(parts, d))
+        ffn.append(family.neurons_of(parts))
     return heads, ffn
 
 
@@ -295,11 +321,13 @@ def resize_layer(layer: nn.Module, n_heads: int, n_ffn: int, d_head: int, family
     """
     p = family.parts(layer)
     width = n_heads * d_head
-    for name in ("query", "key", "value"):
+    rows = width * (3 if family.fused_qkv else 1)
+    for name in family.projections():
         old = getattr(p, name)
-        family.replace(layer, name, empty_linear(old.in_features, width, old))
+        family.replace(layer, name, empty_linear(old.in_features, rows, old))
     family.replace(layer, "attn_out", empty_linear(width, p.attn_out.out_features, p.attn_out))
-    family.replace(layer, "ffn_in", empty_linear(p.ffn_in.in_features, n_ffn, p.ffn_in))
+    n_in = n_ffn * (2 if family.gated_ffn else 1)
+    family.replace(layer, "ffn_in", empty_linear(p.ffn_in.in_features, n_in, p.ffn_in))
     family.replace(layer, "ffn_out", empty_linear(n_ffn, p.ffn_out.out_features, p.ffn_out))
     family.sync(layer, n_heads, d_head)
 

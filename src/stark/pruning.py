@@ -75,13 +75,18 @@ def slice_layer(
     """
     p = family.parts(layer)
     device = p.query.weight.device
-    family.keep_head_ids(layer, list(keep_heads), p.query.out_features // d_head)
+    n_heads = family.heads_of(p, d_head)
+    family.keep_head_ids(layer, list(keep_heads), n_heads)
     rows = _head_rows(keep_heads, d_head, device)
     neurons = torch.as_tensor(list(keep_neurons), dtype=torch.long, device=device)
-    for name in ("query", "key", "value"):
-        family.replace(layer, name, _slice_rows(getattr(p, name), rows))
+    # A fused QKV Linear holds [Q | K | V] rows, a gated FFN [input | gate] rows: slice each block alike.
+    qkv_rows = torch.cat([rows + k * n_heads * d_head for k in range(3)]) if family.fused_qkv else rows
+    n_ffn = family.neurons_of(p)
+    in_rows = torch.cat([neurons, neurons + n_ffn]) if family.gated_ffn else neurons
+    for name in family.projections():
+        family.replace(layer, name, _slice_rows(getattr(p, name), qkv_rows))
     family.replace(layer, "attn_out", _slice_cols(p.attn_out, rows))
-    family.replace(layer, "ffn_in", _slice_rows(p.ffn_in, neurons))
+    family.replace(layer, "ffn_in", _slice_rows(p.ffn_in, in_rows))
     family.replace(layer, "ffn_out", _slice_cols(p.ffn_out, neurons))
     family.sync(layer, len(keep_heads), d_head)
 

@@ -60,17 +60,20 @@ def _apply_widths(model, config):
     d_head = config.hidden_size // config.num_attention_heads
     for layer, n_heads, n_ffn in zip(_get(model.base_model, layout["layers"]), heads, ffn):  # noqa: B905 (py3.9)
         width = n_heads * d_head
-        for name in ("query", "key", "value"):
+        fused = layout.get("fused_qkv", False)  # one Linear with [Q | K | V] rows (ModernBERT)
+        for name in ("query",) if fused else ("query", "key", "value"):
             old = _get(layer, layout[name])
-            _set(layer, layout[name], _linear(old.in_features, width, old))
+            _set(layer, layout[name], _linear(old.in_features, width * (3 if fused else 1), old))
         old = _get(layer, layout["attn_out"])
         _set(layer, layout["attn_out"], _linear(width, old.out_features, old))
         old = _get(layer, layout["ffn_in"])
-        _set(layer, layout["ffn_in"], _linear(old.in_features, n_ffn, old))
+        gated = layout.get("gated_ffn", False)  # [input | gate] rows per neuron
+        _set(layer, layout["ffn_in"], _linear(old.in_features, n_ffn * (2 if gated else 1), old))
         old = _get(layer, layout["ffn_out"])
         _set(layer, layout["ffn_out"], _linear(n_ffn, old.out_features, old))
         attn = _get(layer, layout["attention"])
-        setattr(attn, layout["heads_attr"], n_heads)
+        if layout.get("heads_attr"):
+            setattr(attn, layout["heads_attr"], n_heads)
         if layout.get("width_attr"):
             setattr(attn, layout["width_attr"], width)
     if layout.get("head_bias"):
