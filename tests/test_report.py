@@ -103,7 +103,7 @@ def test_every_figure_and_the_choice(tmp_path):
     assert "## Notes" not in text
     html = (run / "report.html").read_text()
     assert html.count("data:image/png;base64,") == len(FIGURES)
-    assert "<table>" in html and "<b>Chosen teacher sparsity: 50%</b>" in html
+    assert "<table>" in html and "<strong>Chosen teacher sparsity: 50%</strong>" in html
     assert not list(run.rglob("*.tmp"))
 
 

@@ -251,3 +251,27 @@ def test_old_run_folder_keeps_its_selection_split(tmp_path: Path) -> None:
     assert config_from_args(args).data.min_select == 0
     (tmp_path / "config.yaml").write_text("data: {task: rte, min_select: 300}\n")
     assert config_from_args(args).data.min_select == 300
+
+
+@pytest.mark.parametrize("metric", ["accuracy", "f1", "matthews", "pearson"])
+def test_weighted_metric_equals_the_metric_on_repeated_examples(metric: str) -> None:
+    """Count weights == the plain metric (scikit-learn / scipy) on the data with each example repeated."""
+    from stark.metrics import METRICS
+    from stark.search import weighted_metric
+
+    rng = np.random.default_rng(4)
+    n = 50
+    if metric == "pearson":
+        gold, pred = rng.normal(size=n), rng.normal(size=n)
+    else:
+        k = 3 if metric != "f1" else 2
+        gold, pred = rng.integers(0, k, n), rng.integers(0, k, n)
+    counts = rng.integers(0, 4, (5, n))
+    got = weighted_metric(metric, gold, pred, counts)
+    fn = METRICS[metric][1]
+    for row, value in zip(counts, got, strict=True):
+        idx = np.repeat(np.arange(n), row)
+        assert value == pytest.approx(fn(pred[idx], gold[idx]), abs=1e-12)
+    assert weighted_metric(metric, gold, pred, np.ones(n))[0] == pytest.approx(fn(pred, gold), abs=1e-12)
+    constant = np.zeros(n) if metric == "pearson" else np.zeros(n, dtype=np.int64)
+    assert weighted_metric(metric, gold, constant, np.ones(n))[0] == pytest.approx(fn(constant, gold), abs=1e-12)

@@ -1,4 +1,4 @@
-"""GLUE-style evaluation metrics, computed with numpy/scipy only.
+"""GLUE-style evaluation metrics, computed by scikit-learn and scipy.
 
 Every metric is "higher is better" so model selection can compare any task's main metric the same
 way. Degenerate inputs (a model that predicts one class, a constant regression output) yield 0.0
@@ -9,10 +9,12 @@ of checkpoints.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 
 import numpy as np
-from scipy.stats import rankdata
+from scipy.stats import pearsonr, spearmanr
+from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
 
 from stark.data import TaskSpec, TaskType
 
@@ -21,52 +23,43 @@ __all__ = ["METRICS", "accuracy", "better", "compute_metrics", "f1", "matthews",
 
 def accuracy(pred: np.ndarray, gold: np.ndarray) -> float:
     """Share of exactly matching class ids."""
-    return float(np.mean(pred == gold))
+    return float(accuracy_score(gold, pred))
 
 
 def f1(pred: np.ndarray, gold: np.ndarray) -> float:
-    """Binary F1 with class id 1 as the positive class (MRPC's "paraphrase").
+    """F1 of class id 1 as the positive class (MRPC's "paraphrase"), also when other ids occur.
 
     Returns 0.0 when there are no true or predicted positives at all, where F1 is undefined.
     """
-    tp = int(np.sum((pred == 1) & (gold == 1)))
-    fp = int(np.sum((pred == 1) & (gold != 1)))
-    fn = int(np.sum((pred != 1) & (gold == 1)))
-    denominator = 2 * tp + fp + fn
-    return 2 * tp / denominator if denominator else 0.0
+    return float(f1_score(gold, pred, labels=[1], average="micro", zero_division=0.0))
 
 
 def matthews(pred: np.ndarray, gold: np.ndarray) -> float:
-    """Matthews correlation (multi-class form, equal to the usual binary formula for two classes).
+    """Matthews correlation (multi-class form); 0.0 when either side is constant."""
+    if len(np.unique(pred)) < 2 or len(np.unique(gold)) < 2:
+        return 0.0
+    return float(matthews_corrcoef(gold, pred))
 
-    Uses the confusion-matrix form ``(c*s - sum p_k t_k) / sqrt((s^2 - sum p_k^2)(s^2 - sum t_k^2))``
-    where ``c`` counts correct predictions, ``s`` all samples, ``p_k``/``t_k`` how often class k is
-    predicted/true. Returns 0.0 when either side is constant (the denominator is zero).
-    """
-    classes = int(max(pred.max(initial=0), gold.max(initial=0))) + 1
-    predicted = np.bincount(pred, minlength=classes).astype(np.float64)
-    true = np.bincount(gold, minlength=classes).astype(np.float64)
-    correct = float(np.sum(pred == gold))
-    samples = float(len(gold))
-    numerator = correct * samples - float(predicted @ true)
-    denominator = math.sqrt((samples**2 - float(predicted @ predicted)) * (samples**2 - float(true @ true)))
-    return numerator / denominator if denominator > 0 else 0.0
+
+def _correlation(fn, pred: np.ndarray, gold: np.ndarray) -> float:
+    # A constant input has no correlation: scipy warns and returns NaN, stark scores it 0.
+    x, y = np.asarray(pred, dtype=np.float64), np.asarray(gold, dtype=np.float64)
+    if len(x) < 2 or np.ptp(x) == 0 or np.ptp(y) == 0:
+        return 0.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        value = float(fn(x, y)[0])
+    return 0.0 if math.isnan(value) else float(np.clip(value, -1.0, 1.0))
 
 
 def pearson(pred: np.ndarray, gold: np.ndarray) -> float:
     """Pearson correlation; 0.0 when either input is constant (correlation undefined)."""
-    x = pred.astype(np.float64) - pred.mean()
-    y = gold.astype(np.float64) - gold.mean()
-    denominator = math.sqrt(float(x @ x) * float(y @ y))
-    if denominator == 0.0:
-        return 0.0
-    # Clip tiny floating excursions beyond [-1, 1].
-    return float(np.clip(float(x @ y) / denominator, -1.0, 1.0))
+    return _correlation(pearsonr, pred, gold)
 
 
 def spearman(pred: np.ndarray, gold: np.ndarray) -> float:
-    """Spearman rank correlation: Pearson on average ranks, so ties are handled like scipy."""
-    return pearson(rankdata(pred), rankdata(gold))
+    """Spearman rank correlation (average ranks for ties); 0.0 when either input is constant."""
+    return _correlation(spearmanr, pred, gold)
 
 
 METRICS: dict[str, tuple[TaskType, Callable[[np.ndarray, np.ndarray], float]]] = {

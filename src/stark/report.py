@@ -539,61 +539,21 @@ def _write_text(path: Path, text: str) -> Path:
 # ------------------------------------------------------------------------------------------------- html
 
 
-def _inline(text: str) -> str:
-    text = html.escape(text, quote=False)
-    text = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", text)
-    text = re.sub(r"(?<![\w*])\*(?!\s)(.+?)\*(?!\w)", r"<i>\1</i>", text)
-    return re.sub(r"`(.+?)`", r"<code>\1</code>", text)
-
-
-def _row(line: str) -> list[str]:
-    return [c.strip() for c in line.strip().strip("|").split("|")]
-
-
 def markdown_to_html(text: str, base: Path, title: str) -> str:
-    """HTML for the Markdown subset this module writes: headings, paragraphs, lists, tables, images.
+    """A standalone HTML page of the report (python-markdown with tables); images embedded as base64
+    data, so the file can be shared on its own."""
+    import markdown
 
-    Images are embedded as base64 data so the file can be shared on its own.
-    """
-    out, lines, i = [], text.splitlines(), 0
-    while i < len(lines):
-        line = lines[i]
-        if image := re.fullmatch(r"!\[(.*)\]\((.+)\)", line.strip()):
-            data = base64.b64encode((Path(base) / image.group(2)).read_bytes()).decode()
-            out.append(f'<p><img alt="{html.escape(image.group(1))}" src="data:image/png;base64,{data}"></p>')
-        elif heading := re.match(r"(#+) (.*)", line):
-            level = len(heading.group(1))
-            out.append(f"<h{level}>{_inline(heading.group(2))}</h{level}>")
-        elif line.startswith("|"):
-            block = []
-            while i < len(lines) and lines[i].startswith("|"):
-                block.append(lines[i])
-                i += 1
-            aligns = [
-                "right" if c.endswith(":") and not c.startswith(":") else "center" if c.startswith(":") else "left"
-                for c in _row(block[1])
-            ]
-            head = "".join(f"<th>{_inline(c)}</th>" for c in _row(block[0]))
-            body = "".join(
-                "<tr>"
-                + "".join(
-                    f'<td style="text-align:{a}">{_inline(c)}</td>' for c, a in zip(_row(r), aligns, strict=False)
-                )
-                + "</tr>"
-                for r in block[2:]
-            )
-            out.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
-            continue
-        elif line.startswith("- "):
-            items = []
-            while i < len(lines) and lines[i].startswith("- "):
-                items.append(f"<li>{_inline(lines[i][2:])}</li>")
-                i += 1
-            out.append("<ul>" + "".join(items) + "</ul>")
-            continue
-        elif line.strip():
-            out.append(f"<p>{_inline(line)}</p>")
-        i += 1
+    body = markdown.markdown(text, extensions=["tables"], output_format="html")
+
+    def embed(match: re.Match) -> str:
+        path = Path(base) / html.unescape(match.group(2))
+        if not path.is_file():
+            return match.group(0)
+        data = base64.b64encode(path.read_bytes()).decode()
+        return f'{match.group(1)}"data:image/png;base64,{data}"'
+
+    body = re.sub(r'(<img [^>]*src=)"([^"]+\.png)"', embed, body)
     style = (
         "body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;line-height:1.45}"
         "table{border-collapse:collapse;margin:1em 0;font-size:90%}th,td{border:1px solid #ccc;padding:3px 8px}"
@@ -601,5 +561,5 @@ def markdown_to_html(text: str, base: Path, title: str) -> str:
     )
     return (
         f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
-        f"<style>{style}</style></head><body>\n" + "\n".join(out) + "\n</body></html>\n"
+        f"<style>{style}</style></head><body>\n" + body + "\n</body></html>\n"
     )
