@@ -24,78 +24,80 @@ from transformers import (
 ARCHS = ("bert", "roberta", "electra", "distilbert", "mpnet", "deberta-v2", "modernbert")
 
 
-def tiny_model(arch: str = "bert", num_labels: int = 3, layers: int = 2, seed: int = 0):
-    """A 2-layer, 4-head, hidden-32 encoder classifier with random weights, in eval mode.
+def tiny_config(
+    arch: str, vocab_size: int = 101, layers: int = 2, num_labels: int = 3, dropout: float = 0.1, segments: int = 2
+):
+    """(model class, config) of a 4-head, hidden-32, FFN-40 encoder classifier of family ``arch``.
 
-    The FFN width (40) is a multiple of 8 so sparsity maps round cleanly; dropout is on in the config
-    so that tests which train see the real code path, but models are returned in eval mode.
+    The FFN width (40) is a multiple of 8 so sparsity maps round cleanly. ``segments`` is the number of
+    token-type rows where the family has them (DeBERTa-v3 checkpoints have none: 0).
     """
-    torch.manual_seed(seed)
-    common = dict(
-        vocab_size=101,
+    shape = dict(vocab_size=vocab_size, num_labels=num_labels, max_position_embeddings=64)
+    bert_like = dict(
+        **shape,
         hidden_size=32,
         num_hidden_layers=layers,
         num_attention_heads=4,
         intermediate_size=40,
-        max_position_embeddings=64,
-        num_labels=num_labels,
-        type_vocab_size=2,
+        hidden_dropout_prob=dropout,
+        attention_probs_dropout_prob=dropout,
     )
     if arch == "bert":
-        model = BertForSequenceClassification(BertConfig(**common))
-    elif arch == "roberta":
-        model = RobertaForSequenceClassification(
-            RobertaConfig(**common, pad_token_id=1, bos_token_id=0, eos_token_id=2)
+        return BertForSequenceClassification, BertConfig(**bert_like, type_vocab_size=segments)
+    if arch == "roberta":
+        config = RobertaConfig(**bert_like, type_vocab_size=segments, pad_token_id=1, bos_token_id=0, eos_token_id=2)
+        return RobertaForSequenceClassification, config
+    if arch == "electra":
+        return ElectraForSequenceClassification, ElectraConfig(**bert_like, type_vocab_size=segments, embedding_size=32)
+    if arch == "mpnet":
+        return MPNetForSequenceClassification, MPNetConfig(
+            **{**bert_like, "max_position_embeddings": 80}, pad_token_id=0
         )
-    elif arch == "electra":
-        model = ElectraForSequenceClassification(ElectraConfig(**common, embedding_size=32))
-    elif arch == "modernbert":
-        model = ModernBertForSequenceClassification(
-            ModernBertConfig(
-                vocab_size=101,
-                hidden_size=32,
-                num_hidden_layers=layers,
-                num_attention_heads=4,
-                intermediate_size=40,
-                max_position_embeddings=64,
-                num_labels=num_labels,
-                pad_token_id=0,
-                global_attn_every_n_layers=2,
-                local_attention=8,
-                attn_implementation="eager",
-            )
-        )
-    elif arch == "deberta-v2":
+    if arch == "deberta-v2":
         # DeBERTa-v3's layout: relative attention both ways, position projections shared with Q/K.
-        model = DebertaV2ForSequenceClassification(
-            DebertaV2Config(
-                **common,
-                relative_attention=True,
-                pos_att_type=["p2c", "c2p"],
-                share_att_key=True,
-                position_buckets=16,
-                max_relative_positions=64,
-                norm_rel_ebd="layer_norm",
-            )
+        config = DebertaV2Config(
+            **bert_like,
+            type_vocab_size=segments,
+            relative_attention=True,
+            pos_att_type=["p2c", "c2p"],
+            share_att_key=True,
+            position_buckets=16,
+            max_relative_positions=64,
+            norm_rel_ebd="layer_norm",
         )
-    elif arch == "mpnet":
-        common.pop("type_vocab_size")
-        model = MPNetForSequenceClassification(MPNetConfig(**common, pad_token_id=1, relative_attention_num_buckets=32))
-    elif arch == "distilbert":
-        model = DistilBertForSequenceClassification(
-            DistilBertConfig(
-                vocab_size=101,
-                dim=32,
-                n_layers=layers,
-                n_heads=4,
-                hidden_dim=40,
-                max_position_embeddings=64,
-                num_labels=num_labels,
-            )
+        return DebertaV2ForSequenceClassification, config
+    if arch == "modernbert":
+        config = ModernBertConfig(
+            **shape,
+            hidden_size=32,
+            num_hidden_layers=layers,
+            num_attention_heads=4,
+            intermediate_size=40,
+            pad_token_id=0,
+            global_attn_every_n_layers=2,
+            local_attention=8,
+            attention_dropout=dropout,
+            mlp_dropout=dropout,
+            attn_implementation="eager",
         )
-    else:
-        raise ValueError(arch)
-    return model.eval()
+        return ModernBertForSequenceClassification, config
+    if arch == "distilbert":
+        config = DistilBertConfig(
+            **shape, dim=32, n_layers=layers, n_heads=4, hidden_dim=40, dropout=dropout, attention_dropout=dropout
+        )
+        return DistilBertForSequenceClassification, config
+    raise ValueError(arch)
+
+
+def tiny_model(arch: str = "bert", num_labels: int = 3, layers: int = 2, seed: int = 0):
+    """A 2-layer, 4-head, hidden-32 encoder classifier with random weights, in eval mode.
+
+    Dropout is on in the config so that tests which train see the real code path, but models are
+    returned in eval mode.
+    """
+    torch.manual_seed(seed)
+    cls, config = tiny_config(arch, num_labels=num_labels, layers=layers)
+    return cls(config).eval()
 
 
 def heads_for(arch: str, keep_heads: list[list[int]]) -> list[list[int]]:
@@ -159,7 +161,7 @@ def make_teacher_dir(path, dropout: float = 0.1, layers: int = 2, seed: int = 0,
 
     Args:
         dropout: hidden and attention dropout; 0 makes training a pure function of the batches.
-        arch: "bert" or "distilbert" (both read BERT's word-piece vocabulary).
+        arch: any family of ``tiny_config`` (all read BERT's word-piece vocabulary here).
     """
     from pathlib import Path
 
@@ -172,85 +174,12 @@ def make_teacher_dir(path, dropout: float = 0.1, layers: int = 2, seed: int = 0,
     # transformers 5 reads the vocabulary from `vocab` (`vocab_file` is silently ignored there).
     tokenizer = BertTokenizerFast(vocab=str(vocab))
     torch.manual_seed(seed)
-    if arch == "modernbert":
-        config = ModernBertConfig(
-            vocab_size=len(TINY_WORDS),
-            hidden_size=32,
-            num_hidden_layers=layers,
-            num_attention_heads=4,
-            intermediate_size=40,
-            max_position_embeddings=64,
-            num_labels=2,
-            pad_token_id=0,
-            global_attn_every_n_layers=2,
-            local_attention=8,
-            attention_dropout=dropout,
-            mlp_dropout=dropout,
-        )
-        ModernBertForSequenceClassification(config).save_pretrained(path)
+    cls, config = tiny_config(
+        arch, len(TINY_WORDS), layers, num_labels=2, dropout=dropout, segments=0 if arch == "deberta-v2" else 2
+    )
+    cls(config).save_pretrained(path)
+    if arch in ("distilbert", "mpnet", "modernbert"):  # their own tokenizers return no segment ids
         tokenizer.model_input_names = ["input_ids", "attention_mask"]
-    elif arch == "deberta-v2":
-        config = DebertaV2Config(
-            vocab_size=len(TINY_WORDS),
-            hidden_size=32,
-            num_hidden_layers=layers,
-            num_attention_heads=4,
-            intermediate_size=40,
-            max_position_embeddings=64,
-            num_labels=2,
-            hidden_dropout_prob=dropout,
-            attention_probs_dropout_prob=dropout,
-            relative_attention=True,
-            pos_att_type=["p2c", "c2p"],
-            share_att_key=True,
-            position_buckets=16,
-            max_relative_positions=64,
-            norm_rel_ebd="layer_norm",
-            type_vocab_size=0,
-        )
-        DebertaV2ForSequenceClassification(config).save_pretrained(path)
-    elif arch == "mpnet":
-        config = MPNetConfig(
-            vocab_size=len(TINY_WORDS),
-            hidden_size=32,
-            num_hidden_layers=layers,
-            num_attention_heads=4,
-            intermediate_size=40,
-            max_position_embeddings=80,
-            num_labels=2,
-            hidden_dropout_prob=dropout,
-            attention_probs_dropout_prob=dropout,
-            pad_token_id=0,
-        )
-        MPNetForSequenceClassification(config).save_pretrained(path)
-        tokenizer.model_input_names = ["input_ids", "attention_mask"]
-    elif arch == "distilbert":
-        config = DistilBertConfig(
-            vocab_size=len(TINY_WORDS),
-            dim=32,
-            n_layers=layers,
-            n_heads=4,
-            hidden_dim=40,
-            max_position_embeddings=64,
-            num_labels=2,
-            dropout=dropout,
-            attention_dropout=dropout,
-        )
-        DistilBertForSequenceClassification(config).save_pretrained(path)
-        tokenizer.model_input_names = ["input_ids", "attention_mask"]
-    else:
-        config = BertConfig(
-            vocab_size=len(TINY_WORDS),
-            hidden_size=32,
-            num_hidden_layers=layers,
-            num_attention_heads=4,
-            intermediate_size=40,
-            max_position_embeddings=64,
-            num_labels=2,
-            hidden_dropout_prob=dropout,
-            attention_probs_dropout_prob=dropout,
-        )
-        BertForSequenceClassification(config).save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
 
