@@ -93,9 +93,26 @@ def sweep_choice(curve: list[dict]) -> dict:
     return max(curve, key=lambda c: (c["select_mean"], -c["select_loss_mean"]))
 
 
-def proxy_signals(cfg, out: Path, levels: list[float]) -> list[dict]:
+def selection_predictions(data, summary: dict, runs: list[dict], batch_size: int) -> list[int | float]:
+    """Every student's predictions on the selection split (class ids, or scores for regression), added to
+    its run record: with them a replay applies stark run's paired-bootstrap check exactly. Returns the labels."""
+    from stark.models import load_model
+    from stark.train import predict
+
+    dirs = {(lv["teacher_sparsity"], k): s["dir"] for lv in summary["levels"] for k, s in enumerate(lv["seeds"])}
+    for run_record in runs:
+        logits = predict(
+            load_model(dirs[(run_record["sparsity"], run_record["seed"])]), data.select, data.pad_id, batch_size
+        )
+        if logits.shape[1] == 1:
+            run_record["select_pred"] = [round(float(x), 5) for x in logits[:, 0]]
+        else:
+            run_record["select_pred"] = logits.argmax(1).tolist()
+    return list(data.select.labels)
+
+
+def proxy_signals(cfg, out: Path, levels: list[float], data) -> list[dict]:
     """Forward-pass-only signals per level (stark.proxy), kept so the proxy search can be replayed."""
-    data = prepare_data(cfg)
     teachers = SparseTeachers(cfg, out / "teacher", out / "scores")
     bs, t = cfg.distill.eval_batch_size, cfg.distill.temperature
     return [p.to_dict() for p in measure(teachers, levels, out / "trial_student", data, bs, t)]
@@ -121,7 +138,9 @@ def bench_cell(task: str, student: str, args: argparse.Namespace) -> dict:
     summary = run(cfg)
     m = summary["metric"]
     curve, runs = level_curve(summary, m)
-    proxy = proxy_signals(cfg, out, [c["sparsity"] for c in curve])
+    data = prepare_data(cfg)
+    proxy = proxy_signals(cfg, out, [c["sparsity"] for c in curve], data)
+    select_labels = selection_predictions(data, summary, runs, cfg.distill.eval_batch_size)
     vanilla = next(c for c in curve if c["sparsity"] == 0)
     sweep = sweep_choice(curve)
     # What `stark run --search full` answers: the sweep's pick, kept only if it leads vanilla KD by
@@ -158,6 +177,8 @@ def bench_cell(task: str, student: str, args: argparse.Namespace) -> dict:
         "oracle_best_dev_mean": oracle["dev_mean"],
         "curve": curve,
         "runs": runs,
+        "select_labels": select_labels,
+        "task_type": data.spec.task_type.value,
         "proxy": proxy,
         "wall_s": summary["total_wall_s"],
         "commit": commit(),
@@ -320,16 +341,24 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--student-lr", type=float, default=None, help="student learning rate (default: the preset's)")
     p.add_argument("--teacher-epochs", type=float, default=3, help="teacher fine-tuning epochs")
     p.add_argument("--threads", type=int, default=2, help="torch threads")
+    p.add_argument(
+        "--redo", default="", help="task/student cells to rebuild from their finished run folders (no training)"
+    )
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     path = RESULTS / "quality.json"
-    rows = load_rows(path)
+    redo = {tuple(c.split("/")) for c in args.redo.split(",") if c}
+    # A rebuilt cell keeps the commit its students were trained with; the rebuild's own is added.
+    trained_with = {(r["task"], r["student"]): r.get("commit") for r in load_rows(path)}
+    rows = [r for r in load_rows(path) if (r["task"], r["student"]) not in redo]
     for student in args.students.split(","):
         for task in args.tasks.split(","):
             if any(r["task"] == task and r["student"] == student for r in rows):
                 print(f"{task}/{student}: done, skipped")
                 continue
             row = bench_cell(task, student, args)
+            if (task, student) in redo and trained_with.get((task, student)):
+                row["rebuilt_with"], row["commit"] = row["commit"], trained_with[(task, student)]
             plot_cell(row, DOCS / "figures" / f"quality_{task}_{student}.png")
             rows.append(row)
             save_rows(path, rows)

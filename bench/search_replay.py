@@ -31,10 +31,12 @@ from pathlib import Path
 
 from common import RESULTS
 
-from stark.search import RungScore, RungSignal, rank, successive_halving
+from stark.data import TaskSpec, TaskType
+from stark.search import RungScore, RungSignal, decide, paired_bootstrap, rank, successive_halving
 
-DEFAULT_POLICY = "halving-loss-1/12-eta3"
-"""The policy ``stark run`` uses by default (SearchConfig: min_budget 1/12, eta 3, rung signal loss)."""
+DEFAULT_POLICY = "halving-loss-1/12-eta3 +check"
+"""The policy ``stark run`` uses by default (SearchConfig: min_budget 1/12, eta 3, rung signal loss, then the
+paired-bootstrap check against vanilla KD)."""
 
 
 @dataclass
@@ -50,6 +52,9 @@ class Cell:
     logs: dict[float, list[dict]]
     """Per level, one log per seed: {"total_steps", "evals": [[step, metric, loss, train_loss], ...]}."""
     proxy: dict[float, dict]
+    spec: TaskSpec | None = None
+    labels: list | None = None
+    """Selection labels; with every run's ``select_pred`` they let the replay apply stark run's check."""
 
     @classmethod
     def from_row(cls, row: dict) -> Cell:
@@ -65,7 +70,20 @@ class Cell:
             seed_std=statistics.fmean(c["dev_std"] for c in curve.values()),
             logs=logs,
             proxy={p["sparsity"]: p for p in row.get("proxy", [])},
+            spec=_spec(row),
+            labels=row.get("select_labels"),
         )
+
+    def can_check(self) -> bool:
+        return self.labels is not None and all("select_pred" in log for logs in self.logs.values() for log in logs)
+
+    def check(self, best_sparse: float, n_compared: int) -> float:
+        """stark run's last word: the sparse finalist only if it leads vanilla KD by the bootstrap bar."""
+        import numpy as np
+
+        preds = {lv: [np.asarray(log["select_pred"]) for log in self.logs[lv]] for lv in (0.0, best_sparse)}
+        margin, se = paired_bootstrap(self.spec, self.labels, preds[best_sparse], preds[0.0])
+        return decide(best_sparse, margin, se, self.spec.main_metric, len(self.labels), n_compared).chosen
 
     def total_steps(self) -> int:
         return self.logs[self.levels[0]][0]["total_steps"]
@@ -85,19 +103,37 @@ class Cell:
         return RungScore(statistics.fmean(metrics), statistics.fmean(losses))
 
 
+def _spec(row: dict) -> TaskSpec:
+    kind = TaskType(row.get("task_type", "regression" if row["metric"] == "pearson" else "classification"))
+    # Class names do not matter to a metric on class ids; the spec only needs a valid shape.
+    labels = (
+        ()
+        if kind is TaskType.REGRESSION
+        else tuple(str(c) for c in range(max(2, len(set(row.get("select_labels") or [0, 1])))))
+    )
+    return TaskSpec(row["task"], kind, labels, (row["metric"],), row["metric"])
+
+
 @dataclass
 class Outcome:
     chosen: float
     cost_kd_runs: float
 
 
-def final_choice(cell: Cell, finalists: list[float]) -> float:
-    """Vanilla KD against the finalists at the full budget: best mean selection metric, ties by loss."""
+def final_choice(cell: Cell, finalists: list[float], check: bool = False) -> float:
+    """Vanilla KD against the finalists at the full budget: best mean selection metric, ties by loss; with
+    ``check``, the best sparse one must also clear stark run's paired-bootstrap bar."""
     total = cell.total_steps()
-    return rank({lv: cell.standing(lv, total) for lv in finalists}, RungSignal.METRIC)[0]
+    if not check:
+        return rank({lv: cell.standing(lv, total) for lv in finalists}, RungSignal.METRIC)[0]
+    sparse = [lv for lv in finalists if lv != 0]
+    best = rank({lv: cell.standing(lv, total) for lv in sparse}, RungSignal.METRIC)[0]
+    return cell.check(best, len(sparse))
 
 
-def halving(min_budget: float, eta: int, signal: RungSignal, metric_only: bool = False) -> Callable[[Cell], Outcome]:
+def halving(
+    min_budget: float, eta: int, signal: RungSignal, metric_only: bool = False, check: bool = False
+) -> Callable[[Cell], Outcome]:
     """stark's successive halving over the sparse levels, vanilla KD trained in full beside it."""
 
     def policy(cell: Cell) -> Outcome:
@@ -113,13 +149,17 @@ def halving(min_budget: float, eta: int, signal: RungSignal, metric_only: bool =
         others = [lv for lv in cell.levels if lv != 0]
         survivor, _ = successive_halving(others, train_to, total, min_budget, eta=eta, signal=signal)
         cost = 1.0 + sum(steps / total for steps in reached.values())
-        return Outcome(final_choice(cell, [0.0, survivor]), cost)
+        return Outcome(final_choice(cell, [0.0, survivor], check), cost)
 
     return policy
 
 
 def full_sweep(cell: Cell) -> Outcome:
     return Outcome(final_choice(cell, cell.levels), float(len(cell.levels)))
+
+
+def full_sweep_checked(cell: Cell) -> Outcome:
+    return Outcome(final_choice(cell, cell.levels, check=True), float(len(cell.levels)))
 
 
 def proxy_policy(signal: str, top: int, min_budget: float) -> Callable[[Cell], Outcome]:
@@ -148,6 +188,8 @@ POLICIES: dict[str, Callable[[Cell], Outcome]] = {
     "halving-metric-1/12-eta3": halving(1 / 12, 3, RungSignal.METRIC),
     "halving-loss-1/32-eta2": halving(1 / 32, 2, RungSignal.LOSS),
     "halving-loss-1/12-eta3": halving(1 / 12, 3, RungSignal.LOSS),
+    "halving-loss-1/12-eta3 +check": halving(1 / 12, 3, RungSignal.LOSS, check=True),
+    "full-sweep +check": full_sweep_checked,
     "halving-loss-1/6-eta3": halving(1 / 6, 3, RungSignal.LOSS),
     "halving-loss-1/4-eta3": halving(1 / 4, 3, RungSignal.LOSS),
     "proxy-follow-top1": proxy_policy("follow", 1, 1 / 4),
@@ -164,6 +206,8 @@ def replay(rows: list[dict]) -> list[dict]:
         has_proxy = bool(cell.proxy)
         for name, policy in POLICIES.items():
             if name.startswith("proxy") and not has_proxy:
+                continue
+            if name.endswith("+check") and not cell.can_check():
                 continue
             res = policy(cell)
             out.append(

@@ -35,7 +35,21 @@ def _row() -> dict:
         run(90, [0.5, 0.5, 0.5, 0.5], [60, 66, 70, 72], 72.0),
     ]
     curve = [{"sparsity": r["sparsity"], "dev_mean": r["dev"], "dev_std": 0.5} for r in runs]
-    return {"task": "toy", "student": "layers2", "runs": runs, "curve": curve, "commit": "x"}
+    # Selection predictions on 100 examples: vanilla gets 70 right, 90 the same 70 and 10 more, 50 the same
+    # 70 and 5 more, so a paired bootstrap sees 90's lead of 10 points clearly.
+    labels = [i % 2 for i in range(100)]
+    for r, right in zip(runs, (70, 75, 80), strict=True):
+        r["select_pred"] = [y if i < right else 1 - y for i, y in enumerate(labels)]
+    return {
+        "task": "toy",
+        "student": "layers2",
+        "metric": "accuracy",
+        "task_type": "classification",
+        "runs": runs,
+        "curve": curve,
+        "select_labels": labels,
+        "commit": "x",
+    }
 
 
 def test_replay_matches_the_hand_computation() -> None:
@@ -60,4 +74,9 @@ def test_replay_rows_report_regret_against_the_sweep() -> None:
     assert loss["seed_std"] == pytest.approx(0.5)
     assert by_policy["full-sweep"]["regret_points"] == 0
     assert sum(r["default"] for r in rows) == 1
+    # stark run's check: 90 leads vanilla by 10 of 100 selection examples, far beyond one standard error.
+    checked = by_policy["halving-loss-1/4-eta3"]["chosen_sparsity"]
+    assert checked == 90
+    assert by_policy["halving-loss-1/12-eta3 +check"]["default"]
+    assert by_policy["full-sweep +check"]["chosen_sparsity"] == 50  # 5 of 100 ahead: clears 1.41 s.e. too
     assert not any(r["policy"].startswith("proxy") for r in rows)  # no proxy signals logged in this row
