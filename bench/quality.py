@@ -219,7 +219,7 @@ def plot_cell(row: dict, path: Path) -> None:
         edgecolors="tab:green",
         linewidths=2,
         zorder=4,
-        label=f"chosen on selection: {row['sweep_best_sparsity']:g}%",
+        label=f"sweep argmax on selection: {row['sweep_best_sparsity']:g}% (stark run: {row['chosen_sparsity']:g}%)",
     )
     ax.set_xlabel("teacher sparsity (%)")
     ax.set_ylabel(f"dev {row['metric']} (points)")
@@ -316,6 +316,13 @@ def results_page(rows: list[dict]) -> str:
             curves_table(r),
         ]
     lines += [
+        "## Notes",
+        "",
+        "- Student budget (`bench/results/student_budget.md`): on full MRPC the 2-layer student stays at the",
+        "  constant predictor at lr 1e-4 and 3e-4 (its selection loss rises after the first epoch), so MRPC/layers2",
+        "  runs last; the 70 %-pruned student learns MRPC.",
+        "- Search policies replayed on these curves, with stark run's own check: `bench/results/search_replay.md`.",
+        "",
         "## Appendix: the earlier subset table",
         "",
         "Before these runs every figure came from 450-1,800-example subsets on which the teacher learned little or",
