@@ -275,3 +275,22 @@ def test_weighted_metric_equals_the_metric_on_repeated_examples(metric: str) -> 
     assert weighted_metric(metric, gold, pred, np.ones(n))[0] == pytest.approx(fn(pred, gold), abs=1e-12)
     constant = np.zeros(n) if metric == "pearson" else np.zeros(n, dtype=np.int64)
     assert weighted_metric(metric, gold, constant, np.ones(n))[0] == pytest.approx(fn(constant, gold), abs=1e-12)
+
+
+def test_scoring_data_tops_up_the_selection_split_from_train() -> None:
+    from types import SimpleNamespace
+
+    from stark.data import Encoded
+    from stark.stages import scoring_data
+
+    select = Encoded([[1], [2]], None, [0, 1])
+    train = Encoded([[10 + i] for i in range(8)], None, [i % 2 for i in range(8)])
+    data = SimpleNamespace(select=select, train=train)
+    cfg = build_config({}, {"sparsify": {"score_examples": 0}})
+    assert scoring_data(cfg, data) is select  # the default: the selection split alone
+    cfg = build_config({}, {"sparsify": {"score_examples": 5}})
+    five = scoring_data(cfg, data)
+    assert len(five) == 5 and five.input_ids[:2] == [[1], [2]]  # the selection split first, then 3 of train
+    assert all(ids[0] >= 10 for ids in five.input_ids[2:]) and five.input_ids == scoring_data(cfg, data).input_ids
+    cfg = build_config({}, {"sparsify": {"score_examples": 100}})
+    assert len(scoring_data(cfg, data)) == 10  # never more than there is

@@ -165,6 +165,10 @@ class SparsifyConfig:
     """Teacher sparsity levels in percent (0-95)."""
     score_batch_size: int = 32
     """Examples per scoring batch."""
+    score_examples: int = 0
+    """Score on the selection split plus a seeded sample of train, up to this many examples in all (0: the
+    selection split only). The teacher and trial student were fit on train, so its gradients are smaller;
+    bench/score_data.py measures how much the kept heads and neurons change."""
     save_teachers: bool = False
     """``stark run``: write every sparse teacher's weights, not only the chosen one's."""
     teachers_on_dev: bool = False
@@ -352,6 +356,8 @@ def validate(cfg: RunConfig) -> None:
         raise StarkInputError(f"min_budget {cfg.search.min_budget:g} must be in (0, 1]")
     if cfg.search.eta < 2:
         raise StarkInputError(f"eta {cfg.search.eta} must be at least 2")
+    if cfg.sparsify.score_examples < 0:
+        raise StarkInputError(f"--score-examples {cfg.sparsify.score_examples} must be 0 or more")
     if cfg.search.seeds < 1:
         raise StarkInputError(f"--seeds {cfg.search.seeds} must be at least 1")
     if (d.train is None) != (d.dev is None):

@@ -428,6 +428,21 @@ def distill(
     return result, out_dir
 
 
+def scoring_data(cfg: RunConfig, data: TaskData) -> Encoded:
+    """The examples the scores are summed over: the selection split, topped up from train (seeded) to
+    ``score_examples`` when that is larger."""
+    n_extra = min(cfg.sparsify.score_examples - len(data.select), len(data.train))
+    if n_extra <= 0:
+        return data.select
+    pick = sample_indices(len(data.train), n_extra, cfg.seed)
+    sel, tr = data.select, data.train
+    return Encoded(
+        list(sel.input_ids) + [tr.input_ids[i] for i in pick],
+        None if sel.token_type_ids is None else list(sel.token_type_ids) + [tr.token_type_ids[i] for i in pick],
+        list(sel.labels) + [tr.labels[i] for i in pick],
+    )
+
+
 def score(
     cfg: RunConfig, data: TaskData, teacher_dir: Path, trial_dir: Path | None, out: Path, accelerator=None
 ) -> Path:
@@ -439,15 +454,16 @@ def score(
     teacher = load_model(str(teacher_dir))
     if accelerator is not None:
         teacher = teacher.to(accelerator.device)
+    examples = scoring_data(cfg, data)
     student_logits = None
     if trial_dir is not None:
         trial = load_model(str(trial_dir))
         if accelerator is not None:
             trial = trial.to(accelerator.device)
-        student_logits = predict(trial, data.select, data.pad_id, cfg.distill.eval_batch_size, accelerator)
+        student_logits = predict(trial, examples, data.pad_id, cfg.distill.eval_batch_size, accelerator)
     result = score_teacher(
         teacher,
-        data.select,
+        examples,
         data.spec,
         data.pad_id,
         cfg.sparsify.score_batch_size,
@@ -466,7 +482,7 @@ def score(
                 "teacher": str(teacher_dir),
                 "trial_student": str(trial_dir) if trial_dir else None,
                 "lam": cfg.sparsify.lam,
-                "examples": len(data.select),
+                "examples": len(examples),
                 "wall_s": time.perf_counter() - start,
             },
         )

@@ -91,6 +91,11 @@ def add_sparsify_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--lam", type=float, help="S = lam * expressiveness + (1 - lam) * friendliness (default 0.5)")
     g.add_argument("--sparsities", help="teacher sparsity levels in percent, comma-separated (default 0,10,...,90)")
     g.add_argument(
+        "--score-examples",
+        type=int,
+        help="score on the selection split topped up from train to N examples (default 0: selection only)",
+    )
+    g.add_argument(
         "--save-teachers",
         action="store_true",
         default=None,
@@ -166,6 +171,7 @@ def flags_from_args(args: argparse.Namespace) -> dict[str, Any]:
         put("student.layers", get("student_layers"))
     put("sparsify.lam", get("lam"))
     put("sparsify.sparsities", get("sparsities"))
+    put("sparsify.score_examples", get("score_examples"))
     put("sparsify.save_teachers", get("save_teachers"))
     put("sparsify.teachers_on_dev", get("teachers_on_dev"))
     put("search.search", get("search"))
