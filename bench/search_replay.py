@@ -162,7 +162,7 @@ def full_sweep_checked(cell: Cell) -> Outcome:
     return Outcome(final_choice(cell, cell.levels, check=True), float(len(cell.levels)))
 
 
-def proxy_policy(signal: str, top: int, min_budget: float) -> Callable[[Cell], Outcome]:
+def proxy_policy(signal: str, top: int, min_budget: float, check: bool = False) -> Callable[[Cell], Outcome]:
     """Rank the sparse teachers by forward passes only, then halving among the ``top`` best (eta 3)."""
 
     def key(p: dict) -> float:
@@ -175,9 +175,19 @@ def proxy_policy(signal: str, top: int, min_budget: float) -> Callable[[Cell], O
     def policy(cell: Cell) -> Outcome:
         others = sorted((lv for lv in cell.levels if lv != 0), key=lambda lv: key(cell.proxy[lv]))[:top]
         if len(others) == 1:
-            return Outcome(final_choice(cell, [0.0, others[0]]), 2.0)
-        sub = Cell(cell.task, cell.student, [0.0, *others], cell.dev, cell.seed_std, cell.logs, cell.proxy)
-        return halving(min_budget, 3, RungSignal.LOSS)(sub)
+            return Outcome(final_choice(cell, [0.0, others[0]], check), 2.0)
+        sub = Cell(
+            cell.task,
+            cell.student,
+            [0.0, *others],
+            cell.dev,
+            cell.seed_std,
+            cell.logs,
+            cell.proxy,
+            cell.spec,
+            cell.labels,
+        )
+        return halving(min_budget, 3, RungSignal.LOSS, check=check)(sub)
 
     return policy
 
@@ -195,6 +205,8 @@ POLICIES: dict[str, Callable[[Cell], Outcome]] = {
     "proxy-follow-top1": proxy_policy("follow", 1, 1 / 4),
     "proxy-teacher-top1": proxy_policy("teacher", 1, 1 / 4),
     "proxy-both-top3-1/4": proxy_policy("both", 3, 1 / 4),
+    "proxy-follow-top3-1/12 (stark run --search proxy)": proxy_policy("follow", 3, 1 / 12),
+    "proxy-follow-top3-1/12 (stark run --search proxy) +check": proxy_policy("follow", 3, 1 / 12, check=True),
 }
 
 

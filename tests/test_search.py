@@ -294,3 +294,18 @@ def test_scoring_data_tops_up_the_selection_split_from_train() -> None:
     assert all(ids[0] >= 10 for ids in five.input_ids[2:]) and five.input_ids == scoring_data(cfg, data).input_ids
     cfg = build_config({}, {"sparsify": {"score_examples": 100}})
     assert len(scoring_data(cfg, data)) == 10  # never more than there is
+
+
+def test_proxy_search_halves_among_the_levels_the_student_follows_best(
+    tiny_teacher, tiny_task, tmp_path: Path, capsys, one_thread
+) -> None:
+    summary = _run(tiny_teacher, tiny_task, tmp_path, tmp_path / "proxy", "--search=proxy", "--proxy-top=2")
+    capsys.readouterr()
+    log = summary["search_rungs"][0]
+    signals = {p["sparsity"]: p["follow_loss"] for p in log["proxy"]}
+    assert sorted(signals) == [30, 60, 90]
+    assert log["kept"] == sorted(signals, key=signals.get)[:2]  # the two smallest soft-KD gaps
+    first_rung = summary["search_rungs"][1]["scores"]
+    assert sorted(first_rung) == sorted(f"s{lv:g}" for lv in log["kept"])  # only they are distilled
+    trained = [lv["teacher_sparsity"] for lv in summary["levels"] if lv["student_epochs"] > 0]
+    assert set(trained) <= {0, *log["kept"]}

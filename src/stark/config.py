@@ -36,6 +36,9 @@ class Search(str, Enum):
     """Distill a full-budget student for every teacher sparsity (the reference sweep)."""
     HALVING = "halving"
     """Successive halving over the sparsities on the selection split."""
+    PROXY = "proxy"
+    """Rank the sparse teachers by forward passes only (how far the trial student is from each one's soft
+    targets), then successive halving among the best ``proxy_top`` (opt-in: replay it first)."""
 
 
 DEFAULT_OPSET = 17
@@ -180,7 +183,8 @@ class SparsifyConfig:
 @dataclass
 class SearchConfig:
     search: Search = Search.HALVING
-    """'halving' (default, cheap) or 'full' (a full-budget student for every level)."""
+    """'halving' (default, cheap), 'full' (a full-budget student for every level) or 'proxy' (halving among
+    the levels a forward-pass signal ranks best)."""
     seeds: int = 1
     """Student runs per level with different seeds; the choice uses the mean."""
     min_budget: float = 1 / 12
@@ -188,6 +192,8 @@ class SearchConfig:
     eta: int = 3
     """Halving: each rung keeps 1/eta of the candidates and gives them eta times the budget
     (9 levels: 9 -> 3 -> 1)."""
+    proxy_top: int = 3
+    """Proxy search: how many sparse levels the forward-pass ranking passes on to halving."""
     rung_signal: RungSignal = RungSignal.LOSS
     """Halving: rank rung candidates by the selection 'loss' (continuous from the first step) or the
     main 'metric' (ties while students still predict one class)."""
@@ -354,6 +360,8 @@ def validate(cfg: RunConfig) -> None:
         raise StarkInputError(f"select fraction {d.select_fraction:g} must be between 0 and 1")
     if not 0.0 < cfg.search.min_budget <= 1.0:
         raise StarkInputError(f"min_budget {cfg.search.min_budget:g} must be in (0, 1]")
+    if cfg.search.proxy_top < 1:
+        raise StarkInputError(f"proxy_top {cfg.search.proxy_top} must be at least 1")
     if cfg.search.eta < 2:
         raise StarkInputError(f"eta {cfg.search.eta} must be at least 2")
     if cfg.sparsify.score_examples < 0:

@@ -226,6 +226,20 @@ class Rewinder:
         return state["step"] if state is not None else 0
 
 
+def _proxy_candidates(
+    cfg: RunConfig, data: TaskData, paths: RunPaths, teachers: SparseTeachers, levels: list[float], accelerator=None
+) -> tuple[list[float], list[dict]]:
+    """The ``proxy_top`` sparse levels whose teachers the trial student already follows best (soft-KD gap
+    on the selection split, forward passes only), and a log entry with every level's signals."""
+    from stark.proxy import measure
+
+    bs, t = cfg.distill.eval_batch_size, cfg.distill.temperature
+    signals = measure(teachers, levels, paths.trial, data, bs, t, accelerator)
+    ranked = sorted(signals, key=lambda p: p.follow_loss)
+    keep = [p.sparsity for p in ranked[: cfg.search.proxy_top]]
+    return keep, [{"proxy": [p.to_dict() for p in signals], "kept": keep}]
+
+
 def _json_score(score: RungScore) -> dict:
     # A run from before the loss was logged has loss inf, which strict JSON cannot hold.
     return {"metric": score.metric, "loss": score.loss if math.isfinite(score.loss) else None}
@@ -313,13 +327,15 @@ def _run(cfg: RunConfig, data: TaskData, accelerator, start: float) -> dict:
         finalists = [0.0] if 0 in levels else []
         if 0 in levels:
             rewinder.train_to(0, rewinder.total_steps)
+        if others and cfg.search.search == Search.PROXY:
+            others, search_log = _proxy_candidates(cfg, data, paths, teachers, others, accelerator)
         if others:
             sc = cfg.search
             survivor, rungs = successive_halving(
                 others, rewinder.train_to, rewinder.total_steps, sc.min_budget, rewinder.forget, sc.eta, sc.rung_signal
             )
             finalists.append(survivor)
-            search_log = [
+            search_log += [
                 {"budget_steps": r.budget_steps, "scores": {level_name(k): _json_score(v) for k, v in r.scores.items()}}
                 for r in rungs
             ]

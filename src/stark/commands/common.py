@@ -113,8 +113,9 @@ def add_search_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("choosing the sparsity")
     g.add_argument(
         "--search",
-        choices=["halving", "full"],
-        help="halving (default): successive halving on the selection split; full: every level to the end",
+        choices=["halving", "full", "proxy"],
+        help="halving (default): successive halving on the selection split; full: every level to the end; "
+        "proxy: halving among the --proxy-top levels a forward-pass signal ranks best",
     )
     g.add_argument("--seeds", type=int, help="student runs per level; the table shows mean and std (default 1)")
     g.add_argument(
@@ -124,6 +125,7 @@ def add_search_args(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--min-budget", type=float, help="halving: first rung's share of the student budget (default 1/12)")
     g.add_argument("--eta", type=int, help="halving: keep 1/eta of the candidates per rung (default 3)")
+    g.add_argument("--proxy-top", type=int, help="proxy search: levels passed on to halving (default 3)")
 
 
 def flags_from_args(args: argparse.Namespace) -> dict[str, Any]:
@@ -179,6 +181,7 @@ def flags_from_args(args: argparse.Namespace) -> dict[str, Any]:
     put("search.rung_signal", get("rung_signal"))
     put("search.min_budget", get("min_budget"))
     put("search.eta", get("eta"))
+    put("search.proxy_top", get("proxy_top"))
     for stage, specific in (("finetune", "teacher_epochs"), ("distill", "student_epochs")):
         put(f"{stage}.epochs", get(specific) if get(specific) is not None else get("epochs"))
         put(f"{stage}.batch_size", get("batch_size"))
