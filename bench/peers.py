@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from common import REFERENCE_PEAK_GFLOPS, quiet
+from common import REFERENCE_PEAK_GFLOPS, matmul_probe, quiet
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -74,13 +74,7 @@ PEAKS_SEEN: list[float] = []
 
 def matmul_gflops(n: int = 2048, repeats: int = 10) -> float:
     """Best-of-``repeats`` fp32 GFLOP/s of an n x n @ n x n matmul on the current thread count."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    torch.matmul(a, b)  # warm-up: page in, pick the kernel
-    best = 0.0
-    for _ in range(repeats):
-        start = time.perf_counter()
-        torch.matmul(a, b)
-        best = max(best, 2 * n**3 / (time.perf_counter() - start) / 1e9)
+    best = matmul_probe(n, repeats)
     if n == 2048:
         PEAKS_SEEN.append(best)
     return best
