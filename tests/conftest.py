@@ -184,6 +184,23 @@ def make_teacher_dir(path, dropout: float = 0.1, layers: int = 2, seed: int = 0,
     return path
 
 
+def run_args(teacher, task, recipe, out) -> list[str]:
+    """``stark run`` on a tiny teacher and task: 1-layer student, levels 0 and 50, settings from ``recipe``."""
+    train, dev = task
+    return [
+        "run",
+        f"--teacher={teacher}",
+        f"--train={train}",
+        f"--dev={dev}",
+        "--text-cols=sentence",
+        "--label-col=label",
+        "--student-layers=1",
+        "--sparsities=0,50",
+        f"--config={recipe}",
+        f"--out={out}",
+    ]
+
+
 def write_task(folder, n_train: int = 60, n_dev: int = 20, seed: int = 0):
     """``train.csv`` and ``dev.csv`` (columns ``sentence,label``): label ``pos`` iff a positive word occurs."""
     import random
@@ -243,19 +260,7 @@ def tiny_run(tmp_path_factory, tiny_teacher, tiny_task):
 
     root = tmp_path_factory.mktemp("tiny_run")
     (root / "recipe.yaml").write_text(TINY_RUN_RECIPE)
-    train, dev = tiny_task
-    argv = [
-        "run",
-        f"--teacher={tiny_teacher}",
-        f"--train={train}",
-        f"--dev={dev}",
-        "--text-cols=sentence",
-        "--label-col=label",
-        "--student-layers=1",
-        "--sparsities=0,50",
-        f"--config={root / 'recipe.yaml'}",
-        f"--out={root / 'run'}",
-    ]
+    argv = run_args(tiny_teacher, tiny_task, root / "recipe.yaml", root / "run")
     before = torch.get_num_threads()
     torch.set_num_threads(1)  # see one_thread
     try:

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import tiny_model
+from conftest import run_args, tiny_model
 from safetensors.torch import load_file
 
 import stark.train as train_mod
@@ -268,22 +268,6 @@ finetune: {epochs: 2, batch_size: 8, lr: 0.001, eval_every: 3, checkpoint_every:
 distill: {epochs: 2, batch_size: 8, lr: 0.001, eval_every: 3, checkpoint_every: 2}
 """
 PICKLE_SUFFIXES = {".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".joblib", ".npy", ".npz"}
-
-
-def run_args(teacher: Path, task: tuple[Path, Path], recipe: Path, out: Path) -> list[str]:
-    train, dev = task
-    return [
-        "run",
-        f"--teacher={teacher}",
-        f"--train={train}",
-        f"--dev={dev}",
-        "--text-cols=sentence",
-        "--label-col=label",
-        "--student-layers=1",
-        "--sparsities=0,50",
-        f"--config={recipe}",
-        f"--out={out}",
-    ]
 
 
 def one_thread_env() -> dict[str, str]:

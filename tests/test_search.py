@@ -218,11 +218,11 @@ def test_logit_cache_refuses_another_split(tmp_path: Path) -> None:
     """Cached teacher logits are read by training-split position: another split must not reuse them."""
     from stark.data import Encoded
     from stark.errors import StarkInputError
-    from stark.stages import LogitCache
+    from stark.stages import LogitCache, split_fingerprint
 
     a = Encoded([[1, 2], [3, 4, 5], [6]], None, [0, 1, 0])
     b = Encoded([[1, 2], [6], [3, 4, 5]], None, [0, 0, 1])  # same examples, other order
-    cache = LogitCache(tmp_path / "c.safetensors", 3, 2, a)
+    cache = LogitCache(tmp_path / "c.safetensors", 3, 2, split_fingerprint(a))
     cache.ensure(lambda: None, None, set(), 8)  # nothing missing: nothing computed, nothing written
     assert not (tmp_path / "c.safetensors").exists()
     cache.logits[:] = 1.0
@@ -233,9 +233,9 @@ def test_logit_cache_refuses_another_split(tmp_path: Path) -> None:
         {"logits": cache.logits, "filled": cache.filled.to(torch.uint8), "split": cache.split},
         str(tmp_path / "c.safetensors"),
     )
-    assert bool(LogitCache(tmp_path / "c.safetensors", 3, 2, a).filled.all())
+    assert bool(LogitCache(tmp_path / "c.safetensors", 3, 2, split_fingerprint(a)).filled.all())
     with pytest.raises(StarkInputError, match="another training split"):
-        LogitCache(tmp_path / "c.safetensors", 3, 2, b)
+        LogitCache(tmp_path / "c.safetensors", 3, 2, split_fingerprint(b))
     with pytest.raises(StarkInputError, match="another training split"):
         LogitCache(tmp_path / "c.safetensors", 4, 2, None)  # another size
 

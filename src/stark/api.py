@@ -68,7 +68,7 @@ def _run_options() -> set[str]:
 def config_from_options(config: RunConfig | None = None, **options: Any) -> RunConfig:
     """``stark run``'s flags as keywords (over ``config``, if given), validated like the CLI's."""
     from stark.commands.common import flags_from_args
-    from stark.config import apply_overrides, build_config, to_dict, validate
+    from stark.config import build_config, to_dict
     from stark.errors import StarkInputError
 
     known = _run_options()
@@ -79,11 +79,8 @@ def config_from_options(config: RunConfig | None = None, **options: Any) -> RunC
         if isinstance(options.get(key), (list, tuple)):
             options[key] = ",".join(str(v) for v in options[key])
     flags = flags_from_args(argparse.Namespace(**options))
-    if config is None:
-        return build_config({}, flags)
-    cfg = apply_overrides(build_config(to_dict(config)), flags, "option")
-    validate(cfg)
-    return cfg
+    # The config plays the recipe's part: the preset, then it, then the keywords, validated once.
+    return build_config(to_dict(config) if config is not None else {}, flags)
 
 
 def run(config: RunConfig | None = None, *, progress: bool = True, **options: Any) -> RunResult:

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from stark.data import TaskSpec, TaskType
-from stark.metrics import compute_metrics
+from stark.metrics import accuracy, compute_metrics
 
 
 def constant_predictions(spec: TaskSpec, train_labels: Any, n: int) -> np.ndarray:
@@ -96,7 +96,7 @@ def check_teacher(
     else:
         metric = "accuracy"
         gold = np.asarray(select_labels).reshape(-1)
-        constant = float(np.mean(constant_predictions(spec, train_labels, n) == gold))
+        constant = accuracy(constant_predictions(spec, train_labels, n), gold)
         se = math.sqrt(max(constant * (1 - constant), 1e-12) / n)
     teacher = float(teacher_select[metric])
     margin = 2 * se

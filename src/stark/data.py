@@ -400,16 +400,22 @@ def _read_jsonl(path: Path, text: str) -> _Table:
                 f"{path}: line {lineno} is a JSON {_json_type(obj)}, expected an object "
                 "(the file must hold one JSON object per line)"
             )
-        row: dict[str, str] = {}
-        for key, value in obj.items():
-            _check_encodable(path, lineno, key)
-            if value is None:
-                continue
-            row[key] = _json_cell(path, lineno, key, value)
-            keys.setdefault(key, None)
-        rows.append(row)
+        rows.append(_json_row(path, lineno, obj, keys))
         lines.append(lineno)
     return _Table(path, list(keys), rows, lines)
+
+
+def _json_row(path: Path, lineno: int, obj: dict, keys: dict[str, None]) -> dict[str, str]:
+    """One JSON object as a row of text cells (missing values dropped); new column names go into ``keys``."""
+    row: dict[str, str] = {}
+    for key, value in obj.items():
+        key = str(key)
+        _check_encodable(path, lineno, key)
+        if value is None:
+            continue
+        row[key] = _json_cell(path, lineno, key, value)
+        keys.setdefault(key, None)
+    return row
 
 
 def _read_json_array(path: Path, text: str) -> _Table:
@@ -437,13 +443,7 @@ def records_table(path: Path, items: Any, unit: str) -> _Table:
     for n, obj in enumerate(items, start=1):
         if not isinstance(obj, dict):
             raise StarkInputError(f"{path}: {unit} {n} is a {_json_type(obj)}, expected an object")
-        row: dict[str, str] = {}
-        for key, value in obj.items():
-            if value is None:
-                continue
-            row[str(key)] = _json_cell(path, n, str(key), value)
-            keys.setdefault(str(key), None)
-        rows.append(row)
+        rows.append(_json_row(path, n, obj, keys))
     return _Table(path, list(keys), rows, list(range(1, len(rows) + 1)))
 
 

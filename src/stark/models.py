@@ -278,10 +278,6 @@ def encoder_layers(model: PreTrainedModel) -> nn.ModuleList:
     return family_of(model.config).layer_list(model)
 
 
-def layer_parts(layer: nn.Module, family: Family = _BERT_LIKE) -> LayerParts:
-    return family.parts(layer)
-
-
 def head_dim(config: PretrainedConfig) -> int:
     return config.hidden_size // config.num_attention_heads
 

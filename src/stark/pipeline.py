@@ -44,13 +44,14 @@ from stark.stages import (
     read_metrics,
     score,
     sparsify_teachers,
+    split_fingerprint,
     teacher_saved,
     training_done,
     versions,
     warn_small_selection,
     work_dir_of,
 )
-from stark.train import ParkedRun, evaluate, predict, total_steps_for, visited_examples, write_json
+from stark.train import ParkedRun, evaluate, on_device, predict, total_steps_for, visited_examples, write_json
 
 
 @dataclass
@@ -155,6 +156,7 @@ class Rewinder:
         self.world = accelerator.num_processes if accelerator is not None else 1
         self.total_steps = total_steps_for(len(data.train), cfg.distill, self.world)
         self.parked: dict[tuple[float, int], ParkedRun] = {}
+        self.split = split_fingerprint(data.train)  # once: every cache of this run checks against it
         self.park_bytes = default_park_bytes() if park_bytes is None else park_bytes
 
     def _cache_for(self, level: float) -> tuple[LogitCache, Callable[[], PreTrainedModel]]:
@@ -162,7 +164,7 @@ class Rewinder:
             self.paths.cache(None if level == 0 else level),
             len(self.data.train),
             self.data.spec.num_labels,
-            self.data.train,
+            self.split,
         )
         if level == 0:
             return cache, lambda: load_model(str(self.paths.teacher))
@@ -173,8 +175,7 @@ class Rewinder:
 
     def train_to(self, level: float, steps: int) -> RungScore:
         """Continue every seed of ``level`` to ``steps``; returns the seeds' mean selection standing."""
-        scores = [self.train_seed(level, k, steps) for k in range(self.cfg.search.seeds)]
-        return RungScore(statistics.fmean(s.metric for s in scores), statistics.fmean(s.loss for s in scores))
+        return _mean_standing([self.train_seed(level, k, steps) for k in range(self.cfg.search.seeds)])
 
     def forget(self, level: float) -> None:
         """The search eliminated ``level``: its paused runs will not continue."""
@@ -248,6 +249,11 @@ def _json_score(score: RungScore) -> dict:
 def _standing(select: dict, main: str) -> RungScore:
     # Runs from before the loss was logged have none: they then rank last on loss.
     return RungScore(select[main], select.get("task_loss", math.inf))
+
+
+def _mean_standing(scores: list[RungScore]) -> RungScore:
+    """A level's standing: its seeds' mean selection metric and mean selection loss."""
+    return RungScore(statistics.fmean(s.metric for s in scores), statistics.fmean(s.loss for s in scores))
 
 
 def default_park_bytes() -> int:
@@ -350,13 +356,7 @@ def _run(cfg: RunConfig, data: TaskData, accelerator, start: float) -> dict:
         finish_chosen(cfg, data, teachers, chosen, teacher_dirs[chosen], accelerator)
         barrier(accelerator)
         clock.add("sparsify", time.perf_counter() - t0)
-    summary = summarize(cfg, data, paths, teacher_dirs, rewinder, chosen, finalists, clock, search_log, start)
-    if choice is not None:
-        summary["chosen_reason"] = choice.reason
-        summary["choice"] = choice.to_dict()
-    summary["teacher_check"] = check.to_dict()
-    summary["majority_dev"] = constant_metrics(data.spec, data.train.labels, data.dev.labels)
-    summary["majority_select"] = constant_metrics(data.spec, data.train.labels, data.select.labels)
+    summary = summarize(cfg, data, paths, teacher_dirs, rewinder, choice, check, finalists, clock, search_log, start)
     if is_main(accelerator):
         write_json(out / "summary.json", summary)
         from stark.report import write_report
@@ -371,7 +371,7 @@ def check_teacher_learned(cfg: RunConfig, data: TaskData, teacher_dir: Path, acc
     spec = check_metric_spec(data.spec)
     select = read_metrics(teacher_dir)["select"]
     if any(m not in select for m in spec.metrics):
-        teacher = _on_device(load_model(str(teacher_dir)), accelerator)
+        teacher = on_device(load_model(str(teacher_dir)), accelerator)
         select = evaluate(teacher, data.select, spec, data.pad_id, cfg.finetune.eval_batch_size, accelerator)
     check = check_teacher(data.spec, select, data.train.labels, data.select.labels)
     if is_main(accelerator):
@@ -439,13 +439,7 @@ def choose(cfg: RunConfig, data: TaskData, paths: RunPaths, finalists: list[floa
     done = {lv: ds for lv, ds in dirs.items() if all(is_done(d) for d in ds)}
     if not done:
         return None
-    standing = {
-        lv: RungScore(
-            statistics.fmean(read_metrics(d)["select"][main] for d in ds),
-            statistics.fmean(read_metrics(d)["select"].get("task_loss", math.inf) for d in ds),
-        )
-        for lv, ds in done.items()
-    }
+    standing = {lv: _mean_standing([_standing(read_metrics(d)["select"], main) for d in ds]) for lv, ds in done.items()}
     sparse = {lv: sc for lv, sc in standing.items() if lv != 0}
     best = rank(sparse, RungSignal.METRIC)[0] if sparse else None
     n = len(data.select)
@@ -458,16 +452,12 @@ def choose(cfg: RunConfig, data: TaskData, paths: RunPaths, finalists: list[floa
     def preds(level: float) -> list[np.ndarray]:
         bs = cfg.distill.eval_batch_size
         return [
-            predict(_on_device(load_model(str(d)), accelerator), data.select, data.pad_id, bs, accelerator).numpy()
+            predict(on_device(load_model(str(d)), accelerator), data.select, data.pad_id, bs, accelerator).numpy()
             for d in done[level]
         ]
 
     margin, se = paired_bootstrap(data.spec, data.select.labels, preds(best), preds(0.0), seed=cfg.seed)
     return decide(best, margin, se, main, n, n_compared=len(sparse))
-
-
-def _on_device(model, accelerator):
-    return model.to(accelerator.device) if accelerator is not None else model
 
 
 def _better(a: dict | None, b: dict | None, main: str) -> dict | None:
@@ -483,20 +473,25 @@ def summarize(
     paths: RunPaths,
     teacher_dirs: dict[float, Path],
     rewinder: Rewinder,
-    chosen_level: float | None,
+    choice: Choice | None,
+    check: TeacherCheck,
     finalists: list[float],
     clock: Clock,
     search_log: list[dict],
     start: float,
 ) -> dict:
     levels = [_level_record(cfg, data, paths, lv, teacher_dirs[lv], rewinder) for lv in sorted(teacher_dirs)]
-    chosen = next((r for r in levels if r["teacher_sparsity"] == chosen_level), None)
+    chosen = None if choice is None else next((r for r in levels if r["teacher_sparsity"] == choice.chosen), None)
     trial = read_metrics(paths.trial)
     student_epochs = sum(s["epochs"] for r in levels for s in r["seeds"])
     if not any(r["teacher_sparsity"] == 0 for r in levels):
         student_epochs += trial["epochs"]
     select_split = "dev" if cfg.data.protocol.value == "reference" else "held-out selection"
-    return {
+    unchosen = (  # no finalist reached the full budget
+        f"highest mean {data.spec.main_metric} on the {select_split} "
+        f"split among levels trained to the full budget ({', '.join(f'{f:g}%' for f in finalists)})"
+    )
+    summary = {
         "task": data.spec.name,
         "metric": data.spec.main_metric,
         "teacher": cfg.teacher,
@@ -506,10 +501,10 @@ def summarize(
         "search": cfg.search.search.value,
         "seeds": cfg.search.seeds,
         "chosen_sparsity": chosen["teacher_sparsity"] if chosen else None,
-        "chosen_reason": (
-            f"highest mean {data.spec.main_metric} on the {select_split} "
-            f"split among levels trained to the full budget ({', '.join(f'{f:g}%' for f in finalists)})"
-        ),
+        "chosen_reason": choice.reason if choice is not None else unchosen,
+        "teacher_check": check.to_dict(),
+        "majority_dev": constant_metrics(data.spec, data.train.labels, data.dev.labels),
+        "majority_select": constant_metrics(data.spec, data.train.labels, data.select.labels),
         "vanilla_kd": {"student_dev": trial["dev"], "student_select": trial["select"]},
         "teacher_dense": {"dev": read_metrics(paths.teacher)["dev"], "select": read_metrics(paths.teacher)["select"]},
         "levels": levels,
@@ -523,3 +518,6 @@ def summarize(
         "versions": versions(),
         "threads": torch.get_num_threads(),
     }
+    if choice is not None:
+        summary["choice"] = choice.to_dict()
+    return summary

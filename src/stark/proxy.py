@@ -77,11 +77,14 @@ def measure(
         teachers: a ``stages.SparseTeachers`` (slices each level in memory).
         data: the run's ``stages.TaskData``.
     """
-    from stark.train import predict
+    from stark.train import on_device, predict
 
-    student = predict(load_model(str(trial_dir)), data.select, data.pad_id, batch_size, accelerator)
+    student = predict(
+        on_device(load_model(str(trial_dir)), accelerator), data.select, data.pad_id, batch_size, accelerator
+    )
     out = []
     for level in levels:
-        logits = predict(teachers.model(level), data.select, data.pad_id, batch_size, accelerator)
+        teacher = on_device(teachers.model(level), accelerator)
+        logits = predict(teacher, data.select, data.pad_id, batch_size, accelerator)
         out.append(signals_for(data.spec, level, logits, student, data.select.labels, temperature))
     return out

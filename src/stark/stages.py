@@ -42,7 +42,7 @@ from stark.errors import StarkInputError
 from stark.models import count_parameters, encoder_flops, layer_widths, load_model, load_tokenizer, save_model
 from stark.pruning import drop_layers, reorder_model, sparsify, sparsity_map
 from stark.scores import TeacherScores, score_teacher
-from stark.train import FitResult, ParkedRun, TrainConfig, evaluate, finalize, fit, predict, write_json
+from stark.train import FitResult, ParkedRun, TrainConfig, evaluate, finalize, fit, on_device, predict, write_json
 
 
 @dataclass
@@ -230,10 +230,8 @@ def read_metrics(stage_dir: Path) -> dict:
     return json.loads((Path(stage_dir) / "metrics.json").read_text())
 
 
-def evaluate_on(
-    model: PreTrainedModel, data: Encoded, spec: TaskSpec, pad_id: int, batch_size: int, accelerator=None
-) -> dict:
-    return evaluate(model, data, spec, pad_id, batch_size, accelerator)
+evaluate_on = evaluate
+"""Kept for callers of the old name: ``stark.train.evaluate`` (metrics plus the selection loss)."""
 
 
 def _stage_info(cfg: RunConfig, data: TaskData, stage: str) -> dict:
@@ -380,9 +378,7 @@ def model_facts(model: PreTrainedModel, seq_len: int = 128) -> dict:
 
 def teacher_logits_full(teacher_dir: Path, data: TaskData, batch_size: int, accelerator=None) -> torch.Tensor:
     """The teacher's logits on the whole training split, computed once (forward only)."""
-    teacher = load_model(str(teacher_dir))
-    if accelerator is not None:
-        teacher = teacher.to(accelerator.device)
+    teacher = on_device(load_model(str(teacher_dir)), accelerator)
     return predict(teacher, data.train, data.pad_id, batch_size, accelerator, progress=True)
 
 
@@ -451,15 +447,11 @@ def score(
     if is_done(out_dir):
         return out_dir
     start = time.perf_counter()
-    teacher = load_model(str(teacher_dir))
-    if accelerator is not None:
-        teacher = teacher.to(accelerator.device)
+    teacher = on_device(load_model(str(teacher_dir)), accelerator)
     examples = scoring_data(cfg, data)
     student_logits = None
     if trial_dir is not None:
-        trial = load_model(str(trial_dir))
-        if accelerator is not None:
-            trial = trial.to(accelerator.device)
+        trial = on_device(load_model(str(trial_dir)), accelerator)
         student_logits = predict(trial, examples, data.pad_id, cfg.distill.eval_batch_size, accelerator)
     result = score_teacher(
         teacher,
@@ -635,9 +627,10 @@ class LogitCache:
     fraction of the data; each example's logits are still computed once, outside the KD loop.
     """
 
-    def __init__(self, path: Path, n: int, n_out: int, train: Encoded | None = None):
+    def __init__(self, path: Path, n: int, n_out: int, split: torch.Tensor | None = None):
+        """``split``: ``split_fingerprint`` of the training split the rows belong to (checked, then saved)."""
         self.path = Path(path)
-        self.split = split_fingerprint(train) if train is not None else None
+        self.split = split
         if self.path.is_file():
             t = load_file(str(self.path))
             self.logits, self.filled = t["logits"], t["filled"].bool()
@@ -666,9 +659,7 @@ class LogitCache:
         if not missing:
             return 0.0
         start = time.perf_counter()
-        teacher = make_teacher()
-        if accelerator is not None:
-            teacher = teacher.to(accelerator.device)
+        teacher = on_device(make_teacher(), accelerator)
         subset = Encoded(
             [data.train.input_ids[i] for i in missing],
             None if data.train.token_type_ids is None else [data.train.token_type_ids[i] for i in missing],

@@ -152,6 +152,11 @@ def total_steps_for(n_examples: int, cfg: TrainConfig, world: int = 1) -> int:
     return max(1, math.ceil(cfg.epochs * steps_per_epoch(n_examples, cfg.batch_size, world)))
 
 
+def on_device(model: torch.nn.Module, accelerator=None) -> torch.nn.Module:
+    """The model on the accelerator's device (unchanged without one): where ``predict`` then runs."""
+    return model.to(accelerator.device) if accelerator is not None else model
+
+
 @torch.no_grad()
 def predict(
     model: PreTrainedModel, data: Encoded, pad_id: int, batch_size: int = 64, accelerator=None, progress: bool = False
