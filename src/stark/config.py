@@ -356,6 +356,8 @@ def validate(cfg: RunConfig) -> None:
     for label, v in (("--max-train-samples", d.max_train_samples), ("--max-eval-samples", d.max_eval_samples)):
         if v is not None and v < 1:
             raise StarkInputError(f"{label} {v} must be at least 1")
+    if d.min_select < 0:
+        raise StarkInputError(f"--min-select {d.min_select} must be 0 or more")
     if not 0.0 < d.select_fraction < 1.0:
         raise StarkInputError(f"select fraction {d.select_fraction:g} must be between 0 and 1")
     if not 0.0 < cfg.search.min_budget <= 1.0:

