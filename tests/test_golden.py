@@ -45,18 +45,14 @@ def _scrub(obj, out: str):
 
 def _fingerprint(path: Path) -> dict[str, list[float]]:
     tensors = load_file(str(path))
-    return {
-        name: [float(t.double().sum()), float(t.double().norm())] for name, t in sorted(tensors.items())
-    }
+    return {name: [float(t.double().sum()), float(t.double().norm())] for name, t in sorted(tensors.items())}
 
 
 def record(out: Path, root: Path) -> dict:
     """What a golden run is compared on: the JSON the run wrote and a fingerprint of every saved model.
 
     Paths under ``root`` (the test's temporary folder: teacher, data and run) are written relative to it."""
-    files = sorted(
-        p for p in out.rglob("*.json") if p.name in ("summary.json", "metrics.json", "paused.json")
-    )
+    files = sorted(p for p in out.rglob("*.json") if p.name in ("summary.json", "metrics.json", "paused.json"))
     return {
         "json": {str(p.relative_to(out)): _scrub(json.loads(p.read_text()), str(root)) for p in files},
         "weights": {str(p.relative_to(out)): _fingerprint(p) for p in sorted(out.rglob("model.safetensors"))},
