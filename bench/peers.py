@@ -5,7 +5,7 @@ Three comparisons on RTE, all in one process, same data and hyper-parameters on 
 1. Vanilla KD: TextBrewer's ``GeneralDistiller`` (teacher forward at every step) against stark's
    ``teacher_logits_full`` + ``distill`` (teacher logits computed once). Dev metric and end-to-end
    wall time.
-2. Teacher fine-tuning: ``transformers.Trainer`` against ``stark.train.fit``. Examples per second
+2. Teacher fine-tuning: ``transformers.Trainer`` against ``stark.training.fit``. Examples per second
    and dev metric.
 3. Achieved GFLOP/s of a stark training step (teacher and student) as a fraction of this machine's
    measured fp32 matmul peak, plus a torch.profiler breakdown of where a step's time goes.
@@ -261,7 +261,7 @@ class Bench:
         return rows
 
     def dev_metrics(self, model) -> dict:
-        from stark.train import evaluate
+        from stark.training import evaluate
 
         return evaluate(model, self.data.dev, self.data.spec, self.data.pad_id, 64)
 
@@ -313,7 +313,7 @@ class Bench:
 
     def cell_ft_stark(self) -> dict:
         from stark.models import load_model
-        from stark.train import fit, total_steps_for
+        from stark.training import fit, progress_bars, total_steps_for
 
         cfg, data = self.cfg, self.data
         total = total_steps_for(len(data.train), cfg.finetune)
@@ -326,18 +326,8 @@ class Bench:
         clock = Clock()
         torch.manual_seed(cfg.seed)
         model = load_model(cfg.teacher, data.spec)
-        result = fit(
-            model,
-            data.tokenizer,
-            data.train,
-            data.select,
-            data.spec,
-            train_cfg,
-            work,
-            data.pad_id,
-            name="finetune",
-            progress=False,
-        )
+        with progress_bars(False):
+            result = fit(model, data, train_cfg, work, facts={"stage": "finetune"})
         wall, cpu = clock.wall(), clock.cpu()
         after = conditions()
         shutil.rmtree(self.teacher_dir, ignore_errors=True)
@@ -482,7 +472,7 @@ class Bench:
         from transformers import DataCollatorWithPadding, get_linear_schedule_with_warmup
 
         from stark.models import load_model
-        from stark.train import evaluate, make_optimizer
+        from stark.training import evaluate, make_optimizer
 
         self.ensure_student()
         cfg, data, s = self.cfg, self.data, self.settings
@@ -573,7 +563,7 @@ class Bench:
 
         from stark.data import collate, length_grouped_batches
         from stark.losses import kd_loss, task_loss
-        from stark.train import make_optimizer
+        from stark.training import make_optimizer
 
         data, tc = self.data, self.cfg.distill if teacher is not None else self.cfg.finetune
         model.train()
@@ -666,7 +656,7 @@ class Bench:
         from stark.data import collate, length_grouped_batches
         from stark.losses import task_loss
         from stark.models import load_model
-        from stark.train import make_optimizer
+        from stark.training import make_optimizer
 
         self.ensure_teacher()
         data, tc = self.data, self.cfg.finetune
@@ -743,7 +733,7 @@ class Bench:
         from stark.data import collate
         from stark.losses import task_loss
         from stark.models import load_model
-        from stark.train import fit, make_optimizer
+        from stark.training import Budget, fit, make_optimizer, progress_bars
 
         cfg, data = self.cfg, self.data
         n = self.args.overhead_steps
@@ -755,10 +745,8 @@ class Bench:
         profiler = cProfile.Profile()
         clock = Clock()
         profiler.enable()
-        fit(
-            model, data.tokenizer, data.train, data.select, data.spec, train_cfg, work, data.pad_id,
-            stop_after_steps=n, name="finetune", progress=False,
-        )  # fmt: skip
+        with progress_bars(False):
+            fit(model, data, train_cfg, work, budget=Budget(stop_after_steps=n), facts={"stage": "finetune"})
         profiler.disable()
         wall = clock.wall()
         shutil.rmtree(work, ignore_errors=True)
@@ -778,9 +766,9 @@ class Bench:
             "collate": cum("collate", "stark"),
             "selection evaluation": cum("evaluate", "stark"),
             "save best model (save_model)": cum("save_model", "stark"),
-            "resumable checkpoint (_save_checkpoint)": cum("_save_checkpoint", "stark"),
+            "resumable checkpoint (checkpoint.save)": cum("save", "stark/training/checkpoint"),
             "Accelerator() + prepare": cum("__init__", "accelerate/accelerator") + cum("prepare", "accelerate"),
-            "TensorBoard/JSON logger": cum("__init__", "stark/train") + cum("log", "stark/train"),
+            "TensorBoard/JSON logger": cum("__init__", "stark/training/log") + cum("log", "stark/training/log"),
         }
 
         # Step time against batch width: the 16 longest training examples cut to each width (no padding).
@@ -1054,7 +1042,7 @@ def _details(c: dict) -> list[str]:
     fs, ft = c.get("ft_stark"), c.get("ft_trainer")
     if fs:
         out += [
-            f"- stark fine-tuning (`stark.train.fit`, evaluation only at the end, resumable checkpoint every "
+            f"- stark fine-tuning (`stark.training.fit`, evaluation only at the end, resumable checkpoint every "
             f"epoch): {fs['wall_s']:.1f} s for {fs['examples']:g} examples; {fs['padded_tokens']} padded tokens "
             f"({fs['real_tokens']} real, length-grouped batches). Conditions: {_cond(fs)}.",
         ]

@@ -97,7 +97,7 @@ def selection_predictions(data, summary: dict, runs: list[dict], batch_size: int
     """Every student's predictions on the selection split (class ids, or scores for regression), added to
     its run record: with them a replay applies stark run's paired-bootstrap check exactly. Returns the labels."""
     from stark.models import load_model
-    from stark.train import predict
+    from stark.training import predict
 
     dirs = {(lv["teacher_sparsity"], k): s["dir"] for lv in summary["levels"] for k, s in enumerate(lv["seeds"])}
     for run_record in runs:

@@ -28,7 +28,7 @@ from stark.models import load_model
 from stark.pruning import sparsity_map
 from stark.scores import score_teacher
 from stark.stages import prepare_data, scoring_data
-from stark.train import predict
+from stark.training import predict
 
 LEVELS = [10, 20, 30, 40, 50, 60, 70, 80, 90]
 

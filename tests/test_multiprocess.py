@@ -11,7 +11,7 @@ What must hold, and why it can:
 * ``score_teacher`` sums each process's share of the gradients: equal to one process up to float
   summation order (rtol 1e-5).
 * Training: N processes with batch size B take the same global batches as one process with batch
-  size N x B (see ``stark.train``), and every process weights its loss by its share, so with dropout
+  size N x B (see ``stark.training``), and every process weights its loss by its share, so with dropout
   off the runs agree up to float rounding. Tolerance 1e-4 on every weight (measured: ~1e-7) and
   1e-6 on every metric. With dropout on they differ (each process draws its own dropout masks),
   and with the *same* batch size per process they differ by design: the effective batch is N x B.
@@ -38,8 +38,8 @@ import torch
 from conftest import make_teacher_dir, tiny_model, write_task
 from safetensors.torch import load_file, save_file
 
-from stark.data import Encoded, TaskSpec, TaskType
-from stark.train import TrainConfig
+from stark.data import Encoded, TaskData, TaskSpec, TaskType
+from stark.training import TrainConfig
 
 SPEC = TaskSpec("toy", TaskType.CLASSIFICATION, ("a", "b", "c"), ("accuracy",), "accuracy")
 # 21 training examples in global batches of 4: the last global batch has 1 example, so one process
@@ -56,6 +56,10 @@ def numbered_data(n: int, seed: int = 0) -> Encoded:
         ids.append([5 + i, *torch.randint(5, 100, (length,), generator=g).tolist()])
         labels.append(i % 3)
     return Encoded(ids, None, labels)
+
+
+def toy_task(train: Encoded, select: Encoded) -> TaskData:
+    return TaskData(SPEC, train, select, select, None, 0)
 
 
 def no_dropout(model):
@@ -107,7 +111,7 @@ def worker(paths: dict) -> None:
     from accelerate.utils import gather_object
 
     from stark.scores import score_teacher
-    from stark.train import fit, predict
+    from stark.training import fit, predict
 
     acc = Accelerator(cpu=True)
     assert acc.num_processes == 2, "not launched with 2 processes"
@@ -130,23 +134,12 @@ def worker(paths: dict) -> None:
     # score_teacher: per-process sums, reduced.
     data = numbered_data(11)
     student_logits = torch.randn(len(data), 3, generator=torch.Generator().manual_seed(0))
-    scores = score_teacher(model, data, SPEC, 0, 3, student_logits, accelerator=acc, progress=False)
+    scores = score_teacher(model, data, SPEC, 0, 3, student_logits, accelerator=acc)
     results |= {f"score.{k}": v for k, v in vars(scores).items()}
     # fit: batch 2 per process = the global batch 4 of one process.
     trained = no_dropout(tiny_model(num_labels=3, seed=1)).train()
     cfg = TrainConfig(batch_size=2, **FIT_CFG)
-    fit(
-        trained,
-        None,
-        numbered_data(21),
-        numbered_data(7, 1),
-        SPEC,
-        cfg,
-        out / "fit",
-        0,
-        accelerator=acc,
-        progress=False,
-    )
+    fit(trained, toy_task(numbered_data(21), numbered_data(7, 1)), cfg, out / "fit", accelerator=acc)
     results |= {f"fit.{k}": v for k, v in trained.state_dict().items()}
     if acc.is_main_process:
         save_file({k: v.contiguous() for k, v in results.items()}, str(out / "results.safetensors"))
@@ -192,7 +185,7 @@ def results(launched) -> dict[str, torch.Tensor]:
 
 
 def test_predict_covers_every_example_exactly_once(results, one_thread) -> None:
-    from stark.train import predict
+    from stark.training import predict
 
     model = tiny_model(num_labels=3).eval()
     for n in (13, 9):  # 4 batches (2 + 2 per process) and 3 batches (2 + 1)
@@ -205,17 +198,17 @@ def test_scores_are_summed_across_processes(results, one_thread) -> None:
 
     data = numbered_data(11)
     student_logits = torch.randn(len(data), 3, generator=torch.Generator().manual_seed(0))
-    one = score_teacher(tiny_model(num_labels=3).eval(), data, SPEC, 0, 3, student_logits, progress=False)
+    one = score_teacher(tiny_model(num_labels=3).eval(), data, SPEC, 0, 3, student_logits)
     for key, value in vars(one).items():
         torch.testing.assert_close(results[f"score.{key}"], value, rtol=1e-5, atol=1e-7)
 
 
 def test_fit_two_processes_equals_one_with_the_global_batch(results, tmp_path: Path, one_thread) -> None:
-    from stark.train import fit
+    from stark.training import fit
 
     model = no_dropout(tiny_model(num_labels=3, seed=1)).train()
     cfg = TrainConfig(batch_size=4, **FIT_CFG)
-    fit(model, None, numbered_data(21), numbered_data(7, 1), SPEC, cfg, tmp_path / "fit", 0, progress=False)
+    fit(model, toy_task(numbered_data(21), numbered_data(7, 1)), cfg, tmp_path / "fit")
     for key, value in model.state_dict().items():
         torch.testing.assert_close(results[f"fit.{key}"], value, rtol=0, atol=1e-4, msg=key)
 

@@ -15,8 +15,8 @@ from conftest import tiny_model
 from safetensors.torch import load_file
 
 from stark.cli import main
-from stark.data import Encoded, TaskSpec, TaskType
-from stark.train import TrainConfig, fit
+from stark.data import Encoded, TaskData, TaskSpec, TaskType
+from stark.training import TrainConfig, fit
 
 SPEC = TaskSpec("toy", TaskType.CLASSIFICATION, ("a", "b", "c"), ("accuracy",), "accuracy")
 
@@ -31,7 +31,8 @@ def toy_data(n: int, seed: int) -> Encoded:
 def train(work: Path, seed: int):
     cfg = TrainConfig(epochs=2, batch_size=4, lr=1e-3, eval_every=3, seed=seed)
     model = tiny_model(num_labels=3)  # dropout 0.1: the seed must also fix the dropout masks
-    result = fit(model, None, toy_data(24, 0), toy_data(8, 1), SPEC, cfg, work, pad_id=0, progress=False)
+    select = toy_data(8, 1)
+    result = fit(model, TaskData(SPEC, toy_data(24, 0), select, select, None, 0), cfg, work)
     return result, load_file(str(work / "best" / "model.safetensors")), (work / "log.jsonl").read_text()
 
 
@@ -85,7 +86,7 @@ def test_cli_same_seed_identical_metrics(
 def test_data_order_is_a_function_of_seed_and_epoch(epochs: float) -> None:
     """Which examples a budgeted run will visit is known in advance (teacher logits are computed up
     front for exactly those), and the same for the same seed."""
-    from stark.train import total_steps_for, visited_examples
+    from stark.training import total_steps_for, visited_examples
 
     data = toy_data(30, 2)
     cfg = TrainConfig(epochs=epochs, batch_size=4, seed=9)
@@ -93,3 +94,25 @@ def test_data_order_is_a_function_of_seed_and_epoch(epochs: float) -> None:
     assert visited_examples(data, cfg, 0, total) == visited_examples(data, cfg, 0, total)
     first_epoch = visited_examples(data, cfg, 0, min(total, 8))
     assert first_epoch == set(range(len(data))) or epochs < 1
+
+
+def test_new_classifier_head_depends_on_the_seed_only(
+    tmp_path: Path, tiny_teacher: Path, tiny_task: tuple[Path, Path], capsys, one_thread
+) -> None:
+    """A pretrained encoder without a classifier gets a random head at fine-tuning: seeded by --seed, not by
+    whatever used the global RNG before in the process (two runs in one session used to differ)."""
+    from transformers import BertModel
+
+    encoder = tmp_path / "encoder"
+    BertModel.from_pretrained(tiny_teacher).save_pretrained(encoder)  # the encoder alone: no classifier
+    for name in ("vocab.txt", "tokenizer.json", "tokenizer_config.json"):
+        if (tiny_teacher / name).is_file():
+            (encoder / name).write_bytes((tiny_teacher / name).read_bytes())
+    torch.manual_seed(1)
+    m1, w1 = _finetune(encoder, tiny_task, tmp_path / "one", seed=5)
+    torch.rand(1000)  # anything else drawing from the global generator in between
+    m2, w2 = _finetune(encoder, tiny_task, tmp_path / "two", seed=5)
+    assert m1 == m2 and all(torch.equal(w1[k], w2[k]) for k in w1)
+    _, w3 = _finetune(encoder, tiny_task, tmp_path / "three", seed=6)
+    assert not torch.equal(w1["classifier.weight"], w3["classifier.weight"])
+    capsys.readouterr()

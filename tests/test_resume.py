@@ -2,7 +2,7 @@
 
 Two levels:
 
-* the training loop (``stark.train.fit``), crashed in-process at chosen points (mid-step, mid-
+* the training loop (``stark.training.fit``), crashed in-process at chosen points (mid-step, mid-
   evaluation, between the two renames of a checkpoint write) and resumed: weights, optimizer,
   history and log are bit-identical to an uninterrupted run;
 * the real CLI: ``stark run`` on a tiny teacher is SIGKILLed twice (while fine-tuning the teacher and
@@ -29,11 +29,11 @@ import torch
 from conftest import run_args, tiny_model
 from safetensors.torch import load_file
 
-import stark.train as train_mod
+import stark.training.loop as loop_mod
 from stark.cli import main
-from stark.data import Encoded, TaskSpec, TaskType
+from stark.data import Encoded, TaskData, TaskSpec, TaskType
 from stark.errors import StarkInputError
-from stark.train import TrainConfig, TrainingDiverged, fit
+from stark.training import Budget, TrainConfig, TrainingDiverged, fit
 
 # --------------------------------------------------------------------------------------------
 # The training loop
@@ -58,8 +58,20 @@ def toy_data(n: int, seed: int) -> Encoded:
 TRAIN, SELECT = toy_data(24, 0), toy_data(8, 1)
 
 
-def run_fit(work: Path, **kwargs):
-    return fit(tiny_model(num_labels=3), None, TRAIN, SELECT, SPEC, CFG, work, pad_id=0, progress=False, **kwargs)
+DATA = TaskData(SPEC, TRAIN, SELECT, SELECT, None, 0)
+
+
+def run_fit(work: Path, model=None, cfg: TrainConfig = CFG, teacher_logits=None, stage: str | None = None, **budget):
+    """``fit`` on the toy task; ``budget`` holds ``Budget``'s fields (stop_after_steps, resume, park)."""
+    return fit(
+        model if model is not None else tiny_model(num_labels=3),
+        DATA,
+        cfg,
+        work,
+        teacher_logits=teacher_logits,
+        budget=Budget(**budget),
+        facts={"stage": stage} if stage else None,
+    )
 
 
 def same_run(a: Path, b: Path, ra, rb) -> None:
@@ -93,7 +105,7 @@ class Killed(BaseException):
 def test_fit_resumes_bit_exact_after_a_crash(crash_at: int, tmp_path: Path, monkeypatch, straight, one_thread) -> None:
     """Crash at the N-th batch assembled (training and evaluation both assemble batches), resume."""
     calls = {"n": 0}
-    real_collate = train_mod.collate
+    real_collate = loop_mod.collate
 
     def crashing_collate(*args, **kwargs):
         calls["n"] += 1
@@ -102,10 +114,10 @@ def test_fit_resumes_bit_exact_after_a_crash(crash_at: int, tmp_path: Path, monk
         return real_collate(*args, **kwargs)
 
     work = tmp_path / "work"
-    monkeypatch.setattr(train_mod, "collate", crashing_collate)
+    monkeypatch.setattr(loop_mod, "collate", crashing_collate)
     with pytest.raises(Killed):
         run_fit(work)
-    monkeypatch.setattr(train_mod, "collate", real_collate)
+    monkeypatch.setattr(loop_mod, "collate", real_collate)
     same_run(straight[0], work, straight[1], run_fit(work))
 
 
@@ -144,27 +156,12 @@ def test_parked_in_memory_then_continued_equals_straight(tmp_path: Path, straigh
     for budget in (2, 5, 9):
         parked = result.parked if result is not None else None
         model = parked.model if parked is not None else tiny_model(num_labels=3)
-        result = fit(
-            model,
-            None,
-            TRAIN,
-            SELECT,
-            SPEC,
-            CFG,
-            work,
-            pad_id=0,
-            progress=False,
-            stop_after_steps=budget,
-            resume=parked,
-            park=True,
-        )
+        result = run_fit(work, model, stop_after_steps=budget, resume=parked, park=True)
         assert not result.finished and result.steps == budget and result.parked is not None
         assert json.loads((work / "paused.json").read_text())["step"] == budget
         # The last disk checkpoint is the last regular one (every 2 steps), not the pause.
         assert json.loads((work / "checkpoint" / "state.json").read_text())["step"] == budget - budget % 2
-    final = fit(
-        result.parked.model, None, TRAIN, SELECT, SPEC, CFG, work, pad_id=0, progress=False, resume=result.parked
-    )
+    final = run_fit(work, result.parked.model, resume=result.parked)
     assert final.parked is None
     same_run(straight[0], work, straight[1], final)
 
@@ -184,7 +181,7 @@ def test_resume_with_other_settings_is_refused(tmp_path: Path, one_thread) -> No
     run_fit(work, stop_after_steps=4)
     other = replace(CFG, lr=2e-3)
     with pytest.raises(StarkInputError, match=r"used other settings \(lr 0.001 -> 0.002\).*delete .*work"):
-        fit(tiny_model(num_labels=3), None, TRAIN, SELECT, SPEC, other, work, pad_id=0, progress=False)
+        run_fit(work, cfg=other)
     resumed = run_fit(work)  # the original settings still resume
     assert resumed.finished
 
@@ -202,7 +199,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path: Path, one_t
     inf = torch.full((len(TRAIN), 3), float("inf"))
     pattern = r"stage distill \(.*work\) at step 5: the loss is nan; .*checkpoint \(step 4\) is kept"
     with pytest.raises(TrainingDiverged, match=pattern):
-        run_fit(work, teacher_logits=inf, name="distill")
+        run_fit(work, teacher_logits=inf, stage="distill")
     assert _files(work) == before
 
 
@@ -211,7 +208,7 @@ def test_huge_learning_rate_stops_before_saving_nan(tmp_path: Path, one_thread) 
     model = tiny_model(num_labels=3)
     cfg = replace(CFG, lr=1e30, checkpoint_every=1)
     with pytest.raises(TrainingDiverged, match=r"stage finetune \(.*\) at step \d+: .*lower learning rate than 1e\+30"):
-        fit(model, None, TRAIN, SELECT, SPEC, cfg, work, pad_id=0, name="finetune", progress=False)
+        run_fit(work, model, cfg=cfg, stage="finetune")
     # Whatever was saved before the divergence holds finite numbers only.
     for path in work.rglob("*.safetensors"):
         assert all(bool(torch.isfinite(t).all()) for t in load_file(str(path)).values()), path
@@ -229,11 +226,11 @@ def test_stage_killed_while_publishing(
 ):
     """Publishing a stage = move logs into best/, write metrics.json, rename best/ -> stage, delete
     the work folder. A kill between any two of these still ends in the same finished stage."""
-    import stark.train
+    import stark.rundir
 
     ref, out = tmp_path / "ref", tmp_path / "out"
     assert main(_finetune_argv(tiny_teacher, tiny_task, ref)) == 0
-    real_write_json, real_rmtree = stark.train.write_json, stark.train.shutil.rmtree
+    real_write_json, real_rmtree = stark.rundir.write_json, stark.rundir.shutil.rmtree
 
     def write_json(path, obj):
         if where == "before-metrics" and Path(path).name == "metrics.json":
@@ -245,8 +242,8 @@ def test_stage_killed_while_publishing(
             raise Killed
         real_rmtree(path, *args, **kwargs)
 
-    monkeypatch.setattr(stark.train, "write_json", write_json)
-    monkeypatch.setattr(stark.train.shutil, "rmtree", rmtree)
+    monkeypatch.setattr(stark.rundir, "write_json", write_json)
+    monkeypatch.setattr(stark.rundir.shutil, "rmtree", rmtree)
     with pytest.raises(Killed):
         main(_finetune_argv(tiny_teacher, tiny_task, out))
     monkeypatch.undo()

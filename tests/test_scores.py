@@ -59,7 +59,7 @@ def test_scores_match_plain_autograd(arch, spec):
     model = tiny_model(arch, num_labels=1 if regression else 3)
     data = _data(regression=regression)
     student_logits = torch.randn(len(data), 1 if regression else 3)
-    got = score_teacher(model, data, spec, pad_id=0, batch_size=4, student_logits=student_logits, progress=False)
+    got = score_teacher(model, data, spec, pad_id=0, batch_size=4, student_logits=student_logits)
     e_h, e_n, f_h, f_n = _reference_scores(model, data, spec, 4, student_logits)
     for a, b in (
         (got.expressive_heads, e_h),
@@ -79,7 +79,7 @@ def test_sum_is_over_batches_of_absolute_values():
     """|g1| + |g2| (per batch), not |g1 + g2|: scoring two halves separately adds up."""
     model = tiny_model("bert")
     data = _data(n=8)
-    whole = score_teacher(model, data, SPEC_CLS, 0, batch_size=4, progress=False)
+    whole = score_teacher(model, data, SPEC_CLS, 0, batch_size=4)
     order = length_grouped_batches(data.lengths(), 4, 0, 0, shuffle=False)
     parts = [
         score_teacher(
@@ -88,7 +88,6 @@ def test_sum_is_over_batches_of_absolute_values():
             SPEC_CLS,
             0,
             batch_size=4,
-            progress=False,
         )
         for b in order
     ]

@@ -126,11 +126,9 @@ def base_model_of(metrics: dict[str, Any]) -> str | None:
 def write_card(folder: Path, metrics: dict[str, Any]) -> Path:
     """Write ``folder/README.md`` from the stage's metrics (temp file, then rename)."""
     base = base_model_of(metrics)
-    path = Path(folder) / "README.md"
-    tmp = path.with_name("README.md.tmp")
-    tmp.write_text(card_text(metrics, base, license_of(base)))
-    tmp.replace(path)
-    return path
+    from stark.rundir import write_text
+
+    return write_text(Path(folder) / "README.md", card_text(metrics, base, license_of(base)))
 
 
 def read_front_matter(path: Path) -> dict[str, Any]:

@@ -18,12 +18,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from stark.errors import StarkInputError
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 __all__ = [
     "GLUE_TASKS",
@@ -758,6 +761,18 @@ class Encoded:
     def lengths(self) -> list[int]:
         """Token counts, used to group examples of similar length into a batch."""
         return [len(ids) for ids in self.input_ids]
+
+
+@dataclass
+class TaskData:
+    """Tokenised splits: ``train`` trains, ``select`` chooses (early stopping, scores, sparsity), ``dev`` reports."""
+
+    spec: TaskSpec
+    train: Encoded
+    select: Encoded
+    dev: Encoded
+    tokenizer: PreTrainedTokenizerBase | None
+    pad_id: int
 
 
 def encode(examples: Examples, tokenizer: Any, max_length: int, batch_size: int = 1000) -> Encoded:

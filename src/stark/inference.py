@@ -33,6 +33,7 @@ import numpy as np
 
 from stark.config import BenchConfig, Engine
 from stark.errors import StarkInputError
+from stark.rundir import RunDir, write_json, write_text
 
 RESULTS_JSON = "inference.json"
 RESULTS_MD = "inference.md"
@@ -71,11 +72,7 @@ def discover_models(run_dir: Path) -> list[BenchModel]:
         raise StarkInputError(f"{run_dir} has no fine-tuned teacher ({run_dir / 'teacher'}): run stark run first")
     models = [BenchModel("teacher", "dense teacher", None, run_dir / "teacher")]
     sparse = []
-    for d in (run_dir / "teachers").glob("s*"):
-        try:
-            level = float(d.name[1:])
-        except ValueError:
-            continue
+    for level, d in RunDir(run_dir).sparse_teachers():
         if _is_model(d):
             sparse.append(BenchModel(d.name, f"teacher {level:g}% sparse", level, d))
     models += sorted(sparse, key=lambda m: m.sparsity)
@@ -157,8 +154,6 @@ class CellStore:
         return cell if cell is not None and cell.get("fingerprint") == fingerprint else None
 
     def put(self, key: str, cell: dict) -> None:
-        from stark.train import write_json
-
         self.cells[key] = cell
         self.path.parent.mkdir(parents=True, exist_ok=True)
         write_json(self.path, self.cells)
@@ -169,7 +164,6 @@ def _onnx_for(m: BenchModel, work: Path, threads: int) -> tuple[Path, dict]:
     import json
 
     from stark.export import export_onnx
-    from stark.train import write_json
 
     onnx_path = work / "onnx" / f"{m.key}.onnx"
     record_path = work / "onnx" / f"{m.key}.export.json"
@@ -288,7 +282,6 @@ def bench_inference(run_dir: str | Path, cfg: BenchConfig | None = None, log: Ca
 
     from stark.export import ort_session
     from stark.stages import versions
-    from stark.train import write_json
 
     cfg = cfg or BenchConfig()
     run_dir = Path(run_dir)
@@ -336,10 +329,7 @@ def bench_inference(run_dir: str | Path, cfg: BenchConfig | None = None, log: Ca
     }
     results["goal"] = goal_checks(results)
     write_json(run_dir / RESULTS_JSON, results)
-    md = run_dir / RESULTS_MD
-    tmp = md.with_name(md.name + ".tmp")
-    tmp.write_text(markdown(results))
-    tmp.replace(md)
+    write_text(run_dir / RESULTS_MD, markdown(results))
     return results
 
 

@@ -6,7 +6,6 @@ its last checkpoint), so an interrupted run costs only the work since the last c
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import statistics
@@ -26,6 +25,7 @@ from stark.config import RunConfig, Search, to_dict
 from stark.errors import StarkInputError
 from stark.lock import RunLock
 from stark.models import load_config, load_model
+from stark.rundir import RunDir, is_done, level_name, read_metrics, work_dir_of, write_json, write_text
 from stark.search import Choice, RungScore, RungSignal, decide, paired_bootstrap, rank, successive_halving
 from stark.stages import (
     LogitCache,
@@ -33,46 +33,34 @@ from stark.stages import (
     TaskData,
     barrier,
     build_student,
-    checkpoint_state,
     distill,
     finetune_teacher,
     finish_chosen,
-    is_done,
     is_main,
-    level_name,
     prepare_data,
-    read_metrics,
     score,
     sparsify_teachers,
     split_fingerprint,
     teacher_saved,
     training_done,
+    training_step,
     versions,
     warn_small_selection,
-    work_dir_of,
 )
-from stark.train import ParkedRun, evaluate, on_device, predict, total_steps_for, visited_examples, write_json
+from stark.training import (
+    Budget,
+    ParkedRun,
+    evaluate,
+    on_device,
+    predict,
+    progress_bars,
+    total_steps_for,
+    visited_examples,
+)
+from stark.training.checkpoint import standing
 
-
-@dataclass
-class RunPaths:
-    out: Path
-
-    @property
-    def teacher(self) -> Path:
-        return self.out / "teacher"
-
-    @property
-    def trial(self) -> Path:
-        return self.out / "trial_student"
-
-    def cache(self, level: float | None) -> Path:
-        return self.out / "cache" / ("teacher.safetensors" if level is None else f"{level_name(level)}.safetensors")
-
-    def student(self, level: float, seed_index: int) -> Path:
-        if level == 0 and seed_index == 0:
-            return self.trial  # the trial student is the vanilla-KD student of seed 0
-        return self.out / "students" / level_name(level) / f"seed{seed_index}"
+RunPaths = RunDir
+"""Kept for callers of the old name."""
 
 
 @dataclass
@@ -87,9 +75,7 @@ class Clock:
 
 def save_resolved_config(cfg: RunConfig, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    tmp = out / "config.yaml.tmp"
-    tmp.write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
-    tmp.replace(out / "config.yaml")
+    write_text(out / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
 
 
 def make_accelerator(mixed_precision: str = "no"):
@@ -187,7 +173,7 @@ class Rewinder:
         if training_done(out_dir, self.accelerator):
             return _standing(read_metrics(out_dir)["select"], self.data.spec.main_metric)
         resume = self.parked.pop((level, k), None)
-        start_step = resume.state["step"] if resume is not None else self._progress(out_dir)
+        start_step = resume.step if resume is not None else training_step(out_dir)
         cache, make_teacher = self._cache_for(level)
         need = visited_examples(self.data.train, self._seed_cfg(k), start_step, steps, self.world)
         bs = self.cfg.distill.eval_batch_size
@@ -201,11 +187,9 @@ class Rewinder:
             cache.logits,
             out_dir,
             seed=self.cfg.seed + k,
-            stop_after_steps=steps,
+            budget=Budget(stop_after_steps=steps, resume=resume, park=held < self.park_bytes),
             accelerator=self.accelerator,
             extra={"teacher_sparsity": level, "seed_index": k},
-            resume=resume,
-            park=held < self.park_bytes,
         )
         self.clock.add("trial_kd" if out_dir == self.paths.trial else "rewind", time.perf_counter() - t0)
         main = self.data.spec.main_metric
@@ -221,10 +205,6 @@ class Rewinder:
         from dataclasses import replace
 
         return replace(self.cfg.distill, seed=self.cfg.seed + k)
-
-    def _progress(self, out_dir: Path) -> int:
-        state = checkpoint_state(out_dir)
-        return state["step"] if state is not None else 0
 
 
 def _proxy_candidates(
@@ -285,7 +265,8 @@ def run(cfg: RunConfig, accelerator=None, progress: bool = True) -> dict:
             save_resolved_config(cfg, Path(cfg.out))
             warn_small_selection(data)
         barrier(accelerator)
-        return _run(cfg, data, accelerator, start)
+        with progress_bars(progress):
+            return _run(cfg, data, accelerator, start)
 
 
 def _run(cfg: RunConfig, data: TaskData, accelerator, start: float) -> dict:
@@ -356,7 +337,8 @@ def _run(cfg: RunConfig, data: TaskData, accelerator, start: float) -> dict:
         finish_chosen(cfg, data, teachers, chosen, teacher_dirs[chosen], accelerator)
         barrier(accelerator)
         clock.add("sparsify", time.perf_counter() - t0)
-    summary = summarize(cfg, data, paths, teacher_dirs, rewinder, choice, check, finalists, clock, search_log, start)
+    outcome = Outcome(teacher_dirs, finalists, choice, check, search_log)
+    summary = summarize(cfg, data, paths, rewinder, outcome, clock, start)
     if is_main(accelerator):
         write_json(out / "summary.json", summary)
         from stark.report import write_report
@@ -399,14 +381,13 @@ def _level_record(
             )
             continue
         best = work_dir_of(sdir) / "best"
-        paused = work_dir_of(sdir) / "paused.json"
-        state = json.loads(paused.read_text()) if paused.is_file() else checkpoint_state(sdir)
+        state = standing(work_dir_of(sdir))
         if not best.is_dir() or state is None:
             continue
         # Eliminated early by the search: its selection score and budget. It is not evaluated on dev:
         # a student stopped after a fraction of an epoch says nothing a reader should compare.
-        epochs = state["step"] / max(1, rewinder.total_steps) * cfg.distill.epochs
-        select = _better(state.get("best"), state.get("current"), main)
+        epochs = state.step / max(1, rewinder.total_steps) * cfg.distill.epochs
+        select = _better(state.best, state.current, main)
         seeds.append({"dir": str(best), "select": select, "dev": None, "epochs": epochs, "finished": False})
     dev_main = [s["dev"][main] for s in seeds if s["dev"] is not None]
     record = {
@@ -467,19 +448,21 @@ def _better(a: dict | None, b: dict | None, main: str) -> dict | None:
     return a if a[main] >= b[main] else b
 
 
+@dataclass
+class Outcome:
+    """What the sweep or search found: every level's teacher folder, the finalists, the choice and its log."""
+
+    teacher_dirs: dict[float, Path]
+    finalists: list[float]
+    choice: Choice | None
+    check: TeacherCheck
+    search_log: list[dict]
+
+
 def summarize(
-    cfg: RunConfig,
-    data: TaskData,
-    paths: RunPaths,
-    teacher_dirs: dict[float, Path],
-    rewinder: Rewinder,
-    choice: Choice | None,
-    check: TeacherCheck,
-    finalists: list[float],
-    clock: Clock,
-    search_log: list[dict],
-    start: float,
+    cfg: RunConfig, data: TaskData, paths: RunPaths, rewinder: Rewinder, outcome: Outcome, clock: Clock, start: float
 ) -> dict:
+    teacher_dirs, choice, check, finalists = outcome.teacher_dirs, outcome.choice, outcome.check, outcome.finalists
     levels = [_level_record(cfg, data, paths, lv, teacher_dirs[lv], rewinder) for lv in sorted(teacher_dirs)]
     chosen = None if choice is None else next((r for r in levels if r["teacher_sparsity"] == choice.chosen), None)
     trial = read_metrics(paths.trial)
@@ -508,7 +491,7 @@ def summarize(
         "vanilla_kd": {"student_dev": trial["dev"], "student_select": trial["select"]},
         "teacher_dense": {"dev": read_metrics(paths.teacher)["dev"], "select": read_metrics(paths.teacher)["select"]},
         "levels": levels,
-        "search_rungs": search_log,
+        "search_rungs": outcome.search_log,
         "kd_student_epochs": student_epochs,
         "kd_full_run_epochs": cfg.distill.epochs,
         "stage_wall_s": clock.stages,

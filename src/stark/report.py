@@ -69,11 +69,13 @@ def _read_json(path: Path) -> dict | None:
 
 def sparse_teacher_widths(run_dir: Path) -> dict[float, dict]:
     """``teachers/s*/metrics.json`` by sparsity (percent); folders without metrics are skipped."""
+    from stark.rundir import RunDir
+
     out = {}
-    for d in (Path(run_dir) / "teachers").glob("s*"):
+    for level, d in RunDir(Path(run_dir)).sparse_teachers():
         m = _read_json(d / "metrics.json")
         if m and "heads_per_layer" in m and "ffn_per_layer" in m:
-            out[float(m.get("sparsity", d.name[1:]))] = m
+            out[float(m.get("sparsity", level))] = m
     return dict(sorted(out.items()))
 
 
@@ -113,10 +115,9 @@ def _figure(width: float, height: float):
 
 def _save(fig, path: Path) -> Path:
     # Write-then-rename: a report open in a viewer never shows a half-written image.
-    tmp = path.with_name(path.name + ".tmp")
-    fig.savefig(tmp, format="png")
-    tmp.replace(path)
-    return path
+    from stark.rundir import replace_atomically
+
+    return replace_atomically(path, lambda tmp: fig.savefig(tmp, format="png"))
 
 
 def plot_student_vs_sparsity(summary: dict, path: Path) -> Path:
@@ -445,18 +446,35 @@ def write_report(run_dir: Path, summary: dict, html: bool = True) -> Path:
         The path of report.md.
     """
     run_dir = Path(run_dir)
-    m = summary["metric"]
     notes: list[str] = []
     figures = build_figures(run_dir, summary, notes)
     widths = sparse_teacher_widths(run_dir)
-    shape = _dense_shape(run_dir, widths)
+    lines = [
+        *_intro_section(summary, widths, _dense_shape(run_dir, widths)),
+        *_results_section(summary, figures),
+        *(_teachers_section(summary, widths, figures) if widths else []),
+        *(_scores_section(figures) if "scores_heads" in figures else []),
+        *_inference_section(run_dir),
+        *_time_section(summary),
+    ]
+    if notes:
+        lines += ["## Notes", "", *[f"- {n}" for n in notes], ""]
+    text = "\n".join(lines)
+    path = _write_text(run_dir / "report.md", text)
+    if html:
+        _write_text(run_dir / "report.html", markdown_to_html(text, run_dir, f"stark run: {summary['task']}"))
+    return path
+
+
+def _image(figures: dict[str, Path], key: str, alt: str) -> list[str]:
+    return [f"![{alt}]({FIGURES}/{figures[key].name})", ""] if key in figures else []
+
+
+def _intro_section(summary: dict, widths: dict[float, dict], shape: tuple[int, int, int] | None) -> list[str]:
+    m = summary["metric"]
     teacher_shape = f" ({shape[0]} layers x {shape[1]} heads, FFN {shape[2]})" if shape else ""
     levels_text = ", ".join(f"{lv['teacher_sparsity']:g}%" for lv in summary["levels"])
-
-    def image(key: str, alt: str) -> list[str]:
-        return [f"![{alt}]({FIGURES}/{figures[key].name})", ""] if key in figures else []
-
-    lines = [
+    return [
         f"# stark run: {summary['task']} ({m})",
         "",
         f"Teacher `{summary['teacher']}`{teacher_shape} was fine-tuned on {summary['task']}; the student is "
@@ -471,9 +489,14 @@ def write_report(run_dir: Path, summary: dict, html: bool = True) -> Path:
         f"{_fmt(summary.get('majority_dev'), m)}); vanilla KD student dev {m}: "
         f"{_fmt(summary['vanilla_kd']['student_dev'], m)}.",
         "",
+    ]
+
+
+def _results_section(summary: dict, figures: dict[str, Path]) -> list[str]:
+    return [
         "## Student against teacher sparsity",
         "",
-        *image("student", "student metric against teacher sparsity"),
+        *_image(figures, "student", "student metric against teacher sparsity"),
         results_table(summary),
         "",
         "Student dev is what a user gets; the choice uses the selection split only (dev stays unseen). Levels "
@@ -482,33 +505,39 @@ def write_report(run_dir: Path, summary: dict, html: bool = True) -> Path:
         "dense and the chosen teacher on dev (all of them with `--teachers-on-dev`).",
         "",
     ]
-    if widths:
-        lines += [
-            "## Sparse teachers",
-            "",
-            "Heads and neurons are removed globally (lowest S over the whole model), so layers end up with uneven "
-            "widths; FFN widths are rounded to multiples of 8, and a layer may lose a whole block.",
-            "",
-            *image("kept", "kept heads and neurons per layer"),
-            _teachers_table(summary, widths),
-            "",
-        ]
-    if "scores_heads" in figures:
-        lines += [
-            "## Knowledgeable scores",
-            "",
-            "E = sum |dL_task/dM| (how much the teacher's own loss depends on a head or neuron), F = sum "
-            "|dL_kd/dM| (how much the KD loss against the trial student depends on it), each normalised per layer "
-            "to unit L2 norm; S = lam E + (1 - lam) F decides what is kept. Heads are shown at their original index. "
-            "FFN neurons have no meaningful order (any permutation computes the same function), so each layer's "
-            f"neurons are sorted by S, best first, and averaged in {NEURON_BUCKETS} equal groups: the left of each "
-            "row is what sparsification keeps, and where E or F stays high on the right the two scores disagree.",
-            "",
-            *image("scores_heads", "head scores"),
-            *image("scores_neurons", "neuron scores"),
-        ]
-    lines += _inference_section(run_dir)
-    lines += [
+
+
+def _teachers_section(summary: dict, widths: dict[float, dict], figures: dict[str, Path]) -> list[str]:
+    return [
+        "## Sparse teachers",
+        "",
+        "Heads and neurons are removed globally (lowest S over the whole model), so layers end up with uneven "
+        "widths; FFN widths are rounded to multiples of 8, and a layer may lose a whole block.",
+        "",
+        *_image(figures, "kept", "kept heads and neurons per layer"),
+        _teachers_table(summary, widths),
+        "",
+    ]
+
+
+def _scores_section(figures: dict[str, Path]) -> list[str]:
+    return [
+        "## Knowledgeable scores",
+        "",
+        "E = sum |dL_task/dM| (how much the teacher's own loss depends on a head or neuron), F = sum "
+        "|dL_kd/dM| (how much the KD loss against the trial student depends on it), each normalised per layer "
+        "to unit L2 norm; S = lam E + (1 - lam) F decides what is kept. Heads are shown at their original index. "
+        "FFN neurons have no meaningful order (any permutation computes the same function), so each layer's "
+        f"neurons are sorted by S, best first, and averaged in {NEURON_BUCKETS} equal groups: the left of each "
+        "row is what sparsification keeps, and where E or F stays high on the right the two scores disagree.",
+        "",
+        *_image(figures, "scores_heads", "head scores"),
+        *_image(figures, "scores_neurons", "neuron scores"),
+    ]
+
+
+def _time_section(summary: dict) -> list[str]:
+    return [
         "## Time per stage",
         "",
         "| stage | wall s |",
@@ -520,20 +549,12 @@ def write_report(run_dir: Path, summary: dict, html: bool = True) -> Path:
         f"(one full KD run = {summary['kd_full_run_epochs']:g}).",
         "",
     ]
-    if notes:
-        lines += ["## Notes", "", *[f"- {n}" for n in notes], ""]
-    text = "\n".join(lines)
-    path = _write_text(run_dir / "report.md", text)
-    if html:
-        _write_text(run_dir / "report.html", markdown_to_html(text, run_dir, f"stark run: {summary['task']}"))
-    return path
 
 
 def _write_text(path: Path, text: str) -> Path:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
-    return path
+    from stark.rundir import write_text
+
+    return write_text(path, text)
 
 
 # ------------------------------------------------------------------------------------------------- html

@@ -12,6 +12,8 @@ Each score matrix is normalised per layer to unit L2 norm (+1e-7), then
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +26,7 @@ from stark.errors import StarkInputError
 from stark.losses import kd_loss, task_loss
 from stark.masks import masked, ones_masks
 from stark.models import layer_widths, load_safetensors
+from stark.training.log import progress_enabled
 
 NORM_EPS = 1e-7
 
@@ -56,9 +59,9 @@ class TeacherScores:
         if self.friendly_heads is not None:
             tensors["friendly_heads"] = self.friendly_heads
             tensors["friendly_neurons"] = self.friendly_neurons
-        tmp = path.with_name(path.name + ".tmp")
-        save_file({k: v.contiguous().cpu() for k, v in tensors.items()}, str(tmp))
-        tmp.replace(path)
+        from stark.rundir import replace_atomically
+
+        replace_atomically(path, lambda tmp: save_file({k: v.contiguous().cpu() for k, v in tensors.items()}, str(tmp)))
 
     @classmethod
     def load(cls, path: Path) -> TeacherScores:
@@ -71,6 +74,27 @@ def normalize_rows(scores: torch.Tensor) -> torch.Tensor:
     return scores / (scores.norm(dim=-1, keepdim=True) + NORM_EPS)
 
 
+@contextlib.contextmanager
+def _frozen(model: PreTrainedModel) -> Iterator[None]:
+    """Eval mode and no weight gradients inside the block (only the masks are differentiated); restored after."""
+    was_training = model.training
+    flags = [p.requires_grad for p in model.parameters()]
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, flag in zip(model.parameters(), flags, strict=True):
+            p.requires_grad_(flag)
+        model.train(was_training)
+
+
+def _add_abs(sums: list[torch.Tensor], grads: tuple[torch.Tensor, ...]) -> None:
+    for acc, g in zip(sums, grads, strict=True):
+        acc += g.abs()
+
+
 def score_teacher(
     teacher: PreTrainedModel,
     data: Encoded,
@@ -80,7 +104,6 @@ def score_teacher(
     student_logits: torch.Tensor | None = None,
     temperature: float = 2.0,
     accelerator=None,
-    progress: bool = True,
 ) -> TeacherScores:
     """Sum |mask gradients| of the task loss (and, given a student, of the KD loss) over ``data``.
 
@@ -104,42 +127,27 @@ def score_teacher(
     if len(set(heads)) > 1 or len(set(ffn)) > 1:
         raise StarkInputError("scoring needs a dense teacher (equal widths in every layer)")
     device = next(teacher.parameters()).device
-    was_training = teacher.training
-    teacher.eval()
-    grad_flags = [p.requires_grad for p in teacher.parameters()]
-    for p in teacher.parameters():
-        p.requires_grad_(False)
-    head_mask, neuron_mask = ones_masks(teacher, requires_grad=True)
-    masks = [*head_mask, *neuron_mask]
-    n_layers = len(heads)
-    e_sum = [torch.zeros_like(m) for m in masks]
-    f_sum = [torch.zeros_like(m) for m in masks] if student_logits is not None else None
-
     batches = length_grouped_batches(data.lengths(), batch_size, seed=0, epoch=0, shuffle=False)
     if accelerator is not None:
         batches = batches[accelerator.process_index :: accelerator.num_processes]
-    try:
+    with _frozen(teacher):
+        head_mask, neuron_mask = ones_masks(teacher, requires_grad=True)
+        masks = [*head_mask, *neuron_mask]
+        e_sum = [torch.zeros_like(m) for m in masks]
+        f_sum = [torch.zeros_like(m) for m in masks] if student_logits is not None else None
         with masked(teacher, head_mask, neuron_mask):
-            for indices in tqdm(batches, desc="score", disable=not progress, leave=False):
+            for indices in tqdm(batches, desc="score", disable=not progress_enabled(), leave=False):
                 batch = {k: v.to(device) for k, v in collate(data, indices, pad_id).items()}
                 labels, idx = batch.pop("labels"), batch.pop("idx")
                 logits = teacher(**batch).logits
                 loss_task = task_loss(logits, labels, spec.task_type)
-                grads = torch.autograd.grad(loss_task, masks, retain_graph=f_sum is not None)
-                for acc, g in zip(e_sum, grads, strict=True):
-                    acc += g.abs()
+                _add_abs(e_sum, torch.autograd.grad(loss_task, masks, retain_graph=f_sum is not None))
                 if f_sum is not None:
                     z_s = student_logits[idx.cpu()].to(device)
                     # Roles per METHOD.md: the student's logits are the fixed target side of L_kd and the
                     # masked teacher is differentiated; the hard-label term has no teacher dependence.
                     loss_kd = kd_loss(z_s, logits, labels, spec.task_type, temperature)
-                    grads = torch.autograd.grad(loss_kd, masks)
-                    for acc, g in zip(f_sum, grads, strict=True):
-                        acc += g.abs()
-    finally:
-        for p, flag in zip(teacher.parameters(), grad_flags, strict=True):
-            p.requires_grad_(flag)
-        teacher.train(was_training)
+                    _add_abs(f_sum, torch.autograd.grad(loss_kd, masks))
 
     def stacked(parts: list[torch.Tensor]) -> torch.Tensor:
         out = torch.stack([p.detach() for p in parts])
@@ -147,6 +155,7 @@ def score_teacher(
             out = accelerator.reduce(out, reduction="sum")
         return out.cpu()
 
+    n_layers = len(heads)
     return TeacherScores(
         expressive_heads=stacked(e_sum[:n_layers]),
         expressive_neurons=stacked(e_sum[n_layers:]),

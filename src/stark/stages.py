@@ -1,25 +1,16 @@
 """The StarK stages as plain functions: finetune -> student -> distill -> score -> sparsify -> rewind.
 
-Each stage writes its own folder under the run directory and is finished exactly when that folder
-holds ``metrics.json`` (written last, atomically), so a re-run skips finished stages:
-
-    <out>/teacher/            fine-tuned teacher (HF layout) + metrics.json + log.jsonl + tb/
-    <out>/student_init/       the student before distillation (bottom-k layers or pruned)
-    <out>/trial_student/      KD from the dense teacher: the trial student and the vanilla-KD row
-    <out>/scores/             expressiveness / friendliness sums (scores.safetensors)
-    <out>/teachers/s<P>/      sparse teacher at P %: metrics.json (widths, size, dev); weights only if saved
-    <out>/cache/s<P>.safetensors  that teacher's logits on the training split (filled lazily)
-    <out>/students/s<P>/seed<k>/  the student re-distilled from that teacher (rewinding)
+Each stage writes its own folder under the run directory (the layout is ``stark.rundir``'s) and is
+finished exactly when that folder holds ``metrics.json`` (written last, atomically), so a re-run skips
+finished stages.
 """
 
 from __future__ import annotations
 
-import json
 import platform
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +23,7 @@ from stark.data import (
     GLUE_TASKS,
     Encoded,
     Examples,
+    TaskData,
     TaskSpec,
     encode,
     load_custom,
@@ -41,20 +33,10 @@ from stark.data import (
 from stark.errors import StarkInputError
 from stark.models import count_parameters, encoder_flops, layer_widths, load_model, load_tokenizer, save_model
 from stark.pruning import drop_layers, reorder_model, sparsify, sparsity_map
+from stark.rundir import finalize, is_done, level_name, read_metrics, replace_atomically, work_dir_of, write_json
 from stark.scores import TeacherScores, score_teacher
-from stark.train import FitResult, ParkedRun, TrainConfig, evaluate, finalize, fit, on_device, predict, write_json
-
-
-@dataclass
-class TaskData:
-    """Tokenised splits: ``train`` trains, ``select`` chooses (early stopping, scores, sparsity), ``dev`` reports."""
-
-    spec: TaskSpec
-    train: Encoded
-    select: Encoded
-    dev: Encoded
-    tokenizer: PreTrainedTokenizerBase
-    pad_id: int
+from stark.training import Budget, FitResult, TrainConfig, evaluate, fit, on_device, predict
+from stark.training.checkpoint import checkpoint_step
 
 
 def versions() -> dict[str, str]:
@@ -198,19 +180,9 @@ def warn_small_selection(data: TaskData) -> None:
         )
 
 
-def is_done(stage_dir: Path) -> bool:
-    return (Path(stage_dir) / "metrics.json").is_file()
-
-
-def work_dir_of(out_dir: Path) -> Path:
-    """Where a training stage lives until it is finished and published as ``out_dir``."""
-    return out_dir.with_name(out_dir.name + ".work")
-
-
-def checkpoint_state(out_dir: Path) -> dict | None:
-    """The JSON state of an unfinished training stage's last checkpoint (step, best metrics), if any."""
-    state = work_dir_of(out_dir) / "checkpoint" / "state.json"
-    return json.loads(state.read_text()) if state.is_file() else None
+def training_step(out_dir: Path) -> int:
+    """The step an unfinished training stage continues from on disk (0: not started)."""
+    return checkpoint_step(work_dir_of(out_dir))
 
 
 def training_done(out_dir: Path, accelerator=None) -> bool:
@@ -226,12 +198,8 @@ def training_done(out_dir: Path, accelerator=None) -> bool:
     return True
 
 
-def read_metrics(stage_dir: Path) -> dict:
-    return json.loads((Path(stage_dir) / "metrics.json").read_text())
-
-
 evaluate_on = evaluate
-"""Kept for callers of the old name: ``stark.train.evaluate`` (metrics plus the selection loss)."""
+"""Kept for callers of the old name: ``stark.training.evaluate`` (metrics plus the selection loss)."""
 
 
 def _stage_info(cfg: RunConfig, data: TaskData, stage: str) -> dict:
@@ -245,38 +213,24 @@ def _stage_info(cfg: RunConfig, data: TaskData, stage: str) -> dict:
 
 
 def _train_stage(
-    name: str,
     model: PreTrainedModel,
     data: TaskData,
-    cfg: RunConfig,
     train_cfg: TrainConfig,
     out_dir: Path,
+    facts: dict,
+    *,
     teacher_logits: torch.Tensor | None = None,
+    budget: Budget | None = None,
     accelerator=None,
-    extra: dict | None = None,
-    stop_after_steps: int | None = None,
-    resume: ParkedRun | None = None,
-    park: bool = False,
 ) -> tuple[FitResult, Path | None]:
-    """Run (or continue) training in ``<out_dir>.work`` and publish the best model to ``out_dir`` when finished."""
+    """Run (or continue) training in ``<out_dir>.work`` and publish the best model to ``out_dir`` when finished.
+
+    ``facts`` (the stage's name, task, config, versions, seed and any extras) go into ``stark.json`` beside
+    the best model and into the finished stage's ``metrics.json``.
+    """
     work = work_dir_of(out_dir)
-    info = {**_stage_info(cfg, data, name), **(extra or {})}
     result = fit(
-        model,
-        data.tokenizer,
-        data.train,
-        data.select,
-        data.spec,
-        train_cfg,
-        work,
-        data.pad_id,
-        teacher_logits=teacher_logits,
-        stop_after_steps=stop_after_steps,
-        accelerator=accelerator,
-        name=name,
-        extra=info,
-        resume=resume,
-        park=park,
+        model, data, train_cfg, work, teacher_logits=teacher_logits, budget=budget, accelerator=accelerator, facts=facts
     )
     if not result.finished:
         return result, None
@@ -292,7 +246,7 @@ def _train_stage(
             "epochs": result.epochs_done,
             "wall_s": result.wall_s,
             "history": result.history,
-            **info,
+            **facts,
         }
         finalize(work, out_dir, metrics)
     if accelerator is not None:
@@ -305,17 +259,12 @@ def finetune_teacher(cfg: RunConfig, data: TaskData, out: Path, accelerator=None
     out_dir = Path(out) / "teacher"
     if training_done(out_dir, accelerator):
         return out_dir
+    # The classifier head is new (random): seeded here, it depends on --seed and on nothing that ran
+    # before in the process (two runs in one Python session used to get different heads).
+    torch.manual_seed(cfg.seed)
     model = load_model(cfg.teacher, data.spec)
-    _train_stage(
-        "finetune",
-        model,
-        data,
-        cfg,
-        _seeded(cfg.finetune, cfg.seed),
-        out_dir,
-        accelerator=accelerator,
-        extra={"source": cfg.teacher},
-    )
+    facts = {**_stage_info(cfg, data, "finetune"), "source": cfg.teacher}
+    _train_stage(model, data, _seeded(cfg.finetune, cfg.seed), out_dir, facts, accelerator=accelerator)
     return out_dir
 
 
@@ -389,15 +338,15 @@ def distill(
     teacher_logits: torch.Tensor,
     out_dir: Path,
     seed: int,
-    stop_after_steps: int | None = None,
+    *,
+    budget: Budget | None = None,
     accelerator=None,
     extra: dict | None = None,
-    resume: ParkedRun | None = None,
-    park: bool = False,
 ) -> tuple[FitResult | None, Path]:
     """Stage 3 / 6: distill a fresh copy of ``student_init`` from cached teacher logits.
 
-    ``resume`` / ``park`` continue and pause a budgeted run in memory (see ``train.ParkedRun``).
+    ``budget`` pauses the run after a number of steps, or continues one parked in memory (see
+    ``stark.training.Budget``).
 
     Returns:
         (fit result, or None if the stage was already finished; the stage folder).
@@ -405,21 +354,13 @@ def distill(
     out_dir = Path(out_dir)
     if training_done(out_dir, accelerator):
         return None, out_dir
+    resume = budget.resume if budget is not None else None
     student = resume.model if resume is not None else load_model(str(student_init))
     student.train()
+    facts = {**_stage_info(cfg, data, "distill"), "student_init": str(student_init), **(extra or {})}
+    train_cfg = _seeded(cfg.distill, seed)
     result, _ = _train_stage(
-        "distill",
-        student,
-        data,
-        cfg,
-        _seeded(cfg.distill, seed),
-        out_dir,
-        teacher_logits=teacher_logits,
-        accelerator=accelerator,
-        extra={"student_init": str(student_init), **(extra or {})},
-        stop_after_steps=stop_after_steps,
-        resume=resume,
-        park=park,
+        student, data, train_cfg, out_dir, facts, teacher_logits=teacher_logits, budget=budget, accelerator=accelerator
     )
     return result, out_dir
 
@@ -480,10 +421,6 @@ def score(
         )
     barrier(accelerator)
     return out_dir
-
-
-def level_name(sparsity: float) -> str:
-    return f"s{sparsity:g}"
 
 
 class SparseTeachers:
@@ -671,11 +608,9 @@ class LogitCache:
         self.filled[index] = True
         if is_main(accelerator):
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.path.with_name(self.path.name + ".tmp")
             tensors = {"logits": self.logits.contiguous(), "filled": self.filled.to(torch.uint8)}
             if self.split is not None:
                 tensors["split"] = self.split
-            save_file(tensors, str(tmp))
-            tmp.replace(self.path)
+            replace_atomically(self.path, lambda tmp: save_file(tensors, str(tmp)))
         barrier(accelerator)
         return time.perf_counter() - start

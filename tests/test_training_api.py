@@ -1,0 +1,52 @@
+"""The training package's public surface: the deprecated ``stark.train`` still works (and says so), and
+``progress_bars(False)`` silences the loop's bars (what ``stark.run(progress=False)`` relies on)."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import warnings
+from pathlib import Path
+
+import torch
+from conftest import tiny_model
+from safetensors.torch import load_file
+
+from stark.data import Encoded, TaskData, TaskSpec, TaskType
+from stark.training import TrainConfig, fit, progress_bars
+
+SPEC = TaskSpec("toy", TaskType.CLASSIFICATION, ("a", "b", "c"), ("accuracy",), "accuracy")
+CFG = TrainConfig(epochs=1, batch_size=4, lr=1e-3, eval_every=3, seed=3)
+
+
+def toy(n: int, seed: int) -> Encoded:
+    g = torch.Generator().manual_seed(seed)
+    ids = [
+        torch.randint(5, 100, (int(torch.randint(4, 10, (1,), generator=g)),), generator=g).tolist() for _ in range(n)
+    ]
+    return Encoded(ids, None, [sum(r) % 3 for r in ids])
+
+
+def test_old_train_module_warns_and_its_fit_equals_the_new(tmp_path: Path, one_thread) -> None:
+    sys.modules.pop("stark.train", None)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        old = importlib.import_module("stark.train")
+    assert any(issubclass(w.category, DeprecationWarning) and "stark.training" in str(w.message) for w in caught)
+
+    train, select = toy(16, 0), toy(6, 1)
+    a = old.fit(tiny_model(num_labels=3), None, train, select, SPEC, CFG, tmp_path / "old", 0, progress=False)
+    b = fit(tiny_model(num_labels=3), TaskData(SPEC, train, select, select, None, 0), CFG, tmp_path / "new")
+    assert (a.best, a.best_step, a.history) == (b.best, b.best_step, b.history)
+    wa = load_file(str(tmp_path / "old" / "best" / "model.safetensors"))
+    wb = load_file(str(tmp_path / "new" / "best" / "model.safetensors"))
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_progress_bars_off(tmp_path: Path, capsys, one_thread) -> None:
+    data = TaskData(SPEC, toy(16, 0), toy(6, 1), toy(6, 1), None, 0)
+    with progress_bars(False):
+        fit(tiny_model(num_labels=3), data, CFG, tmp_path / "quiet", facts={"stage": "distill"})
+    assert "distill" not in capsys.readouterr().err
+    fit(tiny_model(num_labels=3), data, CFG, tmp_path / "shown", facts={"stage": "distill"})
+    assert "distill" in capsys.readouterr().err
