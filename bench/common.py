@@ -27,11 +27,20 @@ def bench_config(
     return build_config({}, flags)
 
 
-def shared_teacher(task: str, max_train_samples: int | None, teacher_epochs: float) -> tuple[TaskData, Path]:
-    """Fine-tune the task's teacher once for all benchmarks (fine-tuning is excluded from their timings)."""
-    out = WORK / "teachers" / f"{task}-{max_train_samples or 'all'}-e{teacher_epochs:g}"
+def shared_teacher(
+    task: str, max_train_samples: int | None, teacher_epochs: float, teacher_seed: int | None = None
+) -> tuple[TaskData, Path]:
+    """Fine-tune the task's teacher once for all benchmarks (fine-tuning is excluded from their timings).
+
+    ``teacher_seed`` fine-tunes another teacher (head initialisation, data order, dropout) on the same
+    splits: the data is always prepared with the default seed, so every teacher sees the same examples.
+    """
+    name = f"{task}-{max_train_samples or 'all'}-e{teacher_epochs:g}"
+    out = WORK / "teachers" / (name if teacher_seed is None else f"{name}-ts{teacher_seed}")
     cfg = bench_config(task, out, max_train_samples, 1, teacher_epochs)
     data = prepare_data(cfg)
+    if teacher_seed is not None:
+        cfg.seed = teacher_seed
     return data, finetune_teacher(cfg, data, out)
 
 

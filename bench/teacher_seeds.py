@@ -1,0 +1,174 @@
+"""How much do the vanilla-KD and StarK students move with the teacher's own seed?
+
+Student seeds alone understate the noise of a comparison: the teacher is fine-tuned once per task, and
+a different fine-tuning seed (head initialisation, data order, dropout) gives another teacher, other
+sparse teachers and other students. For each task this fine-tunes ``--teacher-seeds`` teachers on the
+same splits (the data is prepared with the default seed, so every teacher sees the same train /
+selection / dev examples) and runs the default ``stark run`` (successive halving, ``--seeds`` student
+seeds per level) from each. Per teacher it records the teacher's dev metric, the vanilla-KD students
+(level 0: mean and std over student seeds) and StarK's answer (the chosen level, its students' dev
+mean, the reason), plus the halving finalist's dev mean whether or not the vanilla-KD check kept it.
+
+The summary per task puts the spread across teachers (std of the per-teacher means) beside the
+average spread across student seeds. Results: ``bench/results/teacher_seeds.{json,md}``, written after
+every finished (task, teacher seed); a re-run skips those. Run it from a pinned worktree, alone (two
+torch processes on two cores slow each other 5-15x). Cost on 2 CPU cores: one teacher fine-tuning plus
+about 3 KD runs per student seed per teacher (MRPC: ~30 min per teacher with 3 student seeds).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+
+import torch
+from common import RESULTS, WORK, bench_config, commit, load_rows, save_rows, seed_run_folder, shared_teacher
+from quality import STUDENTS
+
+from stark.pipeline import run
+
+
+def _pts(x: float | None) -> float | None:
+    return None if x is None else 100 * x
+
+
+def _level(summary: dict, sparsity: float) -> dict:
+    return next(lv for lv in summary["levels"] if lv["teacher_sparsity"] == sparsity)
+
+
+def _dev_points(level: dict, metric: str) -> list[float]:
+    return [100 * s["dev"][metric] for s in level["seeds"] if s["dev"] is not None]
+
+
+def teacher_cell(task: str, student: str, teacher_seed: int, args: argparse.Namespace) -> dict:
+    samples = args.max_train_samples
+    _, teacher_dir = shared_teacher(task, samples, args.teacher_epochs, teacher_seed)
+    size = "all" if samples is None else samples
+    out = WORK / "teacher_seeds" / f"{task}-{size}-{student}-ts{teacher_seed}"
+    seed_run_folder(teacher_dir, out)
+    cfg = bench_config(
+        task, out, samples, args.epochs, args.teacher_epochs, student=STUDENTS[student], search={"seeds": args.seeds}
+    )
+    summary = run(cfg)
+    m = summary["metric"]
+    vanilla = _dev_points(_level(summary, 0), m)
+    finalist = next((f for f in summary["levels"] if f["teacher_sparsity"] != 0 and f["student_full_budget"]), None)
+    chosen = summary["chosen_sparsity"]
+    stark = _dev_points(_level(summary, chosen), m) if chosen is not None else []
+    return {
+        "task": task,
+        "student": student,
+        "teacher_seed": teacher_seed,
+        "metric": m,
+        "student_seeds": args.seeds,
+        "teacher_dev": _pts(summary["teacher_dense"]["dev"][m]),
+        "majority_dev": _pts(summary["majority_dev"][m]),
+        "teacher_learned": summary["teacher_check"]["learned"],
+        "vanilla_kd_dev": vanilla,
+        "vanilla_kd_mean": statistics.fmean(vanilla),
+        "vanilla_kd_std": statistics.stdev(vanilla) if len(vanilla) > 1 else 0.0,
+        "chosen_sparsity": chosen,
+        "chosen_reason": summary["chosen_reason"],
+        "stark_dev": stark,
+        "stark_mean": statistics.fmean(stark) if stark else None,
+        "finalist_sparsity": finalist["teacher_sparsity"] if finalist else None,
+        "finalist_dev_mean": _pts(finalist["student_dev_mean"]) if finalist else None,
+        "wall_s": summary["total_wall_s"],
+        "commit": commit(),
+        "threads": torch.get_num_threads(),
+    }
+
+
+def task_summary(rows: list[dict]) -> dict:
+    """Spread across teachers of the per-teacher means, beside the mean spread across student seeds."""
+
+    def spread(values: list[float]) -> float | None:
+        return statistics.stdev(values) if len(values) > 1 else None
+
+    vanilla = [r["vanilla_kd_mean"] for r in rows]
+    stark = [r["stark_mean"] for r in rows if r["stark_mean"] is not None]
+    gains = [r["stark_mean"] - r["vanilla_kd_mean"] for r in rows if r["stark_mean"] is not None]
+    return {
+        "teachers": len(rows),
+        "teacher_dev_std": spread([r["teacher_dev"] for r in rows]),
+        "vanilla_mean_std_across_teachers": spread(vanilla),
+        "stark_mean_std_across_teachers": spread(stark),
+        "student_seed_std_mean": statistics.fmean(r["vanilla_kd_std"] for r in rows),
+        "gain_mean": statistics.fmean(gains) if gains else None,
+        "gain_std": spread(gains),
+        "chosen": [r["chosen_sparsity"] for r in rows],
+    }
+
+
+def markdown(rows: list[dict]) -> str:
+    def f(x: float | None) -> str:
+        return "-" if x is None else f"{x:.2f}"
+
+    lines = [
+        "| task | student | teacher seed | teacher dev | constant | vanilla KD dev | StarK chosen | StarK dev "
+        "| halving finalist (dev) | commit |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in rows:
+        final = "-" if r["finalist_sparsity"] is None else f"{r['finalist_sparsity']:g}% ({f(r['finalist_dev_mean'])})"
+        lines.append(
+            f"| {r['task']} | {r['student']} | {r['teacher_seed']} | {f(r['teacher_dev'])} | {f(r['majority_dev'])} "
+            f"| {r['vanilla_kd_mean']:.2f} ± {r['vanilla_kd_std']:.2f} | {_pct(r['chosen_sparsity'])} "
+            f"| {f(r['stark_mean'])} | {final} | {r['commit']} |"
+        )
+    lines += ["", "| task | student | teachers | teacher dev std | vanilla mean std (teachers) "
+              "| StarK mean std (teachers) | student-seed std | gain mean ± std | chosen |",
+              "|---|---|---:|---:|---:|---:|---:|---:|---|"]  # fmt: skip
+    for (task, student), group in _groups(rows).items():
+        s = task_summary(group)
+        gain = "-" if s["gain_mean"] is None else f"{s['gain_mean']:+.2f} ± {f(s['gain_std'])}"
+        lines.append(
+            f"| {task} | {student} | {s['teachers']} | {f(s['teacher_dev_std'])} "
+            f"| {f(s['vanilla_mean_std_across_teachers'])} | {f(s['stark_mean_std_across_teachers'])} "
+            f"| {f(s['student_seed_std_mean'])} | {gain} | {', '.join(_pct(c) for c in s['chosen'])} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _pct(level: float | None) -> str:
+    return "-" if level is None else f"{level:g}%"
+
+
+def _groups(rows: list[dict]) -> dict[tuple[str, str], list[dict]]:
+    out: dict[tuple[str, str], list[dict]] = {}
+    for r in rows:
+        out.setdefault((r["task"], r["student"]), []).append(r)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--tasks", default="mrpc,stsb", help="comma-separated GLUE tasks (full training sets)")
+    p.add_argument("--student", default="pruned70", choices=sorted(STUDENTS), help="student kind")
+    p.add_argument("--teacher-seeds", default="776,777,778", help="comma-separated teacher fine-tuning seeds")
+    p.add_argument("--seeds", type=int, default=3, help="student seeds per level")
+    p.add_argument("--epochs", type=float, default=3, help="student epochs")
+    p.add_argument("--teacher-epochs", type=float, default=3, help="teacher fine-tuning epochs")
+    p.add_argument("--threads", type=int, default=2, help="torch threads")
+    p.add_argument("--max-train-samples", type=int, default=None, help="training subsample (default: all)")
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    name = "teacher_seeds" if args.max_train_samples is None else f"teacher_seeds_n{args.max_train_samples}"
+    path, md = RESULTS / f"{name}.json", RESULTS / f"{name}.md"
+    rows = load_rows(path)
+    for task in args.tasks.split(","):
+        for seed in (int(s) for s in args.teacher_seeds.split(",")):
+            key = (task, args.student, seed)
+            if any((r["task"], r["student"], r["teacher_seed"]) == key for r in rows):
+                print(f"{task}/{args.student}/teacher seed {seed}: done, skipped")
+                continue
+            rows.append(teacher_cell(task, args.student, seed, args))
+            save_rows(path, rows)
+            md.write_text(markdown(rows))
+            print(markdown(rows), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
