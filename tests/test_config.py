@@ -124,3 +124,47 @@ def test_max_samples_is_a_seeded_random_subset_in_file_order():
     assert idx == sample_indices(1000, 50, seed=776) and idx != sample_indices(1000, 50, seed=777)
     assert max(idx) > 500  # not the first rows: GLUE files are grouped by source
     assert sample_indices(10, 50, seed=1) == list(range(10))
+
+
+def _run_parser():
+    import argparse
+
+    from stark.commands import run as run_command
+
+    sub = argparse.ArgumentParser().add_subparsers()
+    run_command.register(sub)
+    return sub.choices["run"]
+
+
+def test_every_config_field_has_help_and_the_cli_is_generated_from_it():
+    """Help text and defaults are written once, on the dataclass fields; the flags are built from them."""
+    import dataclasses
+
+    from stark.config import SECTIONS, DataConfig, RunConfig, TrainConfig, cli_fields
+
+    for cls in (RunConfig, DataConfig, TrainConfig, *(c for c, _ in SECTIONS.values())):
+        for f in dataclasses.fields(cls):
+            if not dataclasses.is_dataclass(f.default_factory):  # sections hold their own fields' help
+                assert f.metadata.get("help"), f"{cls.__name__}.{f.name} has no help text"
+    actions = {a.option_strings[0]: a for a in _run_parser()._actions if a.option_strings}
+    fields = [f for section in SECTIONS for f in cli_fields(section)]
+    assert len(fields) >= 30
+    for f in fields:
+        action = actions[f.flag]
+        assert action.help.replace("%%", "%").startswith(f.help), f.flag
+        assert action.default is None  # "not given": the config's own default applies
+    assert "(default 300)" in actions["--min-select"].help and "(default 0,10,20" in actions["--sparsities"].help
+
+
+def test_flags_map_onto_their_fields_and_bad_numbers_are_one_line(capsys):
+    from stark.cli import main
+    from stark.commands.common import flags_from_args
+
+    args = _run_parser().parse_args(["--min-select", "7", "--rung-signal", "metric", "--student-sparsity", "70"])
+    flags = flags_from_args(args)
+    assert flags["data"]["min_select"] == 7 and flags["search"]["rung_signal"] == "metric"
+    assert flags["student"] == {"sparsity": 70.0, "layers": None}
+    with pytest.raises(SystemExit) as stop:
+        main(["run", "--seeds", "three"])
+    assert stop.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].endswith("--seeds: 'three' is not a whole number")

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import types
+import typing
 from dataclasses import asdict, dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -83,135 +85,173 @@ class RungSignal(str, Enum):
     """Mean selection-split main metric; higher is better (ties at the majority class are common)."""
 
 
+def option(
+    default: Any = dataclasses.MISSING,
+    *,
+    help: str,
+    flag: bool = False,
+    choices: tuple[str, ...] | None = None,
+    factory: Any = dataclasses.MISSING,
+):
+    """A config field with its help text, written once: ``stark --help`` and recipes both read it.
+
+    ``flag``: the CLI has ``--<name>`` for it (section fields get the section's prefix where noted);
+    other fields are set by a recipe only. ``choices``: the accepted strings of a plain-string field.
+    """
+    meta = {"help": help, "flag": flag, "choices": choices}
+    if factory is not dataclasses.MISSING:
+        return field(default_factory=factory, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
 @dataclass
 class TrainConfig:
     """Hyper-parameters of one training run (fine-tuning or distillation)."""
 
-    epochs: float = 3.0
-    """Training epochs (fractions allowed)."""
-    batch_size: int = 16
-    """Examples per optimisation step on each process."""
-    eval_batch_size: int = 64
-    """Examples per forward pass when evaluating or caching logits."""
-    lr: float = 5e-5
-    """Peak AdamW learning rate."""
-    weight_decay: float = 0.01
-    """AdamW weight decay (never applied to biases and LayerNorm weights)."""
-    warmup_ratio: float = 0.1
-    """Fraction of the steps spent warming the learning rate up linearly from 0."""
-    max_grad_norm: float = 5.0
-    """Gradient-norm clipping threshold."""
-    eval_every: int = 0
-    """Evaluate on the selection split every N steps; 0 means 4 times per epoch."""
-    patience_epochs: float = 0.0
-    """Stop after this many epochs without improvement on the selection split; 0 disables early stopping."""
-    seed: int = 776
-    """Seed for initialisation-independent randomness: data order and dropout."""
-    temperature: float = 2.0
-    """Distillation temperature T."""
-    checkpoint_every: int = 50
-    """Write a resumable checkpoint every N steps (and at the end of every epoch)."""
-    mixed_precision: str = "no"
-    """'no', 'fp16' or 'bf16' (passed to accelerate)."""
+    epochs: float = option(3.0, help="training epochs (fractions allowed)")
+    batch_size: int = option(16, help="examples per optimisation step on each process")
+    eval_batch_size: int = option(64, help="examples per forward pass when evaluating or caching logits")
+    lr: float = option(5e-5, help="peak AdamW learning rate")
+    weight_decay: float = option(0.01, help="AdamW weight decay (never applied to biases and LayerNorm weights)")
+    warmup_ratio: float = option(0.1, help="fraction of the steps spent warming the learning rate up from 0")
+    max_grad_norm: float = option(5.0, help="gradient-norm clipping threshold")
+    eval_every: int = option(0, help="evaluate on the selection split every N steps; 0 means 4 times per epoch")
+    patience_epochs: float = option(
+        0.0, help="stop after this many epochs without improvement on the selection split; 0 disables it"
+    )
+    seed: int = option(776, help="seed for initialisation-independent randomness: data order and dropout")
+    temperature: float = option(2.0, help="distillation temperature T")
+    checkpoint_every: int = option(50, help="write a resumable checkpoint every N steps (and at every epoch end)")
+    mixed_precision: str = option("no", choices=("no", "fp16", "bf16"), help="passed to accelerate")
 
 
 @dataclass
 class DataConfig:
-    task: str | None = "rte"
-    """GLUE task (rte, mrpc, stsb, cola, sst2); ignored when --train/--dev are given."""
-    train: str | None = None
-    """Your own training file (.csv, .tsv, .jsonl, .json array, .parquet)."""
-    dev: str | None = None
-    """Your own dev file (same format)."""
-    dataset: str | None = None
-    """A Hugging Face dataset instead of files: a ``save_to_disk`` folder, or a hub name (online only)."""
-    dataset_config: str | None = None
-    """The hub dataset's configuration name (e.g. 'sst2' of 'glue')."""
-    train_split: str = "train"
-    """--dataset: the split to train on (the selection slice is held out of it)."""
-    dev_split: str = "validation"
-    """--dataset: the split to report on."""
-    text_cols: list[str] | None = None
-    """One or two text columns of your own files."""
-    label_col: str | None = None
-    """Label column of your own files."""
-    task_type: str | None = None
-    """'classification' or 'regression' for your own files (inferred from the labels when unset)."""
-    max_length: int = 128
-    """Tokens per example after truncation (batches are padded only to their longest example)."""
-    max_train_samples: int | None = None
-    """Use a seeded random subset of N training examples (before the selection slice is held out)."""
-    max_eval_samples: int | None = None
-    """Use a seeded random subset of N dev examples."""
-    select_fraction: float = 0.1
-    """Fraction of train held out for selection (early stopping, scoring, choosing the sparsity)."""
-    min_select: int = 300
-    """Hold out at least this many examples for selection (never more than a quarter of train): at 50
-    examples one example moves accuracy by 2 points, more than the effects the search must see."""
-    protocol: Protocol = Protocol.HELDOUT
-    """'heldout' (default, leak-free) or 'reference' (dev for everything)."""
+    task: str | None = option("rte", flag=True, help="GLUE task: rte, mrpc, stsb, cola, sst2 (unused with --train)")
+    train: str | None = option(
+        None, flag=True, help="your own training file (.csv, .tsv, .jsonl, .json, .parquet) instead of --task"
+    )
+    dev: str | None = option(None, flag=True, help="your own dev file (same format as --train)")
+    dataset: str | None = option(
+        None, flag=True, help="a datasets save_to_disk folder or a hub dataset name (online only), instead of files"
+    )
+    dataset_config: str | None = option(
+        None, flag=True, help="--dataset: the hub dataset's configuration (e.g. sst2 of glue)"
+    )
+    train_split: str = option(
+        "train", flag=True, help="--dataset: split to train on (the selection slice is held out of it)"
+    )
+    dev_split: str = option("validation", flag=True, help="--dataset: split to report on")
+    text_cols: list[str] | None = option(
+        None, flag=True, help="one or two text columns of your files, comma-separated: a[,b]"
+    )
+    label_col: str | None = option(
+        None, flag=True, help="label column of your files (any label strings, or numbers for regression)"
+    )
+    task_type: str | None = option(
+        None,
+        flag=True,
+        choices=("classification", "regression"),
+        help="your own files: classification or regression (default: inferred from the labels)",
+    )
+    max_length: int = option(
+        128, flag=True, help="tokens per example after truncation (batches are padded to their longest example)"
+    )
+    max_train_samples: int | None = option(
+        None, flag=True, help="use a seeded random subset of N training examples (before the selection slice)"
+    )
+    max_eval_samples: int | None = option(None, flag=True, help="use a seeded random subset of N dev examples")
+    select_fraction: float = option(
+        0.1, flag=True, help="share of train held out for selection (early stopping, scoring, the sparsity choice)"
+    )
+    min_select: int = option(
+        300,
+        flag=True,
+        help="hold out at least N examples for selection, at most a quarter of train (at 50 examples one example "
+        "moves accuracy by 2 points, more than the effects the search must see)",
+    )
+    protocol: Protocol = option(
+        Protocol.HELDOUT,
+        flag=True,
+        help="heldout: select on a held-out slice of train, dev only reported; reference: dev for everything, "
+        "as the reference code (leaks dev labels)",
+    )
 
 
 @dataclass
 class StudentConfig:
-    layers: int | None = 2
-    """Layer-dropped student: keep the teacher's bottom K layers."""
-    sparsity: float | None = None
-    """Parameter-pruned student: drop this percentage of heads and neurons by expressive score instead."""
+    layers: int | None = option(2, flag=True, help="layer-dropped student: the teacher's bottom K layers")
+    sparsity: float | None = option(
+        None, flag=True, help="parameter-pruned student: drop S percent of heads and neurons by expressive score"
+    )
 
 
 @dataclass
 class SparsifyConfig:
-    lam: float = 0.5
-    """Mix of the scores: S = lam * expressiveness + (1 - lam) * friendliness."""
-    sparsities: list[float] = field(default_factory=lambda: [0, 10, 20, 30, 40, 50, 60, 70, 80, 90])
-    """Teacher sparsity levels in percent (0-95)."""
-    score_batch_size: int = 32
-    """Examples per scoring batch."""
-    score_examples: int = 0
-    """Score on the selection split plus a seeded sample of train, up to this many examples in all (0: the
-    selection split only). The teacher and trial student were fit on train, so its gradients are smaller;
-    bench/score_data.py measures how much the kept heads and neurons change."""
-    save_teachers: bool = False
-    """``stark run``: write every sparse teacher's weights, not only the chosen one's."""
-    teachers_on_dev: bool = False
-    """``stark run``: evaluate every sparse teacher on dev (the paper's teacher curve). By default each
-    is evaluated on the selection split and only the dense and the chosen teacher on dev: ten dev
-    passes of the teacher can cost more than the search itself when dev is large."""
+    lam: float = option(0.5, flag=True, help="S = lam * expressiveness + (1 - lam) * friendliness")
+    sparsities: list[float] = option(
+        flag=True,
+        factory=lambda: [0, 10, 20, 30, 40, 50, 60, 70, 80, 90],
+        help="teacher sparsity levels in percent (0-95), comma-separated",
+    )
+    score_batch_size: int = option(32, help="examples per scoring batch")
+    score_examples: int = option(
+        0,
+        flag=True,
+        help="score on the selection split topped up from train to N examples (0: selection only; the teacher and "
+        "trial student were fit on train, so its gradients are smaller: bench/score_data.py measures the change)",
+    )
+    save_teachers: bool = option(
+        False, flag=True, help="stark run: write every sparse teacher's weights to teachers/s<P>/, not only the chosen"
+    )
+    teachers_on_dev: bool = option(
+        False,
+        flag=True,
+        help="stark run: evaluate every sparse teacher on dev (default: the selection split, and dev for the dense "
+        "and the chosen one: ten dev passes of the teacher can cost more than the search when dev is large)",
+    )
 
 
 @dataclass
 class SearchConfig:
-    search: Search = Search.HALVING
-    """'halving' (default, cheap), 'full' (a full-budget student for every level) or 'proxy' (halving among
-    the levels a forward-pass signal ranks best)."""
-    seeds: int = 1
-    """Student runs per level with different seeds; the choice uses the mean."""
-    min_budget: float = 1 / 12
-    """Halving: first rung's fraction of the full student budget (past the 10 % warm-up by default)."""
-    eta: int = 3
-    """Halving: each rung keeps 1/eta of the candidates and gives them eta times the budget
-    (9 levels: 9 -> 3 -> 1)."""
-    proxy_top: int = 3
-    """Proxy search: how many sparse levels the forward-pass ranking passes on to halving."""
-    rung_signal: RungSignal = RungSignal.LOSS
-    """Halving: rank rung candidates by the selection 'loss' (continuous from the first step) or the
-    main 'metric' (ties while students still predict one class)."""
+    search: Search = option(
+        Search.HALVING,
+        flag=True,
+        help="halving: successive halving on the selection split; full: every level to the end; proxy: halving "
+        "among the --proxy-top levels a forward-pass signal ranks best",
+    )
+    seeds: int = option(1, flag=True, help="student runs per level; the choice and the table use the mean")
+    min_budget: float = option(
+        1 / 12, flag=True, help="halving: first rung's share of the student budget (past the 10 percent warm-up)"
+    )
+    eta: int = option(
+        3, flag=True, help="halving: each rung keeps 1/eta of the candidates at eta times the budget (9 -> 3 -> 1)"
+    )
+    proxy_top: int = option(3, flag=True, help="proxy search: levels passed on to halving")
+    rung_signal: RungSignal = option(
+        RungSignal.LOSS,
+        flag=True,
+        help="halving: rank candidates by the selection task loss (continuous from the first step) or the main "
+        "metric (ties while students still predict one class)",
+    )
 
 
 @dataclass
 class RunConfig:
-    teacher: str = "minilm"
-    """Pretrained encoder: a local Hugging Face directory, a hub id, or 'minilm' (bundled all-MiniLM-L6-v2)."""
-    out: str = "runs/stark"
-    """Output folder; a re-run with the same folder reuses finished stages."""
-    seed: int = 776
-    """Seed of every stage (students of seed i use seed + i)."""
-    preset: Preset = Preset.FAST
-    """'fast' (default: CPU-sized epochs) or 'reference' (METHOD.md hyper-parameters)."""
-    require_teacher_learned: bool = False
-    """Stop (exit 2) when the fine-tuned teacher is not clearly better than a constant prediction on the
-    selection split, instead of warning and going on."""
+    teacher: str = option(
+        "minilm", flag=True, help="pretrained encoder: local HF folder, hub id, or 'minilm' (bundled all-MiniLM-L6-v2)"
+    )
+    out: str = option("runs/stark", flag=True, help="run folder; a re-run with the same folder reuses finished stages")
+    seed: int = option(776, flag=True, help="seed of every stage (students of seed i use seed + i)")
+    preset: Preset = option(
+        Preset.FAST, flag=True, help="fast: CPU-sized epochs; reference: METHOD.md hyper-parameters"
+    )
+    require_teacher_learned: bool = option(
+        False,
+        flag=True,
+        help="stop (exit 2) when the fine-tuned teacher is not clearly better than a constant prediction on the "
+        "selection split (default: warn and go on)",
+    )
     data: DataConfig = field(default_factory=DataConfig)
     student: StudentConfig = field(default_factory=StudentConfig)
     finetune: TrainConfig = field(default_factory=TrainConfig)
@@ -247,35 +287,85 @@ def preset_overrides(preset: Preset) -> dict[str, Any]:
     }
 
 
-_ENUMS: dict[str, type[Enum]] = {"Protocol": Protocol, "Search": Search, "Preset": Preset, "RungSignal": RungSignal}
+def field_types(cls: type) -> dict[str, Any]:
+    """The fields' real types (annotations are strings under ``from __future__ import annotations``)."""
+    return typing.get_type_hints(cls)
 
 
-def _coerce(value: Any, type_text: str, where: str) -> Any:
-    """Convert a flag / YAML value to a field's declared type (annotations are strings here)."""
-    base = str(type_text).replace(" | None", "")
+def base_type(typ: Any) -> Any:
+    """``X`` for ``X | None``; the type itself otherwise."""
+    args = [a for a in typing.get_args(typ) if a is not type(None)]
+    return args[0] if typing.get_origin(typ) in (typing.Union, types.UnionType) and len(args) == 1 else typ
+
+
+def _coerce(value: Any, typ: Any, where: str) -> Any:
+    """Convert a flag / YAML value to a field's type: enums by value, lists from 'a,b' or YAML lists."""
+    base = base_type(typ)
     if value is None:
         return None
     try:
-        if base in _ENUMS:
-            return _ENUMS[base](value)
-        if base.startswith("list["):
+        if isinstance(base, type) and issubclass(base, Enum):
+            return base(value)
+        if typing.get_origin(base) is list:
             items = value.split(",") if isinstance(value, str) else list(value)
-            inner = float if base == "list[float]" else str
+            inner = typing.get_args(base)[0]
             return [inner(v.strip() if isinstance(v, str) else v) for v in items if str(v).strip()]
-        if base == "int":
+        if base is int:
             if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
                 raise ValueError(value)
             return int(value)
-        if base == "float":
+        if base is float:
             out = float(value)
             if math.isnan(out):
                 raise ValueError(value)
             return out
-        if base == "bool":
+        if base is bool:
             return bool(value)
         return str(value)
     except (ValueError, TypeError):
-        raise StarkInputError(f"{where}: {value!r} is not a valid value ({base})") from None
+        name = getattr(base, "__name__", str(base))
+        raise StarkInputError(f"{where}: {value!r} is not a valid value ({name})") from None
+
+
+SECTIONS: dict[str, tuple[type, str]] = {
+    "": (RunConfig, ""),
+    "data": (DataConfig, ""),
+    "student": (StudentConfig, "student-"),
+    "sparsify": (SparsifyConfig, ""),
+    "search": (SearchConfig, ""),
+}
+"""Config sections with CLI flags, and the prefix of their flag names (``student.layers`` is ``--student-layers``)."""
+
+
+@dataclass(frozen=True)
+class CliField:
+    """One config field the CLI sets: where it lives, its flag, type, default and help (all from the dataclass)."""
+
+    path: str
+    flag: str
+    type: Any
+    default: Any
+    help: str
+    choices: tuple[str, ...] | None = None
+
+    @property
+    def dest(self) -> str:
+        return self.flag[2:].replace("-", "_")
+
+
+def cli_fields(section: str) -> list[CliField]:
+    """The flag-carrying fields of a section (``""`` is the run's own fields), in declaration order."""
+    cls, prefix = SECTIONS[section]
+    types_ = field_types(cls)
+    out = []
+    for f in dataclasses.fields(cls):
+        if not f.metadata.get("flag"):
+            continue
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        path = f"{section}.{f.name}" if section else f.name
+        flag = "--" + prefix + f.name.replace("_", "-")
+        out.append(CliField(path, flag, types_[f.name], default, f.metadata["help"], f.metadata.get("choices")))
+    return out
 
 
 def apply_overrides(obj: Any, overrides: dict[str, Any], where: str = "config") -> Any:
@@ -291,7 +381,7 @@ def apply_overrides(obj: Any, overrides: dict[str, Any], where: str = "config") 
                 raise StarkInputError(f"{where}.{key}: expected a mapping, got {value!r}")
             apply_overrides(current, value, f"{where}.{key}")
         else:
-            setattr(obj, name, _coerce(value, hints[name].type, f"{where}.{key}"))
+            setattr(obj, name, _coerce(value, field_types(type(obj))[name], f"{where}.{key}"))
     return obj
 
 
@@ -314,7 +404,7 @@ def build_config(recipe: dict[str, Any] | None = None, flags: dict[str, Any] | N
     """Preset, then recipe, then flags; validated."""
     recipe = dict(recipe or {})
     flags = dict(flags or {})
-    preset = _coerce(flags.get("preset") or recipe.get("preset") or "fast", "Preset", "preset")
+    preset = _coerce(flags.get("preset") or recipe.get("preset") or "fast", Preset, "preset")
     cfg = RunConfig(preset=preset)
     apply_overrides(cfg, preset_overrides(preset), "preset")
     apply_overrides(cfg, recipe, "recipe")

@@ -3,129 +3,94 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from stark.config import RunConfig, build_config, load_recipe
+from stark.config import SECTIONS, CliField, RunConfig, TrainConfig, base_type, build_config, cli_fields, load_recipe
 
 
-def _pct(text: str) -> float:
+def _number(text: str) -> float:
     try:
         return float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
 
 
+def _integer(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, list):
+        return ",".join(f"{v:g}" if isinstance(v, float | int) else str(v) for v in value)
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _add_field(group: argparse._ArgumentGroup, f: CliField, help_text: str | None = None) -> None:
+    """One flag from its config field: parser, choices and help (with the default) all come from the dataclass."""
+    base = base_type(f.type)
+    text = (help_text or f.help).replace("%", "%%")
+    if f.default not in (None, False, ""):
+        text += f" (default {_shown(f.default)})".replace("%", "%%")
+    if base is bool:
+        group.add_argument(f.flag, action="store_true", default=None, help=text)
+    elif isinstance(base, type) and issubclass(base, Enum):
+        group.add_argument(f.flag, choices=[e.value for e in base], help=text)
+    elif base is int:
+        group.add_argument(f.flag, type=_integer, help=text)
+    elif base is float:
+        group.add_argument(f.flag, type=_number, help=text)
+    else:  # strings, and lists given as 'a,b' (parsed by the config)
+        group.add_argument(f.flag, choices=f.choices, help=text)
+
+
+def _add_section(p: argparse.ArgumentParser, title: str, section: str, **help_overrides: str) -> None:
+    group = p.add_argument_group(title)
+    for f in cli_fields(section):
+        _add_field(group, f, help_overrides.get(f.dest))
+
+
 def add_data_args(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("data")
-    g.add_argument("--task", help="GLUE task: rte, mrpc, stsb, cola, sst2 (default rte)")
-    g.add_argument("--train", help="your own training file (.csv, .tsv, .jsonl, .json, .parquet) instead of --task")
-    g.add_argument("--dev", help="your own dev file (same format as --train)")
-    g.add_argument("--dataset", help="a datasets save_to_disk folder or a hub dataset name, instead of files")
-    g.add_argument("--dataset-config", help="--dataset: the hub dataset's configuration (e.g. sst2 of glue)")
-    g.add_argument("--train-split", help="--dataset: split to train on (default train)")
-    g.add_argument("--dev-split", help="--dataset: split to report on (default validation)")
-    g.add_argument("--text-cols", help="one or two text columns of your files, comma-separated: a[,b]")
-    g.add_argument("--label-col", help="label column of your files (any label strings, or numbers for regression)")
-    g.add_argument("--task-type", choices=["classification", "regression"], help="default: inferred from the labels")
-    g.add_argument("--max-length", type=int, help="tokens per example after truncation (default 128)")
-    g.add_argument("--max-train-samples", type=int, help="use a seeded random subset of N training examples")
-    g.add_argument("--max-eval-samples", type=int, help="use a seeded random subset of N dev examples")
-    g.add_argument("--select-fraction", type=float, help="share of train held out for selection (default 0.1)")
-    g.add_argument(
-        "--min-select",
-        type=int,
-        help="hold out at least N examples for selection, at most a quarter of train (default 300)",
-    )
-    g.add_argument(
-        "--protocol",
-        choices=["heldout", "reference"],
-        help="heldout (default): select on a held-out slice of train, dev only reported; "
-        "reference: dev for everything, as the reference code (leaks dev labels)",
-    )
+    _add_section(p, "data", "data")
 
 
-def add_run_args(p: argparse.ArgumentParser, out_help: str = "run folder (default runs/stark)") -> None:
-    g = p.add_argument_group("run")
-    g.add_argument("--out", help=out_help)
-    g.add_argument("--config", help="recipe YAML with the same options (flags override it)")
-    g.add_argument(
-        "--preset",
-        choices=["fast", "reference"],
-        help="fast (default): CPU-sized epochs; reference: METHOD.md hyper-parameters",
-    )
-    g.add_argument("--seed", type=int, help="random seed (default 776)")
-    g.add_argument(
-        "--require-teacher-learned",
-        action="store_true",
-        default=None,
-        help="stop when the fine-tuned teacher is not clearly better than a constant prediction (default: warn)",
-    )
-    g.add_argument("--teacher", help="pretrained encoder: local HF dir, hub id, or 'minilm' (bundled, default)")
+def add_run_args(p: argparse.ArgumentParser, out_help: str | None = None) -> None:
+    _add_section(p, "run", "", **({"out": out_help} if out_help else {}))
+    p.add_argument("--config", help="recipe YAML with the same options (flags override it)")
 
 
 def add_train_args(p: argparse.ArgumentParser) -> None:
+    # These set both training stages at once (or one of them): not one field each, so written here.
     g = p.add_argument_group("training")
-    g.add_argument("--epochs", type=float, help="epochs for both fine-tuning and distillation")
-    g.add_argument("--teacher-epochs", type=float, help="fine-tuning epochs (overrides --epochs)")
-    g.add_argument("--student-epochs", type=float, help="distillation epochs (overrides --epochs)")
-    g.add_argument("--batch-size", type=int, help="training batch size per process")
-    g.add_argument("--lr", type=float, help="learning rate for both fine-tuning and distillation")
-    g.add_argument("--mixed-precision", choices=["no", "fp16", "bf16"], help="passed to accelerate")
+    helps = {f.name: f.metadata["help"] for f in dataclasses.fields(TrainConfig)}
+    g.add_argument(
+        "--epochs", type=_number, help="epochs for both fine-tuning and distillation (default: the preset's)"
+    )
+    g.add_argument("--teacher-epochs", type=_number, help="fine-tuning epochs (overrides --epochs)")
+    g.add_argument("--student-epochs", type=_number, help="distillation epochs (overrides --epochs)")
+    g.add_argument("--batch-size", type=_integer, help=helps["batch_size"] + ", both stages")
+    g.add_argument("--lr", type=_number, help=helps["lr"] + " for both fine-tuning and distillation")
+    mp = next(f for f in dataclasses.fields(TrainConfig) if f.name == "mixed_precision")
+    g.add_argument("--mixed-precision", choices=mp.metadata["choices"], help=helps["mixed_precision"])
 
 
 def add_student_args(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("student")
-    g.add_argument(
-        "--student-layers", type=int, help="layer-dropped student: the teacher's bottom K layers (default 2)"
-    )
-    g.add_argument(
-        "--student-sparsity",
-        type=_pct,
-        help="parameter-pruned student: drop S%% of heads and neurons by expressive score",
-    )
+    _add_section(p, "student", "student")
 
 
 def add_sparsify_args(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("sparse teachers")
-    g.add_argument("--lam", type=float, help="S = lam * expressiveness + (1 - lam) * friendliness (default 0.5)")
-    g.add_argument("--sparsities", help="teacher sparsity levels in percent, comma-separated (default 0,10,...,90)")
-    g.add_argument(
-        "--score-examples",
-        type=int,
-        help="score on the selection split topped up from train to N examples (default 0: selection only)",
-    )
-    g.add_argument(
-        "--save-teachers",
-        action="store_true",
-        default=None,
-        help="stark run: write every sparse teacher's weights to teachers/s<P>/ (default: only the chosen one)",
-    )
-    g.add_argument(
-        "--teachers-on-dev",
-        action="store_true",
-        default=None,
-        help="stark run: evaluate every sparse teacher on dev (default: selection split; dev for the chosen one)",
-    )
+    _add_section(p, "sparse teachers", "sparsify")
 
 
 def add_search_args(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("choosing the sparsity")
-    g.add_argument(
-        "--search",
-        choices=["halving", "full", "proxy"],
-        help="halving (default): successive halving on the selection split; full: every level to the end; "
-        "proxy: halving among the --proxy-top levels a forward-pass signal ranks best",
-    )
-    g.add_argument("--seeds", type=int, help="student runs per level; the table shows mean and std (default 1)")
-    g.add_argument(
-        "--rung-signal",
-        choices=["loss", "metric"],
-        help="halving: rank candidates by the selection task loss (default) or the main metric",
-    )
-    g.add_argument("--min-budget", type=float, help="halving: first rung's share of the student budget (default 1/12)")
-    g.add_argument("--eta", type=int, help="halving: keep 1/eta of the candidates per rung (default 3)")
-    g.add_argument("--proxy-top", type=int, help="proxy search: levels passed on to halving (default 3)")
+    _add_section(p, "choosing the sparsity", "search")
 
 
 def flags_from_args(args: argparse.Namespace) -> dict[str, Any]:
@@ -142,46 +107,14 @@ def flags_from_args(args: argparse.Namespace) -> dict[str, Any]:
             node = node.setdefault(key, {})
         node[leaf] = value
 
-    for name in ("teacher", "out", "seed", "preset", "require_teacher_learned"):
-        put(name, get(name))
-    for name in (
-        "task",
-        "train",
-        "dev",
-        "dataset",
-        "dataset_config",
-        "train_split",
-        "dev_split",
-        "label_col",
-        "task_type",
-        "max_length",
-        "max_train_samples",
-        "max_eval_samples",
-        "select_fraction",
-        "min_select",
-        "protocol",
-    ):
-        put(f"data.{name}", get(name))
-    put("data.text_cols", get("text_cols"))
+    for section in SECTIONS:
+        for f in cli_fields(section):
+            put(f.path, get(f.dest))
     if get("train") is not None or get("dataset") is not None:
         put("data.task", "custom")
     if get("student_sparsity") is not None:
-        put("student.sparsity", get("student_sparsity"))
-        put("student.layers", get("student_layers"))
+        # A pruned student is not also layer-dropped unless both are asked for.
         flags.setdefault("student", {}).setdefault("layers", None)
-    else:
-        put("student.layers", get("student_layers"))
-    put("sparsify.lam", get("lam"))
-    put("sparsify.sparsities", get("sparsities"))
-    put("sparsify.score_examples", get("score_examples"))
-    put("sparsify.save_teachers", get("save_teachers"))
-    put("sparsify.teachers_on_dev", get("teachers_on_dev"))
-    put("search.search", get("search"))
-    put("search.seeds", get("seeds"))
-    put("search.rung_signal", get("rung_signal"))
-    put("search.min_budget", get("min_budget"))
-    put("search.eta", get("eta"))
-    put("search.proxy_top", get("proxy_top"))
     for stage, specific in (("finetune", "teacher_epochs"), ("distill", "student_epochs")):
         put(f"{stage}.epochs", get(specific) if get(specific) is not None else get("epochs"))
         put(f"{stage}.batch_size", get("batch_size"))
