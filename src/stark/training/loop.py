@@ -25,6 +25,7 @@ from stark.metrics import better
 from stark.models import save_model
 from stark.training import checkpoint
 from stark.training.checkpoint import ParkedRun, Standing
+from stark.training.embedding_grad import EmbeddingGrad
 from stark.training.evaluation import evaluate
 from stark.training.log import RunLog, progress_enabled
 from stark.training.optim import make_optimizer, make_scheduler
@@ -115,6 +116,7 @@ class _Run:
     prior_wall: float
     saved_step: int | None
     """Step of the last checkpoint this run can fall back to (None: none yet)."""
+    embedding_grad: EmbeddingGrad
 
     @property
     def main(self) -> bool:
@@ -175,6 +177,7 @@ def fit(
                     break
         current = _current_metrics(run, state)
     finally:
+        run.embedding_grad.close()
         bar.close()
         run.log.close()
         _forget(run.accelerator, run.model, run.optimizer)
@@ -244,6 +247,8 @@ def _start(model, data, cfg, work_dir, teacher_logits, budget, accelerator, fact
         started=started,
         prior_wall=state.wall_s,
         saved_step=resume_step,
+        # One process on the CPU: the exact row-wise embedding gradient (DDP and GPU kernels keep theirs).
+        embedding_grad=EmbeddingGrad(model, enabled=world == 1 and accelerator.device.type == "cpu"),
     )
     return run, state
 
@@ -283,7 +288,7 @@ def _train_step(run: _Run, step: int, indices: list[int], weight: float) -> torc
         raise _diverged(run, step, f"the gradient norm is {float(grad_norm)}")
     run.optimizer.step()
     run.scheduler.step()
-    run.optimizer.zero_grad(set_to_none=True)
+    run.embedding_grad.zero_grad(run.optimizer, batch["input_ids"])
     # The global batch's mean loss (what one process with the global batch would log).
     return loss.detach() if world == 1 else run.accelerator.reduce(loss.detach() * weight, "mean")
 
