@@ -76,8 +76,9 @@ def discover_models(run_dir: Path) -> list[BenchModel]:
         if _is_model(d):
             sparse.append(BenchModel(d.name, f"teacher {level:g}% sparse", level, d))
     models += sorted(sparse, key=lambda m: m.sparsity)
-    if _is_model(run_dir / "trial_student"):
-        models.append(BenchModel("student", "student (trial KD)", None, run_dir / "trial_student"))
+    trial = RunDir(run_dir).trial
+    if _is_model(trial):
+        models.append(BenchModel("student", "student (trial KD)", None, trial))
     return models
 
 

@@ -60,7 +60,7 @@ from stark.training import (
 from stark.training.checkpoint import standing
 
 RunPaths = RunDir
-"""Kept for callers of the old name."""
+"""Kept for callers of the old name (the run folder's layout is ``stark.rundir.RunDir``)."""
 
 
 @dataclass
@@ -129,7 +129,7 @@ class Rewinder:
         self,
         cfg: RunConfig,
         data: TaskData,
-        paths: RunPaths,
+        paths: RunDir,
         student_init: Path,
         clock: Clock,
         accelerator=None,
@@ -208,7 +208,7 @@ class Rewinder:
 
 
 def _proxy_candidates(
-    cfg: RunConfig, data: TaskData, paths: RunPaths, teachers: SparseTeachers, levels: list[float], accelerator=None
+    cfg: RunConfig, data: TaskData, paths: RunDir, teachers: SparseTeachers, levels: list[float], accelerator=None
 ) -> tuple[list[float], list[dict]]:
     """The ``proxy_top`` sparse levels whose teachers the trial student already follows best (soft-KD gap
     on the selection split, forward passes only), and a log entry with every level's signals."""
@@ -271,13 +271,13 @@ def run(cfg: RunConfig, accelerator=None, progress: bool = True) -> dict:
 
 def _run(cfg: RunConfig, data: TaskData, accelerator, start: float) -> dict:
     out = Path(cfg.out)
-    paths = RunPaths(out)
+    paths = RunDir(out)
     clock = Clock()
 
     teacher_dir = _timed_stage(clock, "finetune", paths.teacher, lambda: finetune_teacher(cfg, data, out, accelerator))
     check = check_teacher_learned(cfg, data, teacher_dir, accelerator)
     student_init = _timed_stage(
-        clock, "student", out / "student_init", lambda: build_student(cfg, data, teacher_dir, out, accelerator)
+        clock, "student", paths.student_init, lambda: build_student(cfg, data, teacher_dir, out, accelerator)
     )
 
     # Trial distillation = the vanilla-KD student (dense teacher, seed 0); needed for friendliness.
@@ -287,7 +287,7 @@ def _run(cfg: RunConfig, data: TaskData, accelerator, start: float) -> dict:
     rewinder.train_seed(0, 0, rewinder.total_steps)
 
     scores_dir = _timed_stage(
-        clock, "score", out / "scores", lambda: score(cfg, data, teacher_dir, paths.trial, out, accelerator)
+        clock, "score", paths.scores, lambda: score(cfg, data, teacher_dir, paths.trial, out, accelerator)
     )
     t0 = time.perf_counter()
     teachers, teacher_dirs = sparsify_teachers(
@@ -364,7 +364,7 @@ def check_teacher_learned(cfg: RunConfig, data: TaskData, teacher_dir: Path, acc
 
 
 def _level_record(
-    cfg: RunConfig, data: TaskData, paths: RunPaths, level: float, teacher_dir: Path, rewinder: Rewinder
+    cfg: RunConfig, data: TaskData, paths: RunDir, level: float, teacher_dir: Path, rewinder: Rewinder
 ) -> dict:
     main = data.spec.main_metric
     t_metrics = read_metrics(teacher_dir)
@@ -411,7 +411,7 @@ def _level_record(
     return record
 
 
-def choose(cfg: RunConfig, data: TaskData, paths: RunPaths, finalists: list[float], accelerator=None) -> Choice | None:
+def choose(cfg: RunConfig, data: TaskData, paths: RunDir, finalists: list[float], accelerator=None) -> Choice | None:
     """The best sparse finalist by mean selection metric (ties: lower selection loss), kept only when it
     leads vanilla KD (0 %) by more than a paired-bootstrap standard error on the selection split.
     Only levels whose every seed reached the full budget are eligible."""
@@ -460,7 +460,7 @@ class Outcome:
 
 
 def summarize(
-    cfg: RunConfig, data: TaskData, paths: RunPaths, rewinder: Rewinder, outcome: Outcome, clock: Clock, start: float
+    cfg: RunConfig, data: TaskData, paths: RunDir, rewinder: Rewinder, outcome: Outcome, clock: Clock, start: float
 ) -> dict:
     teacher_dirs, choice, check, finalists = outcome.teacher_dirs, outcome.choice, outcome.check, outcome.finalists
     levels = [_level_record(cfg, data, paths, lv, teacher_dirs[lv], rewinder) for lv in sorted(teacher_dirs)]
@@ -478,7 +478,7 @@ def summarize(
         "task": data.spec.name,
         "metric": data.spec.main_metric,
         "teacher": cfg.teacher,
-        "student": read_metrics(paths.out / "student_init")["student"],
+        "student": read_metrics(paths.student_init)["student"],
         "lam": cfg.sparsify.lam,
         "protocol": cfg.data.protocol.value,
         "search": cfg.search.search.value,

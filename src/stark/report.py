@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from stark.rundir import RunDir, replace_atomically, write_text
+
 FIGURES = "figures"
 NEURON_BUCKETS = 32
 """Columns of the neuron heat-map: each layer's neurons, sorted by S, split into this many equal groups."""
@@ -69,8 +71,6 @@ def _read_json(path: Path) -> dict | None:
 
 def sparse_teacher_widths(run_dir: Path) -> dict[float, dict]:
     """``teachers/s*/metrics.json`` by sparsity (percent); folders without metrics are skipped."""
-    from stark.rundir import RunDir
-
     out = {}
     for level, d in RunDir(Path(run_dir)).sparse_teachers():
         m = _read_json(d / "metrics.json")
@@ -93,7 +93,7 @@ def _dense_shape(run_dir: Path, widths: dict[float, dict]) -> tuple[int, int, in
 
 
 def _load_scores(run_dir: Path):
-    path = Path(run_dir) / "scores" / "scores.safetensors"
+    path = RunDir(Path(run_dir)).scores / "scores.safetensors"
     if not path.is_file():
         return None
     from stark.scores import TeacherScores
@@ -115,8 +115,6 @@ def _figure(width: float, height: float):
 
 def _save(fig, path: Path) -> Path:
     # Write-then-rename: a report open in a viewer never shows a half-written image.
-    from stark.rundir import replace_atomically
-
     return replace_atomically(path, lambda tmp: fig.savefig(tmp, format="png"))
 
 
@@ -460,9 +458,9 @@ def write_report(run_dir: Path, summary: dict, html: bool = True) -> Path:
     if notes:
         lines += ["## Notes", "", *[f"- {n}" for n in notes], ""]
     text = "\n".join(lines)
-    path = _write_text(run_dir / "report.md", text)
+    path = write_text(run_dir / "report.md", text)
     if html:
-        _write_text(run_dir / "report.html", markdown_to_html(text, run_dir, f"stark run: {summary['task']}"))
+        write_text(run_dir / "report.html", markdown_to_html(text, run_dir, f"stark run: {summary['task']}"))
     return path
 
 
@@ -549,12 +547,6 @@ def _time_section(summary: dict) -> list[str]:
         f"(one full KD run = {summary['kd_full_run_epochs']:g}).",
         "",
     ]
-
-
-def _write_text(path: Path, text: str) -> Path:
-    from stark.rundir import write_text
-
-    return write_text(path, text)
 
 
 # ------------------------------------------------------------------------------------------------- html

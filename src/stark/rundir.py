@@ -23,8 +23,6 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
-
 
 def level_name(sparsity: float) -> str:
     """The folder / key name of a teacher sparsity level: ``s50`` for 50 %, ``s12.5`` for 12.5 %."""
@@ -119,6 +117,8 @@ def write_json(path: Path, obj: dict) -> Path:
 
 
 def _json_default(obj):
+    import numpy as np  # only when a value needs it: the CLI imports this module before anything heavy
+
     if isinstance(obj, Path):
         return str(obj)
     if isinstance(obj, (np.floating, np.integer)):

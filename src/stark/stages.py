@@ -33,7 +33,7 @@ from stark.data import (
 from stark.errors import StarkInputError
 from stark.models import count_parameters, encoder_flops, layer_widths, load_model, load_tokenizer, save_model
 from stark.pruning import drop_layers, reorder_model, sparsify, sparsity_map
-from stark.rundir import finalize, is_done, level_name, read_metrics, replace_atomically, work_dir_of, write_json
+from stark.rundir import RunDir, finalize, is_done, read_metrics, replace_atomically, work_dir_of, write_json
 from stark.scores import TeacherScores, score_teacher
 from stark.training import Budget, FitResult, TrainConfig, evaluate, fit, on_device, predict
 from stark.training.checkpoint import checkpoint_step
@@ -290,7 +290,7 @@ def build_student(cfg: RunConfig, data: TaskData, teacher_dir: Path, out: Path, 
 
     Every process computes the (deterministic) student; only the main one writes it.
     """
-    out_dir = Path(out) / "student_init"
+    out_dir = RunDir(Path(out)).student_init
     if is_done(out_dir):
         return out_dir
     start = time.perf_counter()
@@ -384,7 +384,7 @@ def score(
     cfg: RunConfig, data: TaskData, teacher_dir: Path, trial_dir: Path | None, out: Path, accelerator=None
 ) -> Path:
     """Stage 4: expressiveness and (given a trial student) friendliness of every head and neuron."""
-    out_dir = Path(out) / "scores"
+    out_dir = RunDir(Path(out)).scores
     if is_done(out_dir):
         return out_dir
     start = time.perf_counter()
@@ -476,7 +476,7 @@ def sparsify_teachers(
     teachers = SparseTeachers(cfg, teacher_dir, scores_dir)
     dirs: dict[float, Path] = {}
     for level in cfg.sparsify.sparsities:
-        out_dir = Path(out) / "teachers" / level_name(level)
+        out_dir = RunDir(Path(out)).sparse_teacher(level)
         dirs[level] = out_dir
         if is_done(out_dir) and (teacher_saved(out_dir) or not save) and ("dev" in read_metrics(out_dir) or not dev):
             continue

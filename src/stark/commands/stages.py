@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from stark.commands import common
 from stark.errors import StarkInputError
+from stark.rundir import RunDir
 
 if TYPE_CHECKING:  # imported lazily at run time: `stark --help` should not load torch
     from accelerate import Accelerator
@@ -195,7 +196,7 @@ def run_distill(args: argparse.Namespace) -> int:
 
     cfg, data, out = _checked(args)
     student = _require_model(
-        Path(args.student_dir) if args.student_dir else out / "student_init", "student", "run stark student first"
+        Path(args.student_dir) if args.student_dir else RunDir(out).student_init, "student", "run stark student first"
     )
     teacher = _teacher_dir(args, out)
     with _locked(cfg, data, out) as acc:
@@ -213,7 +214,7 @@ def run_score(args: argparse.Namespace) -> int:
     cfg, data, out = _checked(args)
     teacher = _teacher_dir(args, out)
     trial = _require_model(
-        Path(args.student_dir) if args.student_dir else out / "trial_student",
+        Path(args.student_dir) if args.student_dir else RunDir(out).trial,
         "trial student",
         "run stark distill first",
     )
@@ -233,7 +234,7 @@ def run_sparsify(args: argparse.Namespace) -> int:
         raise StarkInputError(f"--level {args.level:g} is out of range: use 0 to 95 (percent)")
     cfg, data, out = _checked(args)
     teacher = _teacher_dir(args, out)
-    scores = _require_scores(Path(args.scores_dir) if args.scores_dir else out / "scores")
+    scores = _require_scores(Path(args.scores_dir) if args.scores_dir else RunDir(out).scores)
     # --level narrows this command only: the config saved in the run folder keeps the run's levels.
     stage_cfg = cfg if args.level is None else replace(cfg, sparsify=replace(cfg.sparsify, sparsities=[args.level]))
     with _locked(cfg, data, out) as acc:
@@ -261,8 +262,8 @@ def run_rewind(args: argparse.Namespace) -> int:
         ("trial_student", "stark distill"),
     ):
         _require_model(out / name, name, f"run {hint} first (or stark run)")
-    _require(out / "scores", "scores", "run stark score first (or stark run)")
-    _require_scores(out / "scores")
+    _require(RunDir(out).scores, "scores", "run stark score first (or stark run)")
+    _require_scores(RunDir(out).scores)
     from stark.pipeline import make_accelerator
 
     acc = make_accelerator(cfg.distill.mixed_precision)
