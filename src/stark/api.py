@@ -39,17 +39,20 @@ class RunResult:
 
     @classmethod
     def from_summary(cls, summary: dict[str, Any]) -> RunResult:
-        m = summary["metric"]
-        chosen = next((lv for lv in summary["levels"] if lv["teacher_sparsity"] == summary["chosen_sparsity"]), None)
-        vanilla = (summary.get("vanilla_kd") or {}).get("student_dev") or {}
-        teacher = (summary.get("teacher_dense") or {}).get("dev") or {}
+        from stark.records import RunSummary
+
+        typed = RunSummary.from_dict(summary)
+        m = typed.metric
+        chosen = typed.level(typed.chosen_sparsity)
+        vanilla = typed.vanilla_kd.get("student_dev") or {}
+        teacher = typed.teacher_dense.get("dev") or {}
         return cls(
-            out=Path(summary["config"]["out"]),
+            out=Path(typed.config["out"]),
             metric=m,
-            chosen_sparsity=summary["chosen_sparsity"],
-            reason=summary.get("chosen_reason", ""),
-            student_dir=Path(chosen["student_dir"]) if chosen and chosen.get("student_dir") else None,
-            student_dev=chosen.get("student_dev_mean") if chosen else None,
+            chosen_sparsity=typed.chosen_sparsity,
+            reason=typed.chosen_reason,
+            student_dir=Path(chosen.student_dir) if chosen and chosen.student_dir else None,
+            student_dev=chosen.student_dev_mean if chosen else None,
             vanilla_kd_dev=vanilla.get(m),
             teacher_dev=teacher.get(m),
             summary=summary,

@@ -25,6 +25,7 @@ from stark.config import RunConfig, Search, to_dict
 from stark.errors import StarkInputError
 from stark.lock import RunLock
 from stark.models import load_config, load_model
+from stark.records import LevelRecord, RunSummary, SeedRecord
 from stark.rundir import RunDir, is_done, level_name, read_metrics, work_dir_of, write_json, write_text
 from stark.search import Choice, RungScore, RungSignal, decide, paired_bootstrap, rank, successive_halving
 from stark.stages import (
@@ -363,52 +364,51 @@ def check_teacher_learned(cfg: RunConfig, data: TaskData, teacher_dir: Path, acc
     return check
 
 
+def _seed_record(cfg: RunConfig, sdir: Path, main: str, total_steps: int) -> SeedRecord | None:
+    """One student of a level: finished, stopped early by the search (no dev), or never started (None)."""
+    if is_done(sdir):
+        m = read_metrics(sdir)
+        return SeedRecord(str(sdir), m["select"], m["dev"], m["epochs"], finished=True)
+    best = work_dir_of(sdir) / "best"
+    state = standing(work_dir_of(sdir))
+    if not best.is_dir() or state is None:
+        return None
+    # Eliminated early by the search: its selection score and budget. It is not evaluated on dev:
+    # a student stopped after a fraction of an epoch says nothing a reader should compare.
+    epochs = state.step / max(1, total_steps) * cfg.distill.epochs
+    return SeedRecord(str(best), _better(state.best, state.current, main), None, epochs, finished=False)
+
+
 def _level_record(
     cfg: RunConfig, data: TaskData, paths: RunDir, level: float, teacher_dir: Path, rewinder: Rewinder
-) -> dict:
+) -> LevelRecord:
     main = data.spec.main_metric
     t_metrics = read_metrics(teacher_dir)
     if level == 0 and t_metrics.get("dev") is None:
         # The 0 % teacher is the dense one, whose dev metric is known from fine-tuning.
         t_metrics = {**t_metrics, "dev": read_metrics(paths.teacher).get("dev")}
-    seeds = []
-    for k in range(cfg.search.seeds):
-        sdir = paths.student(level, k)
-        if is_done(sdir):
-            m = read_metrics(sdir)
-            seeds.append(
-                {"dir": str(sdir), "select": m["select"], "dev": m["dev"], "epochs": m["epochs"], "finished": True}
-            )
-            continue
-        best = work_dir_of(sdir) / "best"
-        state = standing(work_dir_of(sdir))
-        if not best.is_dir() or state is None:
-            continue
-        # Eliminated early by the search: its selection score and budget. It is not evaluated on dev:
-        # a student stopped after a fraction of an epoch says nothing a reader should compare.
-        epochs = state.step / max(1, rewinder.total_steps) * cfg.distill.epochs
-        select = _better(state.best, state.current, main)
-        seeds.append({"dir": str(best), "select": select, "dev": None, "epochs": epochs, "finished": False})
-    dev_main = [s["dev"][main] for s in seeds if s["dev"] is not None]
-    record = {
-        "teacher_sparsity": level,
-        "teacher_dir": str(teacher_dir),
-        "teacher_saved": teacher_saved(teacher_dir),
-        "teacher_dev": t_metrics.get("dev"),
-        "teacher_select": t_metrics.get("select"),
-        "teacher_params": t_metrics.get("encoder_params"),
-        "teacher_gflops_seq128": t_metrics.get("encoder_gflops_seq128"),
-        "student_dir": seeds[0]["dir"] if seeds else None,
-        "student_dev": seeds[0]["dev"] if seeds else None,
-        "student_select": seeds[0]["select"] if seeds else None,
-        "student_epochs": statistics.fmean(s["epochs"] for s in seeds) if seeds else 0.0,
-        "student_full_budget": bool(seeds) and all(s["finished"] for s in seeds),
-        "student_dev_mean": statistics.fmean(dev_main) if dev_main else None,
-        "student_dev_std": statistics.stdev(dev_main) if len(dev_main) > 1 else 0.0,
-        "student_select_mean": statistics.fmean(s["select"][main] for s in seeds) if seeds else None,
-        "seeds": seeds,
-    }
-    return record
+    found = [_seed_record(cfg, paths.student(level, k), main, rewinder.total_steps) for k in range(cfg.search.seeds)]
+    seeds = [s for s in found if s is not None]
+    dev_main = [s.dev[main] for s in seeds if s.dev is not None]
+    first = seeds[0] if seeds else None
+    return LevelRecord(
+        teacher_sparsity=level,
+        teacher_dir=str(teacher_dir),
+        teacher_saved=teacher_saved(teacher_dir),
+        teacher_dev=t_metrics.get("dev"),
+        teacher_select=t_metrics.get("select"),
+        teacher_params=t_metrics.get("encoder_params"),
+        teacher_gflops_seq128=t_metrics.get("encoder_gflops_seq128"),
+        student_dir=first.dir if first else None,
+        student_dev=first.dev if first else None,
+        student_select=first.select if first else None,
+        student_epochs=statistics.fmean(s.epochs for s in seeds) if seeds else 0.0,
+        student_full_budget=bool(seeds) and all(s.finished for s in seeds),
+        student_dev_mean=statistics.fmean(dev_main) if dev_main else None,
+        student_dev_std=statistics.stdev(dev_main) if len(dev_main) > 1 else 0.0,
+        student_select_mean=statistics.fmean(s.select[main] for s in seeds) if seeds else None,
+        seeds=seeds,
+    )
 
 
 def choose(cfg: RunConfig, data: TaskData, paths: RunDir, finalists: list[float], accelerator=None) -> Choice | None:
@@ -462,45 +462,47 @@ class Outcome:
 def summarize(
     cfg: RunConfig, data: TaskData, paths: RunDir, rewinder: Rewinder, outcome: Outcome, clock: Clock, start: float
 ) -> dict:
-    teacher_dirs, choice, check, finalists = outcome.teacher_dirs, outcome.choice, outcome.check, outcome.finalists
-    levels = [_level_record(cfg, data, paths, lv, teacher_dirs[lv], rewinder) for lv in sorted(teacher_dirs)]
-    chosen = None if choice is None else next((r for r in levels if r["teacher_sparsity"] == choice.chosen), None)
-    trial = read_metrics(paths.trial)
-    student_epochs = sum(s["epochs"] for r in levels for s in r["seeds"])
-    if not any(r["teacher_sparsity"] == 0 for r in levels):
+    """The run's summary (what ``summary.json`` holds), as the JSON-ready dict of a ``RunSummary``."""
+    choice, finalists = outcome.choice, outcome.finalists
+    levels = [
+        _level_record(cfg, data, paths, lv, outcome.teacher_dirs[lv], rewinder) for lv in sorted(outcome.teacher_dirs)
+    ]
+    chosen = None if choice is None else next((r for r in levels if r.teacher_sparsity == choice.chosen), None)
+    trial, teacher = read_metrics(paths.trial), read_metrics(paths.teacher)
+    student_epochs = sum(s.epochs for r in levels for s in r.seeds)
+    if not any(r.teacher_sparsity == 0 for r in levels):
         student_epochs += trial["epochs"]
     select_split = "dev" if cfg.data.protocol.value == "reference" else "held-out selection"
     unchosen = (  # no finalist reached the full budget
         f"highest mean {data.spec.main_metric} on the {select_split} "
         f"split among levels trained to the full budget ({', '.join(f'{f:g}%' for f in finalists)})"
     )
-    summary = {
-        "task": data.spec.name,
-        "metric": data.spec.main_metric,
-        "teacher": cfg.teacher,
-        "student": read_metrics(paths.student_init)["student"],
-        "lam": cfg.sparsify.lam,
-        "protocol": cfg.data.protocol.value,
-        "search": cfg.search.search.value,
-        "seeds": cfg.search.seeds,
-        "chosen_sparsity": chosen["teacher_sparsity"] if chosen else None,
-        "chosen_reason": choice.reason if choice is not None else unchosen,
-        "teacher_check": check.to_dict(),
-        "majority_dev": constant_metrics(data.spec, data.train.labels, data.dev.labels),
-        "majority_select": constant_metrics(data.spec, data.train.labels, data.select.labels),
-        "vanilla_kd": {"student_dev": trial["dev"], "student_select": trial["select"]},
-        "teacher_dense": {"dev": read_metrics(paths.teacher)["dev"], "select": read_metrics(paths.teacher)["select"]},
-        "levels": levels,
-        "search_rungs": outcome.search_log,
-        "kd_student_epochs": student_epochs,
-        "kd_full_run_epochs": cfg.distill.epochs,
-        "stage_wall_s": clock.stages,
-        "total_wall_s": time.perf_counter() - start,
-        "examples": {"train": len(data.train), "select": len(data.select), "dev": len(data.dev)},
-        "config": to_dict(cfg),
-        "versions": versions(),
-        "threads": torch.get_num_threads(),
-    }
-    if choice is not None:
-        summary["choice"] = choice.to_dict()
-    return summary
+    summary = RunSummary(
+        task=data.spec.name,
+        metric=data.spec.main_metric,
+        teacher=cfg.teacher,
+        student=read_metrics(paths.student_init)["student"],
+        lam=cfg.sparsify.lam,
+        protocol=cfg.data.protocol.value,
+        search=cfg.search.search.value,
+        seeds=cfg.search.seeds,
+        chosen_sparsity=chosen.teacher_sparsity if chosen else None,
+        chosen_reason=choice.reason if choice is not None else unchosen,
+        teacher_check=outcome.check.to_dict(),
+        majority_dev=constant_metrics(data.spec, data.train.labels, data.dev.labels),
+        majority_select=constant_metrics(data.spec, data.train.labels, data.select.labels),
+        vanilla_kd={"student_dev": trial["dev"], "student_select": trial["select"]},
+        teacher_dense={"dev": teacher["dev"], "select": teacher["select"]},
+        levels=levels,
+        search_rungs=outcome.search_log,
+        kd_student_epochs=student_epochs,
+        kd_full_run_epochs=cfg.distill.epochs,
+        stage_wall_s=clock.stages,
+        total_wall_s=time.perf_counter() - start,
+        examples={"train": len(data.train), "select": len(data.select), "dev": len(data.dev)},
+        config=to_dict(cfg),
+        versions=versions(),
+        threads=torch.get_num_threads(),
+        choice=choice.to_dict() if choice is not None else None,
+    )
+    return summary.to_dict()

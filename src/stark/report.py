@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from stark.records import RunSummary
 from stark.rundir import RunDir, replace_atomically, write_text
 
 FIGURES = "figures"
@@ -36,25 +37,26 @@ def _fmt(metrics: dict | None, key: str) -> str:
     return f"{100 * metrics[key]:.2f}"
 
 
-def results_table(summary: dict) -> str:
+def results_table(summary: RunSummary | dict) -> str:
     """The table printed at the end of ``stark run``: one row per teacher sparsity."""
-    m = summary["metric"]
-    multi = summary.get("seeds", 1) > 1
+    summary = RunSummary.coerce(summary)
+    m = summary.metric
+    multi = summary.seeds > 1
     head = (
         f"| teacher sparsity | teacher select {m} | teacher dev {m} | student dev {m} | student select {m} "
         "| student epochs | chosen |"
     )
     rows = [head, "|---:|---:|---:|---:|---:|---:|:---:|"]
-    for lv in summary["levels"]:
-        if multi and lv["student_dev_mean"] is not None:
-            student = f"{100 * lv['student_dev_mean']:.2f} ± {100 * lv['student_dev_std']:.2f}"
+    for lv in summary.levels:
+        if multi and lv.student_dev_mean is not None:
+            student = f"{100 * lv.student_dev_mean:.2f} ± {100 * lv.student_dev_std:.2f}"
         else:
-            student = _fmt(lv["student_dev"], m)
-        sel = f"{100 * lv['student_select_mean']:.2f}" if lv["student_select_mean"] is not None else "-"
-        mark = "**<-**" if lv["teacher_sparsity"] == summary["chosen_sparsity"] else ""
-        budget = f"{lv['student_epochs']:.2f}" + ("" if lv["student_full_budget"] else " (stopped by search)")
-        label = f"{lv['teacher_sparsity']:g}%" + (" (vanilla KD)" if lv["teacher_sparsity"] == 0 else "")
-        t_sel, t_dev = _fmt(lv.get("teacher_select"), m), _fmt(lv.get("teacher_dev"), m)
+            student = _fmt(lv.student_dev, m)
+        sel = f"{100 * lv.student_select_mean:.2f}" if lv.student_select_mean is not None else "-"
+        mark = "**<-**" if lv.teacher_sparsity == summary.chosen_sparsity else ""
+        budget = f"{lv.student_epochs:.2f}" + ("" if lv.student_full_budget else " (stopped by search)")
+        label = f"{lv.teacher_sparsity:g}%" + (" (vanilla KD)" if lv.teacher_sparsity == 0 else "")
+        t_sel, t_dev = _fmt(lv.teacher_select, m), _fmt(lv.teacher_dev, m)
         rows.append(f"| {label} | {t_sel} | {t_dev} | {student} | {sel} | {budget} | {mark} |")
     return "\n".join(rows)
 
@@ -118,44 +120,45 @@ def _save(fig, path: Path) -> Path:
     return replace_atomically(path, lambda tmp: fig.savefig(tmp, format="png"))
 
 
-def plot_student_vs_sparsity(summary: dict, path: Path) -> Path:
+def plot_student_vs_sparsity(summary: RunSummary | dict, path: Path) -> Path:
     """Student dev (full-budget levels) and selection metric against teacher sparsity, the sparse
     teachers' metrics beside, the choice marked. Levels the search stopped early have no dev point."""
-    m = summary["metric"]
-    levels = [lv for lv in summary["levels"] if lv.get("student_dev_mean") is not None]
+    summary = RunSummary.coerce(summary)
+    m = summary.metric
+    levels = [lv for lv in summary.levels if lv.student_dev_mean is not None]
     fig = _figure(9.5, 4.2)
     ax = fig.add_subplot()
-    x = np.array([lv["teacher_sparsity"] for lv in levels], dtype=float)
-    dev = np.array([100 * lv["student_dev_mean"] for lv in levels])
-    std = np.array([100 * (lv.get("student_dev_std") or 0.0) for lv in levels])
-    full = np.array([bool(lv.get("student_full_budget", True)) for lv in levels])
+    x = np.array([lv.teacher_sparsity for lv in levels], dtype=float)
+    dev = np.array([100 * lv.student_dev_mean for lv in levels])
+    std = np.array([100 * (lv.student_dev_std or 0.0) for lv in levels])
+    full = np.array([bool(lv.student_full_budget) for lv in levels])
     ax.errorbar(x, dev, yerr=std if std.any() else None, color="C0", lw=2, capsize=3, label=f"student dev {m}")
     ax.scatter(x[full], dev[full], color="C0", s=40, zorder=3)
     if (~full).any():
         ax.scatter(
             x[~full], dev[~full], facecolor="white", edgecolor="C0", s=40, zorder=3, label="stopped early by search"
         )
-    sel = [(lv["teacher_sparsity"], lv.get("student_select_mean")) for lv in summary["levels"]]
+    sel = [(lv.teacher_sparsity, lv.student_select_mean) for lv in summary.levels]
     sel = [(s, 100 * v) for s, v in sel if v is not None]
     if sel:
         ax.plot(*zip(*sel, strict=True), color="C0", ls=":", alpha=0.6, marker=".", label=f"student selection {m}")
     for key, style, what in (("teacher_select", ":", "selection"), ("teacher_dev", "--", "dev")):
-        teacher = [(lv["teacher_sparsity"], _metric(lv.get(key), m)) for lv in summary["levels"]]
+        teacher = [(lv.teacher_sparsity, _metric(getattr(lv, key), m)) for lv in summary.levels]
         teacher = [(s, v) for s, v in teacher if v is not None]
         if teacher:
             xs, ys = zip(*teacher, strict=True)
             ax.plot(xs, ys, color="C1", ls=style, marker="s", ms=4, label=f"sparse teacher {what} {m}")
-    vanilla = _metric(summary.get("vanilla_kd", {}).get("student_dev"), m)
+    vanilla = _metric(summary.vanilla_kd.get("student_dev"), m)
     if vanilla is not None:
         ax.axhline(vanilla, color="grey", lw=1, ls="-.", label="vanilla KD student (sparsity 0)")
-    chosen = summary.get("chosen_sparsity")
+    chosen = summary.chosen_sparsity
     if chosen is not None and chosen in x:
         y = dev[list(x).index(chosen)]
         ax.scatter([chosen], [y], marker="*", s=300, color="C3", zorder=4, label=f"chosen: {chosen:g}%")
     ax.set_xlabel("teacher sparsity (% of heads and FFN neurons removed)")
     ax.set_ylabel(f"{m} (%)")
-    ax.set_xticks([lv["teacher_sparsity"] for lv in summary["levels"]] or [0])
-    ax.set_title(f"{summary.get('task', '')}: student after KD from each sparse teacher")
+    ax.set_xticks([lv.teacher_sparsity for lv in summary.levels] or [0])
+    ax.set_title(f"{summary.task}: student after KD from each sparse teacher")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside: never hides a point
     return _save(fig, path)
@@ -291,15 +294,15 @@ def _describe_student(student: dict | str | None) -> str:
     return str(student)
 
 
-def _why(summary: dict, widths: dict[float, dict], shape: tuple[int, int, int] | None) -> str:
+def _why(summary: RunSummary, widths: dict[float, dict], shape: tuple[int, int, int] | None) -> str:
     """A few sentences on the chosen sparsity, its cost and how much the choice can be trusted."""
-    m, chosen = summary["metric"], summary.get("chosen_sparsity")
+    m, chosen = summary.metric, summary.chosen_sparsity
     if chosen is None:
         return "No level was trained to the full budget, so no sparsity could be chosen."
-    level = next((lv for lv in summary["levels"] if lv["teacher_sparsity"] == chosen), None)
-    text = [f"**Chosen teacher sparsity: {chosen:g}%** - {summary.get('chosen_reason', '')}."]
-    vanilla = _metric(summary.get("vanilla_kd", {}).get("student_dev"), m)
-    dev = 100 * level["student_dev_mean"] if level and level.get("student_dev_mean") is not None else None
+    level = summary.level(chosen)
+    text = [f"**Chosen teacher sparsity: {chosen:g}%** - {summary.chosen_reason}."]
+    vanilla = _metric(summary.vanilla_kd.get("student_dev"), m)
+    dev = 100 * level.student_dev_mean if level and level.student_dev_mean is not None else None
     if chosen == 0:
         text.append(
             "The 0% teacher is the dense teacher, so the recommendation is plain (vanilla) KD: no sparse teacher gave "
@@ -317,14 +320,14 @@ def _why(summary: dict, widths: dict[float, dict], shape: tuple[int, int, int] |
             f"That teacher keeps {sum(w['heads_per_layer'])} of {n_layers * n_heads} heads and "
             f"{sum(w['ffn_per_layer'])} of {n_layers * n_ffn} FFN neurons."
         )
-    check = summary.get("teacher_check")
+    check = summary.teacher_check
     if check and not check.get("learned", True):
         text.append(
             f"**Warning:** the fine-tuned teacher is not clearly better than a constant prediction on the "
             f"selection split ({check['metric']} {100 * check['teacher']:.2f} vs {100 * check['constant']:.2f}): "
             "sparsifying a teacher that has not learned the task cannot give the student anything."
         )
-    n_select = summary.get("examples", {}).get("select")
+    n_select = summary.examples.get("select")
     if n_select:
         text.append(
             f"The choice rests on {n_select} selection examples: a sparse level is kept only when its student leads "
@@ -333,8 +336,8 @@ def _why(summary: dict, widths: dict[float, dict], shape: tuple[int, int, int] |
     return " ".join(text)
 
 
-def _teachers_table(summary: dict, widths: dict[float, dict]) -> str:
-    m = summary["metric"]
+def _teachers_table(summary: RunSummary, widths: dict[float, dict]) -> str:
+    m = summary.metric
     lines = [
         f"| teacher sparsity | heads kept | FFN neurons kept | encoder params (M) | encoder GFLOPs (seq 128) | "
         f"teacher select {m} | teacher dev {m} |",
@@ -370,15 +373,15 @@ def _try_figure(notes: list[str], what: str, fn, *args) -> list[Path]:
     return out if isinstance(out, list) else [out]
 
 
-def build_figures(run_dir: Path, summary: dict, notes: list[str]) -> dict[str, Path]:
+def build_figures(run_dir: Path, summary: RunSummary | dict, notes: list[str]) -> dict[str, Path]:
     """Write every figure whose inputs exist; returns name -> path and appends notes about the rest."""
-    run_dir = Path(run_dir)
+    run_dir, summary = Path(run_dir), RunSummary.coerce(summary)
     # Read first: a corrupt scores file stops the report before any figure is replaced.
     scores = _load_scores(run_dir)
     fig_dir = run_dir / FIGURES
     fig_dir.mkdir(parents=True, exist_ok=True)
     made: dict[str, Path] = {}
-    if any(lv.get("student_dev_mean") is not None for lv in summary.get("levels", [])):
+    if any(lv.student_dev_mean is not None for lv in summary.levels):
         for p in _try_figure(
             notes, "student figure", plot_student_vs_sparsity, summary, fig_dir / "student_vs_sparsity.png"
         ):
@@ -395,14 +398,14 @@ def build_figures(run_dir: Path, summary: dict, notes: list[str]) -> dict[str, P
     if scores is None:
         notes.append("No scores/scores.safetensors: score heat-maps skipped.")
     else:
-        level = marked_level(summary.get("chosen_sparsity"), list(widths))
+        level = marked_level(summary.chosen_sparsity, list(widths))
         kept = {**widths[level], "sparsity": level} if level is not None else None
         paths = _try_figure(
             notes,
             "score heat-maps",
             plot_scores,
             scores,
-            float(summary.get("lam", 0.5)),
+            float(summary.lam),
             kept,
             fig_dir / "scores_heads.png",
             fig_dir / "scores_neurons.png",
@@ -432,18 +435,18 @@ def _inference_section(run_dir: Path) -> list[str]:
     ]
 
 
-def write_report(run_dir: Path, summary: dict, html: bool = True) -> Path:
+def write_report(run_dir: Path, summary: RunSummary | dict, html: bool = True) -> Path:
     """Write ``report.md`` (and ``report.html`` with the images embedded) plus the figures.
 
     Args:
         run_dir: the run folder; figures go to ``run_dir/figures``.
-        summary: the content of ``summary.json``.
+        summary: the content of ``summary.json`` (as read, or as a ``RunSummary``).
         html: also write ``report.html``.
 
     Returns:
         The path of report.md.
     """
-    run_dir = Path(run_dir)
+    run_dir, summary = Path(run_dir), RunSummary.coerce(summary)
     notes: list[str] = []
     figures = build_figures(run_dir, summary, notes)
     widths = sparse_teacher_widths(run_dir)
@@ -460,7 +463,7 @@ def write_report(run_dir: Path, summary: dict, html: bool = True) -> Path:
     text = "\n".join(lines)
     path = write_text(run_dir / "report.md", text)
     if html:
-        write_text(run_dir / "report.html", markdown_to_html(text, run_dir, f"stark run: {summary['task']}"))
+        write_text(run_dir / "report.html", markdown_to_html(text, run_dir, f"stark run: {summary.task}"))
     return path
 
 
@@ -468,29 +471,29 @@ def _image(figures: dict[str, Path], key: str, alt: str) -> list[str]:
     return [f"![{alt}]({FIGURES}/{figures[key].name})", ""] if key in figures else []
 
 
-def _intro_section(summary: dict, widths: dict[float, dict], shape: tuple[int, int, int] | None) -> list[str]:
-    m = summary["metric"]
+def _intro_section(summary: RunSummary, widths: dict[float, dict], shape: tuple[int, int, int] | None) -> list[str]:
+    m = summary.metric
     teacher_shape = f" ({shape[0]} layers x {shape[1]} heads, FFN {shape[2]})" if shape else ""
-    levels_text = ", ".join(f"{lv['teacher_sparsity']:g}%" for lv in summary["levels"])
+    levels_text = ", ".join(f"{lv.teacher_sparsity:g}%" for lv in summary.levels)
     return [
-        f"# stark run: {summary['task']} ({m})",
+        f"# stark run: {summary.task} ({m})",
         "",
-        f"Teacher `{summary['teacher']}`{teacher_shape} was fine-tuned on {summary['task']}; the student is "
-        f"{_describe_student(summary.get('student'))}. StarK scored every attention head and FFN neuron of the "
+        f"Teacher `{summary.teacher}`{teacher_shape} was fine-tuned on {summary.task}; the student is "
+        f"{_describe_student(summary.student)}. StarK scored every attention head and FFN neuron of the "
         f"teacher, removed the lowest-scored ones to build sparse teachers at {levels_text}, and distilled a fresh "
-        f"student from each (search `{summary['search']}`, {summary['seeds']} seed(s), protocol "
-        f"`{summary['protocol']}`, lam = {summary['lam']}). Sparsity 0% is vanilla KD from the dense teacher.",
+        f"student from each (search `{summary.search}`, {summary.seeds} seed(s), protocol "
+        f"`{summary.protocol}`, lam = {summary.lam}). Sparsity 0% is vanilla KD from the dense teacher.",
         "",
         _why(summary, widths, shape),
         "",
-        f"Dense teacher dev {m}: {_fmt(summary['teacher_dense']['dev'], m)} (a constant prediction: "
-        f"{_fmt(summary.get('majority_dev'), m)}); vanilla KD student dev {m}: "
-        f"{_fmt(summary['vanilla_kd']['student_dev'], m)}.",
+        f"Dense teacher dev {m}: {_fmt(summary.teacher_dense.get('dev'), m)} (a constant prediction: "
+        f"{_fmt(summary.majority_dev, m)}); vanilla KD student dev {m}: "
+        f"{_fmt(summary.vanilla_kd.get('student_dev'), m)}.",
         "",
     ]
 
 
-def _results_section(summary: dict, figures: dict[str, Path]) -> list[str]:
+def _results_section(summary: RunSummary, figures: dict[str, Path]) -> list[str]:
     return [
         "## Student against teacher sparsity",
         "",
@@ -505,7 +508,7 @@ def _results_section(summary: dict, figures: dict[str, Path]) -> list[str]:
     ]
 
 
-def _teachers_section(summary: dict, widths: dict[float, dict], figures: dict[str, Path]) -> list[str]:
+def _teachers_section(summary: RunSummary, widths: dict[float, dict], figures: dict[str, Path]) -> list[str]:
     return [
         "## Sparse teachers",
         "",
@@ -534,17 +537,16 @@ def _scores_section(figures: dict[str, Path]) -> list[str]:
     ]
 
 
-def _time_section(summary: dict) -> list[str]:
+def _time_section(summary: RunSummary) -> list[str]:
     return [
         "## Time per stage",
         "",
         "| stage | wall s |",
         "|---|---:|",
-        *[f"| {k} | {v:.1f} |" for k, v in summary["stage_wall_s"].items()],
-        f"| total (this invocation) | {summary['total_wall_s']:.1f} |",
+        *[f"| {k} | {v:.1f} |" for k, v in summary.stage_wall_s.items()],
+        f"| total (this invocation) | {summary.total_wall_s:.1f} |",
         "",
-        f"KD student-epochs spent: {summary['kd_student_epochs']:.2f} "
-        f"(one full KD run = {summary['kd_full_run_epochs']:g}).",
+        f"KD student-epochs spent: {summary.kd_student_epochs:.2f} (one full KD run = {summary.kd_full_run_epochs:g}).",
         "",
     ]
 

@@ -21,12 +21,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def print_summary(summary: dict) -> None:
+    from stark.records import RunSummary
     from stark.report import results_table
 
-    print(results_table(summary))
-    chosen = summary["chosen_sparsity"]
+    typed = RunSummary.from_dict(summary)
+    print(results_table(typed))
+    chosen, out = typed.chosen_sparsity, typed.config["out"]
     print(f"\nchosen teacher sparsity: {chosen:g}%" if chosen is not None else "\nno sparsity chosen")
-    print(f"summary: {summary['config']['out']}/summary.json   report: {summary['config']['out']}/report.md")
+    print(f"summary: {out}/summary.json   report: {out}/report.md")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -1,0 +1,114 @@
+"""What ``stark run`` writes to ``summary.json``, as typed records with to/from JSON.
+
+The pipeline builds these; the report (and anything else that reads a finished run) reads their
+attributes instead of string keys. ``from_dict`` is lenient: summaries written by older versions lack
+some fields (they take their defaults) and unknown keys are ignored, so an old run folder still reports.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+Metrics = dict[str, float]
+"""Metric name -> value on the 0-1 scale (plus ``task_loss``), as the evaluation returns them."""
+
+
+def _known(cls: type, d: dict[str, Any]) -> dict[str, Any]:
+    names = {f.name for f in dataclasses.fields(cls)}
+    return {k: v for k, v in d.items() if k in names}
+
+
+@dataclass
+class SeedRecord:
+    """One student of a level: its folder, selection and dev metrics, and how far it was trained."""
+
+    dir: str
+    select: Metrics | None
+    dev: Metrics | None
+    """None when the search stopped it early (a partly trained student is not evaluated on dev)."""
+    epochs: float
+    finished: bool
+
+
+@dataclass
+class LevelRecord:
+    """One teacher sparsity: the sparse teacher's size and metrics, and its students (mean over seeds)."""
+
+    teacher_sparsity: float
+    teacher_dir: str | None = None
+    teacher_saved: bool = False
+    teacher_dev: Metrics | None = None
+    teacher_select: Metrics | None = None
+    teacher_params: int | None = None
+    teacher_gflops_seq128: float | None = None
+    student_dir: str | None = None
+    student_dev: Metrics | None = None
+    student_select: Metrics | None = None
+    student_epochs: float = 0.0
+    student_full_budget: bool = False
+    student_dev_mean: float | None = None
+    student_dev_std: float = 0.0
+    student_select_mean: float | None = None
+    seeds: list[SeedRecord] = field(default_factory=list)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> LevelRecord:
+        record = cls(**_known(cls, d))
+        record.seeds = [SeedRecord(**_known(SeedRecord, s)) for s in d.get("seeds", [])]
+        return record
+
+
+@dataclass
+class RunSummary:
+    """Everything ``summary.json`` holds about a finished run."""
+
+    task: str
+    metric: str
+    teacher: str = ""
+    student: dict[str, Any] | None = None
+    lam: float = 0.5
+    protocol: str = "heldout"
+    search: str = "halving"
+    seeds: int = 1
+    chosen_sparsity: float | None = None
+    chosen_reason: str = ""
+    teacher_check: dict[str, Any] | None = None
+    majority_dev: Metrics | None = None
+    majority_select: Metrics | None = None
+    vanilla_kd: dict[str, Metrics | None] = field(default_factory=dict)
+    """``student_dev`` and ``student_select`` of the vanilla-KD (trial) student."""
+    teacher_dense: dict[str, Metrics | None] = field(default_factory=dict)
+    """``dev`` and ``select`` of the dense fine-tuned teacher."""
+    levels: list[LevelRecord] = field(default_factory=list)
+    search_rungs: list[dict[str, Any]] = field(default_factory=list)
+    kd_student_epochs: float = 0.0
+    kd_full_run_epochs: float = 0.0
+    stage_wall_s: dict[str, float] = field(default_factory=dict)
+    total_wall_s: float = 0.0
+    examples: dict[str, int] = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)
+    versions: dict[str, str] = field(default_factory=dict)
+    threads: int = 1
+    choice: dict[str, Any] | None = None
+    """The vanilla-KD check behind the choice (margin, standard error, bar); absent when nothing was chosen."""
+
+    def level(self, sparsity: float | None) -> LevelRecord | None:
+        return next((lv for lv in self.levels if lv.teacher_sparsity == sparsity), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        if out["choice"] is None:
+            del out["choice"]
+        return out
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RunSummary:
+        summary = cls(**_known(cls, d))
+        summary.levels = [LevelRecord.from_dict(lv) for lv in d.get("levels", [])]
+        return summary
+
+    @classmethod
+    def coerce(cls, summary: RunSummary | dict[str, Any]) -> RunSummary:
+        return summary if isinstance(summary, RunSummary) else cls.from_dict(summary)
