@@ -282,7 +282,7 @@ def bench_inference(run_dir: str | Path, cfg: BenchConfig | None = None, log: Ca
     import torch
 
     from stark.export import ort_session
-    from stark.stages import versions
+    from stark.provenance import versions
 
     cfg = cfg or BenchConfig()
     run_dir = Path(run_dir)

@@ -22,32 +22,28 @@ from transformers import PreTrainedModel
 
 from stark.baselines import TeacherCheck, check_metric_spec, check_teacher, constant_metrics
 from stark.config import RunConfig, Search, to_dict
+from stark.data import TaskData
 from stark.errors import StarkInputError
 from stark.lock import RunLock
 from stark.models import load_config, load_model
+from stark.processes import barrier, is_main
+from stark.provenance import versions
 from stark.records import LevelRecord, RunSummary, SeedRecord
 from stark.rundir import RunDir, is_done, level_name, read_metrics, work_dir_of, write_json, write_text
 from stark.search import Choice, RungScore, RungSignal, decide, paired_bootstrap, rank, successive_halving
+from stark.sparse_teachers import LogitCache, SparseTeachers, split_fingerprint
 from stark.stages import (
-    LogitCache,
-    SparseTeachers,
-    TaskData,
-    barrier,
     build_student,
     distill,
     finetune_teacher,
     finish_chosen,
-    is_main,
-    prepare_data,
     score,
     sparsify_teachers,
-    split_fingerprint,
     teacher_saved,
     training_done,
     training_step,
-    versions,
-    warn_small_selection,
 )
+from stark.task_data import prepare_data, warn_small_selection
 from stark.training import (
     Budget,
     ParkedRun,

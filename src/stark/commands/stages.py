@@ -21,7 +21,7 @@ if TYPE_CHECKING:  # imported lazily at run time: `stark --help` should not load
     from accelerate import Accelerator
 
     from stark.config import RunConfig
-    from stark.stages import TaskData
+    from stark.data import TaskData
 
 
 def _require(path: Path, what: str, hint: str) -> Path:
@@ -148,7 +148,8 @@ def _locked(cfg: RunConfig, data: TaskData, out: Path, stage: str = "distill") -
     ``_require``) before entering, so refused input writes nothing and prints only its error line."""
     from stark.lock import RunLock
     from stark.pipeline import make_accelerator, save_resolved_config
-    from stark.stages import barrier, warn_small_selection
+    from stark.processes import barrier
+    from stark.task_data import warn_small_selection
 
     accelerator = make_accelerator(getattr(cfg, stage).mixed_precision)
     with RunLock(out, enabled=accelerator.is_main_process):

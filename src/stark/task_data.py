@@ -1,0 +1,144 @@
+"""A task's examples as a run uses them: loaded (GLUE, files or a datasets folder), subsampled, split into
+train / selection / dev and tokenised, with the size checks that refuse splits too small to learn from."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+from transformers import PreTrainedTokenizerBase
+
+from stark.config import Protocol, RunConfig
+from stark.data import GLUE_TASKS, Examples, TaskData, TaskSpec, encode, load_custom, load_glue, split_selection
+from stark.errors import StarkInputError
+from stark.models import load_tokenizer
+
+
+def load_examples(cfg: RunConfig) -> tuple[TaskSpec, Examples, Examples]:
+    d = cfg.data
+    if d.train is not None:
+        spec, train, dev = load_custom(Path(d.train), Path(d.dev), d.text_cols, d.label_col, d.task_type)
+    elif d.dataset is not None:
+        from stark.data import custom_task
+        from stark.datasets_io import load_splits
+
+        tables = load_splits(d.dataset, d.dataset_config, d.train_split, d.dev_split)
+        spec, train, dev = custom_task(*tables, d.text_cols, d.label_col, d.task_type)
+    else:
+        if d.task not in GLUE_TASKS:
+            raise StarkInputError(f"unknown task {d.task!r}: use one of {', '.join(GLUE_TASKS)} or --train/--dev")
+        spec, train, dev = load_glue(d.task)
+    if d.max_train_samples is not None:
+        train = train.subset(sample_indices(len(train), d.max_train_samples, cfg.seed))
+    if d.max_eval_samples is not None:
+        dev = dev.subset(sample_indices(len(dev), d.max_eval_samples, cfg.seed))
+    return spec, train, dev
+
+
+def sample_indices(n: int, k: int, seed: int) -> list[int]:
+    """A seeded random subset of k of n rows, in file order.
+
+    GLUE files are grouped by source (STS-B by genre, CoLA by paper), so the first N rows are not a
+    sample of the task: a model trained on them can look fine on held-out train rows and fail on dev.
+    """
+    if k >= n:
+        return list(range(n))
+    return sorted(np.random.default_rng(seed).choice(n, size=k, replace=False).tolist())
+
+
+MIN_TRAIN = 8
+"""Fewest examples stark trains on: below one batch-sized handful, a run measures nothing but noise."""
+
+
+MIN_SELECT = 4
+"""Fewest examples in the selection split (early stopping, scores, the sparsity choice)."""
+
+
+WARN_SELECT = 50
+"""Below this many selection examples one example moves the metric by more than 2 points: warn."""
+
+
+def prepare_data(cfg: RunConfig, tokenizer: PreTrainedTokenizerBase | None = None) -> TaskData:
+    """Load, split (held-out selection slice of train, or dev under the reference protocol) and tokenise.
+
+    Raises:
+        StarkInputError: too few examples to train on (``MIN_TRAIN``) or to select with (``MIN_SELECT``).
+    """
+    spec, train, dev = load_examples(cfg)
+    if cfg.data.protocol == Protocol.REFERENCE:
+        select = dev
+    else:
+        _check_train_size(cfg, len(train))
+        train, select = split_selection(train, selection_fraction(cfg, len(train)), cfg.seed)
+    _check_split_sizes(cfg, len(train), len(select))
+    tokenizer = tokenizer or load_tokenizer(cfg.teacher)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    n = cfg.data.max_length
+    return TaskData(
+        spec, encode(train, tokenizer, n), encode(select, tokenizer, n), encode(dev, tokenizer, n), tokenizer, pad_id
+    )
+
+
+def selection_fraction(cfg: RunConfig, n_train: int) -> float:
+    """The share of train to hold out: ``select_fraction``, raised to reach ``min_select`` examples
+    as long as that leaves three quarters of the data for training, and to reach ``MIN_SELECT``
+    whenever ``MIN_TRAIN`` examples remain for training."""
+    floor = min(cfg.data.min_select, n_train // 4)
+    floor = max(floor, min(MIN_SELECT, n_train - MIN_TRAIN))
+    return max(cfg.data.select_fraction, floor / n_train) if n_train else cfg.data.select_fraction
+
+
+def _subset_note(cfg: RunConfig) -> str:
+    n = cfg.data.max_train_samples
+    return f" (--max-train-samples {n})" if n is not None else ""
+
+
+def _check_train_size(cfg: RunConfig, n: int) -> None:
+    """Refuse training data that cannot give both a training part and a selection slice."""
+    if n < MIN_TRAIN + MIN_SELECT:
+        raise StarkInputError(
+            f"{n} training example(s){_subset_note(cfg)} are too few: stark needs at least "
+            f"{MIN_TRAIN + MIN_SELECT} ({MIN_TRAIN} to train, {MIN_SELECT} held out for selection)"
+        )
+
+
+def _check_split_sizes(cfg: RunConfig, n_train: int, n_select: int) -> None:
+    """Refuse a split that leaves too little to train on or to select with (see MIN_TRAIN, MIN_SELECT)."""
+    reference = cfg.data.protocol == Protocol.REFERENCE
+    if n_train < MIN_TRAIN:
+        if reference:
+            raise StarkInputError(
+                f"{n_train} training example(s){_subset_note(cfg)} are too few: stark needs at least {MIN_TRAIN}"
+            )
+        raise StarkInputError(
+            f"--select-fraction {cfg.data.select_fraction:g} leaves {n_train} training example(s) after holding "
+            f"out {n_select} for selection: stark needs at least {MIN_TRAIN} to train; lower --select-fraction"
+        )
+    if n_select < MIN_SELECT:
+        if reference:
+            raise StarkInputError(
+                f"the dev split has {n_select} example(s) and --protocol reference selects on it: "
+                f"stark needs at least {MIN_SELECT}"
+            )
+        raise StarkInputError(
+            f"the selection slice has {n_select} example(s): stark needs at least {MIN_SELECT}; "
+            "raise --select-fraction or --min-select"
+        )
+
+
+def warn_small_selection(data: TaskData) -> None:
+    """One stderr line when the selection split is so small that one example moves the metric by
+    more than 2 points (then early stopping and the sparsity choice mostly follow noise).
+
+    Printed by commands once the run folder is locked, so that a refused command still prints
+    exactly one line (its error)."""
+    n = len(data.select)
+    if n < WARN_SELECT:
+        print(
+            f"stark: warning: the selection split has only {n} examples (one of them is {100 / n:.1f} % of it): "
+            f"early stopping and the sparsity choice will follow noise; use {WARN_SELECT} or more "
+            "(more training data, --min-select or --select-fraction)",
+            file=sys.stderr,
+            flush=True,
+        )
