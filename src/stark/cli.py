@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
         print("stark: interrupted; run the same command again to resume", file=sys.stderr)
         return 130
     except Exception as exc:
-        from stark.training import TrainingDiverged
+        from stark.training.loop import TrainingDiverged
 
         if isinstance(exc, TrainingDiverged):
             print(f"stark: error: {exc}", file=sys.stderr)

@@ -44,17 +44,11 @@ from stark.stages import (
     training_step,
 )
 from stark.task_data import prepare_data, warn_small_selection
-from stark.training import (
-    Budget,
-    ParkedRun,
-    evaluate,
-    on_device,
-    predict,
-    progress_bars,
-    total_steps_for,
-    visited_examples,
-)
-from stark.training.checkpoint import standing
+from stark.training.checkpoint import ParkedRun, standing
+from stark.training.evaluation import evaluate, on_device, predict
+from stark.training.log import progress_bars
+from stark.training.loop import Budget
+from stark.training.schedule import total_steps_for, visited_examples
 
 RunPaths = RunDir
 """Kept for callers of the old name (the run folder's layout is ``stark.rundir.RunDir``)."""

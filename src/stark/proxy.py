@@ -77,7 +77,7 @@ def measure(
         teachers: a ``stages.SparseTeachers`` (slices each level in memory).
         data: the run's ``stages.TaskData``.
     """
-    from stark.training import on_device, predict
+    from stark.training.evaluation import on_device, predict
 
     student = predict(
         on_device(load_model(str(trial_dir)), accelerator), data.select, data.pad_id, batch_size, accelerator

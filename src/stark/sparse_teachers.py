@@ -24,7 +24,7 @@ from stark.processes import barrier, is_main
 from stark.pruning import reorder_model, sparsify, sparsity_map
 from stark.rundir import replace_atomically
 from stark.scores import TeacherScores
-from stark.training import on_device, predict
+from stark.training.evaluation import on_device, predict
 
 
 class SparseTeachers:

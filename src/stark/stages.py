@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from transformers import PreTrainedModel
 
-from stark.config import RunConfig, to_dict
+from stark.config import RunConfig, TrainConfig, to_dict
 from stark.data import Encoded, TaskData
 from stark.models import count_parameters, encoder_flops, layer_widths, load_model, save_model
 from stark.processes import barrier, is_main
@@ -32,8 +32,9 @@ from stark.task_data import (
     selection_fraction,
     warn_small_selection,
 )
-from stark.training import Budget, FitResult, TrainConfig, evaluate, fit, on_device, predict
 from stark.training.checkpoint import checkpoint_step
+from stark.training.evaluation import evaluate, on_device, predict
+from stark.training.loop import Budget, FitResult, fit
 
 __all__ = [  # the stages, and names kept importable from here for code written before they moved
     "MIN_SELECT",

@@ -24,7 +24,7 @@ def run(args: argparse.Namespace) -> int:
     from stark.config import build_config
     from stark.models import load_model, load_tokenizer
     from stark.task_data import prepare_data
-    from stark.training import evaluate as evaluate_on
+    from stark.training.evaluation import evaluate as evaluate_on
 
     flags = common.flags_from_args(args)
     flags["teacher"] = args.model

@@ -18,12 +18,12 @@ from pathlib import Path
 import torch
 from transformers import PreTrainedModel
 
+import stark.training.checkpoint as checkpoint
 from stark.config import TrainConfig
 from stark.data import TaskData, collate
 from stark.losses import kd_loss, task_loss
 from stark.metrics import better
 from stark.models import save_model
-from stark.training import checkpoint
 from stark.training.checkpoint import ParkedRun, Standing
 from stark.training.embedding_grad import EmbeddingGrad
 from stark.training.evaluation import evaluate
