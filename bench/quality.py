@@ -37,7 +37,7 @@ from common import RESULTS, WORK, bench_config, commit, load_rows, save_rows, se
 
 from stark.pipeline import run
 from stark.proxy import measure
-from stark.stages import SparseTeachers, prepare_data, read_metrics
+from stark.stages import load_sparse_teachers, prepare_data, read_metrics
 
 STUDENTS = {"layers2": {"layers": 2}, "pruned70": {"layers": None, "sparsity": 70}}
 DOCS = Path(__file__).resolve().parents[1] / "docs"
@@ -113,7 +113,7 @@ def selection_predictions(data, summary: dict, runs: list[dict], batch_size: int
 
 def proxy_signals(cfg, out: Path, levels: list[float], data) -> list[dict]:
     """Forward-pass-only signals per level (stark.proxy), kept so the proxy search can be replayed."""
-    teachers = SparseTeachers(cfg, out / "teacher", out / "scores")
+    teachers = load_sparse_teachers(cfg, out / "teacher", out / "scores")
     bs, t = cfg.distill.eval_batch_size, cfg.distill.temperature
     return [p.to_dict() for p in measure(teachers, levels, out / "trial_student", data, bs, t)]
 

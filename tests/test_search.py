@@ -24,7 +24,7 @@ from stark.search import (
     required_z,
     successive_halving,
 )
-from stark.stages import SparseTeachers, finish_chosen, prepare_data
+from stark.stages import finish_chosen, load_sparse_teachers, prepare_data
 
 
 def test_halving_rungs_nine_candidates() -> None:
@@ -185,7 +185,7 @@ def test_saved_sparse_teachers_equal_the_ones_sliced_in_memory(
     _run(tiny_teacher, tiny_task, tmp_path, out, "--save-teachers")
     capsys.readouterr()
     cfg = build_config({}, {"sparsify": {"lam": 0.5}})
-    teachers = SparseTeachers(cfg, out / "teacher", out / "scores")
+    teachers = load_sparse_teachers(cfg, out / "teacher", out / "scores")
     vocab = teachers.model(0).config.vocab_size
     batch = {"input_ids": torch.randint(0, vocab, (3, 9), generator=torch.Generator().manual_seed(1))}
     for level in (30, 90):
@@ -204,7 +204,7 @@ def test_finishing_the_chosen_level_writes_weights_and_keeps_metrics(
     capsys.readouterr()
     cfg = build_config(load_recipe(out / "config.yaml"), {})
     data = prepare_data(cfg)
-    teachers = SparseTeachers(cfg, out / "teacher", out / "scores")
+    teachers = load_sparse_teachers(cfg, out / "teacher", out / "scores")
     for level in (0, 30, 60, 90):
         folder = out / "teachers" / f"s{level}"
         finish_chosen(cfg, data, teachers, level, folder)

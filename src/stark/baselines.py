@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from stark.data import TaskSpec, TaskType
+from stark.data.tasks import TaskSpec, TaskType
 from stark.metrics import accuracy, compute_metrics
 
 

@@ -16,7 +16,7 @@ from stark.errors import StarkInputError
 
 def read_parquet(path: Path):
     """A parquet file as a table (``datasets`` reads it through pyarrow)."""
-    from stark.data import records_table
+    from stark.data.readers import records_table
 
     if not path.is_file():
         raise StarkInputError(f"{path}: file not found")
@@ -48,7 +48,7 @@ def load_splits(source: str, config: str | None, train_split: str, dev_split: st
     Raises:
         StarkInputError: unknown split, unreadable folder, or a hub name that cannot be fetched (offline).
     """
-    from stark.data import records_table
+    from stark.data.readers import records_table
 
     where = Path(source)
     try:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from stark.data import TaskType
+from stark.data.tasks import TaskType
 
 
 def task_loss(logits: torch.Tensor, labels: torch.Tensor, task_type: TaskType) -> torch.Tensor:

@@ -16,7 +16,7 @@ import numpy as np
 from scipy.stats import pearsonr, spearmanr
 from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
 
-from stark.data import TaskSpec, TaskType
+from stark.data.tasks import TaskSpec, TaskType
 
 __all__ = ["METRICS", "accuracy", "better", "compute_metrics", "f1", "matthews", "pearson", "spearman"]
 

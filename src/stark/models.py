@@ -31,7 +31,7 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-from stark.data import TaskSpec, TaskType
+from stark.data.tasks import TaskSpec, TaskType
 from stark.errors import StarkInputError
 
 DEFAULT_TEACHER = "minilm"

@@ -22,7 +22,7 @@ from transformers import PreTrainedModel
 
 from stark.baselines import TeacherCheck, check_metric_spec, check_teacher, constant_metrics
 from stark.config import RunConfig, Search, to_dict
-from stark.data import TaskData
+from stark.data.batching import TaskData
 from stark.errors import StarkInputError
 from stark.lock import RunLock
 from stark.models import load_config, load_model

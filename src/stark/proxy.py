@@ -18,7 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from stark.data import TaskSpec, TaskType
+from stark.data.tasks import TaskSpec, TaskType
 from stark.losses import soft_cross_entropy
 from stark.metrics import compute_metrics
 from stark.models import load_model
@@ -74,7 +74,7 @@ def measure(
     """Forward passes only: the trial student once, every level's sparse teacher once, on the selection split.
 
     Args:
-        teachers: a ``stages.SparseTeachers`` (slices each level in memory).
+        teachers: a ``stark.sparse_teachers.SparseTeachers`` (slices each level in memory).
         data: the run's ``stages.TaskData``.
     """
     from stark.training.evaluation import on_device, predict

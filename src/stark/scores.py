@@ -21,7 +21,8 @@ import torch
 from safetensors.torch import save_file
 from transformers import PreTrainedModel
 
-from stark.data import Encoded, TaskSpec, collate, length_grouped_batches
+from stark.data.batching import Encoded, collate, length_grouped_batches
+from stark.data.tasks import TaskSpec
 from stark.errors import StarkInputError
 from stark.losses import kd_loss, task_loss
 from stark.masks import masked, ones_masks

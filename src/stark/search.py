@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from stark.config import RungSignal
-from stark.data import TaskSpec
+from stark.data.tasks import TaskSpec
 from stark.metrics import compute_metrics
 
 

@@ -16,14 +16,12 @@ import torch
 from safetensors.torch import load_file, save_file
 from transformers import PreTrainedModel
 
-from stark.config import RunConfig
-from stark.data import Encoded, TaskData
+from stark.data.batching import Encoded, TaskData
 from stark.errors import StarkInputError
 from stark.models import load_model, save_model
 from stark.processes import barrier, is_main
 from stark.pruning import reorder_model, sparsify, sparsity_map
 from stark.rundir import replace_atomically
-from stark.scores import TeacherScores
 from stark.training.evaluation import on_device, predict
 
 
@@ -34,19 +32,19 @@ class SparseTeachers:
     dev metric) and written to disk only on request: a search touches ten teachers but keeps one.
     """
 
-    def __init__(self, cfg: RunConfig, teacher_dir: Path, scores_dir: Path):
-        scores = TeacherScores.load(Path(scores_dir) / "scores.safetensors")
-        self.heads, self.neurons = scores.combined(cfg.sparsify.lam)
+    def __init__(self, teacher_dir: Path, heads: list[torch.Tensor], neurons: list[torch.Tensor]):
+        """``heads`` / ``neurons``: per layer, the combined score S of every head / FFN neuron."""
+        self.heads, self.neurons = list(heads), list(neurons)
         self.teacher_dir = Path(teacher_dir)
         self._reordered: PreTrainedModel | None = None
 
     def kept(self, level: float) -> tuple[list[int], list[int]]:
         """Heads and neurons kept per layer at ``level`` percent."""
-        return sparsity_map(list(self.heads), list(self.neurons), level / 100)
+        return sparsity_map(self.heads, self.neurons, level / 100)
 
     def model(self, level: float) -> PreTrainedModel:
         if self._reordered is None:
-            self._reordered = reorder_model(load_model(str(self.teacher_dir)), list(self.heads), list(self.neurons))
+            self._reordered = reorder_model(load_model(str(self.teacher_dir)), self.heads, self.neurons)
         return sparsify(self._reordered, *self.kept(level))
 
     def save(self, level: float, out_dir: Path, tokenizer, facts: dict) -> None:

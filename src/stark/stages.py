@@ -14,13 +14,13 @@ import torch
 from transformers import PreTrainedModel
 
 from stark.config import RunConfig, TrainConfig, to_dict
-from stark.data import Encoded, TaskData
+from stark.data.batching import Encoded, TaskData
 from stark.models import count_parameters, encoder_flops, layer_widths, load_model, save_model
 from stark.processes import barrier, is_main
 from stark.provenance import versions
 from stark.pruning import drop_layers, reorder_model, sparsify, sparsity_map
 from stark.rundir import RunDir, finalize, is_done, read_metrics, work_dir_of, write_json
-from stark.scores import score_teacher
+from stark.scores import TeacherScores, score_teacher
 from stark.sparse_teachers import LogitCache, SparseTeachers, split_fingerprint
 from stark.task_data import (
     MIN_SELECT,
@@ -50,6 +50,7 @@ __all__ = [  # the stages, and names kept importable from here for code written 
     "finish_chosen",
     "is_main",
     "load_examples",
+    "load_sparse_teachers",
     "prepare_data",
     "read_metrics",
     "sample_indices",
@@ -296,6 +297,12 @@ def score(
     return out_dir
 
 
+def load_sparse_teachers(cfg: RunConfig, teacher_dir: Path, scores_dir: Path) -> SparseTeachers:
+    """The run's sparse teachers: the fine-tuned teacher and the scores mixed by ``lam``."""
+    scores = TeacherScores.load(Path(scores_dir) / "scores.safetensors")
+    return SparseTeachers(teacher_dir, *scores.combined(cfg.sparsify.lam))
+
+
 def teacher_saved(teacher_dir: Path) -> bool:
     return (Path(teacher_dir) / "model.safetensors").is_file()
 
@@ -317,7 +324,7 @@ def sparsify_teachers(
     are the fine-tuned teacher's). With ``save`` every level's weights are written there too;
     ``stark run`` writes and evaluates on dev only the level the search chooses (``finish_chosen``).
     """
-    teachers = SparseTeachers(cfg, teacher_dir, scores_dir)
+    teachers = load_sparse_teachers(cfg, teacher_dir, scores_dir)
     dirs: dict[float, Path] = {}
     for level in cfg.sparsify.sparsities:
         out_dir = RunDir(Path(out)).sparse_teacher(level)

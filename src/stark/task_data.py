@@ -10,7 +10,11 @@ import numpy as np
 from transformers import PreTrainedTokenizerBase
 
 from stark.config import Protocol, RunConfig
-from stark.data import GLUE_TASKS, Examples, TaskData, TaskSpec, encode, load_custom, load_glue, split_selection
+from stark.data.batching import TaskData, encode
+from stark.data.glue import load_glue
+from stark.data.labels import load_custom
+from stark.data.splits import split_selection
+from stark.data.tasks import GLUE_TASKS, Examples, TaskSpec
 from stark.errors import StarkInputError
 from stark.models import load_tokenizer
 
@@ -20,7 +24,7 @@ def load_examples(cfg: RunConfig) -> tuple[TaskSpec, Examples, Examples]:
     if d.train is not None:
         spec, train, dev = load_custom(Path(d.train), Path(d.dev), d.text_cols, d.label_col, d.task_type)
     elif d.dataset is not None:
-        from stark.data import custom_task
+        from stark.data.labels import custom_task
         from stark.datasets_io import load_splits
 
         tables = load_splits(d.dataset, d.dataset_config, d.train_split, d.dev_split)

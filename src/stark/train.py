@@ -10,7 +10,8 @@ import warnings
 from pathlib import Path
 
 from stark.config import TrainConfig
-from stark.data import Encoded, TaskData, TaskSpec
+from stark.data.batching import Encoded, TaskData
+from stark.data.tasks import TaskSpec
 from stark.rundir import finalize, write_json
 from stark.training import (
     Budget,

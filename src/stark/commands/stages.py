@@ -21,7 +21,7 @@ if TYPE_CHECKING:  # imported lazily at run time: `stark --help` should not load
     from accelerate import Accelerator
 
     from stark.config import RunConfig
-    from stark.data import TaskData
+    from stark.data.batching import TaskData
 
 
 def _require(path: Path, what: str, hint: str) -> Path:

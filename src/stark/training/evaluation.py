@@ -6,7 +6,8 @@ import numpy as np
 import torch
 from transformers import PreTrainedModel
 
-from stark.data import Encoded, TaskSpec, collate, length_grouped_batches
+from stark.data.batching import Encoded, collate, length_grouped_batches
+from stark.data.tasks import TaskSpec
 from stark.losses import task_loss
 from stark.metrics import compute_metrics
 

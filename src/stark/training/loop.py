@@ -20,7 +20,7 @@ from transformers import PreTrainedModel
 
 import stark.training.checkpoint as checkpoint
 from stark.config import TrainConfig
-from stark.data import TaskData, collate
+from stark.data.batching import TaskData, collate
 from stark.losses import kd_loss, task_loss
 from stark.metrics import better
 from stark.models import save_model

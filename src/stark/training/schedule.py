@@ -12,7 +12,7 @@ import math
 import numpy as np
 
 from stark.config import TrainConfig
-from stark.data import Encoded, length_grouped_batches
+from stark.data.batching import Encoded, length_grouped_batches
 
 
 def steps_per_epoch(n_examples: int, batch_size: int, num_processes: int = 1) -> int:
