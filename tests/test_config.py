@@ -168,3 +168,13 @@ def test_flags_map_onto_their_fields_and_bad_numbers_are_one_line(capsys):
         main(["run", "--seeds", "three"])
     assert stop.value.code == 2
     assert capsys.readouterr().err.strip().splitlines()[-1].endswith("--seeds: 'three' is not a whole number")
+
+
+def test_recipes_of_older_versions_still_load():
+    """Scoring options moved from ``sparsify`` to their own ``score`` section; a saved config.yaml or an old
+    recipe with the old keys means the same thing."""
+    old = build_config({"sparsify": {"score_examples": 500, "score_batch_size": 8, "lam": 0.25}})
+    assert (old.score.examples, old.score.batch_size, old.sparsify.lam) == (500, 8, 0.25)
+    assert build_config({"score": {"examples": 500}}).score.examples == 500
+    with pytest.raises(StarkInputError, match="unknown key 'score_typo'"):
+        build_config({"sparsify": {"score_typo": 1}})

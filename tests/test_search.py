@@ -286,13 +286,13 @@ def test_scoring_data_tops_up_the_selection_split_from_train() -> None:
     select = Encoded([[1], [2]], None, [0, 1])
     train = Encoded([[10 + i] for i in range(8)], None, [i % 2 for i in range(8)])
     data = SimpleNamespace(select=select, train=train)
-    cfg = build_config({}, {"sparsify": {"score_examples": 0}})
+    cfg = build_config({}, {"score": {"examples": 0}})
     assert scoring_data(cfg, data) is select  # the default: the selection split alone
-    cfg = build_config({}, {"sparsify": {"score_examples": 5}})
+    cfg = build_config({}, {"score": {"examples": 5}})
     five = scoring_data(cfg, data)
     assert len(five) == 5 and five.input_ids[:2] == [[1], [2]]  # the selection split first, then 3 of train
     assert all(ids[0] >= 10 for ids in five.input_ids[2:]) and five.input_ids == scoring_data(cfg, data).input_ids
-    cfg = build_config({}, {"sparsify": {"score_examples": 100}})
+    cfg = build_config({}, {"score": {"examples": 100}})
     assert len(scoring_data(cfg, data)) == 10  # never more than there is
 
 

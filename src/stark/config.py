@@ -194,13 +194,6 @@ class SparsifyConfig:
         factory=lambda: [0, 10, 20, 30, 40, 50, 60, 70, 80, 90],
         help="teacher sparsity levels in percent (0-95), comma-separated",
     )
-    score_batch_size: int = option(32, help="examples per scoring batch")
-    score_examples: int = option(
-        0,
-        flag=True,
-        help="score on the selection split topped up from train to N examples (0: selection only; the teacher and "
-        "trial student were fit on train, so its gradients are smaller: bench/score_data.py measures the change)",
-    )
     save_teachers: bool = option(
         False, flag=True, help="stark run: write every sparse teacher's weights to teachers/s<P>/, not only the chosen"
     )
@@ -209,6 +202,20 @@ class SparsifyConfig:
         flag=True,
         help="stark run: evaluate every sparse teacher on dev (default: the selection split, and dev for the dense "
         "and the chosen one: ten dev passes of the teacher can cost more than the search when dev is large)",
+    )
+
+
+@dataclass
+class ScoreConfig:
+    """The scoring stage: expressiveness and friendliness of every head and neuron (its KD temperature is
+    distill's, the one the student is trained with)."""
+
+    batch_size: int = option(32, help="examples per scoring batch")
+    examples: int = option(
+        0,
+        flag=True,
+        help="score on the selection split topped up from train to N examples (0: selection only; the teacher and "
+        "trial student were fit on train, so its gradients are smaller: bench/score_data.py measures the change)",
     )
 
 
@@ -256,6 +263,7 @@ class RunConfig:
     student: StudentConfig = field(default_factory=StudentConfig)
     finetune: TrainConfig = field(default_factory=TrainConfig)
     distill: TrainConfig = field(default_factory=TrainConfig)
+    score: ScoreConfig = field(default_factory=ScoreConfig)
     sparsify: SparsifyConfig = field(default_factory=SparsifyConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
 
@@ -331,6 +339,7 @@ SECTIONS: dict[str, tuple[type, str]] = {
     "": (RunConfig, ""),
     "data": (DataConfig, ""),
     "student": (StudentConfig, "student-"),
+    "score": (ScoreConfig, "score-"),
     "sparsify": (SparsifyConfig, ""),
     "search": (SearchConfig, ""),
 }
@@ -400,10 +409,29 @@ def load_recipe(path: str | Path) -> dict[str, Any]:
     return data
 
 
+LEGACY_KEYS: dict[tuple[str, str], tuple[str, str]] = {
+    ("sparsify", "score_batch_size"): ("score", "batch_size"),
+    ("sparsify", "score_examples"): ("score", "examples"),
+}
+"""Recipe keys of older versions and where they live now (run folders keep their saved config.yaml)."""
+
+
+def _upgrade(options: dict[str, Any]) -> dict[str, Any]:
+    """A copy of a recipe / flag mapping with older keys moved to their current sections."""
+    out = {k: dict(v) if isinstance(v, dict) else v for k, v in options.items()}
+    for (old_section, old_key), (section, key) in LEGACY_KEYS.items():
+        old = out.get(old_section)
+        if isinstance(old, dict) and old_key in old:
+            out.setdefault(section, {})
+            if isinstance(out[section], dict):
+                out[section].setdefault(key, old.pop(old_key))
+    return out
+
+
 def build_config(recipe: dict[str, Any] | None = None, flags: dict[str, Any] | None = None) -> RunConfig:
     """Preset, then recipe, then flags; validated."""
-    recipe = dict(recipe or {})
-    flags = dict(flags or {})
+    recipe = _upgrade(dict(recipe or {}))
+    flags = _upgrade(dict(flags or {}))
     preset = _coerce(flags.get("preset") or recipe.get("preset") or "fast", Preset, "preset")
     cfg = RunConfig(preset=preset)
     apply_overrides(cfg, preset_overrides(preset), "preset")
@@ -456,8 +484,10 @@ def validate(cfg: RunConfig) -> None:
         raise StarkInputError(f"proxy_top {cfg.search.proxy_top} must be at least 1")
     if cfg.search.eta < 2:
         raise StarkInputError(f"eta {cfg.search.eta} must be at least 2")
-    if cfg.sparsify.score_examples < 0:
-        raise StarkInputError(f"--score-examples {cfg.sparsify.score_examples} must be 0 or more")
+    if cfg.score.examples < 0:
+        raise StarkInputError(f"--score-examples {cfg.score.examples} must be 0 or more")
+    if cfg.score.batch_size < 1:
+        raise StarkInputError(f"score batch size {cfg.score.batch_size} must be at least 1")
     if cfg.search.seeds < 1:
         raise StarkInputError(f"--seeds {cfg.search.seeds} must be at least 1")
     if (d.train is None) != (d.dev is None):

@@ -170,7 +170,7 @@ def build_student(cfg: RunConfig, data: TaskData, teacher_dir: Path, out: Path, 
     start = time.perf_counter()
     teacher = load_model(str(teacher_dir))
     if cfg.student.sparsity is not None:
-        scores = score_teacher(teacher, data.select, data.spec, data.pad_id, cfg.sparsify.score_batch_size)
+        scores = score_teacher(teacher, data.select, data.spec, data.pad_id, cfg.score.batch_size)
         heads, neurons = scores.combined(lam=1.0)
         reordered = reorder_model(teacher, list(heads), list(neurons))
         kept = sparsity_map(list(heads), list(neurons), cfg.student.sparsity / 100)
@@ -241,8 +241,8 @@ def distill(
 
 def scoring_data(cfg: RunConfig, data: TaskData) -> Encoded:
     """The examples the scores are summed over: the selection split, topped up from train (seeded) to
-    ``score_examples`` when that is larger."""
-    n_extra = min(cfg.sparsify.score_examples - len(data.select), len(data.train))
+    ``score.examples`` when that is larger."""
+    n_extra = min(cfg.score.examples - len(data.select), len(data.train))
     if n_extra <= 0:
         return data.select
     pick = sample_indices(len(data.train), n_extra, cfg.seed)
@@ -273,7 +273,7 @@ def score(
         examples,
         data.spec,
         data.pad_id,
-        cfg.sparsify.score_batch_size,
+        cfg.score.batch_size,
         student_logits=student_logits,
         temperature=cfg.distill.temperature,
         accelerator=accelerator,

@@ -86,6 +86,7 @@ def add_student_args(p: argparse.ArgumentParser) -> None:
 
 
 def add_sparsify_args(p: argparse.ArgumentParser) -> None:
+    _add_section(p, "scoring", "score")
     _add_section(p, "sparse teachers", "sparsify")
 
 
