@@ -54,7 +54,7 @@ def bench_task(task: str, args: argparse.Namespace) -> dict:
             def kd(k: int = k, out_dir: Path = out_dir) -> float:
                 start = time.perf_counter()
                 logits = teacher_logits_full(vanilla / "teacher", data, vcfg.distill.eval_batch_size)
-                distill(vcfg, data, student_init, logits, out_dir, seed=vcfg.seed + k)
+                distill(vcfg, data, student_init, logits, out_dir, extra={"seed_index": k})
                 return time.perf_counter() - start
 
             wall, machine = timed_cell(kd)

@@ -32,7 +32,7 @@ def probe(task: str, lr: float, epochs: float, args: argparse.Namespace) -> dict
     init = build_student(cfg, data, teacher_dir, out)
     logits = teacher_logits_full(teacher_dir, data, cfg.distill.eval_batch_size)
     run_dir = out / f"lr{lr:g}-e{epochs:g}"
-    distill(cfg, data, init, logits, run_dir, seed=cfg.seed)
+    distill(cfg, data, init, logits, run_dir)
     m = data.spec.main_metric
     teacher, student = read_metrics(teacher_dir), read_metrics(run_dir)
     check = check_teacher(data.spec, teacher["select"], data.train.labels, data.select.labels)

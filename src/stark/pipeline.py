@@ -177,7 +177,6 @@ class Rewinder:
             self.student_init,
             cache.logits,
             out_dir,
-            seed=self.cfg.seed + k,
             budget=Budget(stop_after_steps=steps, resume=resume, park=held < self.park_bytes),
             accelerator=self.accelerator,
             extra={"teacher_sparsity": level, "seed_index": k},

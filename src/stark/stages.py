@@ -211,7 +211,6 @@ def distill(
     student_init: Path,
     teacher_logits: torch.Tensor,
     out_dir: Path,
-    seed: int,
     *,
     budget: Budget | None = None,
     accelerator=None,
@@ -220,7 +219,8 @@ def distill(
     """Stage 3 / 6: distill a fresh copy of ``student_init`` from cached teacher logits.
 
     ``budget`` pauses the run after a number of steps, or continues one parked in memory (see
-    ``stark.training.Budget``).
+    ``stark.training.Budget``). ``extra`` holds facts saved with the student; its ``seed_index`` k (default
+    0) makes this the k-th student of its level, trained with seed ``cfg.seed + k``.
 
     Returns:
         (fit result, or None if the stage was already finished; the stage folder).
@@ -232,7 +232,7 @@ def distill(
     student = resume.model if resume is not None else load_model(str(student_init))
     student.train()
     facts = {**_stage_info(cfg, data, "distill"), "student_init": str(student_init), **(extra or {})}
-    train_cfg = _seeded(cfg.distill, seed)
+    train_cfg = _seeded(cfg.distill, cfg.seed + (extra or {}).get("seed_index", 0))
     result, _ = _train_stage(
         student, data, train_cfg, out_dir, facts, teacher_logits=teacher_logits, budget=budget, accelerator=accelerator
     )

@@ -203,7 +203,7 @@ def run_distill(args: argparse.Namespace) -> int:
     with _locked(cfg, data, out) as acc:
         logits = teacher_logits_full(teacher, data, cfg.distill.eval_batch_size, acc)
         extra = {"teacher_dir": str(teacher)}
-        _, d = distill(cfg, data, student, logits, out / args.name, seed=cfg.seed, accelerator=acc, extra=extra)
+        _, d = distill(cfg, data, student, logits, out / args.name, accelerator=acc, extra=extra)
         m = read_metrics(d)
         _print({"student_dir": str(d), "select": m["select"], "dev": m["dev"], "wall_s": m["wall_s"]}, acc)
     return 0
