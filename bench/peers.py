@@ -242,8 +242,8 @@ class Bench:
             self.record("ft_stark", self.cell_ft_stark())
 
     def ensure_student(self) -> None:
+        from stark.method.pruning import drop_layers
         from stark.models import load_model, save_model
-        from stark.pruning import drop_layers
 
         self.ensure_teacher()
         if not (self.student_dir / "config.json").is_file():

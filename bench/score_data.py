@@ -24,9 +24,9 @@ from common import RESULTS, WORK, commit, load_rows, save_rows
 from scipy.stats import spearmanr
 
 from stark.config import build_config, load_recipe
+from stark.method.pruning import sparsity_map
+from stark.method.scores import score_teacher
 from stark.models import load_model
-from stark.pruning import sparsity_map
-from stark.scores import score_teacher
 from stark.stages import prepare_data, scoring_data
 from stark.training import predict
 

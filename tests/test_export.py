@@ -11,8 +11,8 @@ from transformers import BertTokenizer
 import stark.export
 from stark.cli import main
 from stark.export import ExportMismatchError, export_onnx, input_names, ort_session
+from stark.method.pruning import prune_model
 from stark.models import save_model
-from stark.pruning import prune_model
 
 WORDS = ["the", "a", "cat", "dog", "sat", "on", "mat", "was", "not", "good", "film", "it", "she", "did", "like"]
 

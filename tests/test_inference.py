@@ -12,8 +12,8 @@ import stark.export
 import stark.inference
 from stark.cli import main
 from stark.inference import BenchConfig, bench_inference, discover_models
+from stark.method.pruning import drop_layers, prune_model
 from stark.models import save_model
-from stark.pruning import drop_layers, prune_model
 
 TINY = BenchConfig(seq_len=16, throughput_batch=4, warmup=0, repeats=2, threads=1)
 

@@ -110,7 +110,7 @@ def worker(paths: dict) -> None:
     from accelerate import Accelerator
     from accelerate.utils import gather_object
 
-    from stark.scores import score_teacher
+    from stark.method.scores import score_teacher
     from stark.training import fit, predict
 
     acc = Accelerator(cpu=True)
@@ -194,7 +194,7 @@ def test_predict_covers_every_example_exactly_once(results, one_thread) -> None:
 
 
 def test_scores_are_summed_across_processes(results, one_thread) -> None:
-    from stark.scores import score_teacher
+    from stark.method.scores import score_teacher
 
     data = numbered_data(11)
     student_logits = torch.randn(len(data), 3, generator=torch.Generator().manual_seed(0))

@@ -9,9 +9,9 @@ import torch
 from conftest import heads_for, random_batch, tiny_model
 
 from stark.errors import StarkInputError
-from stark.masks import masked, ones_masks
+from stark.method.masks import masked, ones_masks
+from stark.method.pruning import drop_layers, prune_model, reorder_model, round_width, sparsify, sparsity_map
 from stark.models import _get, encoder_layers, family_of, layer_widths, load_model, save_model
-from stark.pruning import drop_layers, prune_model, reorder_model, round_width, sparsify, sparsity_map
 
 # Layer 0 keeps heads {3, 1} (out of order) and some neurons; layer 1 keeps nothing at all.
 KEEP_HEADS = [[3, 1], []]

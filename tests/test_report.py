@@ -12,8 +12,8 @@ import torch
 
 import stark.pipeline
 from stark.cli import main
+from stark.method.scores import TeacherScores
 from stark.report import bucket_by_score, marked_level, results_table, write_report
-from stark.scores import TeacherScores
 
 LAYERS, HEADS, FFN = 3, 4, 40
 LEVELS = (0.0, 50.0, 70.0)

@@ -25,13 +25,13 @@ from stark.config import RunConfig, Search, to_dict
 from stark.data.batching import TaskData
 from stark.errors import StarkInputError
 from stark.lock import RunLock
+from stark.method.sparse_teachers import LogitCache, SparseTeachers, split_fingerprint
 from stark.models import load_config, load_model
 from stark.processes import barrier, is_main
 from stark.provenance import versions
 from stark.records import LevelRecord, RunSummary, SeedRecord
 from stark.rundir import RunDir, is_done, level_name, read_metrics, work_dir_of, write_json, write_text
 from stark.search import Choice, RungScore, RungSignal, decide, paired_bootstrap, rank, successive_halving
-from stark.sparse_teachers import LogitCache, SparseTeachers, split_fingerprint
 from stark.stages import (
     build_student,
     distill,

@@ -74,7 +74,7 @@ def measure(
     """Forward passes only: the trial student once, every level's sparse teacher once, on the selection split.
 
     Args:
-        teachers: a ``stark.sparse_teachers.SparseTeachers`` (slices each level in memory).
+        teachers: a ``stark.method.sparse_teachers.SparseTeachers`` (slices each level in memory).
         data: the run's ``stages.TaskData``.
     """
     from stark.training.evaluation import on_device, predict

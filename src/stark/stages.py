@@ -15,13 +15,13 @@ from transformers import PreTrainedModel
 
 from stark.config import RunConfig, TrainConfig, to_dict
 from stark.data.batching import Encoded, TaskData
+from stark.method.pruning import drop_layers, reorder_model, sparsify, sparsity_map
+from stark.method.scores import TeacherScores, score_teacher
+from stark.method.sparse_teachers import LogitCache, SparseTeachers, split_fingerprint
 from stark.models import count_parameters, encoder_flops, layer_widths, load_model, save_model
 from stark.processes import barrier, is_main
 from stark.provenance import versions
-from stark.pruning import drop_layers, reorder_model, sparsify, sparsity_map
 from stark.rundir import RunDir, finalize, is_done, read_metrics, work_dir_of, write_json
-from stark.scores import TeacherScores, score_teacher
-from stark.sparse_teachers import LogitCache, SparseTeachers, split_fingerprint
 from stark.task_data import (
     MIN_SELECT,
     MIN_TRAIN,

@@ -105,7 +105,7 @@ def plot_kept_per_layer(widths: dict[float, dict], shape: tuple[int, int, int], 
 
 def _panels(scores, lam: float) -> list[tuple[str, np.ndarray, np.ndarray]]:
     """(title, heads (L, H), neurons (L, F)) per panel, every matrix normalised per layer as S uses it."""
-    from stark.scores import normalize_rows
+    from stark.method.scores import normalize_rows
 
     panels = [("expressiveness E", normalize_rows(scores.expressive_heads), normalize_rows(scores.expressive_neurons))]
     if scores.friendly_heads is not None:
@@ -139,7 +139,7 @@ def plot_scores(scores, lam: float, kept: dict | None, head_path: Path, neuron_p
     """Heat-maps of E, F and S: layer x head, and layer x neuron group (neurons sorted by S).
 
     Args:
-        scores: a :class:`stark.scores.TeacherScores`.
+        scores: a :class:`stark.method.scores.TeacherScores`.
         lam: the run's lam.
         kept: metrics.json of the sparse teacher to mark (its heads_per_layer / ffn_per_layer), or None.
     """

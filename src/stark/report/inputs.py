@@ -43,7 +43,7 @@ def load_scores(run_dir: Path):
     path = RunDir(Path(run_dir)).scores / "scores.safetensors"
     if not path.is_file():
         return None
-    from stark.scores import TeacherScores
+    from stark.method.scores import TeacherScores
 
     return TeacherScores.load(path)
 
