@@ -77,12 +77,15 @@ class Cell:
     def can_check(self) -> bool:
         return self.labels is not None and all("select_pred" in log for logs in self.logs.values() for log in logs)
 
-    def check(self, best_sparse: float, n_compared: int) -> float:
-        """stark run's last word: the sparse finalist only if it leads vanilla KD by the bootstrap bar."""
+    def check(self, best_sparse: float, n_compared: int, z: float | None = None) -> float:
+        """stark run's last word: the sparse finalist only if it leads vanilla KD by the bootstrap bar
+        (``z`` standard errors instead of stark run's bar when given: what another threshold would do)."""
         import numpy as np
 
         preds = {lv: [np.asarray(log["select_pred"]) for log in self.logs[lv]] for lv in (0.0, best_sparse)}
         margin, se = paired_bootstrap(self.spec, self.labels, preds[best_sparse], preds[0.0])
+        if z is not None:
+            return best_sparse if margin > z * se else 0.0
         return decide(best_sparse, margin, se, self.spec.main_metric, len(self.labels), n_compared).chosen
 
     def total_steps(self) -> int:
@@ -120,19 +123,24 @@ class Outcome:
     cost_kd_runs: float
 
 
-def final_choice(cell: Cell, finalists: list[float], check: bool = False) -> float:
+def final_choice(cell: Cell, finalists: list[float], check: bool = False, z: float | None = None) -> float:
     """Vanilla KD against the finalists at the full budget: best mean selection metric, ties by loss; with
-    ``check``, the best sparse one must also clear stark run's paired-bootstrap bar."""
+    ``check``, the best sparse one must also clear stark run's paired-bootstrap bar (or ``z`` s.e.)."""
     total = cell.total_steps()
     if not check:
         return rank({lv: cell.standing(lv, total) for lv in finalists}, RungSignal.METRIC)[0]
     sparse = [lv for lv in finalists if lv != 0]
     best = rank({lv: cell.standing(lv, total) for lv in sparse}, RungSignal.METRIC)[0]
-    return cell.check(best, len(sparse))
+    return cell.check(best, len(sparse), z)
 
 
 def halving(
-    min_budget: float, eta: int, signal: RungSignal, metric_only: bool = False, check: bool = False
+    min_budget: float,
+    eta: int,
+    signal: RungSignal,
+    metric_only: bool = False,
+    check: bool = False,
+    z: float | None = None,
 ) -> Callable[[Cell], Outcome]:
     """stark's successive halving over the sparse levels, vanilla KD trained in full beside it."""
 
@@ -149,7 +157,7 @@ def halving(
         others = [lv for lv in cell.levels if lv != 0]
         survivor, _ = successive_halving(others, train_to, total, min_budget, eta=eta, signal=signal)
         cost = 1.0 + sum(steps / total for steps in reached.values())
-        return Outcome(final_choice(cell, [0.0, survivor], check), cost)
+        return Outcome(final_choice(cell, [0.0, survivor], check, z), cost)
 
     return policy
 
@@ -199,6 +207,8 @@ POLICIES: dict[str, Callable[[Cell], Outcome]] = {
     "halving-loss-1/32-eta2": halving(1 / 32, 2, RungSignal.LOSS),
     "halving-loss-1/12-eta3": halving(1 / 12, 3, RungSignal.LOSS),
     "halving-loss-1/12-eta3 +check": halving(1 / 12, 3, RungSignal.LOSS, check=True),
+    "halving-loss-1/12-eta3 +lead>0.5se": halving(1 / 12, 3, RungSignal.LOSS, check=True, z=0.5),
+    "halving-loss-1/12-eta3 +lead>0": halving(1 / 12, 3, RungSignal.LOSS, check=True, z=0.0),
     "full-sweep +check": full_sweep_checked,
     "halving-loss-1/6-eta3": halving(1 / 6, 3, RungSignal.LOSS),
     "halving-loss-1/4-eta3": halving(1 / 4, 3, RungSignal.LOSS),
