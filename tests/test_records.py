@@ -34,3 +34,15 @@ def test_old_summary_without_newer_fields_loads() -> None:
     typed = RunSummary.from_dict(old)
     assert typed.majority_dev is None and typed.choice is None and "choice" not in typed.to_dict()
     assert typed.level(0.0).student_dev_mean == 0.6 and typed.level(50.0) is None
+
+
+def test_trained_stage_round_trip() -> None:
+    """A training stage's metrics.json reads into TrainedStage and writes back key for key, in order."""
+    from stark.records import TrainedStage
+
+    record = json.loads((GOLDEN / "tiny_full.json").read_text())["json"]
+    for name in ("teacher/metrics.json", "trial_student/metrics.json", "students/s50/seed0/metrics.json"):
+        d = {**record[name], "wall_s": 1.5}  # the golden record leaves wall times out
+        stage = TrainedStage.from_dict(d)
+        assert stage.select == d["select"] and stage.facts["stage"] in ("finetune", "distill")
+        assert sorted(stage.to_dict()) == sorted(d) and stage.to_dict() == d

@@ -29,7 +29,7 @@ from stark.method.sparse_teachers import LogitCache, SparseTeachers, split_finge
 from stark.models import load_config, load_model
 from stark.processes import barrier, is_main
 from stark.provenance import versions
-from stark.records import LevelRecord, RunSummary, SeedRecord
+from stark.records import LevelRecord, RunSummary, SeedRecord, TrainedStage
 from stark.rundir import RunDir, is_done, level_name, read_metrics, work_dir_of, write_json, write_text
 from stark.search import Choice, RungScore, RungSignal, decide, paired_bootstrap, rank, successive_halving
 from stark.stages import (
@@ -162,7 +162,7 @@ class Rewinder:
     def train_seed(self, level: float, k: int, steps: int) -> RungScore:
         out_dir = self.paths.student(level, k)
         if training_done(out_dir, self.accelerator):
-            return _standing(read_metrics(out_dir)["select"], self.data.spec.main_metric)
+            return _standing(TrainedStage.read(out_dir).select, self.data.spec.main_metric)
         resume = self.parked.pop((level, k), None)
         start_step = resume.step if resume is not None else training_step(out_dir)
         cache, make_teacher = self._cache_for(level)
@@ -341,7 +341,7 @@ def _run(cfg: RunConfig, data: TaskData, accelerator, start: float) -> dict:
 def check_teacher_learned(cfg: RunConfig, data: TaskData, teacher_dir: Path, accelerator=None) -> TeacherCheck:
     """Compare the fine-tuned teacher with a constant prediction; warn (or stop, when asked) if it lost."""
     spec = check_metric_spec(data.spec)
-    select = read_metrics(teacher_dir)["select"]
+    select = TrainedStage.read(teacher_dir).select
     if any(m not in select for m in spec.metrics):
         teacher = on_device(load_model(str(teacher_dir)), accelerator)
         select = evaluate(teacher, data.select, spec, data.pad_id, cfg.finetune.eval_batch_size, accelerator)
@@ -356,8 +356,8 @@ def check_teacher_learned(cfg: RunConfig, data: TaskData, teacher_dir: Path, acc
 def _seed_record(cfg: RunConfig, sdir: Path, main: str, total_steps: int) -> SeedRecord | None:
     """One student of a level: finished, stopped early by the search (no dev), or never started (None)."""
     if is_done(sdir):
-        m = read_metrics(sdir)
-        return SeedRecord(str(sdir), m["select"], m["dev"], m["epochs"], finished=True)
+        m = TrainedStage.read(sdir)
+        return SeedRecord(str(sdir), m.select, m.dev, m.epochs, finished=True)
     best = work_dir_of(sdir) / "best"
     state = standing(work_dir_of(sdir))
     if not best.is_dir() or state is None:
@@ -375,7 +375,7 @@ def _level_record(
     t_metrics = read_metrics(teacher_dir)
     if level == 0 and t_metrics.get("dev") is None:
         # The 0 % teacher is the dense one, whose dev metric is known from fine-tuning.
-        t_metrics = {**t_metrics, "dev": read_metrics(paths.teacher).get("dev")}
+        t_metrics = {**t_metrics, "dev": TrainedStage.read(paths.teacher).dev}
     found = [_seed_record(cfg, paths.student(level, k), main, rewinder.total_steps) for k in range(cfg.search.seeds)]
     seeds = [s for s in found if s is not None]
     dev_main = [s.dev[main] for s in seeds if s.dev is not None]
@@ -409,7 +409,9 @@ def choose(cfg: RunConfig, data: TaskData, paths: RunDir, finalists: list[float]
     done = {lv: ds for lv, ds in dirs.items() if all(is_done(d) for d in ds)}
     if not done:
         return None
-    standing = {lv: _mean_standing([_standing(read_metrics(d)["select"], main) for d in ds]) for lv, ds in done.items()}
+    standing = {
+        lv: _mean_standing([_standing(TrainedStage.read(d).select, main) for d in ds]) for lv, ds in done.items()
+    }
     sparse = {lv: sc for lv, sc in standing.items() if lv != 0}
     best = rank(sparse, RungSignal.METRIC)[0] if sparse else None
     n = len(data.select)
@@ -457,10 +459,10 @@ def summarize(
         _level_record(cfg, data, paths, lv, outcome.teacher_dirs[lv], rewinder) for lv in sorted(outcome.teacher_dirs)
     ]
     chosen = None if choice is None else next((r for r in levels if r.teacher_sparsity == choice.chosen), None)
-    trial, teacher = read_metrics(paths.trial), read_metrics(paths.teacher)
+    trial, teacher = TrainedStage.read(paths.trial), TrainedStage.read(paths.teacher)
     student_epochs = sum(s.epochs for r in levels for s in r.seeds)
     if not any(r.teacher_sparsity == 0 for r in levels):
-        student_epochs += trial["epochs"]
+        student_epochs += trial.epochs
     select_split = "dev" if cfg.data.protocol.value == "reference" else "held-out selection"
     unchosen = (  # no finalist reached the full budget
         f"highest mean {data.spec.main_metric} on the {select_split} "
@@ -480,8 +482,8 @@ def summarize(
         teacher_check=outcome.check.to_dict(),
         majority_dev=constant_metrics(data.spec, data.train.labels, data.dev.labels),
         majority_select=constant_metrics(data.spec, data.train.labels, data.select.labels),
-        vanilla_kd={"student_dev": trial["dev"], "student_select": trial["select"]},
-        teacher_dense={"dev": teacher["dev"], "select": teacher["select"]},
+        vanilla_kd={"student_dev": trial.dev, "student_select": trial.select},
+        teacher_dense={"dev": teacher.dev, "select": teacher.select},
         levels=levels,
         search_rungs=outcome.search_log,
         kd_student_epochs=student_epochs,

@@ -8,7 +8,9 @@ some fields (they take their defaults) and unknown keys are ignored, so an old r
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 Metrics = dict[str, float]
@@ -112,3 +114,36 @@ class RunSummary:
     @classmethod
     def coerce(cls, summary: RunSummary | dict[str, Any]) -> RunSummary:
         return summary if isinstance(summary, RunSummary) else cls.from_dict(summary)
+
+
+_TRAINED_FIELDS = ("select", "dev", "best_step", "steps", "total_steps", "epochs", "wall_s", "history")
+
+
+@dataclass
+class TrainedStage:
+    """``metrics.json`` of a finished training stage: the fine-tuned teacher, the trial student, a level's student."""
+
+    select: Metrics
+    """Selection-split metrics of the kept (best) checkpoint."""
+    dev: Metrics | None
+    best_step: int
+    steps: int
+    total_steps: int
+    epochs: float
+    wall_s: float
+    history: list[dict[str, Any]]
+    """Every evaluation: step, epoch, selection metrics, mean training loss since the previous one."""
+    facts: dict[str, Any] = field(default_factory=dict)
+    """What else the stage recorded: its name, task, resolved config, versions, seed and extras."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**{name: getattr(self, name) for name in _TRAINED_FIELDS}, **self.facts}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainedStage:
+        facts = {k: v for k, v in d.items() if k not in _TRAINED_FIELDS}
+        return cls(**{name: d.get(name) for name in _TRAINED_FIELDS}, facts=facts)
+
+    @classmethod
+    def read(cls, stage_dir: Path) -> TrainedStage:
+        return cls.from_dict(json.loads((Path(stage_dir) / "metrics.json").read_text()))

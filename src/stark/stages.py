@@ -21,6 +21,7 @@ from stark.method.sparse_teachers import LogitCache, SparseTeachers, split_finge
 from stark.models import count_parameters, encoder_flops, layer_widths, load_model, save_model
 from stark.processes import barrier, is_main
 from stark.provenance import versions
+from stark.records import TrainedStage
 from stark.rundir import RunDir, finalize, is_done, read_metrics, work_dir_of, write_json
 from stark.task_data import (
     MIN_SELECT,
@@ -122,18 +123,11 @@ def _train_stage(
     if accelerator is None or accelerator.is_main_process:
         best = load_model(str(work / "best"))
         dev = evaluate_on(best, data.dev, data.spec, data.pad_id, train_cfg.eval_batch_size)
-        metrics = {
-            "select": result.best,
-            "dev": dev,
-            "best_step": result.best_step,
-            "steps": result.steps,
-            "total_steps": result.total_steps,
-            "epochs": result.epochs_done,
-            "wall_s": result.wall_s,
-            "history": result.history,
-            **facts,
-        }
-        finalize(work, out_dir, metrics)
+        r = result
+        metrics = TrainedStage(
+            r.best, dev, r.best_step, r.steps, r.total_steps, r.epochs_done, r.wall_s, r.history, facts
+        )
+        finalize(work, out_dir, metrics.to_dict())
     if accelerator is not None:
         accelerator.wait_for_everyone()
     return result, out_dir

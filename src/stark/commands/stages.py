@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from stark.commands import common
 from stark.errors import StarkInputError
+from stark.records import TrainedStage
 from stark.rundir import RunDir
 
 if TYPE_CHECKING:  # imported lazily at run time: `stark --help` should not load torch
@@ -161,13 +162,13 @@ def _locked(cfg: RunConfig, data: TaskData, out: Path, stage: str = "distill") -
 
 
 def run_finetune(args: argparse.Namespace) -> int:
-    from stark.stages import finetune_teacher, read_metrics
+    from stark.stages import finetune_teacher
 
     cfg, data, out = _checked(args)
     with _locked(cfg, data, out, "finetune") as acc:
         d = finetune_teacher(cfg, data, out, acc)
-        m = read_metrics(d)
-        _print({"teacher_dir": str(d), "select": m["select"], "dev": m["dev"], "wall_s": m["wall_s"]}, acc)
+        m = TrainedStage.read(d)
+        _print({"teacher_dir": str(d), "select": m.select, "dev": m.dev, "wall_s": m.wall_s}, acc)
     return 0
 
 
@@ -193,7 +194,7 @@ def run_student(args: argparse.Namespace) -> int:
 
 
 def run_distill(args: argparse.Namespace) -> int:
-    from stark.stages import distill, read_metrics, teacher_logits_full
+    from stark.stages import distill, teacher_logits_full
 
     cfg, data, out = _checked(args)
     student = _require_model(
@@ -204,8 +205,8 @@ def run_distill(args: argparse.Namespace) -> int:
         logits = teacher_logits_full(teacher, data, cfg.distill.eval_batch_size, acc)
         extra = {"teacher_dir": str(teacher)}
         _, d = distill(cfg, data, student, logits, out / args.name, accelerator=acc, extra=extra)
-        m = read_metrics(d)
-        _print({"student_dir": str(d), "select": m["select"], "dev": m["dev"], "wall_s": m["wall_s"]}, acc)
+        m = TrainedStage.read(d)
+        _print({"student_dir": str(d), "select": m.select, "dev": m.dev, "wall_s": m.wall_s}, acc)
     return 0
 
 
