@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import make_teacher_dir, write_task
+from conftest import make_teacher_dir, run_args, write_task
 from safetensors.torch import load_file
 
 from stark.cli import main
@@ -100,20 +100,9 @@ def test_golden_tiny(tmp_path: Path, search: str, golden_threads, capsys) -> Non
     train, dev = write_task(tmp_path / "task", n_train=160, n_dev=40, seed=4)
     (tmp_path / "recipe.yaml").write_text(GOLDEN_RECIPE)
     out = tmp_path / "run"
-    argv = [
-        "run",
-        f"--teacher={teacher}",
-        f"--train={train}",
-        f"--dev={dev}",
-        "--text-cols=sentence",
-        "--label-col=label",
-        "--student-layers=1",
-        "--sparsities=0,50,90",
-        f"--search={search}",
-        "--seed=7",
-        f"--config={tmp_path / 'recipe.yaml'}",
-        f"--out={out}",
-    ]
+    # The shared tiny-run flags, with three levels, a search mode and a fixed seed.
+    argv = [a for a in run_args(teacher, (train, dev), tmp_path / "recipe.yaml", out) if a != "--sparsities=0,50"]
+    argv += ["--sparsities=0,50,90", f"--search={search}", "--seed=7"]
     assert main(argv) == 0
     capsys.readouterr()
     check_golden(f"tiny_{search}", out)
