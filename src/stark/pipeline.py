@@ -39,6 +39,7 @@ from stark.stages import (
     finish_chosen,
     score,
     sparsify_teachers,
+    student_train_config,
     teacher_saved,
     training_done,
     training_step,
@@ -166,7 +167,7 @@ class Rewinder:
         resume = self.parked.pop((level, k), None)
         start_step = resume.step if resume is not None else training_step(out_dir)
         cache, make_teacher = self._cache_for(level)
-        need = visited_examples(self.data.train, self._seed_cfg(k), start_step, steps, self.world)
+        need = visited_examples(self.data.train, student_train_config(self.cfg, k), start_step, steps, self.world)
         bs = self.cfg.distill.eval_batch_size
         self.clock.add("teacher_logits", cache.ensure(make_teacher, self.data, need, bs, self.accelerator))
         t0 = time.perf_counter()
@@ -190,11 +191,6 @@ class Rewinder:
         # Paused by the search: the loss of the weights as they are now (the signal that moves early),
         # and the best metric seen so far, the paused weights' own included.
         return RungScore(_better(result.best, result.current, main)[main], result.current.get("task_loss", math.inf))
-
-    def _seed_cfg(self, k: int):
-        from dataclasses import replace
-
-        return replace(self.cfg.distill, seed=self.cfg.seed + k)
 
 
 def _proxy_candidates(

@@ -8,10 +8,11 @@ some fields (they take their defaults) and unknown keys are ignored, so an old r
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from stark.rundir import read_metrics
 
 Metrics = dict[str, float]
 """Metric name -> value on the 0-1 scale (plus ``task_loss``), as the evaluation returns them."""
@@ -146,4 +147,4 @@ class TrainedStage:
 
     @classmethod
     def read(cls, stage_dir: Path) -> TrainedStage:
-        return cls.from_dict(json.loads((Path(stage_dir) / "metrics.json").read_text()))
+        return cls.from_dict(read_metrics(stage_dir))

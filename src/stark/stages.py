@@ -60,6 +60,7 @@ __all__ = [  # the stages, and names kept importable from here for code written 
     "selection_fraction",
     "sparsify_teachers",
     "split_fingerprint",
+    "student_train_config",
     "teacher_logits_full",
     "versions",
     "warn_small_selection",
@@ -120,22 +121,28 @@ def _train_stage(
     )
     if not result.finished:
         return result, None
-    if accelerator is None or accelerator.is_main_process:
+    if is_main(accelerator):
         best = load_model(str(work / "best"))
-        dev = evaluate_on(best, data.dev, data.spec, data.pad_id, train_cfg.eval_batch_size)
-        r = result
-        metrics = TrainedStage(
-            r.best, dev, r.best_step, r.steps, r.total_steps, r.epochs_done, r.wall_s, r.history, facts
+        dev = evaluate(best, data.dev, data.spec, data.pad_id, train_cfg.eval_batch_size)
+        stage = TrainedStage(
+            select=result.best,
+            dev=dev,
+            best_step=result.best_step,
+            steps=result.steps,
+            total_steps=result.total_steps,
+            epochs=result.epochs_done,
+            wall_s=result.wall_s,
+            history=result.history,
+            facts=facts,
         )
-        finalize(work, out_dir, metrics.to_dict())
-    if accelerator is not None:
-        accelerator.wait_for_everyone()
+        finalize(work, out_dir, stage.to_dict())
+    barrier(accelerator)
     return result, out_dir
 
 
 def finetune_teacher(cfg: RunConfig, data: TaskData, out: Path, accelerator=None) -> Path:
     """Stage 1: fine-tune the pretrained encoder on the task; keep the best selection checkpoint."""
-    out_dir = Path(out) / "teacher"
+    out_dir = RunDir(Path(out)).teacher
     if training_done(out_dir, accelerator):
         return out_dir
     # The classifier head is new (random): seeded here, it depends on --seed and on nothing that ran
@@ -151,6 +158,11 @@ def _seeded(train_cfg: TrainConfig, seed: int) -> TrainConfig:
     from dataclasses import replace
 
     return replace(train_cfg, seed=seed)
+
+
+def student_train_config(cfg: RunConfig, seed_index: int = 0) -> TrainConfig:
+    """The distillation settings of a level's ``seed_index``-th student: distill's, with seed ``cfg.seed + k``."""
+    return _seeded(cfg.distill, cfg.seed + seed_index)
 
 
 def build_student(cfg: RunConfig, data: TaskData, teacher_dir: Path, out: Path, accelerator=None) -> Path:
@@ -226,7 +238,7 @@ def distill(
     student = resume.model if resume is not None else load_model(str(student_init))
     student.train()
     facts = {**_stage_info(cfg, data, "distill"), "student_init": str(student_init), **(extra or {})}
-    train_cfg = _seeded(cfg.distill, cfg.seed + (extra or {}).get("seed_index", 0))
+    train_cfg = student_train_config(cfg, (extra or {}).get("seed_index", 0))
     result, _ = _train_stage(
         student, data, train_cfg, out_dir, facts, teacher_logits=teacher_logits, budget=budget, accelerator=accelerator
     )
@@ -272,7 +284,7 @@ def score(
         temperature=cfg.distill.temperature,
         accelerator=accelerator,
     )
-    if accelerator is None or accelerator.is_main_process:
+    if is_main(accelerator):
         out_dir.mkdir(parents=True, exist_ok=True)
         result.save(out_dir / "scores.safetensors")
         info = _stage_info(cfg, data, "score")
@@ -333,7 +345,7 @@ def sparsify_teachers(
             "sparsity": level,
             "lam": cfg.sparsify.lam,
             **model_facts(teacher),
-            "select": evaluate_on(teacher, data.select, data.spec, data.pad_id, bs),
+            "select": evaluate(teacher, data.select, data.spec, data.pad_id, bs),
         }
         if dev:
             metrics["dev"] = _teacher_dev(teachers, level, data, bs, teacher)
@@ -354,11 +366,11 @@ def _teacher_dev(
     """A sparse teacher's dev metrics; level 0 computes the dense teacher's function, whose dev
     metrics fine-tuning already measured. ``teacher`` is the level's model if already built."""
     if level == 0 and is_done(teachers.teacher_dir):
-        dense = read_metrics(teachers.teacher_dir).get("dev")
+        dense = TrainedStage.read(teachers.teacher_dir).dev
         if dense is not None:
             return dense
     teacher = teacher if teacher is not None else teachers.model(level)
-    return evaluate_on(teacher, data.dev, data.spec, data.pad_id, batch_size)
+    return evaluate(teacher, data.dev, data.spec, data.pad_id, batch_size)
 
 
 def finish_chosen(

@@ -20,6 +20,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from stark.config import TrainConfig
+from stark.rundir import write_json
 
 
 @dataclass
@@ -158,8 +159,6 @@ def checkpoint_step(work_dir: Path) -> int:
 
 
 def write_paused(work_dir: Path, standing: Standing) -> None:
-    from stark.rundir import write_json
-
     write_json(Path(work_dir) / "paused.json", asdict(standing))
 
 

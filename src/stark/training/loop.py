@@ -294,11 +294,12 @@ def _train_step(run: _Run, step: int, indices: list[int], weight: float) -> torc
 
 
 def _record_loss(run: _Run, state: LoopState, loss: torch.Tensor) -> None:
-    state.loss_sum += loss.item()
+    value = loss.item()  # one device sync per step
+    state.loss_sum += value
     state.loss_count += 1
     if state.step % 10 == 0 or state.step == 1:
         lr = run.scheduler.get_last_lr()[0]
-        run.log.log({"step": state.step, "epoch": state.step / run.per_epoch, "loss": loss.item(), "lr": lr})
+        run.log.log({"step": state.step, "epoch": state.step / run.per_epoch, "loss": value, "lr": lr})
 
 
 def _evaluate(run: _Run, state: LoopState) -> None:
