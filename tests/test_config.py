@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from stark.commands.common import config_from_args
+from stark.commands.common import config_from_args, flags_from_args
 from stark.config import Preset, Protocol, Search, build_config, load_recipe
 from stark.errors import StarkInputError
 
@@ -15,7 +15,9 @@ RECIPES = sorted((Path(__file__).resolve().parents[1] / "recipes").glob("*.yaml"
 
 def test_defaults_are_the_bundled_run():
     cfg = build_config()
-    assert cfg.teacher == "minilm" and cfg.data.task == "rte" and cfg.student.layers == 2
+    assert cfg.teacher == "minilm" and cfg.data.task == "mrpc"
+    assert cfg.student.sparsity == 70 and cfg.student.layers is None
+    assert cfg.finetune.epochs == 3 and cfg.distill.epochs == 3
     assert cfg.sparsify.lam == 0.5 and cfg.sparsify.sparsities == [0, 10, 20, 30, 40, 50, 60, 70, 80, 90]
     assert cfg.search.search == Search.HALVING and cfg.data.protocol == Protocol.HELDOUT
     assert cfg.preset == Preset.FAST
@@ -39,6 +41,13 @@ def test_flags_override_recipe_override_preset():
 def test_shipped_recipes_parse(recipe):
     cfg = build_config(load_recipe(recipe))
     assert cfg.out.startswith("runs/")
+
+
+def test_default_recipe_is_the_default_run():
+    from dataclasses import asdict
+
+    written_out = build_config(load_recipe(Path(__file__).resolve().parents[1] / "recipes" / "default.yaml"))
+    assert asdict(written_out) == asdict(build_config())
 
 
 @pytest.mark.parametrize(
@@ -158,16 +167,34 @@ def test_every_config_field_has_help_and_the_cli_is_generated_from_it():
 
 def test_flags_map_onto_their_fields_and_bad_numbers_are_one_line(capsys):
     from stark.cli import main
-    from stark.commands.common import flags_from_args
 
     args = _run_parser().parse_args(["--min-select", "7", "--rung-signal", "metric", "--student-sparsity", "70"])
     flags = flags_from_args(args)
     assert flags["data"]["min_select"] == 7 and flags["search"]["rung_signal"] == "metric"
-    assert flags["student"] == {"sparsity": 70.0, "layers": None}
+    assert flags["student"] == {"sparsity": 70.0}
     with pytest.raises(SystemExit) as stop:
         main(["run", "--seeds", "three"])
     assert stop.value.code == 2
     assert capsys.readouterr().err.strip().splitlines()[-1].endswith("--seeds: 'three' is not a whole number")
+
+
+def test_a_source_that_names_one_student_kind_replaces_the_other():
+    from stark.cli import build_parser
+
+    def cfg_of(*argv: str, recipe: dict | None = None):
+        flags = flags_from_args(build_parser().parse_args(["run", *argv]))
+        return build_config(recipe, flags)
+
+    layers_flag = cfg_of("--student-layers", "2").student
+    assert (layers_flag.layers, layers_flag.sparsity) == (2, None)
+    layered = {"student": {"layers": 4}}
+    assert cfg_of(recipe=layered).student.sparsity is None  # a recipe's 4-layer student stays a 4-layer student
+    pruned_over_recipe = cfg_of("--student-sparsity", "50", recipe=layered).student
+    assert (pruned_over_recipe.layers, pruned_over_recipe.sparsity) == (None, 50)
+    with pytest.raises(StarkInputError, match="not both"):
+        cfg_of("--student-layers", "2", "--student-sparsity", "50")
+    with pytest.raises(StarkInputError, match="no student"):
+        build_config({"student": {"sparsity": None}})
 
 
 def test_recipes_of_older_versions_still_load():

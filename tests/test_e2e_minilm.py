@@ -57,8 +57,10 @@ def test_stark_run_real_minilm_rte(tmp_path, capsys):
     assert sum(heads) == 36 and len(heads) == 6  # 72 heads in all, half removed
     assert abs(sum(ffn) - 0.5 * 6 * 1536) <= 6 * 8
     assert heads == json.loads((out / "teachers" / "s50" / "metrics.json").read_text())["heads_per_layer"]
-    student = load_model(str(out / "trial_student"))
-    assert len(student.base_model.encoder.layer) == 2
+    # The default student: the fine-tuned teacher with 70 % of its heads (72) and FFN neurons removed.
+    student_heads, student_ffn = layer_widths(load_model(str(out / "trial_student")))
+    assert len(student_heads) == 6 and sum(student_heads) == 72 - round(0.7 * 72)
+    assert abs(sum(student_ffn) - 0.3 * 6 * 1536) <= 6 * 8
 
     # Teacher logits are cached once per teacher, not recomputed inside training.
     cache = out / "cache" / "teacher.safetensors"

@@ -113,9 +113,6 @@ def flags_from_args(args: argparse.Namespace) -> dict[str, Any]:
             put(f.path, get(f.dest))
     if get("train") is not None or get("dataset") is not None:
         put("data.task", "custom")
-    if get("student_sparsity") is not None:
-        # A pruned student is not also layer-dropped unless both are asked for.
-        flags.setdefault("student", {}).setdefault("layers", None)
     for stage, specific in (("finetune", "teacher_epochs"), ("distill", "student_epochs")):
         put(f"{stage}.epochs", get(specific) if get(specific) is not None else get("epochs"))
         put(f"{stage}.batch_size", get("batch_size"))
