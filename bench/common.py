@@ -41,7 +41,7 @@ def shared_teacher(
     data = prepare_data(cfg)
     if teacher_seed is not None:
         cfg.seed = teacher_seed
-    return data, finetune_teacher(cfg, data, out)
+    return data, finetune_teacher(cfg.teacher, cfg.teacher_training(), data, out)
 
 
 def seed_run_folder(teacher_dir: Path, out: Path) -> None:

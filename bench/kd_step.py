@@ -75,7 +75,7 @@ def bench_student(name: str, args: argparse.Namespace) -> dict:
     teacher_dir = out / "pretrained"
     if not (teacher_dir / "config.json").is_file():
         save_model(load_model(cfg.teacher, data.spec), data.tokenizer, teacher_dir)
-    student_dir = build_student(cfg, data, teacher_dir, out)
+    student_dir = build_student(cfg.student, data, teacher_dir, out, score_batch_size=cfg.score.batch_size)
     logits = torch.randn(len(data.train), data.spec.num_labels, generator=torch.Generator().manual_seed(0))
     # No evaluation and no checkpoint inside the timed steps: only what every KD step does.
     train = replace(cfg.distill, eval_every=10**9, checkpoint_every=10**9)

@@ -448,7 +448,7 @@ class Bench:
         clock = Clock()
         logits = teacher_logits_full(self.teacher_dir, data, cfg.distill.eval_batch_size)
         logits_s = clock.wall()
-        result, _ = distill(cfg, data, self.student_dir, logits, out)
+        result, _ = distill(cfg.student_training(), data, self.student_dir, logits, out)
         wall, cpu = clock.wall(), clock.cpu()
         after = conditions()
         metrics = read_metrics(out)

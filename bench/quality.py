@@ -113,7 +113,7 @@ def selection_predictions(data, summary: dict, runs: list[dict], batch_size: int
 
 def proxy_signals(cfg, out: Path, levels: list[float], data) -> list[dict]:
     """Forward-pass-only signals per level (stark.proxy), kept so the proxy search can be replayed."""
-    teachers = load_sparse_teachers(cfg, out / "teacher", out / "scores")
+    teachers = load_sparse_teachers(cfg.sparsify.lam, out / "teacher", out / "scores")
     bs, t = cfg.distill.eval_batch_size, cfg.distill.temperature
     return [p.to_dict() for p in measure(teachers, levels, out / "trial_student", data, bs, t)]
 

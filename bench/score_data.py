@@ -53,7 +53,7 @@ def measure(run: Path, examples: int) -> dict:
     bs, t = cfg.distill.eval_batch_size, cfg.distill.temperature
     scores = {}
     for name, n in (("selection", 0), ("more", examples)):
-        part = scoring_data(replace(cfg, score=replace(cfg.score, examples=n)), data)
+        part = scoring_data(replace(cfg.score, examples=n), data, cfg.seed)
         logits = predict(trial, part, data.pad_id, bs)
         result = score_teacher(teacher, part, data.spec, data.pad_id, cfg.score.batch_size, logits, t)
         scores[name] = (result.combined(cfg.sparsify.lam), len(part))

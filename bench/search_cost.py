@@ -43,7 +43,9 @@ def bench_task(task: str, args: argparse.Namespace) -> dict:
     vanilla = work / "vanilla"
     seed_run_folder(teacher_dir, vanilla)
     vcfg = bench_config(task, vanilla, args.max_train_samples, args.epochs, args.teacher_epochs)
-    student_init = build_student(vcfg, data, vanilla / "teacher", vanilla)
+    student_init = build_student(
+        vcfg.student, data, vanilla / "teacher", vanilla, score_batch_size=vcfg.score.batch_size
+    )
     kd_times, kd_devs, machines = [], [], []
     main = data.spec.main_metric
     for k in range(args.noise_seeds):
@@ -54,7 +56,7 @@ def bench_task(task: str, args: argparse.Namespace) -> dict:
             def kd(k: int = k, out_dir: Path = out_dir) -> float:
                 start = time.perf_counter()
                 logits = teacher_logits_full(vanilla / "teacher", data, vcfg.distill.eval_batch_size)
-                distill(vcfg, data, student_init, logits, out_dir, extra={"seed_index": k})
+                distill(vcfg.student_training(k), data, student_init, logits, out_dir, extra={"seed_index": k})
                 return time.perf_counter() - start
 
             wall, machine = timed_cell(kd)

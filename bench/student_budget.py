@@ -29,10 +29,10 @@ def probe(task: str, lr: float, epochs: float, args: argparse.Namespace) -> dict
     out = WORK / "student_budget" / f"{task}-{args.max_train_samples or 'all'}"
     cfg = bench_config(task, out, args.max_train_samples, epochs, args.teacher_epochs)
     cfg.distill = replace(cfg.distill, lr=lr)
-    init = build_student(cfg, data, teacher_dir, out)
+    init = build_student(cfg.student, data, teacher_dir, out, score_batch_size=cfg.score.batch_size)
     logits = teacher_logits_full(teacher_dir, data, cfg.distill.eval_batch_size)
     run_dir = out / f"lr{lr:g}-e{epochs:g}"
-    distill(cfg, data, init, logits, run_dir)
+    distill(cfg.student_training(), data, init, logits, run_dir)
     m = data.spec.main_metric
     teacher, student = read_metrics(teacher_dir), read_metrics(run_dir)
     check = check_teacher(data.spec, teacher["select"], data.train.labels, data.select.labels)

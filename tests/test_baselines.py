@@ -69,7 +69,7 @@ def _teacher(tmp_path: Path, tiny_teacher: Path, epochs: float, shuffle_labels: 
     }
     cfg = build_config({}, flags)
     data = prepare_data(cfg)
-    return cfg, data, finetune_teacher(cfg, data, Path(cfg.out))
+    return cfg, data, finetune_teacher(cfg.teacher, cfg.teacher_training(), data, Path(cfg.out))
 
 
 def test_guard_warns_for_a_teacher_that_cannot_learn(tiny_teacher, tmp_path: Path, capsys, one_thread) -> None:

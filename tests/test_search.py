@@ -185,7 +185,7 @@ def test_saved_sparse_teachers_equal_the_ones_sliced_in_memory(
     _run(tiny_teacher, tiny_task, tmp_path, out, "--save-teachers")
     capsys.readouterr()
     cfg = build_config({}, {"sparsify": {"lam": 0.5}})
-    teachers = load_sparse_teachers(cfg, out / "teacher", out / "scores")
+    teachers = load_sparse_teachers(cfg.sparsify.lam, out / "teacher", out / "scores")
     vocab = teachers.model(0).config.vocab_size
     batch = {"input_ids": torch.randint(0, vocab, (3, 9), generator=torch.Generator().manual_seed(1))}
     for level in (30, 90):
@@ -204,10 +204,10 @@ def test_finishing_the_chosen_level_writes_weights_and_keeps_metrics(
     capsys.readouterr()
     cfg = build_config(load_recipe(out / "config.yaml"), {})
     data = prepare_data(cfg)
-    teachers = load_sparse_teachers(cfg, out / "teacher", out / "scores")
+    teachers = load_sparse_teachers(cfg.sparsify.lam, out / "teacher", out / "scores")
     for level in (0, 30, 60, 90):
         folder = out / "teachers" / f"s{level}"
-        finish_chosen(cfg, data, teachers, level, folder)
+        finish_chosen(data, teachers, level, folder, eval_batch_size=cfg.distill.eval_batch_size)
         metrics = json.loads((folder / "metrics.json").read_text())
         assert {"select", "dev", "heads_per_layer"} <= set(metrics), level
         if level:
@@ -280,20 +280,19 @@ def test_weighted_metric_equals_the_metric_on_repeated_examples(metric: str) -> 
 def test_scoring_data_tops_up_the_selection_split_from_train() -> None:
     from types import SimpleNamespace
 
+    from stark.config import ScoreConfig
     from stark.data import Encoded
     from stark.stages import scoring_data
 
     select = Encoded([[1], [2]], None, [0, 1])
     train = Encoded([[10 + i] for i in range(8)], None, [i % 2 for i in range(8)])
     data = SimpleNamespace(select=select, train=train)
-    cfg = build_config({}, {"score": {"examples": 0}})
-    assert scoring_data(cfg, data) is select  # the default: the selection split alone
-    cfg = build_config({}, {"score": {"examples": 5}})
-    five = scoring_data(cfg, data)
+    assert scoring_data(ScoreConfig(examples=0), data, 7) is select  # the default: the selection split alone
+    five = scoring_data(ScoreConfig(examples=5), data, 7)
     assert len(five) == 5 and five.input_ids[:2] == [[1], [2]]  # the selection split first, then 3 of train
-    assert all(ids[0] >= 10 for ids in five.input_ids[2:]) and five.input_ids == scoring_data(cfg, data).input_ids
-    cfg = build_config({}, {"score": {"examples": 100}})
-    assert len(scoring_data(cfg, data)) == 10  # never more than there is
+    assert all(ids[0] >= 10 for ids in five.input_ids[2:])
+    assert five.input_ids == scoring_data(ScoreConfig(examples=5), data, 7).input_ids  # seeded
+    assert len(scoring_data(ScoreConfig(examples=100), data, 7)) == 10  # never more than there is
 
 
 def test_proxy_search_halves_among_the_levels_the_student_follows_best(

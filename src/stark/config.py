@@ -271,6 +271,14 @@ class RunConfig:
     sparsify: SparsifyConfig = field(default_factory=SparsifyConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
 
+    def teacher_training(self) -> TrainConfig:
+        """Fine-tuning's settings, seeded with the run's seed."""
+        return dataclasses.replace(self.finetune, seed=self.seed)
+
+    def student_training(self, seed_index: int = 0) -> TrainConfig:
+        """The distillation settings of a level's ``seed_index``-th student: seed ``seed + k``."""
+        return dataclasses.replace(self.distill, seed=self.seed + seed_index)
+
 
 def preset_overrides(preset: Preset) -> dict[str, Any]:
     """The nested overrides that define a preset.

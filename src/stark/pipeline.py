@@ -39,7 +39,6 @@ from stark.stages import (
     finish_chosen,
     score,
     sparsify_teachers,
-    student_train_config,
     teacher_saved,
     training_done,
     training_step,
@@ -167,13 +166,14 @@ class Rewinder:
         resume = self.parked.pop((level, k), None)
         start_step = resume.step if resume is not None else training_step(out_dir)
         cache, make_teacher = self._cache_for(level)
-        need = visited_examples(self.data.train, student_train_config(self.cfg, k), start_step, steps, self.world)
+        train = self.cfg.student_training(k)
+        need = visited_examples(self.data.train, train, start_step, steps, self.world)
         bs = self.cfg.distill.eval_batch_size
         self.clock.add("teacher_logits", cache.ensure(make_teacher, self.data, need, bs, self.accelerator))
         t0 = time.perf_counter()
         held = sum(p.nbytes() for p in self.parked.values())
         result, _ = distill(
-            self.cfg,
+            train,
             self.data,
             self.student_init,
             cache.logits,
@@ -260,10 +260,20 @@ def _run(cfg: RunConfig, data: TaskData, accelerator, start: float) -> dict:
     paths = RunDir(out)
     clock = Clock()
 
-    teacher_dir = _timed_stage(clock, "finetune", paths.teacher, lambda: finetune_teacher(cfg, data, out, accelerator))
+    teacher_dir = _timed_stage(
+        clock,
+        "finetune",
+        paths.teacher,
+        lambda: finetune_teacher(cfg.teacher, cfg.teacher_training(), data, out, accelerator),
+    )
     check = check_teacher_learned(cfg, data, teacher_dir, accelerator)
     student_init = _timed_stage(
-        clock, "student", paths.student_init, lambda: build_student(cfg, data, teacher_dir, out, accelerator)
+        clock,
+        "student",
+        paths.student_init,
+        lambda: build_student(
+            cfg.student, data, teacher_dir, out, score_batch_size=cfg.score.batch_size, accelerator=accelerator
+        ),
     )
 
     # Trial distillation = the vanilla-KD student (dense teacher, seed 0); needed for friendliness.
@@ -273,18 +283,30 @@ def _run(cfg: RunConfig, data: TaskData, accelerator, start: float) -> dict:
     rewinder.train_seed(0, 0, rewinder.total_steps)
 
     scores_dir = _timed_stage(
-        clock, "score", paths.scores, lambda: score(cfg, data, teacher_dir, paths.trial, out, accelerator)
+        clock,
+        "score",
+        paths.scores,
+        lambda: score(
+            cfg.score,
+            data,
+            teacher_dir,
+            paths.trial,
+            out,
+            temperature=cfg.distill.temperature,
+            eval_batch_size=cfg.distill.eval_batch_size,
+            seed=cfg.seed,
+            accelerator=accelerator,
+        ),
     )
     t0 = time.perf_counter()
     teachers, teacher_dirs = sparsify_teachers(
-        cfg,
+        cfg.sparsify,
         data,
         teacher_dir,
         scores_dir,
         out,
-        accelerator,
-        save=cfg.sparsify.save_teachers,
-        dev=cfg.sparsify.teachers_on_dev,
+        eval_batch_size=cfg.distill.eval_batch_size,
+        accelerator=accelerator,
     )
     clock.add("sparsify", time.perf_counter() - t0)
     rewinder.teachers = teachers
@@ -320,7 +342,8 @@ def _run(cfg: RunConfig, data: TaskData, accelerator, start: float) -> dict:
         print(f"stark: chosen teacher sparsity {choice.chosen:g}%: {choice.reason}", file=sys.stderr, flush=True)
     if chosen is not None:
         t0 = time.perf_counter()
-        finish_chosen(cfg, data, teachers, chosen, teacher_dirs[chosen], accelerator)
+        bs = cfg.distill.eval_batch_size
+        finish_chosen(data, teachers, chosen, teacher_dirs[chosen], eval_batch_size=bs, accelerator=accelerator)
         barrier(accelerator)
         clock.add("sparsify", time.perf_counter() - t0)
     outcome = Outcome(teacher_dirs, finalists, choice, check, search_log)

@@ -8,12 +8,13 @@ finished stages.
 from __future__ import annotations
 
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
 from transformers import PreTrainedModel
 
-from stark.config import RunConfig, TrainConfig, to_dict
+from stark.config import ScoreConfig, SparsifyConfig, StudentConfig, TrainConfig
 from stark.data.batching import Encoded, TaskData
 from stark.method.pruning import drop_layers, reorder_model, sparsify, sparsity_map
 from stark.method.scores import TeacherScores, score_teacher
@@ -58,9 +59,9 @@ __all__ = [  # the stages, and names kept importable from here for code written 
     "score",
     "scoring_data",
     "selection_fraction",
+    "source_of",
     "sparsify_teachers",
     "split_fingerprint",
-    "student_train_config",
     "teacher_logits_full",
     "versions",
     "warn_small_selection",
@@ -89,14 +90,23 @@ evaluate_on = evaluate
 """Kept for callers of the old name: ``stark.training.evaluate`` (metrics plus the selection loss)."""
 
 
-def _stage_info(cfg: RunConfig, data: TaskData, stage: str) -> dict:
-    return {
-        "stage": stage,
-        "task": data.spec.to_dict(),
-        "config": to_dict(cfg),
-        "versions": versions(),
-        "seed": cfg.seed,
-    }
+def source_of(model_dir: Path) -> str:
+    """The pretrained encoder a stage's model descends from: the ``source`` its folder's metrics.json
+    records (fine-tuning writes the teacher given; every later stage copies it), else the folder itself."""
+    if is_done(Path(model_dir)):
+        recorded = read_metrics(Path(model_dir)).get("source")
+        if recorded:
+            return str(recorded)
+    return str(model_dir)
+
+
+def _stage_info(stage: str, data: TaskData, source: str, seed: int | None = None, **settings: object) -> dict:
+    """What a stage records beside its results: its name, task, origin, versions and its own settings
+    (the run's whole configuration is written once, in ``<out>/config.yaml``)."""
+    info = {"stage": stage, "task": data.spec.to_dict(), "source": source, "versions": versions()}
+    if seed is not None:
+        info["seed"] = seed
+    return {**info, **settings}
 
 
 def _train_stage(
@@ -140,32 +150,30 @@ def _train_stage(
     return result, out_dir
 
 
-def finetune_teacher(cfg: RunConfig, data: TaskData, out: Path, accelerator=None) -> Path:
-    """Stage 1: fine-tune the pretrained encoder on the task; keep the best selection checkpoint."""
+def finetune_teacher(teacher: str, train: TrainConfig, data: TaskData, out: Path, accelerator=None) -> Path:
+    """Stage 1: fine-tune the pretrained encoder ``teacher`` on the task (settings and seed: ``train``,
+    see ``RunConfig.teacher_training``); keep the best selection checkpoint."""
     out_dir = RunDir(Path(out)).teacher
     if training_done(out_dir, accelerator):
         return out_dir
-    # The classifier head is new (random): seeded here, it depends on --seed and on nothing that ran
+    # The classifier head is new (random): seeded here, it depends on the seed and on nothing that ran
     # before in the process (two runs in one Python session used to get different heads).
-    torch.manual_seed(cfg.seed)
-    model = load_model(cfg.teacher, data.spec)
-    facts = {**_stage_info(cfg, data, "finetune"), "source": cfg.teacher}
-    _train_stage(model, data, _seeded(cfg.finetune, cfg.seed), out_dir, facts, accelerator=accelerator)
+    torch.manual_seed(train.seed)
+    model = load_model(teacher, data.spec)
+    facts = _stage_info("finetune", data, teacher, train.seed, train=asdict(train))
+    _train_stage(model, data, train, out_dir, facts, accelerator=accelerator)
     return out_dir
 
 
-def _seeded(train_cfg: TrainConfig, seed: int) -> TrainConfig:
-    from dataclasses import replace
-
-    return replace(train_cfg, seed=seed)
-
-
-def student_train_config(cfg: RunConfig, seed_index: int = 0) -> TrainConfig:
-    """The distillation settings of a level's ``seed_index``-th student: distill's, with seed ``cfg.seed + k``."""
-    return _seeded(cfg.distill, cfg.seed + seed_index)
-
-
-def build_student(cfg: RunConfig, data: TaskData, teacher_dir: Path, out: Path, accelerator=None) -> Path:
+def build_student(
+    student: StudentConfig,
+    data: TaskData,
+    teacher_dir: Path,
+    out: Path,
+    *,
+    score_batch_size: int = 32,
+    accelerator=None,
+) -> Path:
     """Stage 2: bottom-k layers of the teacher, or the teacher pruned by expressive score (lam = 1).
 
     Every process computes the (deterministic) student; only the main one writes it.
@@ -175,20 +183,20 @@ def build_student(cfg: RunConfig, data: TaskData, teacher_dir: Path, out: Path, 
         return out_dir
     start = time.perf_counter()
     teacher = load_model(str(teacher_dir))
-    if cfg.student.sparsity is not None:
-        scores = score_teacher(teacher, data.select, data.spec, data.pad_id, cfg.score.batch_size)
+    if student.sparsity is not None:
+        scores = score_teacher(teacher, data.select, data.spec, data.pad_id, score_batch_size)
         heads, neurons = scores.combined(lam=1.0)
         reordered = reorder_model(teacher, list(heads), list(neurons))
-        kept = sparsity_map(list(heads), list(neurons), cfg.student.sparsity / 100)
-        student = sparsify(reordered, *kept)
-        how = {"kind": "pruned", "sparsity": cfg.student.sparsity}
+        kept = sparsity_map(list(heads), list(neurons), student.sparsity / 100)
+        model = sparsify(reordered, *kept)
+        how = {"kind": "pruned", "sparsity": student.sparsity}
     else:
-        student = drop_layers(teacher, cfg.student.layers)
-        how = {"kind": "layers", "layers": cfg.student.layers}
-    info = {**_stage_info(cfg, data, "student"), "student": how}
+        model = drop_layers(teacher, student.layers)
+        how = {"kind": "layers", "layers": student.layers}
+    info = _stage_info("student", data, source_of(teacher_dir), student=how, teacher_dir=str(teacher_dir))
     if is_main(accelerator):
-        save_model(student, data.tokenizer, out_dir, info)
-        metrics = {**info, **model_facts(student), "wall_s": time.perf_counter() - start}
+        save_model(model, data.tokenizer, out_dir, info)
+        metrics = {**info, **model_facts(model), "wall_s": time.perf_counter() - start}
         write_json(out_dir / "metrics.json", metrics)
     barrier(accelerator)
     return out_dir
@@ -212,7 +220,7 @@ def teacher_logits_full(teacher_dir: Path, data: TaskData, batch_size: int, acce
 
 
 def distill(
-    cfg: RunConfig,
+    train: TrainConfig,
     data: TaskData,
     student_init: Path,
     teacher_logits: torch.Tensor,
@@ -224,9 +232,9 @@ def distill(
 ) -> tuple[FitResult | None, Path]:
     """Stage 3 / 6: distill a fresh copy of ``student_init`` from cached teacher logits.
 
+    ``train`` holds the settings and seed (a level's k-th student: ``RunConfig.student_training(k)``).
     ``budget`` pauses the run after a number of steps, or continues one parked in memory (see
-    ``stark.training.Budget``). ``extra`` holds facts saved with the student; its ``seed_index`` k (default
-    0) makes this the k-th student of its level, trained with seed ``cfg.seed + k``.
+    ``stark.training.Budget``). ``extra`` holds facts saved with the student (its level, seed index).
 
     Returns:
         (fit result, or None if the stage was already finished; the stage folder).
@@ -237,21 +245,23 @@ def distill(
     resume = budget.resume if budget is not None else None
     student = resume.model if resume is not None else load_model(str(student_init))
     student.train()
-    facts = {**_stage_info(cfg, data, "distill"), "student_init": str(student_init), **(extra or {})}
-    train_cfg = student_train_config(cfg, (extra or {}).get("seed_index", 0))
+    facts = _stage_info(
+        "distill", data, source_of(student_init), train.seed, train=asdict(train), student_init=str(student_init)
+    )
+    facts.update(extra or {})
     result, _ = _train_stage(
-        student, data, train_cfg, out_dir, facts, teacher_logits=teacher_logits, budget=budget, accelerator=accelerator
+        student, data, train, out_dir, facts, teacher_logits=teacher_logits, budget=budget, accelerator=accelerator
     )
     return result, out_dir
 
 
-def scoring_data(cfg: RunConfig, data: TaskData) -> Encoded:
-    """The examples the scores are summed over: the selection split, topped up from train (seeded) to
-    ``score.examples`` when that is larger."""
-    n_extra = min(cfg.score.examples - len(data.select), len(data.train))
+def scoring_data(settings: ScoreConfig, data: TaskData, seed: int) -> Encoded:
+    """The examples the scores are summed over: the selection split, topped up from train (sampled with
+    ``seed``) to ``settings.examples`` when that is larger."""
+    n_extra = min(settings.examples - len(data.select), len(data.train))
     if n_extra <= 0:
         return data.select
-    pick = sample_indices(len(data.train), n_extra, cfg.seed)
+    pick = sample_indices(len(data.train), n_extra, seed)
     sel, tr = data.select, data.train
     return Encoded(
         list(sel.input_ids) + [tr.input_ids[i] for i in pick],
@@ -261,40 +271,52 @@ def scoring_data(cfg: RunConfig, data: TaskData) -> Encoded:
 
 
 def score(
-    cfg: RunConfig, data: TaskData, teacher_dir: Path, trial_dir: Path | None, out: Path, accelerator=None
+    settings: ScoreConfig,
+    data: TaskData,
+    teacher_dir: Path,
+    trial_dir: Path | None,
+    out: Path,
+    *,
+    temperature: float,
+    eval_batch_size: int,
+    seed: int,
+    accelerator=None,
 ) -> Path:
-    """Stage 4: expressiveness and (given a trial student) friendliness of every head and neuron."""
+    """Stage 4: expressiveness and (given a trial student) friendliness of every head and neuron.
+
+    ``temperature`` and ``eval_batch_size`` are the distillation's (friendliness is the gradient of its
+    KD loss against the trial student's logits); ``seed`` picks the training examples that top the
+    selection split up to ``settings.examples``."""
     out_dir = RunDir(Path(out)).scores
     if is_done(out_dir):
         return out_dir
     start = time.perf_counter()
     teacher = on_device(load_model(str(teacher_dir)), accelerator)
-    examples = scoring_data(cfg, data)
+    examples = scoring_data(settings, data, seed)
     student_logits = None
     if trial_dir is not None:
         trial = on_device(load_model(str(trial_dir)), accelerator)
-        student_logits = predict(trial, examples, data.pad_id, cfg.distill.eval_batch_size, accelerator)
+        student_logits = predict(trial, examples, data.pad_id, eval_batch_size, accelerator)
     result = score_teacher(
         teacher,
         examples,
         data.spec,
         data.pad_id,
-        cfg.score.batch_size,
+        settings.batch_size,
         student_logits=student_logits,
-        temperature=cfg.distill.temperature,
+        temperature=temperature,
         accelerator=accelerator,
     )
     if is_main(accelerator):
         out_dir.mkdir(parents=True, exist_ok=True)
         result.save(out_dir / "scores.safetensors")
-        info = _stage_info(cfg, data, "score")
+        info = _stage_info("score", data, source_of(teacher_dir), seed, score=asdict(settings), temperature=temperature)
         write_json(
             out_dir / "metrics.json",
             {
                 **info,
                 "teacher": str(teacher_dir),
                 "trial_student": str(trial_dir) if trial_dir else None,
-                "lam": cfg.sparsify.lam,
                 "examples": len(examples),
                 "wall_s": time.perf_counter() - start,
             },
@@ -303,10 +325,10 @@ def score(
     return out_dir
 
 
-def load_sparse_teachers(cfg: RunConfig, teacher_dir: Path, scores_dir: Path) -> SparseTeachers:
+def load_sparse_teachers(lam: float, teacher_dir: Path, scores_dir: Path) -> SparseTeachers:
     """The run's sparse teachers: the fine-tuned teacher and the scores mixed by ``lam``."""
     scores = TeacherScores.load(Path(scores_dir) / "scores.safetensors")
-    return SparseTeachers(teacher_dir, *scores.combined(cfg.sparsify.lam))
+    return SparseTeachers(teacher_dir, *scores.combined(lam))
 
 
 def teacher_saved(teacher_dir: Path) -> bool:
@@ -314,36 +336,42 @@ def teacher_saved(teacher_dir: Path) -> bool:
 
 
 def sparsify_teachers(
-    cfg: RunConfig,
+    settings: SparsifyConfig,
     data: TaskData,
     teacher_dir: Path,
     scores_dir: Path,
     out: Path,
+    *,
+    eval_batch_size: int,
     accelerator=None,
-    save: bool = True,
-    dev: bool = True,
+    save: bool | None = None,
+    dev: bool | None = None,
 ) -> tuple[SparseTeachers, dict[float, Path]]:
-    """Stage 5: reorder the teacher by S once; per level, its widths, size and metrics.
+    """Stage 5: reorder the teacher by S (mixed by ``settings.lam``) once; per level, its widths, size
+    and metrics.
 
     ``<out>/teachers/s<P>/metrics.json`` marks a level as done; it holds the selection-split metrics
     and, with ``dev``, the dev metrics (level 0 computes the dense teacher's function: its dev metrics
     are the fine-tuned teacher's). With ``save`` every level's weights are written there too;
     ``stark run`` writes and evaluates on dev only the level the search chooses (``finish_chosen``).
+    ``save`` and ``dev`` default to ``settings.save_teachers`` and ``settings.teachers_on_dev``.
     """
-    teachers = load_sparse_teachers(cfg, teacher_dir, scores_dir)
+    save = settings.save_teachers if save is None else save
+    dev = settings.teachers_on_dev if dev is None else dev
+    teachers = load_sparse_teachers(settings.lam, teacher_dir, scores_dir)
     dirs: dict[float, Path] = {}
-    for level in cfg.sparsify.sparsities:
+    for level in settings.sparsities:
         out_dir = RunDir(Path(out)).sparse_teacher(level)
         dirs[level] = out_dir
         if is_done(out_dir) and (teacher_saved(out_dir) or not save) and ("dev" in read_metrics(out_dir) or not dev):
             continue
         start = time.perf_counter()
         teacher = teachers.model(level)
-        bs = cfg.distill.eval_batch_size
+        bs = eval_batch_size
         metrics = {
             "stage": "sparsify",
             "sparsity": level,
-            "lam": cfg.sparsify.lam,
+            "lam": settings.lam,
             **model_facts(teacher),
             "select": evaluate(teacher, data.select, data.spec, data.pad_id, bs),
         }
@@ -351,11 +379,11 @@ def sparsify_teachers(
             metrics["dev"] = _teacher_dev(teachers, level, data, bs, teacher)
         if is_main(accelerator):
             if save:
-                teachers.save(level, out_dir, data.tokenizer, _stage_info(cfg, data, "sparsify"))
+                teachers.save(level, out_dir, data.tokenizer, _sparse_teacher_info(teachers, data))
             out_dir.mkdir(parents=True, exist_ok=True)
             metrics["wall_s"] = time.perf_counter() - start
             write_json(out_dir / "metrics.json", metrics)
-            _card_if_saved(out_dir, metrics, cfg, data)
+            _card_if_saved(out_dir, metrics, teachers, data)
     barrier(accelerator)
     return teachers, dirs
 
@@ -373,8 +401,18 @@ def _teacher_dev(
     return evaluate(teacher, data.dev, data.spec, data.pad_id, batch_size)
 
 
+def _sparse_teacher_info(teachers: SparseTeachers, data: TaskData) -> dict:
+    return _stage_info("sparsify", data, source_of(teachers.teacher_dir), teacher_dir=str(teachers.teacher_dir))
+
+
 def finish_chosen(
-    cfg: RunConfig, data: TaskData, teachers: SparseTeachers, level: float, out_dir: Path, accelerator=None
+    data: TaskData,
+    teachers: SparseTeachers,
+    level: float,
+    out_dir: Path,
+    *,
+    eval_batch_size: int,
+    accelerator=None,
 ) -> None:
     """The chosen sparse teacher: write its weights and add its dev metrics (main process only).
 
@@ -388,16 +426,16 @@ def finish_chosen(
     if not save and "dev" in metrics:
         return
     if save:
-        teachers.save(level, out_dir, data.tokenizer, _stage_info(cfg, data, "sparsify"))
+        teachers.save(level, out_dir, data.tokenizer, _sparse_teacher_info(teachers, data))
     if "dev" not in metrics:
-        metrics["dev"] = _teacher_dev(teachers, level, data, cfg.distill.eval_batch_size)
+        metrics["dev"] = _teacher_dev(teachers, level, data, eval_batch_size)
     write_json(Path(out_dir) / "metrics.json", metrics)
-    _card_if_saved(out_dir, metrics, cfg, data)
+    _card_if_saved(out_dir, metrics, teachers, data)
 
 
-def _card_if_saved(out_dir: Path, metrics: dict, cfg: RunConfig, data: TaskData) -> None:
+def _card_if_saved(out_dir: Path, metrics: dict, teachers: SparseTeachers, data: TaskData) -> None:
     """A sparse teacher folder with weights gets a model card (its metrics alone need none)."""
     if teacher_saved(out_dir):
         from stark.card import write_card
 
-        write_card(out_dir, {**_stage_info(cfg, data, "sparsify"), **metrics})
+        write_card(out_dir, {**_sparse_teacher_info(teachers, data), **metrics})

@@ -166,7 +166,7 @@ def run_finetune(args: argparse.Namespace) -> int:
 
     cfg, data, out = _checked(args)
     with _locked(cfg, data, out, "finetune") as acc:
-        d = finetune_teacher(cfg, data, out, acc)
+        d = finetune_teacher(cfg.teacher, cfg.teacher_training(), data, out, acc)
         m = TrainedStage.read(d)
         _print({"teacher_dir": str(d), "select": m.select, "dev": m.dev, "wall_s": m.wall_s}, acc)
     return 0
@@ -178,7 +178,7 @@ def run_student(args: argparse.Namespace) -> int:
     cfg, data, out = _checked(args)
     teacher = _teacher_dir(args, out)
     with _locked(cfg, data, out) as acc:
-        d = build_student(cfg, data, teacher, out, acc)
+        d = build_student(cfg.student, data, teacher, out, score_batch_size=cfg.score.batch_size, accelerator=acc)
         m = read_metrics(d)
         _print(
             {
@@ -204,7 +204,7 @@ def run_distill(args: argparse.Namespace) -> int:
     with _locked(cfg, data, out) as acc:
         logits = teacher_logits_full(teacher, data, cfg.distill.eval_batch_size, acc)
         extra = {"teacher_dir": str(teacher)}
-        _, d = distill(cfg, data, student, logits, out / args.name, accelerator=acc, extra=extra)
+        _, d = distill(cfg.student_training(), data, student, logits, out / args.name, accelerator=acc, extra=extra)
         m = TrainedStage.read(d)
         _print({"student_dir": str(d), "select": m.select, "dev": m.dev, "wall_s": m.wall_s}, acc)
     return 0
@@ -221,7 +221,17 @@ def run_score(args: argparse.Namespace) -> int:
         "run stark distill first",
     )
     with _locked(cfg, data, out) as acc:
-        d = score(cfg, data, teacher, trial, out, acc)
+        d = score(
+            cfg.score,
+            data,
+            teacher,
+            trial,
+            out,
+            temperature=cfg.distill.temperature,
+            eval_batch_size=cfg.distill.eval_batch_size,
+            seed=cfg.seed,
+            accelerator=acc,
+        )
         if acc.is_main_process:
             print(f"scores written to {d / 'scores.safetensors'}")
     return 0
@@ -238,9 +248,19 @@ def run_sparsify(args: argparse.Namespace) -> int:
     teacher = _teacher_dir(args, out)
     scores = _require_scores(Path(args.scores_dir) if args.scores_dir else RunDir(out).scores)
     # --level narrows this command only: the config saved in the run folder keeps the run's levels.
-    stage_cfg = cfg if args.level is None else replace(cfg, sparsify=replace(cfg.sparsify, sparsities=[args.level]))
+    levels = cfg.sparsify if args.level is None else replace(cfg.sparsify, sparsities=[args.level])
     with _locked(cfg, data, out) as acc:
-        _, dirs = sparsify_teachers(stage_cfg, data, teacher, scores, out, acc, save=True, dev=True)
+        _, dirs = sparsify_teachers(
+            levels,
+            data,
+            teacher,
+            scores,
+            out,
+            eval_batch_size=cfg.distill.eval_batch_size,
+            accelerator=acc,
+            save=True,
+            dev=True,
+        )
         m = data.spec.main_metric
         for level, d in dirs.items():
             t = read_metrics(d)
