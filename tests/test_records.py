@@ -46,3 +46,24 @@ def test_trained_stage_round_trip() -> None:
         stage = TrainedStage.from_dict(d)
         assert stage.select == d["select"] and stage.facts["stage"] in ("finetune", "distill")
         assert sorted(stage.to_dict()) == sorted(d) and stage.to_dict() == d
+
+
+def test_sparse_teacher_and_student_init_round_trip() -> None:
+    """``teachers/s<P>/metrics.json`` and ``student_init/metrics.json`` read into typed records and write back
+    key for key (with and without the dev metrics that only the dense and the chosen level carry)."""
+    from stark.records import SparseTeacherRecord, StudentInitRecord
+
+    record = json.loads((GOLDEN / "tiny_full.json").read_text())["json"]
+    with_dev = 0
+    for level in (0, 50, 90):
+        d = {**record[f"teachers/s{level}/metrics.json"], "wall_s": 0.25}
+        typed = SparseTeacherRecord.from_dict(d)
+        assert typed.sparsity == level and typed.size.heads_per_layer == d["heads_per_layer"]
+        assert (typed.dev is not None) == ("dev" in d)
+        with_dev += typed.dev is not None
+        assert typed.to_dict() == d
+    assert with_dev >= 1
+    d = {**record["student_init/metrics.json"], "wall_s": 0.5}
+    student = StudentInitRecord.from_dict(d)
+    assert student.student == {"kind": "layers", "layers": 1} and student.size.params == d["params"]
+    assert student.facts["stage"] == "student" and student.to_dict() == d

@@ -29,7 +29,7 @@ from stark.method.sparse_teachers import LogitCache, SparseTeachers, split_finge
 from stark.models import load_config, load_model
 from stark.processes import barrier, is_main
 from stark.provenance import versions
-from stark.records import LevelRecord, RunSummary, SeedRecord, TrainedStage
+from stark.records import LevelRecord, RunSummary, SeedRecord, SparseTeacherRecord, StudentInitRecord, TrainedStage
 from stark.rundir import RunDir, is_done, level_name, read_metrics, work_dir_of, write_json, write_text
 from stark.search import Choice, RungScore, RungSignal, decide, paired_bootstrap, rank, successive_halving
 from stark.stages import (
@@ -279,7 +279,7 @@ def _run(cfg: RunConfig, data: TaskData, accelerator, start: float) -> dict:
     # Trial distillation = the vanilla-KD student (dense teacher, seed 0); needed for friendliness.
     rewinder = Rewinder(cfg, data, paths, student_init, clock, accelerator)
     if is_done(paths.trial):
-        clock.add("trial_kd", float(read_metrics(paths.trial).get("wall_s", 0.0)))
+        clock.add("trial_kd", TrainedStage.read(paths.trial).wall_s)
     rewinder.train_seed(0, 0, rewinder.total_steps)
 
     scores_dir = _timed_stage(
@@ -391,10 +391,10 @@ def _level_record(
     cfg: RunConfig, data: TaskData, paths: RunDir, level: float, teacher_dir: Path, rewinder: Rewinder
 ) -> LevelRecord:
     main = data.spec.main_metric
-    t_metrics = read_metrics(teacher_dir)
-    if level == 0 and t_metrics.get("dev") is None:
+    sparse = SparseTeacherRecord.read(teacher_dir)
+    if level == 0 and sparse.dev is None:
         # The 0 % teacher is the dense one, whose dev metric is known from fine-tuning.
-        t_metrics = {**t_metrics, "dev": TrainedStage.read(paths.teacher).dev}
+        sparse.dev = TrainedStage.read(paths.teacher).dev
     found = [_seed_record(cfg, paths.student(level, k), main, rewinder.total_steps) for k in range(cfg.search.seeds)]
     seeds = [s for s in found if s is not None]
     dev_main = [s.dev[main] for s in seeds if s.dev is not None]
@@ -403,10 +403,10 @@ def _level_record(
         teacher_sparsity=level,
         teacher_dir=str(teacher_dir),
         teacher_saved=teacher_saved(teacher_dir),
-        teacher_dev=t_metrics.get("dev"),
-        teacher_select=t_metrics.get("select"),
-        teacher_params=t_metrics.get("encoder_params"),
-        teacher_gflops_seq128=t_metrics.get("encoder_gflops_seq128"),
+        teacher_dev=sparse.dev,
+        teacher_select=sparse.select,
+        teacher_params=sparse.size.encoder_params,
+        teacher_gflops_seq128=sparse.size.encoder_gflops_seq128,
         student_dir=first.dir if first else None,
         student_dev=first.dev if first else None,
         student_select=first.select if first else None,
@@ -491,7 +491,7 @@ def summarize(
         task=data.spec.name,
         metric=data.spec.main_metric,
         teacher=cfg.teacher,
-        student=read_metrics(paths.student_init)["student"],
+        student=StudentInitRecord.read(paths.student_init).student,
         lam=cfg.sparsify.lam,
         protocol=cfg.data.protocol.value,
         search=cfg.search.search.value,

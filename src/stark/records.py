@@ -148,3 +148,79 @@ class TrainedStage:
     @classmethod
     def read(cls, stage_dir: Path) -> TrainedStage:
         return cls.from_dict(read_metrics(stage_dir))
+
+
+@dataclass
+class ModelSize:
+    """The widths and cost of a model whose layers may differ (a student or a sparse teacher)."""
+
+    heads_per_layer: list[int]
+    ffn_per_layer: list[int]
+    params: int | None = None
+    encoder_params: int | None = None
+    encoder_gflops_seq128: float | None = None
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ModelSize:
+        return cls(**_known(cls, d))
+
+
+@dataclass
+class SparseTeacherRecord:
+    """``teachers/s<P>/metrics.json``: one sparsity level of the teacher, its size and metrics."""
+
+    sparsity: float
+    size: ModelSize
+    select: Metrics | None = None
+    dev: Metrics | None = None
+    """Only for the dense and the chosen level unless ``--teachers-on-dev`` (absent from the file when None)."""
+    lam: float | None = None
+    wall_s: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {"stage": "sparsify", "sparsity": self.sparsity, "lam": self.lam, **asdict(self.size)}
+        out["select"] = self.select
+        if self.dev is not None:
+            out["dev"] = self.dev
+        out["wall_s"] = self.wall_s
+        return out
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], level: float | None = None) -> SparseTeacherRecord:
+        return cls(
+            sparsity=float(d.get("sparsity", level if level is not None else 0.0)),
+            size=ModelSize.from_dict(d),
+            select=d.get("select"),
+            dev=d.get("dev"),
+            lam=d.get("lam"),
+            wall_s=float(d.get("wall_s", 0.0)),
+        )
+
+    @classmethod
+    def read(cls, folder: Path) -> SparseTeacherRecord:
+        return cls.from_dict(read_metrics(folder))
+
+
+@dataclass
+class StudentInitRecord:
+    """``student_init/metrics.json``: how the student was built from the teacher, and its size."""
+
+    student: dict[str, Any]
+    """``{"kind": "pruned", "sparsity": S}`` or ``{"kind": "layers", "layers": K}``."""
+    size: ModelSize
+    wall_s: float = 0.0
+    facts: dict[str, Any] = field(default_factory=dict)
+    """The stage's name, task, source model, versions and the teacher folder it came from."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.facts, "student": self.student, **asdict(self.size), "wall_s": self.wall_s}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> StudentInitRecord:
+        own = {"student", "wall_s", *(f.name for f in dataclasses.fields(ModelSize))}
+        facts = {k: v for k, v in d.items() if k not in own}
+        return cls(d["student"], ModelSize.from_dict(d), float(d.get("wall_s", 0.0)), facts)
+
+    @classmethod
+    def read(cls, folder: Path) -> StudentInitRecord:
+        return cls.from_dict(read_metrics(folder))

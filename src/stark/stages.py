@@ -22,7 +22,7 @@ from stark.method.sparse_teachers import LogitCache, SparseTeachers, split_finge
 from stark.models import count_parameters, encoder_flops, layer_widths, load_model, save_model
 from stark.processes import barrier, is_main
 from stark.provenance import versions
-from stark.records import TrainedStage
+from stark.records import ModelSize, SparseTeacherRecord, StudentInitRecord, TrainedStage
 from stark.rundir import RunDir, finalize, is_done, read_metrics, work_dir_of, write_json
 from stark.task_data import (
     MIN_SELECT,
@@ -196,21 +196,21 @@ def build_student(
     info = _stage_info("student", data, source_of(teacher_dir), student=how, teacher_dir=str(teacher_dir))
     if is_main(accelerator):
         save_model(model, data.tokenizer, out_dir, info)
-        metrics = {**info, **model_facts(model), "wall_s": time.perf_counter() - start}
-        write_json(out_dir / "metrics.json", metrics)
+        record = StudentInitRecord(how, model_facts(model), time.perf_counter() - start, info)
+        write_json(out_dir / "metrics.json", record.to_dict())
     barrier(accelerator)
     return out_dir
 
 
-def model_facts(model: PreTrainedModel, seq_len: int = 128) -> dict:
+def model_facts(model: PreTrainedModel, seq_len: int = 128) -> ModelSize:
     heads, ffn = layer_widths(model)
-    return {
-        "heads_per_layer": heads,
-        "ffn_per_layer": ffn,
-        "params": count_parameters(model),
-        "encoder_params": count_parameters(model, encoder_only=True),
-        "encoder_gflops_seq128": encoder_flops(model, seq_len) / 1e9,
-    }
+    return ModelSize(
+        heads_per_layer=heads,
+        ffn_per_layer=ffn,
+        params=count_parameters(model),
+        encoder_params=count_parameters(model, encoder_only=True),
+        encoder_gflops_seq128=encoder_flops(model, seq_len) / 1e9,
+    )
 
 
 def teacher_logits_full(teacher_dir: Path, data: TaskData, batch_size: int, accelerator=None) -> torch.Tensor:
@@ -363,27 +363,26 @@ def sparsify_teachers(
     for level in settings.sparsities:
         out_dir = RunDir(Path(out)).sparse_teacher(level)
         dirs[level] = out_dir
-        if is_done(out_dir) and (teacher_saved(out_dir) or not save) and ("dev" in read_metrics(out_dir) or not dev):
+        done = is_done(out_dir)
+        if done and (teacher_saved(out_dir) or not save) and (SparseTeacherRecord.read(out_dir).dev or not dev):
             continue
         start = time.perf_counter()
         teacher = teachers.model(level)
-        bs = eval_batch_size
-        metrics = {
-            "stage": "sparsify",
-            "sparsity": level,
-            "lam": settings.lam,
-            **model_facts(teacher),
-            "select": evaluate(teacher, data.select, data.spec, data.pad_id, bs),
-        }
+        record = SparseTeacherRecord(
+            sparsity=level,
+            size=model_facts(teacher),
+            select=evaluate(teacher, data.select, data.spec, data.pad_id, eval_batch_size),
+            lam=settings.lam,
+        )
         if dev:
-            metrics["dev"] = _teacher_dev(teachers, level, data, bs, teacher)
+            record.dev = _teacher_dev(teachers, level, data, eval_batch_size, teacher)
         if is_main(accelerator):
             if save:
                 teachers.save(level, out_dir, data.tokenizer, _sparse_teacher_info(teachers, data))
             out_dir.mkdir(parents=True, exist_ok=True)
-            metrics["wall_s"] = time.perf_counter() - start
-            write_json(out_dir / "metrics.json", metrics)
-            _card_if_saved(out_dir, metrics, teachers, data)
+            record.wall_s = time.perf_counter() - start
+            write_json(out_dir / "metrics.json", record.to_dict())
+            _card_if_saved(out_dir, record, teachers, data)
     barrier(accelerator)
     return teachers, dirs
 
@@ -421,21 +420,21 @@ def finish_chosen(
     """
     if not is_main(accelerator):
         return
-    metrics = read_metrics(out_dir)
+    record = SparseTeacherRecord.read(out_dir)
     save = level != 0 and not teacher_saved(out_dir)
-    if not save and "dev" in metrics:
+    if not save and record.dev is not None:
         return
     if save:
         teachers.save(level, out_dir, data.tokenizer, _sparse_teacher_info(teachers, data))
-    if "dev" not in metrics:
-        metrics["dev"] = _teacher_dev(teachers, level, data, eval_batch_size)
-    write_json(Path(out_dir) / "metrics.json", metrics)
-    _card_if_saved(out_dir, metrics, teachers, data)
+    if record.dev is None:
+        record.dev = _teacher_dev(teachers, level, data, eval_batch_size)
+    write_json(Path(out_dir) / "metrics.json", record.to_dict())
+    _card_if_saved(out_dir, record, teachers, data)
 
 
-def _card_if_saved(out_dir: Path, metrics: dict, teachers: SparseTeachers, data: TaskData) -> None:
+def _card_if_saved(out_dir: Path, record: SparseTeacherRecord, teachers: SparseTeachers, data: TaskData) -> None:
     """A sparse teacher folder with weights gets a model card (its metrics alone need none)."""
     if teacher_saved(out_dir):
         from stark.card import write_card
 
-        write_card(out_dir, {**_sparse_teacher_info(teachers, data), **metrics})
+        write_card(out_dir, {**_sparse_teacher_info(teachers, data), **record.to_dict()})

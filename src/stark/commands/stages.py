@@ -173,20 +173,21 @@ def run_finetune(args: argparse.Namespace) -> int:
 
 
 def run_student(args: argparse.Namespace) -> int:
-    from stark.stages import build_student, read_metrics
+    from stark.records import StudentInitRecord
+    from stark.stages import build_student
 
     cfg, data, out = _checked(args)
     teacher = _teacher_dir(args, out)
     with _locked(cfg, data, out) as acc:
         d = build_student(cfg.student, data, teacher, out, score_batch_size=cfg.score.batch_size, accelerator=acc)
-        m = read_metrics(d)
+        m = StudentInitRecord.read(d)
         _print(
             {
                 "student_dir": str(d),
-                "student": m["student"],
-                "heads_per_layer": m["heads_per_layer"],
-                "ffn_per_layer": m["ffn_per_layer"],
-                "params": m["params"],
+                "student": m.student,
+                "heads_per_layer": m.size.heads_per_layer,
+                "ffn_per_layer": m.size.ffn_per_layer,
+                "params": m.size.params,
             },
             acc,
         )
@@ -240,7 +241,8 @@ def run_score(args: argparse.Namespace) -> int:
 def run_sparsify(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from stark.stages import read_metrics, sparsify_teachers
+    from stark.records import SparseTeacherRecord
+    from stark.stages import sparsify_teachers
 
     if args.level is not None and not 0.0 <= args.level <= 95.0:
         raise StarkInputError(f"--level {args.level:g} is out of range: use 0 to 95 (percent)")
@@ -263,11 +265,11 @@ def run_sparsify(args: argparse.Namespace) -> int:
         )
         m = data.spec.main_metric
         for level, d in dirs.items():
-            t = read_metrics(d)
-            if acc.is_main_process:
+            t = SparseTeacherRecord.read(d)
+            if acc.is_main_process and t.dev is not None:
                 print(
-                    f"{level:5g}%  heads {sum(t['heads_per_layer']):4d}  neurons {sum(t['ffn_per_layer']):6d}  "
-                    f"dev {m} {100 * t['dev'][m]:.2f}  -> {d}"
+                    f"{level:5g}%  heads {sum(t.size.heads_per_layer):4d}  neurons {sum(t.size.ffn_per_layer):6d}  "
+                    f"dev {m} {100 * t.dev[m]:.2f}  -> {d}"
                 )
     return 0
 

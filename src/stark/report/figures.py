@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from stark.records import RunSummary
+from stark.records import RunSummary, SparseTeacherRecord
 from stark.report.inputs import dense_shape, load_scores, metric_points, sparse_teacher_widths
 from stark.rundir import replace_atomically
 
@@ -78,7 +78,7 @@ def plot_student_vs_sparsity(summary: RunSummary | dict, path: Path) -> Path:
     return _save(fig, path)
 
 
-def plot_kept_per_layer(widths: dict[float, dict], shape: tuple[int, int, int], path: Path) -> Path:
+def plot_kept_per_layer(widths: dict[float, SparseTeacherRecord], shape: tuple[int, int, int], path: Path) -> Path:
     """Two annotated heat-maps (sparsity x layer): heads kept and FFN neurons kept."""
     n_layers, n_heads, n_ffn = shape
     levels = list(widths)
@@ -88,7 +88,7 @@ def plot_kept_per_layer(widths: dict[float, dict], shape: tuple[int, int, int], 
         (axes[0], "heads_per_layer", n_heads, "attention heads"),
         (axes[1], "ffn_per_layer", n_ffn, "FFN neurons"),
     ):
-        counts = np.array([widths[lv][key] for lv in levels], dtype=float)
+        counts = np.array([getattr(widths[lv].size, key) for lv in levels], dtype=float)
         im = ax.imshow(counts / max(total, 1), vmin=0, vmax=1, cmap="Blues", aspect="auto")
         for (i, j), v in np.ndenumerate(counts):
             ax.text(
@@ -135,13 +135,13 @@ def bucket_by_score(values: np.ndarray, order: np.ndarray, buckets: int) -> np.n
     return np.stack([[part.mean() for part in np.array_split(row, n)] for row in sorted_vals])
 
 
-def plot_scores(scores, lam: float, kept: dict | None, head_path: Path, neuron_path: Path) -> list[Path]:
+def plot_scores(scores, lam: float, kept: SparseTeacherRecord | None, head_path: Path, neuron_path: Path) -> list[Path]:
     """Heat-maps of E, F and S: layer x head, and layer x neuron group (neurons sorted by S).
 
     Args:
         scores: a :class:`stark.method.scores.TeacherScores`.
         lam: the run's lam.
-        kept: metrics.json of the sparse teacher to mark (its heads_per_layer / ffn_per_layer), or None.
+        kept: the sparse teacher to mark (its kept heads and neurons per layer), or None.
     """
     from matplotlib.colors import LogNorm
 
@@ -157,7 +157,7 @@ def plot_scores(scores, lam: float, kept: dict | None, head_path: Path, neuron_p
     for ax, (title, heads, _) in zip(fig.subplots(1, len(panels), squeeze=False)[0], panels, strict=True):
         im = ax.imshow(heads, cmap="viridis", aspect="auto")
         if kept is not None:
-            for layer, n in enumerate(kept["heads_per_layer"]):
+            for layer, n in enumerate(kept.size.heads_per_layer):
                 cols = head_order[layer, :n]
                 ax.scatter(cols, [layer] * len(cols), s=12, color="white", edgecolor="black", lw=0.5)
         ax.set_xticks(range(n_heads))
@@ -166,7 +166,7 @@ def plot_scores(scores, lam: float, kept: dict | None, head_path: Path, neuron_p
         ax.set_ylabel("layer")
         ax.set_title(title, fontsize=10)
         fig.colorbar(im, ax=ax, shrink=0.9)
-    mark = f"; dots: heads kept at {kept['sparsity']:g}% sparsity" if kept is not None else ""
+    mark = f"; dots: heads kept at {kept.sparsity:g}% sparsity" if kept is not None else ""
     fig.suptitle(f"Attention-head scores (each layer normalised to unit L2 norm){mark}", fontsize=10)
     paths = [_save(fig, head_path)]
 
@@ -177,7 +177,7 @@ def plot_scores(scores, lam: float, kept: dict | None, head_path: Path, neuron_p
         norm = LogNorm(vmin=grid[grid > 0].min(), vmax=grid.max()) if (grid > 0).any() and grid.min() > 0 else None
         im = ax.imshow(grid, cmap="viridis", aspect="auto", norm=norm)
         if kept is not None:
-            for layer, n in enumerate(kept["ffn_per_layer"]):
+            for layer, n in enumerate(kept.size.ffn_per_layer):
                 cut = n / neurons.shape[1] * grid.shape[1] - 0.5
                 ax.plot([cut, cut], [layer - 0.45, layer + 0.45], color="red", lw=2)
         ax.set_yticks(range(n_layers))
@@ -185,7 +185,7 @@ def plot_scores(scores, lam: float, kept: dict | None, head_path: Path, neuron_p
         ax.set_ylabel("layer")
         ax.set_title(title, fontsize=10)
         fig.colorbar(im, ax=ax, shrink=0.9)
-    mark = f"; red: cut at {kept['sparsity']:g}% sparsity (kept to its left)" if kept is not None else ""
+    mark = f"; red: cut at {kept.sparsity:g}% sparsity (kept to its left)" if kept is not None else ""
     fig.suptitle(f"FFN-neuron scores (log colour scale), mean per group of neurons sorted by S{mark}", fontsize=10)
     paths.append(_save(fig, neuron_path))
     return paths
@@ -237,7 +237,7 @@ def build_figures(run_dir: Path, summary: RunSummary | dict, notes: list[str]) -
         notes.append("No scores/scores.safetensors: score heat-maps skipped.")
     else:
         level = marked_level(summary.chosen_sparsity, list(widths))
-        kept = {**widths[level], "sparsity": level} if level is not None else None
+        kept = widths[level] if level is not None else None
         paths = _try_figure(
             notes,
             "score heat-maps",

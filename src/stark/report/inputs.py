@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from stark.records import SparseTeacherRecord
 from stark.rundir import RunDir
 
 
@@ -16,26 +17,27 @@ def read_json(path: Path) -> dict | None:
         return None
 
 
-def sparse_teacher_widths(run_dir: Path) -> dict[float, dict]:
-    """``teachers/s*/metrics.json`` by sparsity (percent); folders without metrics are skipped."""
+def sparse_teacher_widths(run_dir: Path) -> dict[float, SparseTeacherRecord]:
+    """``teachers/s*/metrics.json`` by sparsity (percent); folders without (readable) metrics are skipped."""
     out = {}
     for level, d in RunDir(Path(run_dir)).sparse_teachers():
         m = read_json(d / "metrics.json")
         if m and "heads_per_layer" in m and "ffn_per_layer" in m:
-            out[float(m.get("sparsity", level))] = m
+            record = SparseTeacherRecord.from_dict(m, level)
+            out[record.sparsity] = record
     return dict(sorted(out.items()))
 
 
-def dense_shape(run_dir: Path, widths: dict[float, dict]) -> tuple[int, int, int] | None:
+def dense_shape(run_dir: Path, widths: dict[float, SparseTeacherRecord]) -> tuple[int, int, int] | None:
     """(layers, heads, FFN neurons) of the dense teacher, from its config or the widest sparse teacher."""
     cfg = read_json(Path(run_dir) / "teacher" / "config.json")
     if cfg and "num_attention_heads" in cfg:
         return cfg["num_hidden_layers"], cfg["num_attention_heads"], cfg["intermediate_size"]
     if widths:
-        first = next(iter(widths.values()))
-        heads = max(max(m["heads_per_layer"]) for m in widths.values())
-        ffn = max(max(m["ffn_per_layer"]) for m in widths.values())
-        return len(first["heads_per_layer"]), heads, ffn
+        sizes = [m.size for m in widths.values()]
+        heads = max(max(size.heads_per_layer) for size in sizes)
+        ffn = max(max(size.ffn_per_layer) for size in sizes)
+        return len(sizes[0].heads_per_layer), heads, ffn
     return None
 
 

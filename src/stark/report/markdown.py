@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from stark.records import RunSummary
+from stark.records import RunSummary, SparseTeacherRecord
 from stark.report.figures import FIGURES, NEURON_BUCKETS, build_figures
 from stark.report.html import markdown_to_html
 from stark.report.inputs import dense_shape, fmt_metric, metric_points, read_json, sparse_teacher_widths
@@ -43,7 +43,7 @@ def _describe_student(student: dict | str | None) -> str:
     return str(student)
 
 
-def _why(summary: RunSummary, widths: dict[float, dict], shape: tuple[int, int, int] | None) -> str:
+def _why(summary: RunSummary, widths: dict[float, SparseTeacherRecord], shape: tuple[int, int, int] | None) -> str:
     """A few sentences on the chosen sparsity, its cost and how much the choice can be trusted."""
     m, chosen = summary.metric, summary.chosen_sparsity
     if chosen is None:
@@ -63,11 +63,11 @@ def _why(summary: RunSummary, widths: dict[float, dict], shape: tuple[int, int, 
             f"{vanilla:.2f} with vanilla KD ({dev - vanilla:+.2f} points)."
         )
     if chosen and chosen in widths and shape is not None:
-        w = widths[chosen]
+        w = widths[chosen].size
         n_layers, n_heads, n_ffn = shape
         text.append(
-            f"That teacher keeps {sum(w['heads_per_layer'])} of {n_layers * n_heads} heads and "
-            f"{sum(w['ffn_per_layer'])} of {n_layers * n_ffn} FFN neurons."
+            f"That teacher keeps {sum(w.heads_per_layer)} of {n_layers * n_heads} heads and "
+            f"{sum(w.ffn_per_layer)} of {n_layers * n_ffn} FFN neurons."
         )
     check = summary.teacher_check
     if check and not check.get("learned", True):
@@ -85,19 +85,20 @@ def _why(summary: RunSummary, widths: dict[float, dict], shape: tuple[int, int, 
     return " ".join(text)
 
 
-def _teachers_table(summary: RunSummary, widths: dict[float, dict]) -> str:
+def _teachers_table(summary: RunSummary, widths: dict[float, SparseTeacherRecord]) -> str:
     m = summary.metric
     lines = [
         f"| teacher sparsity | heads kept | FFN neurons kept | encoder params (M) | encoder GFLOPs (seq 128) | "
         f"teacher select {m} | teacher dev {m} |",
         "|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for level, w in widths.items():
-        params = f"{w['encoder_params'] / 1e6:.2f}" if w.get("encoder_params") is not None else "-"
-        gflops = f"{w['encoder_gflops_seq128']:.2f}" if w.get("encoder_gflops_seq128") is not None else "-"
+    for level, t in widths.items():
+        w = t.size
+        params = f"{w.encoder_params / 1e6:.2f}" if w.encoder_params is not None else "-"
+        gflops = f"{w.encoder_gflops_seq128:.2f}" if w.encoder_gflops_seq128 is not None else "-"
         lines.append(
-            f"| {level:g}% | {sum(w['heads_per_layer'])} | {sum(w['ffn_per_layer'])} | {params} | {gflops} | "
-            f"{fmt_metric(w.get('select'), m)} | {fmt_metric(w.get('dev'), m)} |"
+            f"| {level:g}% | {sum(w.heads_per_layer)} | {sum(w.ffn_per_layer)} | {params} | {gflops} | "
+            f"{fmt_metric(t.select, m)} | {fmt_metric(t.dev, m)} |"
         )
     return "\n".join(lines)
 
@@ -159,7 +160,9 @@ def _image(figures: dict[str, Path], key: str, alt: str) -> list[str]:
     return [f"![{alt}]({FIGURES}/{figures[key].name})", ""] if key in figures else []
 
 
-def _intro_section(summary: RunSummary, widths: dict[float, dict], shape: tuple[int, int, int] | None) -> list[str]:
+def _intro_section(
+    summary: RunSummary, widths: dict[float, SparseTeacherRecord], shape: tuple[int, int, int] | None
+) -> list[str]:
     m = summary.metric
     teacher_shape = f" ({shape[0]} layers x {shape[1]} heads, FFN {shape[2]})" if shape else ""
     levels_text = ", ".join(f"{lv.teacher_sparsity:g}%" for lv in summary.levels)
@@ -196,7 +199,9 @@ def _results_section(summary: RunSummary, figures: dict[str, Path]) -> list[str]
     ]
 
 
-def _teachers_section(summary: RunSummary, widths: dict[float, dict], figures: dict[str, Path]) -> list[str]:
+def _teachers_section(
+    summary: RunSummary, widths: dict[float, SparseTeacherRecord], figures: dict[str, Path]
+) -> list[str]:
     return [
         "## Sparse teachers",
         "",
