@@ -282,59 +282,22 @@ def _run(cfg: RunConfig, data: TaskData, accelerator, start: float) -> dict:
         clock.add("trial_kd", TrainedStage.read(paths.trial).wall_s)
     rewinder.train_seed(0, 0, rewinder.total_steps)
 
+    trial = cfg.student_training()
     scores_dir = _timed_stage(
         clock,
         "score",
         paths.scores,
-        lambda: score(
-            cfg.score,
-            data,
-            teacher_dir,
-            paths.trial,
-            out,
-            temperature=cfg.distill.temperature,
-            eval_batch_size=cfg.distill.eval_batch_size,
-            seed=cfg.seed,
-            accelerator=accelerator,
-        ),
+        lambda: score(cfg.score, data, teacher_dir, paths.trial, out, trial=trial, accelerator=accelerator),
     )
     t0 = time.perf_counter()
+    bs = cfg.distill.eval_batch_size
     teachers, teacher_dirs = sparsify_teachers(
-        cfg.sparsify,
-        data,
-        teacher_dir,
-        scores_dir,
-        out,
-        eval_batch_size=cfg.distill.eval_batch_size,
-        accelerator=accelerator,
+        cfg.sparsify, data, teacher_dir, scores_dir, out, eval_batch_size=bs, accelerator=accelerator
     )
     clock.add("sparsify", time.perf_counter() - t0)
     rewinder.teachers = teachers
 
-    levels = sorted(cfg.sparsify.sparsities)
-    search_log: list[dict] = []
-    if cfg.search.search == Search.FULL or len(levels) == 1:
-        for level in levels:
-            rewinder.train_to(level, rewinder.total_steps)
-        finalists = levels
-    else:
-        others = [lv for lv in levels if lv != 0]
-        finalists = [0.0] if 0 in levels else []
-        if 0 in levels:
-            rewinder.train_to(0, rewinder.total_steps)
-        if others and cfg.search.search == Search.PROXY:
-            others, search_log = _proxy_candidates(cfg, data, paths, teachers, others, accelerator)
-        if others:
-            sc = cfg.search
-            survivor, rungs = successive_halving(
-                others, rewinder.train_to, rewinder.total_steps, sc.min_budget, rewinder.forget, sc.eta, sc.rung_signal
-            )
-            finalists.append(survivor)
-            search_log += [
-                {"budget_steps": r.budget_steps, "scores": {level_name(k): _json_score(v) for k, v in r.scores.items()}}
-                for r in rungs
-            ]
-
+    finalists, search_log = _search(cfg, data, paths, rewinder, teachers, accelerator)
     rewinder.parked.clear()
     choice = choose(cfg, data, paths, finalists, accelerator)
     chosen = choice.chosen if choice is not None else None
@@ -342,7 +305,6 @@ def _run(cfg: RunConfig, data: TaskData, accelerator, start: float) -> dict:
         print(f"stark: chosen teacher sparsity {choice.chosen:g}%: {choice.reason}", file=sys.stderr, flush=True)
     if chosen is not None:
         t0 = time.perf_counter()
-        bs = cfg.distill.eval_batch_size
         finish_chosen(data, teachers, chosen, teacher_dirs[chosen], eval_batch_size=bs, accelerator=accelerator)
         barrier(accelerator)
         clock.add("sparsify", time.perf_counter() - t0)
@@ -355,6 +317,36 @@ def _run(cfg: RunConfig, data: TaskData, accelerator, start: float) -> dict:
         write_report(out, summary)
     barrier(accelerator)
     return summary
+
+
+def _search(
+    cfg: RunConfig, data: TaskData, paths: RunDir, rewinder: Rewinder, teachers: SparseTeachers, accelerator=None
+) -> tuple[list[float], list[dict]]:
+    """Train the levels the search asks for; returns the finalists (the 0 % level and the survivor, or
+    every level under ``--search full``) and the search log (proxy signals, rung scores)."""
+    levels = sorted(cfg.sparsify.sparsities)
+    if cfg.search.search == Search.FULL or len(levels) == 1:
+        for level in levels:
+            rewinder.train_to(level, rewinder.total_steps)
+        return levels, []
+    search_log: list[dict] = []
+    others = [lv for lv in levels if lv != 0]
+    finalists = [0.0] if 0 in levels else []
+    if 0 in levels:
+        rewinder.train_to(0, rewinder.total_steps)
+    if others and cfg.search.search == Search.PROXY:
+        others, search_log = _proxy_candidates(cfg, data, paths, teachers, others, accelerator)
+    if others:
+        sc = cfg.search
+        survivor, rungs = successive_halving(
+            others, rewinder.train_to, rewinder.total_steps, sc.min_budget, rewinder.forget, sc.eta, sc.rung_signal
+        )
+        finalists.append(survivor)
+        search_log += [
+            {"budget_steps": r.budget_steps, "scores": {level_name(k): _json_score(v) for k, v in r.scores.items()}}
+            for r in rungs
+        ]
+    return finalists, search_log
 
 
 def check_teacher_learned(cfg: RunConfig, data: TaskData, teacher_dir: Path, accelerator=None) -> TeacherCheck:

@@ -277,26 +277,25 @@ def score(
     trial_dir: Path | None,
     out: Path,
     *,
-    temperature: float,
-    eval_batch_size: int,
-    seed: int,
+    trial: TrainConfig,
     accelerator=None,
 ) -> Path:
     """Stage 4: expressiveness and (given a trial student) friendliness of every head and neuron.
 
-    ``temperature`` and ``eval_batch_size`` are the distillation's (friendliness is the gradient of its
-    KD loss against the trial student's logits); ``seed`` picks the training examples that top the
-    selection split up to ``settings.examples``."""
+    ``trial`` is the trial student's distillation settings (``RunConfig.student_training()``): friendliness
+    is the gradient of its KD loss (its temperature) against the trial student's logits (computed at its
+    eval batch size), and its seed picks the training examples that top the selection split up to
+    ``settings.examples``."""
     out_dir = RunDir(Path(out)).scores
     if is_done(out_dir):
         return out_dir
     start = time.perf_counter()
     teacher = on_device(load_model(str(teacher_dir)), accelerator)
-    examples = scoring_data(settings, data, seed)
+    examples = scoring_data(settings, data, trial.seed)
     student_logits = None
     if trial_dir is not None:
-        trial = on_device(load_model(str(trial_dir)), accelerator)
-        student_logits = predict(trial, examples, data.pad_id, eval_batch_size, accelerator)
+        trial_model = on_device(load_model(str(trial_dir)), accelerator)
+        student_logits = predict(trial_model, examples, data.pad_id, trial.eval_batch_size, accelerator)
     result = score_teacher(
         teacher,
         examples,
@@ -304,13 +303,15 @@ def score(
         data.pad_id,
         settings.batch_size,
         student_logits=student_logits,
-        temperature=temperature,
+        temperature=trial.temperature,
         accelerator=accelerator,
     )
     if is_main(accelerator):
         out_dir.mkdir(parents=True, exist_ok=True)
         result.save(out_dir / "scores.safetensors")
-        info = _stage_info("score", data, source_of(teacher_dir), seed, score=asdict(settings), temperature=temperature)
+        info = _stage_info(
+            "score", data, source_of(teacher_dir), trial.seed, score=asdict(settings), temperature=trial.temperature
+        )
         write_json(
             out_dir / "metrics.json",
             {
@@ -344,20 +345,17 @@ def sparsify_teachers(
     *,
     eval_batch_size: int,
     accelerator=None,
-    save: bool | None = None,
-    dev: bool | None = None,
 ) -> tuple[SparseTeachers, dict[float, Path]]:
     """Stage 5: reorder the teacher by S (mixed by ``settings.lam``) once; per level, its widths, size
     and metrics.
 
     ``<out>/teachers/s<P>/metrics.json`` marks a level as done; it holds the selection-split metrics
-    and, with ``dev``, the dev metrics (level 0 computes the dense teacher's function: its dev metrics
-    are the fine-tuned teacher's). With ``save`` every level's weights are written there too;
-    ``stark run`` writes and evaluates on dev only the level the search chooses (``finish_chosen``).
-    ``save`` and ``dev`` default to ``settings.save_teachers`` and ``settings.teachers_on_dev``.
+    and, with ``settings.teachers_on_dev``, the dev metrics (level 0 computes the dense teacher's function:
+    its dev metrics are the fine-tuned teacher's). With ``settings.save_teachers`` every level's weights are
+    written there too; otherwise ``stark run`` writes and evaluates on dev only the level the search
+    chooses (``finish_chosen``).
     """
-    save = settings.save_teachers if save is None else save
-    dev = settings.teachers_on_dev if dev is None else dev
+    save, dev = settings.save_teachers, settings.teachers_on_dev
     teachers = load_sparse_teachers(settings.lam, teacher_dir, scores_dir)
     dirs: dict[float, Path] = {}
     for level in settings.sparsities:

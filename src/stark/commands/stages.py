@@ -222,17 +222,7 @@ def run_score(args: argparse.Namespace) -> int:
         "run stark distill first",
     )
     with _locked(cfg, data, out) as acc:
-        d = score(
-            cfg.score,
-            data,
-            teacher,
-            trial,
-            out,
-            temperature=cfg.distill.temperature,
-            eval_batch_size=cfg.distill.eval_batch_size,
-            seed=cfg.seed,
-            accelerator=acc,
-        )
+        d = score(cfg.score, data, teacher, trial, out, trial=cfg.student_training(), accelerator=acc)
         if acc.is_main_process:
             print(f"scores written to {d / 'scores.safetensors'}")
     return 0
@@ -250,19 +240,13 @@ def run_sparsify(args: argparse.Namespace) -> int:
     teacher = _teacher_dir(args, out)
     scores = _require_scores(Path(args.scores_dir) if args.scores_dir else RunDir(out).scores)
     # --level narrows this command only: the config saved in the run folder keeps the run's levels.
-    levels = cfg.sparsify if args.level is None else replace(cfg.sparsify, sparsities=[args.level])
+    # The stage command writes every level it makes, weights and dev metrics included.
+    settings = replace(cfg.sparsify, save_teachers=True, teachers_on_dev=True)
+    if args.level is not None:
+        settings = replace(settings, sparsities=[args.level])
     with _locked(cfg, data, out) as acc:
-        _, dirs = sparsify_teachers(
-            levels,
-            data,
-            teacher,
-            scores,
-            out,
-            eval_batch_size=cfg.distill.eval_batch_size,
-            accelerator=acc,
-            save=True,
-            dev=True,
-        )
+        bs = cfg.distill.eval_batch_size
+        _, dirs = sparsify_teachers(settings, data, teacher, scores, out, eval_batch_size=bs, accelerator=acc)
         m = data.spec.main_metric
         for level, d in dirs.items():
             t = SparseTeacherRecord.read(d)
