@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from stark.card import card_text, read_front_matter
+from stark.card import base_model_of, card_text, read_front_matter
 
 
 def test_cards_of_a_run_match_its_metrics(tiny_run: Path) -> None:
@@ -36,9 +36,13 @@ def test_card_for_a_glue_sparse_teacher_by_hand() -> None:
         "dev": {"accuracy": 0.61},
         "select": {"accuracy": 0.6, "task_loss": 0.7},
     }
-    text = card_text(metrics, "minilm", "apache-2.0")
+    # The bundled teacher's alias is named by its Hub id, from a run of this version (source) or an older one.
+    hub_id = "sentence-transformers/all-MiniLM-L6-v2"
+    assert base_model_of(metrics) == hub_id == base_model_of({"source": "minilm"})
+    assert base_model_of({"source": "/models/my-bert"}) == "/models/my-bert"
+    text = card_text(metrics, base_model_of(metrics), "apache-2.0")
     meta = read_front_matter_text(text)
-    assert meta["base_model"] == "minilm" and meta["license"] == "apache-2.0" and meta["datasets"] == ["glue"]
+    assert meta["base_model"] == hub_id and meta["license"] == "apache-2.0" and meta["datasets"] == ["glue"]
     ds = meta["model-index"][0]["results"][0]["dataset"]
     assert ds == {"name": "GLUE RTE", "type": "glue", "config": "rte", "split": "validation"}
     assert "50% of heads and FFN neurons removed" in text and "1,234" in text

