@@ -94,11 +94,14 @@ def _teachers_table(summary: RunSummary, widths: dict[float, SparseTeacherRecord
     ]
     for level, t in widths.items():
         w = t.size
+        # The summary knows dev metrics the folder may not hold (the dense teacher's, from fine-tuning).
+        known = summary.level(level)
+        dev = t.dev if t.dev is not None or known is None else known.teacher_dev
         params = f"{w.encoder_params / 1e6:.2f}" if w.encoder_params is not None else "-"
         gflops = f"{w.encoder_gflops_seq128:.2f}" if w.encoder_gflops_seq128 is not None else "-"
         lines.append(
             f"| {level:g}% | {sum(w.heads_per_layer)} | {sum(w.ffn_per_layer)} | {params} | {gflops} | "
-            f"{fmt_metric(t.select, m)} | {fmt_metric(t.dev, m)} |"
+            f"{fmt_metric(t.select, m)} | {fmt_metric(dev, m)} |"
         )
     return "\n".join(lines)
 
