@@ -125,6 +125,36 @@ def test_run_folder_config_is_reused(tmp_path):
     assert cfg.data.task == "cola" and cfg.sparsify.lam == 0.2
 
 
+def test_a_recipe_on_a_run_folder_names_the_student_kind(tmp_path):
+    """The saved config.yaml lists both student keys; a --config recipe that names one kind still replaces it,
+    and a folder of an older version that saved both kinds keeps the pruned student it built."""
+    import yaml
+
+    from stark.cli import build_parser
+    from stark.pipeline import save_resolved_config
+
+    recipes = Path(__file__).resolve().parents[1] / "recipes"
+    out = tmp_path / "o"
+    save_resolved_config(build_config({}, {"out": str(out)}), out)  # the default: 70 %-pruned
+    for command in ("run", "student"):
+        argv = [command, "--out", str(out), "--config", str(recipes / "rte_2layer.yaml")]
+        student = config_from_args(build_parser().parse_args(argv)).student
+        assert (student.layers, student.sparsity) == (2, None), command
+    saved = yaml.safe_load((out / "config.yaml").read_text())
+    saved["student"] = {"layers": 2, "sparsity": 50}
+    (out / "config.yaml").write_text(yaml.safe_dump(saved))
+    student = config_from_args(build_parser().parse_args(["run", "--out", str(out)])).student
+    assert (student.layers, student.sparsity) == (None, 50)
+
+
+def test_build_student_refuses_an_ambiguous_student_config(tmp_path):
+    from stark.config import StudentConfig
+    from stark.stages import build_student
+
+    with pytest.raises(StarkInputError, match="one kind of student"):
+        build_student(StudentConfig(layers=2), None, tmp_path / "teacher", tmp_path)  # sparsity keeps its 70
+
+
 def test_max_samples_is_a_seeded_random_subset_in_file_order():
     from stark.stages import sample_indices
 

@@ -441,7 +441,7 @@ def _upgrade(options: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _one_student_kind(options: dict[str, Any]) -> dict[str, Any]:
+def one_student_kind(options: dict[str, Any]) -> dict[str, Any]:
     """A source that names one kind of student replaces the kind an earlier source chose.
 
     ``--student-layers 2`` over the default 70 %-pruned student means a 2-layer student, not both.
@@ -456,8 +456,8 @@ def _one_student_kind(options: dict[str, Any]) -> dict[str, Any]:
 
 def build_config(recipe: dict[str, Any] | None = None, flags: dict[str, Any] | None = None) -> RunConfig:
     """Preset, then recipe, then flags; validated."""
-    recipe = _one_student_kind(_upgrade(dict(recipe or {})))
-    flags = _one_student_kind(_upgrade(dict(flags or {})))
+    recipe = one_student_kind(_upgrade(dict(recipe or {})))
+    flags = one_student_kind(_upgrade(dict(flags or {})))
     preset = _coerce(flags.get("preset") or recipe.get("preset") or "fast", Preset, "preset")
     cfg = RunConfig(preset=preset)
     apply_overrides(cfg, preset_overrides(preset), "preset")

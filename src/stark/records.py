@@ -135,7 +135,7 @@ class TrainedStage:
     history: list[dict[str, Any]]
     """Every evaluation: step, epoch, selection metrics, mean training loss since the previous one."""
     facts: dict[str, Any] = field(default_factory=dict)
-    """What else the stage recorded: its name, task, resolved config, versions, seed and extras."""
+    """What else the stage recorded: its name, task, source model, versions, seed, own settings and extras."""
 
     def to_dict(self) -> dict[str, Any]:
         return {**{name: getattr(self, name) for name in _TRAINED_FIELDS}, **self.facts}
@@ -176,9 +176,14 @@ class SparseTeacherRecord:
     """Only for the dense and the chosen level unless ``--teachers-on-dev`` (absent from the file when None)."""
     lam: float | None = None
     wall_s: float = 0.0
+    source: str | None = None
+    """The pretrained encoder the teacher was fine-tuned from (None in folders of older versions)."""
 
     def to_dict(self) -> dict[str, Any]:
-        out = {"stage": "sparsify", "sparsity": self.sparsity, "lam": self.lam, **asdict(self.size)}
+        out = {"stage": "sparsify", "sparsity": self.sparsity, "lam": self.lam, "source": self.source}
+        if self.source is None:
+            del out["source"]
+        out.update(asdict(self.size))
         out["select"] = self.select
         if self.dev is not None:
             out["dev"] = self.dev
@@ -188,12 +193,13 @@ class SparseTeacherRecord:
     @classmethod
     def from_dict(cls, d: dict[str, Any], level: float | None = None) -> SparseTeacherRecord:
         return cls(
-            sparsity=float(d.get("sparsity", level if level is not None else 0.0)),
+            sparsity=d.get("sparsity", level if level is not None else 0.0),  # as written: 60 stays 60
             size=ModelSize.from_dict(d),
             select=d.get("select"),
             dev=d.get("dev"),
             lam=d.get("lam"),
             wall_s=float(d.get("wall_s", 0.0)),
+            source=d.get("source"),
         )
 
     @classmethod

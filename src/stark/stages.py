@@ -16,6 +16,7 @@ from transformers import PreTrainedModel
 
 from stark.config import ScoreConfig, SparsifyConfig, StudentConfig, TrainConfig
 from stark.data.batching import Encoded, TaskData
+from stark.errors import StarkInputError
 from stark.method.pruning import drop_layers, reorder_model, sparsify, sparsity_map
 from stark.method.scores import TeacherScores, score_teacher
 from stark.method.sparse_teachers import LogitCache, SparseTeachers, split_fingerprint
@@ -92,9 +93,11 @@ evaluate_on = evaluate
 
 def source_of(model_dir: Path) -> str:
     """The pretrained encoder a stage's model descends from: the ``source`` its folder's metrics.json
-    records (fine-tuning writes the teacher given; every later stage copies it), else the folder itself."""
+    records (fine-tuning writes the teacher given; every later stage copies it; folders of older versions:
+    the run's teacher in their config), else the folder itself."""
     if is_done(Path(model_dir)):
-        recorded = read_metrics(Path(model_dir)).get("source")
+        metrics = read_metrics(Path(model_dir))
+        recorded = metrics.get("source") or (metrics.get("config") or {}).get("teacher")
         if recorded:
             return str(recorded)
     return str(model_dir)
@@ -122,8 +125,8 @@ def _train_stage(
 ) -> tuple[FitResult, Path | None]:
     """Run (or continue) training in ``<out_dir>.work`` and publish the best model to ``out_dir`` when finished.
 
-    ``facts`` (the stage's name, task, config, versions, seed and any extras) go into ``stark.json`` beside
-    the best model and into the finished stage's ``metrics.json``.
+    ``facts`` (the stage's name, task, source model, versions, seed, its own settings and any extras) go
+    into ``stark.json`` beside the best model and into the finished stage's ``metrics.json``.
     """
     work = work_dir_of(out_dir)
     result = fit(
@@ -178,6 +181,11 @@ def build_student(
 
     Every process computes the (deterministic) student; only the main one writes it.
     """
+    if (student.layers is None) == (student.sparsity is None):
+        # StudentConfig(layers=2) keeps the default sparsity: say so rather than build the pruned one.
+        raise StarkInputError(
+            f"give one kind of student: layers or sparsity, not {student.layers!r} and {student.sparsity!r}"
+        )
     out_dir = RunDir(Path(out)).student_init
     if is_done(out_dir):
         return out_dir
@@ -371,6 +379,7 @@ def sparsify_teachers(
             size=model_facts(teacher),
             select=evaluate(teacher, data.select, data.spec, data.pad_id, eval_batch_size),
             lam=settings.lam,
+            source=source_of(teacher_dir),
         )
         if dev:
             record.dev = _teacher_dev(teachers, level, data, eval_batch_size, teacher)

@@ -8,7 +8,17 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from stark.config import SECTIONS, CliField, RunConfig, TrainConfig, base_type, build_config, cli_fields, load_recipe
+from stark.config import (
+    SECTIONS,
+    CliField,
+    RunConfig,
+    TrainConfig,
+    base_type,
+    build_config,
+    cli_fields,
+    load_recipe,
+    one_student_kind,
+)
 
 
 def _number(text: str) -> float:
@@ -134,8 +144,12 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         data = recipe.get("data")
         if isinstance(data, dict) and "min_select" not in data:
             data["min_select"] = 0
+        student = recipe.get("student")
+        if isinstance(student, dict) and student.get("layers") is not None and student.get("sparsity") is not None:
+            student["layers"] = None  # older versions accepted both and built the pruned student
     if getattr(args, "config", None):
-        _merge(recipe, load_recipe(args.config))
+        # The recipe's student kind replaces the saved one (the saved file names both keys).
+        _merge(recipe, one_student_kind(load_recipe(args.config)))
     return build_config(recipe, flags)
 
 
