@@ -100,6 +100,18 @@ def quiet(before: dict, after: dict, share: float = 0.85) -> bool:
     return probes_ok and before["load_avg_1m"] < 1.0
 
 
+def settle(max_wait_s: float = 240.0, below: float = 1.0) -> float:
+    """Wait (at most ``max_wait_s``) until the 1-minute load average falls below ``below``: a timing that
+    starts right after our own heavy step would otherwise be marked busy by our own load. Returns it."""
+    import os
+    import time
+
+    deadline = time.monotonic() + max_wait_s
+    while os.getloadavg()[0] >= below and time.monotonic() < deadline:
+        time.sleep(5)
+    return os.getloadavg()[0]
+
+
 def timed_cell(fn):
     """Run ``fn()`` between two machine probes; returns (its result, {"before", "after", "quiet"})."""
     before = machine_state()
