@@ -1,6 +1,7 @@
 """stark side by side with the tools people would otherwise use (issue "Benchmarks side by side").
 
-Three comparisons on RTE, all in one process, same data and hyper-parameters on both sides:
+Three comparisons on one GLUE task (``--task``; RTE in the first runs, MRPC where the teacher learns), all
+in one process, same data and hyper-parameters on both sides:
 
 1. Vanilla KD: TextBrewer's ``GeneralDistiller`` (teacher forward at every step) against stark's
    ``teacher_logits_full`` + ``distill`` (teacher logits computed once). Dev metric and end-to-end
@@ -120,7 +121,7 @@ def forward_flops(model, widths: list[int], batch_sizes: list[int]) -> float:
 
 def settings_from(args: argparse.Namespace) -> dict:
     return {
-        "task": "rte",
+        "task": args.task,
         "teacher": "all-MiniLM-L6-v2 (stark 'minilm', 6 layers, hidden 384)",
         "student_layers": args.student_layers,
         "train_samples": args.train_samples,
@@ -917,6 +918,11 @@ def render(file: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _train_size(s: dict) -> str:
+    n = s.get("train_samples")
+    return "the whole training set" if n is None else f"a seeded random subset of {n} training examples"
+
+
 def render_run(state: dict, number: int) -> list[str]:
     s, env, c, n = state["settings"], state["env"], state["cells"], state.get("sizes", {})
     total = sum(cell.get("cell_s", 0.0) for cell in c.values())
@@ -927,9 +933,10 @@ def render_run(state: dict, number: int) -> list[str]:
         "",
         "### Settings",
         "",
-        f"- Task RTE (bundled GLUE copy): the first {s['train_samples']} training examples, of which "
+        f"- Task {s['task'].upper()} (bundled GLUE copy): {_train_size(s)}, of which "
         f"{n.get('select', '?')} are held out for checkpoint selection (stark's default protocol) and "
-        f"{n.get('train', '?')} train; dev = the full RTE dev set ({n.get('dev', '?')}), used only to report.",
+        f"{n.get('train', '?')} train; dev = the full {s['task'].upper()} dev set ({n.get('dev', '?')}), used only "
+        "to report.",
         f"- Teacher: {s['teacher']}, fine-tuned {s['ft_epochs']} epochs at lr {s['ft_lr']:g}. Student: its bottom "
         f"{s['student_layers']} layers, distilled {s['kd_epochs']} epochs at lr {s['kd_lr']:g}.",
         f"- Batch {s['batch_size']}, max length {s['max_length']}, AdamW (weight decay {s['weight_decay']:g}, none on "
@@ -946,7 +953,7 @@ def render_run(state: dict, number: int) -> list[str]:
         "| comparison | stark | peer | stark / peer | goal | met |",
         "|---|---|---|---|---|---|",
     ]
-    se = _se_points(277)
+    se = _se_points(n.get("dev", 277))
     ks, kt = c.get("kd_stark"), c.get("kd_textbrewer")
     if ks and kt:
         speed = kt["wall_s"] / ks["wall_s"]
@@ -991,7 +998,8 @@ def render_run(state: dict, number: int) -> list[str]:
             )
     lines += [
         "",
-        f"Dev accuracy on 277 examples has a standard error of about {se:.1f} points, so differences below "
+        f"Dev accuracy on {n.get('dev', '?')} examples has a standard error of about {se:.1f} points, so differences "
+        "below "
         "that are noise; a single seed per side. The CPU is shared with other jobs, so every timed cell also "
         "reports the process CPU time (all threads), which other jobs disturb less than wall time.",
         "",
@@ -1136,7 +1144,7 @@ def _details(c: dict) -> list[str]:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         description=(
-            "Benchmark stark against TextBrewer (vanilla KD) and transformers.Trainer (fine-tuning) on RTE, "
+            "Benchmark stark against TextBrewer (vanilla KD) and transformers.Trainer (fine-tuning) on a GLUE task, "
             f"and measure a training step's achieved GFLOP/s. Takes {DURATION}. Results go to "
             "bench/results/peers.json (one entry per finished cell; a re-run skips them) and peers.md."
         ),
@@ -1145,7 +1153,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--cells", default=",".join(CELLS), help=f"comma-separated subset of: {', '.join(CELLS)}")
     p.add_argument("--redo", default="", help="comma-separated cells to run again even if finished")
     p.add_argument("--report", action="store_true", help="only rewrite peers.md from peers.json")
-    p.add_argument("--train-samples", type=int, default=800, help="first N RTE training examples (10%% held out)")
+    p.add_argument("--task", default="rte", choices=("rte", "mrpc", "stsb", "cola", "sst2"), help="bundled GLUE task")
+    p.add_argument(
+        "--train-samples", type=int, default=800, help="seeded subset of N training examples (10%% held out); 0: all"
+    )
     p.add_argument("--ft-epochs", type=float, default=2, help="teacher fine-tuning epochs (both sides)")
     p.add_argument("--kd-epochs", type=float, default=2, help="distillation epochs (both sides)")
     p.add_argument("--batch-size", type=int, default=16)
@@ -1161,6 +1172,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.train_samples == 0:
+        args.train_samples = None  # the whole training set
     torch.set_num_threads(args.threads)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     import transformers
