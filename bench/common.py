@@ -75,14 +75,34 @@ def matmul_probe(n: int = 2048, repeats: int = 3) -> float:
     return best
 
 
+def others_busy(window_s: float = 1.0) -> float | None:
+    """Share of the machine's CPU time spent busy over ``window_s`` while this process sleeps: the load of
+    other jobs, now. (The 1-minute load average also carries our own previous cell for a minute or two, so
+    back-to-back cells of one benchmark looked busy by it.) None where /proc/stat does not exist."""
+    import time
+
+    def snapshot() -> tuple[int, int]:
+        values = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:9]]
+        return values[3] + values[4], sum(values)  # idle + iowait, all
+
+    try:
+        idle0, total0 = snapshot()
+        time.sleep(window_s)
+        idle1, total1 = snapshot()
+    except (OSError, ValueError, IndexError):
+        return None
+    return round(1.0 - (idle1 - idle0) / max(1, total1 - total0), 3)
+
+
 def machine_state() -> dict:
-    """Load average and a matmul probe: what a timing needs beside it to be believed."""
+    """Others' CPU use, load average and a matmul probe: what a timing needs beside it to be believed."""
     import os
 
     import torch
 
     threads = torch.get_num_threads()
     return {
+        "others_busy": others_busy(),
         "load_avg_1m": round(os.getloadavg()[0], 2),
         "threads": threads,
         "matmul_gflops": round(matmul_probe(), 1),
@@ -90,14 +110,17 @@ def machine_state() -> dict:
     }
 
 
-def quiet(before: dict, after: dict, share: float = 0.85) -> bool:
+def quiet(before: dict, after: dict, share: float = 0.85, busy: float = 0.15) -> bool:
     """A timing was taken alone: the probe reached ``share`` of the reference peak before and after, and
-    nothing else loaded the machine when it started (load average under 1 beyond our own threads)."""
+    nothing else used the CPU when it started (others under ``busy`` of it over a second while we slept;
+    records without that measure fall back to a 1-minute load average under 1)."""
     ref = before.get("reference_gflops")
     if ref is None:
         return False
     probes_ok = min(before["matmul_gflops"], after["matmul_gflops"]) >= share * ref
-    return probes_ok and before["load_avg_1m"] < 1.0
+    others = before.get("others_busy")
+    alone = others < busy if others is not None else before["load_avg_1m"] < 1.0
+    return probes_ok and alone
 
 
 def settle(max_wait_s: float = 240.0, below: float = 1.0) -> float:

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from common import REFERENCE_PEAK_GFLOPS, matmul_probe, quiet
+from common import REFERENCE_PEAK_GFLOPS, matmul_probe, others_busy, quiet
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -83,7 +83,11 @@ def matmul_gflops(n: int = 2048, repeats: int = 10) -> float:
 
 def conditions() -> dict:
     """Machine load when a cell starts or ends: the CPU is shared, so timings carry this with them."""
-    return {"load_avg_1m": round(load_average(), 2), "matmul_gflops_now": round(matmul_gflops(2048, 3), 1)}
+    return {
+        "others_busy": others_busy(),
+        "load_avg_1m": round(load_average(), 2),
+        "matmul_gflops_now": round(matmul_gflops(2048, 3), 1),
+    }
 
 
 class Clock:
