@@ -946,7 +946,8 @@ def render_run(state: dict, number: int) -> list[str]:
         f"- Batch {s['batch_size']}, max length {s['max_length']}, AdamW (weight decay {s['weight_decay']:g}, none on "
         f"bias/LayerNorm), linear schedule with {s['warmup_ratio']:.0%} warm-up, grad-norm clip "
         f"{s['max_grad_norm']:g}, seed {s['seed']}. KD loss 0.5 * (T^2 * soft CE + hard CE), T = {s['temperature']:g}.",
-        f"- Machine: {env.get('cpu', '?')}, {env.get('cores_visible', '?')} visible cores shared with other jobs, "
+        f"- Machine: {env.get('cpu', '?')}, {env.get('cores_visible', '?')} visible cores (each timed cell "
+        "records whether it ran alone), "
         f"torch threads {s['threads']}; torch {env.get('torch')}, transformers {env.get('transformers')}, "
         f"accelerate {env.get('accelerate')}, TextBrewer {env.get('textbrewer')}, Python {env.get('python')}.",
         "",
