@@ -122,8 +122,9 @@ def base_model_of(metrics: dict[str, Any]) -> str | None:
     """The pretrained encoder a stage started from (its recorded source; older runs: the run's teacher),
     with the bundled teacher's alias spelled as its Hub id, which is what the Hub's tools look up."""
     from stark.models import BUNDLED_HUB_ID, BUNDLED_NAMES
+    from stark.records import recorded_source
 
-    base = metrics.get("source") or (metrics.get("config") or {}).get("teacher")
+    base = recorded_source(metrics)
     return BUNDLED_HUB_ID if base in BUNDLED_NAMES else base
 
 

@@ -189,6 +189,13 @@ class StudentConfig:
         70.0, flag=True, help="parameter-pruned student: drop S percent of heads and neurons by expressive score"
     )
 
+    def check_kind(self) -> None:
+        """Exactly one kind of student (StarkInputError otherwise)."""
+        if self.layers is not None and self.sparsity is not None:
+            raise StarkInputError("give one kind of student: --student-layers K or --student-sparsity S, not both")
+        if self.layers is None and self.sparsity is None:
+            raise StarkInputError("no student: give --student-layers K or --student-sparsity S")
+
 
 @dataclass
 class SparsifyConfig:
@@ -486,10 +493,7 @@ def validate(cfg: RunConfig) -> None:
         raise StarkInputError("--sparsities is empty: give at least one level, e.g. 0,50")
     if cfg.student.sparsity is not None and not 0.0 <= cfg.student.sparsity <= 95.0:
         raise StarkInputError(f"--student-sparsity {cfg.student.sparsity:g} is out of range: use 0 to 95 (percent)")
-    if cfg.student.layers is not None and cfg.student.sparsity is not None:
-        raise StarkInputError("give one kind of student: --student-layers K or --student-sparsity S, not both")
-    if cfg.student.layers is None and cfg.student.sparsity is None:
-        raise StarkInputError("no student: give --student-layers K or --student-sparsity S")
+    cfg.student.check_kind()
     if cfg.student.layers is not None and cfg.student.layers < 1:
         raise StarkInputError(f"--student-layers {cfg.student.layers} must be at least 1")
     for name in ("finetune", "distill"):

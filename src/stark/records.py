@@ -14,6 +14,13 @@ from typing import Any
 
 from stark.rundir import read_metrics
 
+
+def recorded_source(metrics: dict[str, Any]) -> str | None:
+    """The pretrained encoder a stage's metrics.json says its model descends from (``source``; folders of
+    older versions recorded only the run's whole config, whose ``teacher`` it was)."""
+    return metrics.get("source") or (metrics.get("config") or {}).get("teacher")
+
+
 Metrics = dict[str, float]
 """Metric name -> value on the 0-1 scale (plus ``task_loss``), as the evaluation returns them."""
 

@@ -16,14 +16,13 @@ from transformers import PreTrainedModel
 
 from stark.config import ScoreConfig, SparsifyConfig, StudentConfig, TrainConfig
 from stark.data.batching import Encoded, TaskData
-from stark.errors import StarkInputError
 from stark.method.pruning import drop_layers, reorder_model, sparsify, sparsity_map
 from stark.method.scores import TeacherScores, score_teacher
 from stark.method.sparse_teachers import LogitCache, SparseTeachers, split_fingerprint
 from stark.models import count_parameters, encoder_flops, layer_widths, load_model, save_model
 from stark.processes import barrier, is_main
 from stark.provenance import versions
-from stark.records import ModelSize, SparseTeacherRecord, StudentInitRecord, TrainedStage
+from stark.records import ModelSize, SparseTeacherRecord, StudentInitRecord, TrainedStage, recorded_source
 from stark.rundir import RunDir, finalize, is_done, read_metrics, work_dir_of, write_json
 from stark.task_data import (
     MIN_SELECT,
@@ -95,12 +94,8 @@ def source_of(model_dir: Path) -> str:
     """The pretrained encoder a stage's model descends from: the ``source`` its folder's metrics.json
     records (fine-tuning writes the teacher given; every later stage copies it; folders of older versions:
     the run's teacher in their config), else the folder itself."""
-    if is_done(Path(model_dir)):
-        metrics = read_metrics(Path(model_dir))
-        recorded = metrics.get("source") or (metrics.get("config") or {}).get("teacher")
-        if recorded:
-            return str(recorded)
-    return str(model_dir)
+    recorded = recorded_source(read_metrics(Path(model_dir))) if is_done(Path(model_dir)) else None
+    return str(recorded) if recorded else str(model_dir)
 
 
 def _stage_info(stage: str, data: TaskData, source: str, seed: int | None = None, **settings: object) -> dict:
@@ -181,11 +176,7 @@ def build_student(
 
     Every process computes the (deterministic) student; only the main one writes it.
     """
-    if (student.layers is None) == (student.sparsity is None):
-        # StudentConfig(layers=2) keeps the default sparsity: say so rather than build the pruned one.
-        raise StarkInputError(
-            f"give one kind of student: layers or sparsity, not {student.layers!r} and {student.sparsity!r}"
-        )
+    student.check_kind()  # StudentConfig(layers=2) keeps the default sparsity: refuse, do not prune
     out_dir = RunDir(Path(out)).student_init
     if is_done(out_dir):
         return out_dir
@@ -365,6 +356,7 @@ def sparsify_teachers(
     """
     save, dev = settings.save_teachers, settings.teachers_on_dev
     teachers = load_sparse_teachers(settings.lam, teacher_dir, scores_dir)
+    info = _sparse_teacher_info(teachers, data)
     dirs: dict[float, Path] = {}
     for level in settings.sparsities:
         out_dir = RunDir(Path(out)).sparse_teacher(level)
@@ -379,17 +371,17 @@ def sparsify_teachers(
             size=model_facts(teacher),
             select=evaluate(teacher, data.select, data.spec, data.pad_id, eval_batch_size),
             lam=settings.lam,
-            source=source_of(teacher_dir),
+            source=info["source"],
         )
         if dev:
             record.dev = _teacher_dev(teachers, level, data, eval_batch_size, teacher)
         if is_main(accelerator):
             if save:
-                teachers.save(level, out_dir, data.tokenizer, _sparse_teacher_info(teachers, data))
+                teachers.save(level, out_dir, data.tokenizer, info)
             out_dir.mkdir(parents=True, exist_ok=True)
             record.wall_s = time.perf_counter() - start
             write_json(out_dir / "metrics.json", record.to_dict())
-            _card_if_saved(out_dir, record, teachers, data)
+            _card_if_saved(out_dir, record, info)
     barrier(accelerator)
     return teachers, dirs
 
@@ -431,17 +423,18 @@ def finish_chosen(
     save = level != 0 and not teacher_saved(out_dir)
     if not save and record.dev is not None:
         return
+    info = _sparse_teacher_info(teachers, data)
     if save:
-        teachers.save(level, out_dir, data.tokenizer, _sparse_teacher_info(teachers, data))
+        teachers.save(level, out_dir, data.tokenizer, info)
     if record.dev is None:
         record.dev = _teacher_dev(teachers, level, data, eval_batch_size)
     write_json(Path(out_dir) / "metrics.json", record.to_dict())
-    _card_if_saved(out_dir, record, teachers, data)
+    _card_if_saved(out_dir, record, info)
 
 
-def _card_if_saved(out_dir: Path, record: SparseTeacherRecord, teachers: SparseTeachers, data: TaskData) -> None:
+def _card_if_saved(out_dir: Path, record: SparseTeacherRecord, info: dict) -> None:
     """A sparse teacher folder with weights gets a model card (its metrics alone need none)."""
     if teacher_saved(out_dir):
         from stark.card import write_card
 
-        write_card(out_dir, {**_sparse_teacher_info(teachers, data), **record.to_dict()})
+        write_card(out_dir, {**info, **record.to_dict()})
