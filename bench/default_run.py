@@ -20,6 +20,8 @@ from pathlib import Path
 
 from common import WORK, commit, machine_state, quiet
 
+from stark.rundir import replace_folder
+
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "default_run"
 PUBLISHED = ("summary.json", "report.md", "config.yaml")
 
@@ -46,21 +48,16 @@ def run_default(out: Path) -> tuple[int, str]:
 
 def publish(out: Path, record: dict, time_report: str) -> None:
     """Replace docs/default_run with this run's files (written beside it, then swapped in)."""
-    staging = DOCS.with_name(DOCS.name + ".new")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    for name in PUBLISHED:
-        shutil.copy2(out / name, staging / name)
-    if (out / "figures").is_dir():
-        shutil.copytree(out / "figures", staging / "figures")
-    (staging / "time.txt").write_text(time_report)
-    (staging / "time.json").write_text(json.dumps(record, indent=1) + "\n")
-    old = DOCS.with_name(DOCS.name + ".old")
-    shutil.rmtree(old, ignore_errors=True)
-    if DOCS.exists():
-        DOCS.rename(old)
-    staging.rename(DOCS)
-    shutil.rmtree(old, ignore_errors=True)
+
+    def fill(staging: Path) -> None:
+        for name in PUBLISHED:
+            shutil.copy2(out / name, staging / name)
+        if (out / "figures").is_dir():
+            shutil.copytree(out / "figures", staging / "figures")
+        (staging / "time.txt").write_text(time_report)
+        (staging / "time.json").write_text(json.dumps(record, indent=1) + "\n")
+
+    replace_folder(DOCS, fill)
 
 
 def main() -> int:

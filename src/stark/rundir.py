@@ -106,6 +106,23 @@ def replace_atomically(path: Path, write: Callable[[Path], object]) -> Path:
     return path
 
 
+def replace_folder(path: Path, fill: Callable[[Path], object]) -> Path:
+    """``fill(tmp)`` a fresh folder beside ``path``, then swap it in: ``path`` becomes ``<path>.old``, the new
+    folder ``path``, and the old one is removed. A kill between the two renames leaves only ``.old``, the
+    last complete folder (``stark.training.checkpoint.recover`` puts it back)."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    fill(tmp)
+    old = path.with_name(path.name + ".old")
+    if path.exists():
+        os.replace(path, old)
+    os.replace(tmp, path)
+    shutil.rmtree(old, ignore_errors=True)
+    return path
+
+
 def write_text(path: Path, text: str) -> Path:
     """Atomic text write (temp file, then rename)."""
     return replace_atomically(path, lambda tmp: tmp.write_text(text))

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -20,7 +19,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from stark.config import TrainConfig
-from stark.rundir import write_json
+from stark.rundir import replace_folder, write_json
 
 
 @dataclass
@@ -82,24 +81,22 @@ def set_rng(rng: dict[str, torch.Tensor], rank: int) -> None:
 
 
 def save(path: Path, model, optimizer, scheduler, state: dict, rng: dict[str, torch.Tensor]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    save_file({k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}, str(tmp / "model.safetensors"))
-    opt = optimizer.state_dict()
-    tensors = {f"{pid}.{key}": value for pid, st in opt["state"].items() for key, value in st.items()}
-    save_file(
-        {k: v.contiguous().cpu() for k, v in tensors.items()} or {"_empty": torch.zeros(0)},
-        str(tmp / "optim.safetensors"),
-    )
-    save_file({k: v.contiguous() for k, v in rng.items()}, str(tmp / "rng.safetensors"))
-    meta = {"param_groups": opt["param_groups"], "scheduler": scheduler.state_dict(), **state}
-    (tmp / "state.json").write_text(json.dumps(meta))
-    old = path.with_name(path.name + ".old")
-    if path.exists():
-        os.replace(path, old)
-    os.replace(tmp, path)
-    shutil.rmtree(old, ignore_errors=True)
+
+    def fill(tmp: Path) -> None:
+        save_file(
+            {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}, str(tmp / "model.safetensors")
+        )
+        opt = optimizer.state_dict()
+        tensors = {f"{pid}.{key}": value for pid, st in opt["state"].items() for key, value in st.items()}
+        save_file(
+            {k: v.contiguous().cpu() for k, v in tensors.items()} or {"_empty": torch.zeros(0)},
+            str(tmp / "optim.safetensors"),
+        )
+        save_file({k: v.contiguous() for k, v in rng.items()}, str(tmp / "rng.safetensors"))
+        meta = {"param_groups": opt["param_groups"], "scheduler": scheduler.state_dict(), **state}
+        (tmp / "state.json").write_text(json.dumps(meta))
+
+    replace_folder(path, fill)
 
 
 def load(path: Path, model, optimizer, scheduler, rank: int = 0) -> dict:
