@@ -381,3 +381,18 @@ def test_no_pickle_loading_in_the_source() -> None:
         assert not re.search(r"\btorch\.load\(|\bimport pickle\b|\bpickle\.loads?\(|\bjoblib\b", text), path
         for call in re.findall(r"AutoModel\w*\.from_pretrained\([^)]*\)", text):
             assert "use_safetensors=True" in call or "trust_remote_code" in call, (path, call)
+
+
+def test_a_folder_swap_replaces_a_stale_old_copy(tmp_path: Path) -> None:
+    """A kill after the second rename of a swap leaves ``<path>.old`` beside a complete ``<path>``; the next
+    swap (e.g. the next checkpoint) must still succeed and keep only the new folder."""
+    from stark.rundir import replace_folder
+
+    path = tmp_path / "checkpoint"
+    replace_folder(path, lambda tmp: (tmp / "step").write_text("1"))
+    stale = tmp_path / "checkpoint.old"
+    stale.mkdir()
+    (stale / "step").write_text("0")
+    replace_folder(path, lambda tmp: (tmp / "step").write_text("2"))
+    assert (path / "step").read_text() == "2"
+    assert not stale.exists() and not (tmp_path / "checkpoint.tmp").exists()

@@ -117,6 +117,8 @@ def replace_folder(path: Path, fill: Callable[[Path], object]) -> Path:
     fill(tmp)
     old = path.with_name(path.name + ".old")
     if path.exists():
+        # A stale .old beside a complete folder (a kill after the second rename) would make the rename fail.
+        shutil.rmtree(old, ignore_errors=True)
         os.replace(path, old)
     os.replace(tmp, path)
     shutil.rmtree(old, ignore_errors=True)
