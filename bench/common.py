@@ -135,6 +135,36 @@ def settle(max_wait_s: float = 240.0, below: float = 1.0) -> float:
     return os.getloadavg()[0]
 
 
+def machine_line(machine: dict) -> str:
+    """The machine state around a timing, in words: load, matmul probe, and whether it can be believed."""
+    b, a = machine["before"], machine["after"]
+    verdict = "quiet" if machine["quiet"] else "BUSY, not a valid timing"
+    return (
+        f"load {b['load_avg_1m']} -> {a['load_avg_1m']}, matmul {b['matmul_gflops']} -> {a['matmul_gflops']} "
+        f"GFLOP/s: {verdict}"
+    )
+
+
+def step_timing_models(task: str, out: Path, student: dict | None = None):
+    """What a step-timing benchmark needs, without fine-tuning: the task's full data, the pretrained teacher
+    (fresh head) saved in ``out/pretrained``, the student stark builds from it, and random teacher logits
+    (a KD step costs the same whatever the teacher knows). Returns (cfg, data, teacher_dir, student_dir,
+    logits)."""
+    import torch
+
+    from stark.models import load_model, save_model
+    from stark.stages import build_student, prepare_data
+
+    cfg = bench_config(task, out, None, 3, 3, **({"student": student} if student else {}))
+    data = prepare_data(cfg)
+    teacher_dir = out / "pretrained"
+    if not (teacher_dir / "config.json").is_file():
+        save_model(load_model(cfg.teacher, data.spec), data.tokenizer, teacher_dir)
+    student_dir = build_student(cfg.student, data, teacher_dir, out, score_batch_size=cfg.score.batch_size)
+    logits = torch.randn(len(data.train), data.spec.num_labels, generator=torch.Generator().manual_seed(0))
+    return cfg, data, teacher_dir, student_dir, logits
+
+
 def timed_cell(fn):
     """Run ``fn()`` between two machine probes; returns (its result, {"before", "after", "quiet"})."""
     before = machine_state()
@@ -144,20 +174,21 @@ def timed_cell(fn):
 
 
 def commit() -> str:
-    """The code a row was measured with (results outlive the code that produced them)."""
+    """The code a row was measured with (results outlive the code that produced them); ``+uncommitted``
+    when the library or the bench scripts differ from that commit, so such a row is not mistaken for it."""
     import subprocess
 
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", *args], capture_output=True, text=True, check=True, cwd=Path(__file__).parent
+        ).stdout.strip()
+
     try:
-        out = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-            cwd=Path(__file__).parent,
-        )
+        sha = git("rev-parse", "--short", "HEAD")
+        changed = git("status", "--porcelain", "--untracked-files=all", "--", "../src", "*.py")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
-    return out.stdout.strip()
+    return f"{sha}+uncommitted" if changed else sha
 
 
 def load_rows(path: Path) -> list[dict]:

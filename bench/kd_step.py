@@ -25,12 +25,11 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
-from common import RESULTS, WORK, bench_config, commit, machine_state, quiet
+from common import RESULTS, WORK, commit, machine_line, machine_state, quiet, step_timing_models
 from safetensors.torch import load_file
 
 import stark.training.loop as loop
 from stark.models import load_model, save_model
-from stark.stages import build_student, prepare_data
 from stark.training import Budget, fit, progress_bars
 from stark.training.embedding_grad import EmbeddingGrad
 
@@ -70,13 +69,7 @@ def timed_fit(student_dir: Path, cfg, data, logits: torch.Tensor, work: Path, ro
 
 def bench_student(name: str, args: argparse.Namespace) -> dict:
     out = WORK / "kd_step" / f"{args.task}-{name}"
-    cfg = bench_config(args.task, out, None, 3, 1, student=STUDENTS[name])
-    data = prepare_data(cfg)
-    teacher_dir = out / "pretrained"
-    if not (teacher_dir / "config.json").is_file():
-        save_model(load_model(cfg.teacher, data.spec), data.tokenizer, teacher_dir)
-    student_dir = build_student(cfg.student, data, teacher_dir, out, score_batch_size=cfg.score.batch_size)
-    logits = torch.randn(len(data.train), data.spec.num_labels, generator=torch.Generator().manual_seed(0))
+    cfg, data, _, student_dir, logits = step_timing_models(args.task, out, STUDENTS[name])
     # No evaluation and no checkpoint inside the timed steps: only what every KD step does.
     train = replace(cfg.distill, eval_every=10**9, checkpoint_every=10**9)
     run_cfg = argparse.Namespace(train=train, steps=args.steps)
@@ -105,11 +98,9 @@ def bench_student(name: str, args: argparse.Namespace) -> dict:
 
 
 def markdown(result: dict) -> str:
-    m = result["machine"]
     lines = [
         f"KD steps, dense vs row-wise embedding gradient (commit {result['commit']}, {result['threads']} threads; "
-        f"load {m['before']['load_avg_1m']} -> {m['after']['load_avg_1m']}, matmul {m['before']['matmul_gflops']} "
-        f"-> {m['after']['matmul_gflops']} GFLOP/s: {'quiet' if m['quiet'] else 'BUSY, not a valid timing'})",
+        f"{machine_line(result['machine'])})",
         "",
         "| task | student | batch | steps x repeats | dense ms/step | row-wise ms/step | speed-up | same weights |",
         "|---|---|---:|---:|---:|---:|---:|:---:|",

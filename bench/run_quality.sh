@@ -6,7 +6,8 @@
 # Creates the worktree if it is missing (an existing one is used as it is: its commit is the one the
 # rows record), then runs the cells in the order below, each in its own process; a finished cell is
 # skipped and an unfinished one resumes from its finished students (bench/work/ inside the worktree).
-# Output goes to WORKTREE/bench/logs/quality.log; results to WORKTREE/bench/results/quality.json and
+# After the cells, bench/teacher_seeds.py (MRPC and STS-B, 3 teacher seeds). Output goes to
+# WORKTREE/bench/logs/quality.log; results to WORKTREE/bench/results/quality.json (teacher_seeds.json) and
 # WORKTREE/docs/RESULTS.md - copy them to main when a cell finishes. Run nothing else heavy meanwhile:
 # two torch processes on two cores slow each other 5-15x.
 set -euo pipefail
@@ -31,3 +32,7 @@ for c in "${cells[@]}"; do
   PYTHONPATH="$wt/src:$wt/bench" "$python" bench/quality.py --tasks "$1" --students "$2" || { echo "FAILED $1/$2"; exit 1; }
   echo "=== $(date -u +%FT%T) done $1/$2"
 done
+# Then the teacher-seed spread (issue 11: how far the students move with the teacher's own seed).
+echo "=== $(date -u +%FT%T) start teacher_seeds mrpc,stsb at $(git rev-parse --short HEAD)"
+PYTHONPATH="$wt/src:$wt/bench" "$python" bench/teacher_seeds.py --tasks mrpc,stsb || { echo "FAILED teacher_seeds"; exit 1; }
+echo "=== $(date -u +%FT%T) done teacher_seeds"

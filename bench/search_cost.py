@@ -10,8 +10,12 @@ every timing):
   one full-budget student per level);
 * ``halving_pipeline_s``: ``stark run --search halving`` after fine-tuning (the default pipeline).
 
-Each finished task is written to ``bench/results/search_cost.json`` at once; a re-run skips finished
-tasks, and unfinished stages resume from their checkpoints. Every timed cell carries the load average
+The student is stark run's default (70 %-pruned; ``--student layers2`` for the other kind), the
+sizes are the quality sweep's (full training sets, SST-2 a seeded 8,000), and the teacher folder is the
+sweep's (``bench/work/teachers/<task>-<size>-e3``): link the pinned worktree's teachers there to skip
+fine-tuning. Each finished (task, student) is written to ``bench/results/search_cost.json`` at once; a
+re-run skips those, and unfinished stages resume from their checkpoints. (The 450-1,800-example rows
+of an earlier run are in ``search_cost_subsets.{json,md}``.) Every timed cell carries the load average
 and a matmul probe taken before and after it (``machine``); a row is a valid timing only when
 ``quiet`` is true: run this alone on the machine. At full size (the default) the full sweep is ten KD
 runs per task; ``--no-full`` times only vanilla KD and the default search, whose regret against the
@@ -30,19 +34,23 @@ from pathlib import Path
 
 import torch
 from common import RESULTS, bench_config, commit, load_rows, save_rows, seed_run_folder, shared_teacher, timed_cell
+from quality import DEFAULT_SAMPLES, STUDENTS
 
 from stark.pipeline import run
 from stark.stages import build_student, distill, read_metrics, teacher_logits_full
 
 
 def bench_task(task: str, args: argparse.Namespace) -> dict:
-    work = Path(args.work) / task
-    data, teacher_dir = shared_teacher(task, args.max_train_samples, args.teacher_epochs)
+    samples = DEFAULT_SAMPLES.get(task) if args.max_train_samples is None else args.max_train_samples or None
+    work = Path(args.work) / f"{task}-{args.student}"
+    # The same teacher folder name as bench/quality.py's: a teacher the sweep fine-tuned is reused.
+    data, teacher_dir = shared_teacher(task, samples, args.teacher_epochs)
+    student = STUDENTS[args.student]
 
     # One vanilla KD run, several seeds: time and seed noise.
     vanilla = work / "vanilla"
     seed_run_folder(teacher_dir, vanilla)
-    vcfg = bench_config(task, vanilla, args.max_train_samples, args.epochs, args.teacher_epochs)
+    vcfg = bench_config(task, vanilla, samples, args.epochs, args.teacher_epochs, student=student)
     student_init = build_student(
         vcfg.student, data, vanilla / "teacher", vanilla, score_batch_size=vcfg.score.batch_size
     )
@@ -71,7 +79,7 @@ def bench_task(task: str, args: argparse.Namespace) -> dict:
         out = work / search
         seed_run_folder(teacher_dir, out)
         cfg = bench_config(
-            task, out, args.max_train_samples, args.epochs, args.teacher_epochs, search={"search": search}
+            task, out, samples, args.epochs, args.teacher_epochs, search={"search": search}, student=student
         )
         stamp = out / "pipeline.time.json"
         if not stamp.is_file():
@@ -93,9 +101,10 @@ def bench_task(task: str, args: argparse.Namespace) -> dict:
     one_kd = statistics.fmean(kd_times)
     row = {
         "task": task,
+        "student": args.student,
         "metric": main,
         "train_examples": len(data.train),
-        "subsampled": args.max_train_samples is not None,
+        "subsampled": samples is not None,
         "student_epochs": args.epochs,
         "one_kd_s": one_kd,
         "one_kd_s_per_seed": kd_times,
@@ -145,9 +154,9 @@ def bench_task(task: str, args: argparse.Namespace) -> dict:
 
 def markdown(rows: list[dict]) -> str:
     lines = [
-        "| task | train ex. | one KD s | full sweep s | halving pipeline s | pipeline / one KD | full best (dev) "
-        "| halving choice (dev) | seed std | within noise | quiet machine | commit |",
-        "|---|---:|---:|---:|---:|---:|---|---|---:|:---:|:---:|---|",
+        "| task | student | train ex. | one KD s | full sweep s | halving pipeline s | pipeline / one KD "
+        "| full best (dev) | halving choice (dev) | seed std | within noise | quiet machine | commit |",
+        "|---|---|---:|---:|---:|---:|---:|---|---|---:|:---:|:---:|---|",
     ]
     for r in rows:
         full_s = "-" if r.get("full_sweep_s") is None else f"{r['full_sweep_s']:.0f}"
@@ -159,7 +168,8 @@ def markdown(rows: list[dict]) -> str:
         within = {None: "-", True: "yes", False: "no"}[r.get("within_noise_of_full_sweep")]
         quiet = {None: "not recorded", True: "yes", False: "NO"}[r.get("quiet")]
         lines.append(
-            f"| {r['task']} | {r['train_examples']}{' (subsampled)' if r['subsampled'] else ''} | {r['one_kd_s']:.0f} "
+            f"| {r['task']} | {r.get('student', 'layers2')} "
+            f"| {r['train_examples']}{' (subsampled)' if r['subsampled'] else ''} | {r['one_kd_s']:.0f} "
             f"| {full_s} | {r['halving_pipeline_s']:.0f} | {r['pipeline_over_one_kd']:.2f} | {best} "
             f"| {r['halving_sparsity']:g}% ({100 * r['halving_dev']:.2f}) | {100 * r['seed_std']:.2f} "
             f"| {within} | {quiet} | {r.get('commit', '-')} |"
@@ -170,7 +180,13 @@ def markdown(rows: list[dict]) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--tasks", default="rte,mrpc,stsb,cola", help="comma-separated GLUE tasks")
-    p.add_argument("--max-train-samples", type=int, default=0, help="training subsample (0 = all, the default)")
+    p.add_argument(
+        "--max-train-samples",
+        type=int,
+        default=None,
+        help="training subsample for every task (0 = all; default: as bench/quality.py, all but SST-2 8000)",
+    )
+    p.add_argument("--student", default="pruned70", choices=sorted(STUDENTS), help="student kind (stark run's default)")
     p.add_argument(
         "--no-full", action="store_true", help="time vanilla KD and the default search only (regret: search_replay.py)"
     )
@@ -181,15 +197,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=2, help="torch threads")
     p.add_argument("--results", default=str(RESULTS), help="where search_cost.json / .md go")
     args = p.parse_args(argv)
-    if args.max_train_samples == 0:
-        args.max_train_samples = None
     torch.set_num_threads(args.threads)
     results = Path(args.results)
     results.mkdir(parents=True, exist_ok=True)
     path = results / "search_cost.json"
     done = load_rows(path)
     for task in args.tasks.split(","):
-        if any(r["task"] == task for r in done):
+        if any((r["task"], r.get("student", "layers2")) == (task, args.student) for r in done):
             print(f"{task}: done, skipped")
             continue
         done.append(bench_task(task, args))

@@ -1,0 +1,202 @@
+"""What do sparse teachers change in their students' probabilities? Dev log-loss, calibration, temperature.
+
+The full-size sweep (bench/quality.py) shows every sparse level's students within seed noise of vanilla
+KD on the main metric, while their selection-split cross-entropy falls with teacher sparsity (SST-2,
+70 %-pruned student: 0.43 at 0 % to 0.29 at 60 %). Lower cross-entropy at equal accuracy can be
+better knowledge or only softer outputs (a sparser teacher's targets have more entropy). This reads a
+finished cell's students (every level, every seed) and measures on dev, per level (mean and std over
+seeds):
+
+* accuracy and log-loss (mean cross-entropy against the labels);
+* expected calibration error (ECE, 15 equal-width confidence bins) and the Brier score;
+* log-loss after temperature scaling: one temperature per student fitted on the selection split
+  (minimum selection log-loss, the split stark already holds out), applied to dev. If the sparse
+  levels' advantage survives this, it is not just a temperature that vanilla KD could also be given
+  for free.
+
+Classification tasks only (STS-B is skipped: a regression output has no calibration in this sense).
+Forward passes only; no training. Reads ``--root/<task>-<student>/`` (the run folders bench/quality.py
+writes in its worktree: students' weights are kept there), writes ``bench/results/calibration.{json,md}``
+(one row per cell; a re-run replaces that cell's row). About 1-3 minutes per cell on 2 cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from common import RESULTS, WORK, commit, load_rows, save_rows
+from scipy.optimize import minimize_scalar
+from scipy.special import log_softmax, softmax
+
+from stark.config import build_config, load_recipe
+from stark.data.tasks import TaskType
+from stark.models import load_model
+from stark.stages import prepare_data
+from stark.training.evaluation import predict
+
+BINS = 15
+
+
+def log_loss(logits: np.ndarray, labels: np.ndarray, temperature: float = 1.0) -> float:
+    """Mean cross-entropy of softmax(logits / T) against integer labels."""
+    return float(-log_softmax(logits / temperature, axis=1)[np.arange(len(labels)), labels].mean())
+
+
+def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
+    """The temperature with the least log-loss on (logits, labels), searched over log T in [-3, 3]."""
+    res = minimize_scalar(lambda t: log_loss(logits, labels, math.exp(t)), bounds=(-3.0, 3.0), method="bounded")
+    return math.exp(res.x)
+
+
+def ece(logits: np.ndarray, labels: np.ndarray, bins: int = BINS) -> float:
+    """Expected calibration error: |accuracy - confidence| per equal-width confidence bin, weighted by
+    the bin's share of examples."""
+    probs = softmax(logits, axis=1)
+    conf, pred = probs.max(axis=1), probs.argmax(axis=1)
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(conf, edges[1:-1]), 0, bins - 1)
+    total = 0.0
+    for b in range(bins):
+        inside = which == b
+        if inside.any():
+            total += inside.mean() * abs((pred[inside] == labels[inside]).mean() - conf[inside].mean())
+    return float(total)
+
+
+def brier(logits: np.ndarray, labels: np.ndarray) -> float:
+    """Mean squared distance between the probability vector and the one-hot label."""
+    probs = softmax(logits, axis=1)
+    onehot = np.eye(probs.shape[1])[labels]
+    return float(((probs - onehot) ** 2).sum(axis=1).mean())
+
+
+def student_row(folder: Path, data) -> dict:
+    """Dev figures of one student, plus its selection-fitted temperature."""
+    model = load_model(str(folder))
+    dev = predict(model, data.dev, data.pad_id).numpy()
+    select = predict(model, data.select, data.pad_id).numpy()
+    y_dev, y_sel = np.asarray(data.dev.labels), np.asarray(data.select.labels)
+    t = fit_temperature(select, y_sel)
+    return {
+        "accuracy": float((dev.argmax(axis=1) == y_dev).mean()),
+        "log_loss": log_loss(dev, y_dev),
+        "ece": ece(dev, y_dev),
+        "brier": brier(dev, y_dev),
+        "temperature": t,
+        "log_loss_scaled": log_loss(dev, y_dev, t),
+        "ece_scaled": ece(dev / t, y_dev),
+        "select_log_loss": log_loss(select, y_sel),
+    }
+
+
+def _mean_std(values: list[float]) -> list[float]:
+    return [statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0]
+
+
+def _student_folder(cell: Path, recorded: str) -> Path:
+    """A student folder recorded relative to where the sweep ran (``.../<cell>/students/s50/seed1``), found
+    inside ``cell`` wherever the run folder is read from now."""
+    return cell / recorded.split(f"{cell.name}/", 1)[1]
+
+
+def bench_cell(folder: Path) -> dict | None:
+    cfg = build_config(load_recipe(folder / "config.yaml"))
+    data = prepare_data(cfg)
+    if data.spec.task_type is not TaskType.CLASSIFICATION:
+        print(f"{folder.name}: {data.spec.task_type} task, skipped")
+        return None
+    levels = []
+    for level in json.loads((folder / "summary.json").read_text())["levels"]:
+        # The run's own list of a level's students: level 0's first seed is the trial student.
+        seeds = [student_row(_student_folder(folder, s["dir"]), data) for s in level["seeds"]]
+        levels.append(
+            {"sparsity": level["teacher_sparsity"], "seeds": len(seeds)}
+            | {k: _mean_std([s[k] for s in seeds]) for k in seeds[0]}
+        )
+    task, student = folder.name.split("-", 1)
+    return {"task": task, "student": student, "dev_examples": len(data.dev), "levels": levels, "commit": commit()}
+
+
+def markdown(rows: list[dict]) -> str:
+    lines = [
+        "# Students' probabilities against teacher sparsity (dev)",
+        "",
+        "Written by `bench/calibration.py` from the students of the full-size sweep (bench/quality.py): per",
+        "level the mean ± std over 3 student seeds. Log-loss = mean cross-entropy against the labels; ECE over",
+        f"{BINS} confidence bins; *scaled* = after one temperature per student fitted on the selection split;",
+        "*select log-loss* = the selection split's (what a procedure may choose by; dev is only reported).",
+        "",
+    ]
+    for row in rows:
+        lines += [
+            f"## {row['task']} / {row['student']} ({row['dev_examples']} dev examples, commit {row['commit']})",
+            "",
+            "| sparsity | accuracy | log-loss | ECE | Brier | temperature | log-loss scaled | ECE scaled "
+            "| select log-loss |",
+            "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for lv in row["levels"]:
+
+            def f(key: str, scale: float = 1.0, digits: int = 4, lv: dict = lv) -> str:
+                m, s = lv[key]
+                return f"{m * scale:.{digits}f} ± {s * scale:.{digits}f}"
+
+            lines.append(
+                f"| {lv['sparsity']}% | {f('accuracy', 100, 2)} | {f('log_loss')} | {f('ece', 100, 2)} | "
+                f"{f('brier')} | {f('temperature', 1, 2)} | {f('log_loss_scaled')} | {f('ece_scaled', 100, 2)} "
+                f"| {f('select_log_loss')} |"
+            )
+        lines += ["", _reading(row["levels"]), ""]
+    return "\n".join(lines)
+
+
+def _reading(levels: list[dict]) -> str:
+    """One sentence per cell: dev log-loss of the level with the lowest *selection* log-loss (a choice an
+    honest procedure can make) against vanilla KD's, raw and temperature-scaled, in vanilla seed-stds."""
+    vanilla = next(lv for lv in levels if lv["sparsity"] == 0)
+    chosen = min(levels, key=lambda lv: lv["select_log_loss"][0])
+    parts = []
+    for key, what in (("log_loss", "raw"), ("log_loss_scaled", "after temperature scaling")):
+        (v, v_std), (c, _) = vanilla[key], chosen[key]
+        stds = f", {(v - c) / v_std:.1f} vanilla seed-stds" if v_std > 0 else ""
+        parts.append(f"{what} {v:.4f} -> {c:.4f} ({100 * (c - v) / v:+.1f} %{stds})")
+    return (
+        f"Level with the lowest selection log-loss: {chosen['sparsity']}%. Its dev log-loss against vanilla KD's: "
+        + "; ".join(parts)
+        + "."
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--root", default=str(WORK / "quality"), help="folder of bench/quality.py's run folders")
+    p.add_argument("--cells", default="", help="comma-separated <task>-<student> folders (default: all finished)")
+    p.add_argument("--threads", type=int, default=2, help="torch threads")
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    root = Path(args.root)
+    names = [c for c in args.cells.split(",") if c] or sorted(
+        d.name for d in root.iterdir() if (d / "summary.json").is_file()
+    )
+    path = RESULTS / "calibration.json"
+    rows = load_rows(path)
+    for name in names:
+        row = bench_cell(root / name)
+        if row is None:
+            continue
+        rows = [r for r in rows if (r["task"], r["student"]) != (row["task"], row["student"])] + [row]
+        save_rows(path, rows)
+    (RESULTS / "calibration.md").write_text(markdown(rows))
+    print(markdown(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
