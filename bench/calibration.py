@@ -38,6 +38,7 @@ from scipy.special import log_softmax, softmax
 from stark.config import build_config, load_recipe
 from stark.data.tasks import TaskType
 from stark.models import load_model
+from stark.search import decide, paired_bootstrap_loss
 from stark.stages import prepare_data
 from stark.training.evaluation import predict
 
@@ -77,8 +78,8 @@ def brier(logits: np.ndarray, labels: np.ndarray) -> float:
     return float(((probs - onehot) ** 2).sum(axis=1).mean())
 
 
-def student_row(folder: Path, data) -> dict:
-    """Dev figures of one student, plus its selection-fitted temperature."""
+def student_row(folder: Path, data) -> tuple[dict, np.ndarray]:
+    """Dev figures of one student, plus its selection-fitted temperature; and its selection logits."""
     model = load_model(str(folder))
     dev = predict(model, data.dev, data.pad_id).numpy()
     select = predict(model, data.select, data.pad_id).numpy()
@@ -93,7 +94,7 @@ def student_row(folder: Path, data) -> dict:
         "log_loss_scaled": log_loss(dev, y_dev, t),
         "ece_scaled": ece(dev / t, y_dev),
         "select_log_loss": log_loss(select, y_sel),
-    }
+    }, select
 
 
 def _mean_std(values: list[float]) -> list[float]:
@@ -112,16 +113,46 @@ def bench_cell(folder: Path) -> dict | None:
     if data.spec.task_type is not TaskType.CLASSIFICATION:
         print(f"{folder.name}: {data.spec.task_type} task, skipped")
         return None
-    levels = []
+    levels, select_logits = [], {}
     for level in json.loads((folder / "summary.json").read_text())["levels"]:
         # The run's own list of a level's students: level 0's first seed is the trial student.
         seeds = [student_row(_student_folder(folder, s["dir"]), data) for s in level["seeds"]]
+        select_logits[level["teacher_sparsity"]] = [logits for _, logits in seeds]
         levels.append(
             {"sparsity": level["teacher_sparsity"], "seeds": len(seeds)}
-            | {k: _mean_std([s[k] for s in seeds]) for k in seeds[0]}
+            | {k: _mean_std([row[k] for row, _ in seeds]) for k in seeds[0][0]}
         )
     task, student = folder.name.split("-", 1)
-    return {"task": task, "student": student, "dev_examples": len(data.dev), "levels": levels, "commit": commit()}
+    return {
+        "task": task,
+        "student": student,
+        "dev_examples": len(data.dev),
+        "levels": levels,
+        "choose_by_loss": _choose_by_loss(data, levels, select_logits, cfg.seed),
+        "commit": commit(),
+    }
+
+
+def _choose_by_loss(data, levels: list[dict], select_logits: dict[float, list[np.ndarray]], seed: int) -> dict:
+    """What ``stark run --search full --choose-by loss`` answers on this cell: the sparse level with the
+    lowest mean selection log-loss, kept only past the paired-bootstrap bar for the best of the sparse
+    levels; with that choice's dev figures beside vanilla KD's."""
+    sparse = [lv for lv in levels if lv["sparsity"] != 0]
+    best = min(sparse, key=lambda lv: lv["select_log_loss"][0])["sparsity"]
+    margin, se = paired_bootstrap_loss(data.spec, data.select.labels, select_logits[best], select_logits[0], seed=seed)
+    choice = decide(best, margin, se, data.spec.main_metric, len(data.select), len(sparse), by_loss=True)
+    at = {lv["sparsity"]: lv for lv in levels}
+    return {
+        "chosen": choice.chosen,
+        "best_sparse": best,
+        "margin": margin,
+        "margin_se": se,
+        "reason": choice.reason,
+        "dev": {
+            key: {"vanilla": at[0][key][0], "chosen": at[choice.chosen][key][0]}
+            for key in ("accuracy", "log_loss", "ece", "log_loss_scaled")
+        },
+    }
 
 
 def markdown(rows: list[dict]) -> str:
@@ -153,8 +184,21 @@ def markdown(rows: list[dict]) -> str:
                 f"{f('brier')} | {f('temperature', 1, 2)} | {f('log_loss_scaled')} | {f('ece_scaled', 100, 2)} "
                 f"| {f('select_log_loss')} |"
             )
-        lines += ["", _reading(row["levels"]), ""]
+        lines += ["", _reading(row["levels"]), "", _choice_line(row.get("choose_by_loss")), ""]
     return "\n".join(lines)
+
+
+def _choice_line(choice: dict | None) -> str:
+    if choice is None:
+        return ""
+    d = choice["dev"]
+    return (
+        f"`stark run --search full --choose-by loss` would answer {choice['chosen']:g}%: {choice['reason']}. "
+        f"Dev at that level against vanilla KD: accuracy {100 * d['accuracy']['chosen']:.2f} vs "
+        f"{100 * d['accuracy']['vanilla']:.2f}, log-loss {d['log_loss']['chosen']:.4f} vs "
+        f"{d['log_loss']['vanilla']:.4f}, "
+        f"ECE {100 * d['ece']['chosen']:.2f} vs {100 * d['ece']['vanilla']:.2f} %."
+    )
 
 
 def _reading(levels: list[dict]) -> str:

@@ -18,8 +18,10 @@ from stark.search import (
     RungScore,
     RungSignal,
     decide,
+    example_losses,
     halving_rungs,
     paired_bootstrap,
+    paired_bootstrap_loss,
     rank,
     required_z,
     successive_halving,
@@ -104,6 +106,49 @@ def test_paired_bootstrap_by_hand() -> None:
     assert 0.02 < se < 0.04
 
 
+def test_example_losses_average_to_the_task_loss() -> None:
+    from stark.losses import task_loss
+
+    g = torch.Generator().manual_seed(0)
+    logits, labels = torch.randn(40, 3, generator=g), torch.randint(0, 3, (40,), generator=g)
+    three = TaskSpec(
+        name="t3",
+        task_type=TaskType.CLASSIFICATION,
+        labels=("a", "b", "c"),
+        metrics=("accuracy",),
+        main_metric="accuracy",
+    )
+    mean = example_losses(three, labels.numpy(), logits.numpy()).mean()
+    assert mean == pytest.approx(float(task_loss(logits, labels, TaskType.CLASSIFICATION)), rel=1e-6)
+    reg = TaskSpec(name="r", task_type=TaskType.REGRESSION, labels=(), metrics=("pearson",), main_metric="pearson")
+    pred, gold = torch.randn(40, 1, generator=g), torch.randn(40, generator=g)
+    mean = example_losses(reg, gold.numpy(), pred.numpy()).mean()
+    assert mean == pytest.approx(float(task_loss(pred, gold, TaskType.REGRESSION)), rel=1e-6)
+
+
+def test_paired_bootstrap_loss_by_hand() -> None:
+    gold = np.array([0, 1] * 50)
+    sure = np.where(gold[:, None] == np.arange(2), 2.0, 0.0)  # right class, logit margin 2
+    diff, se = paired_bootstrap_loss(SPEC, gold, [sure], [sure], n_boot=200)
+    assert diff == 0.0 and se == 0.0
+    softer = sure / 2  # margin 1: still right, higher cross-entropy on every example
+    gap = np.log1p(np.exp(-1.0)) - np.log1p(np.exp(-2.0))
+    diff, se = paired_bootstrap_loss(SPEC, gold, [sure], [softer], n_boot=500, seed=1)
+    assert diff == pytest.approx(gap)  # a (sure) is better by exactly the per-example gap
+    assert se == pytest.approx(0.0, abs=1e-12)  # the same gap on every example: resampling cannot move it
+    mixed = softer.copy()
+    mixed[:20] = sure[:20]  # 20 examples as good as a, 80 worse
+    diff, se = paired_bootstrap_loss(SPEC, gold, [sure], [mixed], n_boot=4000, seed=2)
+    assert diff == pytest.approx(0.8 * gap)
+    assert se == pytest.approx(gap * np.sqrt(0.8 * 0.2 / 100), rel=0.1)
+
+
+def test_decide_by_loss_reports_the_loss_gap() -> None:
+    kept = decide(60.0, 0.02, 0.005, "accuracy", 300, n_compared=9, by_loss=True)
+    assert kept.chosen == 60.0 and "+0.0200 ± 0.0050 lower selection task loss" in kept.reason
+    assert decide(60.0, 0.008, 0.005, "accuracy", 300, n_compared=9, by_loss=True).chosen == 0.0
+
+
 def test_decide_keeps_vanilla_unless_the_lead_is_measurable() -> None:
     within = decide(60.0, 0.004, 0.01, "accuracy", 300)
     assert within.chosen == 0.0 and not within.measurable and within.best_sparse == 60.0
@@ -176,6 +221,23 @@ def test_parking_and_lazy_teachers_change_no_result(
         if not lv["student_full_budget"]:
             work = tmp_path / "parked" / "students" / f"s{lv['teacher_sparsity']:g}" / "seed0.work"
             assert json.loads((work / "paused.json").read_text())["step"] >= 1
+
+
+def test_choose_by_loss_compares_the_lowest_loss_finalist_with_vanilla_kd(
+    tiny_teacher, tiny_task, tmp_path: Path, capsys, one_thread
+) -> None:
+    out = tmp_path / "run"
+    summary = _run(tiny_teacher, tiny_task, tmp_path, out, "--search=full", "--choose-by=loss")
+    capsys.readouterr()
+    assert summary["config"]["search"]["choose_by"] == "loss"
+    sparse = {lv["teacher_sparsity"]: lv["student_select"]["task_loss"] for lv in summary["levels"]}
+    sparse.pop(0)
+    choice = summary["choice"]
+    assert choice["best_sparse"] == min(sparse, key=sparse.get)
+    vanilla = summary["vanilla_kd"]["student_select"]["task_loss"]
+    # The margin is vanilla KD's selection loss minus the finalist's, recomputed from predictions.
+    assert choice["margin"] == pytest.approx(vanilla - sparse[choice["best_sparse"]], abs=1e-5)
+    assert "lower selection task loss" in choice["reason"]
 
 
 def test_saved_sparse_teachers_equal_the_ones_sliced_in_memory(

@@ -252,6 +252,13 @@ class SearchConfig:
         help="halving: rank candidates by the selection task loss (continuous from the first step) or the main "
         "metric (ties while students still predict one class)",
     )
+    choose_by: RungSignal = option(
+        RungSignal.METRIC,
+        flag=True,
+        help="final choice: the selection main metric, or the selection task loss (cross-entropy / MSE: sparse "
+        "teachers' students are often better calibrated at equal accuracy); either way a sparse level must beat "
+        "vanilla KD by the paired-bootstrap bar",
+    )
 
 
 @dataclass

@@ -31,7 +31,16 @@ from stark.processes import barrier, is_main
 from stark.provenance import versions
 from stark.records import LevelRecord, RunSummary, SeedRecord, SparseTeacherRecord, StudentInitRecord, TrainedStage
 from stark.rundir import RunDir, is_done, level_name, read_metrics, work_dir_of, write_json, write_text
-from stark.search import Choice, RungScore, RungSignal, decide, paired_bootstrap, rank, successive_halving
+from stark.search import (
+    Choice,
+    RungScore,
+    RungSignal,
+    decide,
+    paired_bootstrap,
+    paired_bootstrap_loss,
+    rank,
+    successive_halving,
+)
 from stark.stages import (
     build_student,
     distill,
@@ -412,9 +421,10 @@ def _level_record(
 
 
 def choose(cfg: RunConfig, data: TaskData, paths: RunDir, finalists: list[float], accelerator=None) -> Choice | None:
-    """The best sparse finalist by mean selection metric (ties: lower selection loss), kept only when it
-    leads vanilla KD (0 %) by more than a paired-bootstrap standard error on the selection split.
-    Only levels whose every seed reached the full budget are eligible."""
+    """The best sparse finalist by mean selection metric (ties: lower selection loss; or the other way
+    round with ``choose_by`` loss), kept only when it leads vanilla KD (0 %) by more than the
+    paired-bootstrap bar on the selection split. Only levels whose every seed reached the full budget are
+    eligible."""
     main = data.spec.main_metric
     dirs = {lv: [paths.student(lv, k) for k in range(cfg.search.seeds)] for lv in sorted(finalists)}
     done = {lv: ds for lv, ds in dirs.items() if all(is_done(d) for d in ds)}
@@ -424,11 +434,13 @@ def choose(cfg: RunConfig, data: TaskData, paths: RunDir, finalists: list[float]
         lv: _mean_standing([_standing(TrainedStage.read(d).select, main) for d in ds]) for lv, ds in done.items()
     }
     sparse = {lv: sc for lv, sc in standing.items() if lv != 0}
-    best = rank(sparse, RungSignal.METRIC)[0] if sparse else None
+    by_loss = cfg.search.choose_by is RungSignal.LOSS
+    best = rank(sparse, cfg.search.choose_by)[0] if sparse else None
     n = len(data.select)
     if 0 not in done:
         # No vanilla KD to compare with (--sparsities without 0): the best level, as measured.
-        return Choice(best, best, None, None, False, f"best mean selection {main} among {sorted(done)}")
+        what = "task loss" if by_loss else main
+        return Choice(best, best, None, None, False, f"best mean selection {what} among {sorted(done)}")
     if best is None:
         return decide(None, None, None, main, n)
 
@@ -439,8 +451,9 @@ def choose(cfg: RunConfig, data: TaskData, paths: RunDir, finalists: list[float]
             for d in done[level]
         ]
 
-    margin, se = paired_bootstrap(data.spec, data.select.labels, preds(best), preds(0.0), seed=cfg.seed)
-    return decide(best, margin, se, main, n, n_compared=len(sparse))
+    compare = paired_bootstrap_loss if by_loss else paired_bootstrap
+    margin, se = compare(data.spec, data.select.labels, preds(best), preds(0.0), seed=cfg.seed)
+    return decide(best, margin, se, main, n, n_compared=len(sparse), by_loss=by_loss)
 
 
 def _better(a: dict | None, b: dict | None, main: str) -> dict | None:

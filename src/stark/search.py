@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from stark.config import RungSignal
-from stark.data.tasks import TaskSpec
+from stark.data.tasks import TaskSpec, TaskType
 from stark.metrics import compute_metrics
 
 
@@ -145,6 +145,36 @@ def paired_bootstrap(
     return observed, float(diffs.std(ddof=1)) if len(diffs) > 1 else math.inf
 
 
+def example_losses(spec: TaskSpec, gold: np.ndarray, pred: np.ndarray) -> np.ndarray:
+    """Per-example task loss: cross-entropy of the logits against the class (classification), squared
+    error (regression): the terms whose mean is ``stark.losses.task_loss``."""
+    pred = np.asarray(pred, dtype=np.float64)
+    if spec.task_type is TaskType.REGRESSION:
+        return (pred.reshape(-1) - np.asarray(gold, dtype=np.float64)) ** 2
+    shifted = pred - pred.max(axis=1, keepdims=True)
+    log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    return -log_probs[np.arange(len(pred)), np.asarray(gold, dtype=np.int64)]
+
+
+def paired_bootstrap_loss(
+    spec: TaskSpec,
+    labels: Any,
+    preds_a: Sequence[np.ndarray],
+    preds_b: Sequence[np.ndarray],
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """How much lower ``a``'s mean task loss is than ``b``'s on the same examples (positive: ``a`` is
+    better), and the paired-bootstrap standard error of that; each side averages its seeds."""
+    gold = np.asarray(labels).reshape(-1)
+    gap = np.mean([example_losses(spec, gold, p) for p in preds_b], axis=0) - np.mean(
+        [example_losses(spec, gold, p) for p in preds_a], axis=0
+    )
+    weights = np.random.default_rng(seed).multinomial(len(gold), np.full(len(gold), 1 / len(gold)), size=n_boot)
+    resampled = weights @ gap / len(gold)
+    return float(gap.mean()), float(resampled.std(ddof=1))
+
+
 def _as_classes(pred: np.ndarray) -> np.ndarray:
     pred = np.asarray(pred)
     return (pred.argmax(axis=1) if pred.ndim == 2 else pred).astype(np.int64)
@@ -203,7 +233,8 @@ class Choice:
     best_sparse: float | None
     """The best sparse finalist (what halving or the sweep proposed), before the vanilla-KD check."""
     margin: float | None
-    """Its lead over vanilla KD on the selection split (main metric, 0-1 scale)."""
+    """Its lead over vanilla KD on the selection split: main metric (0-1 scale), or how much lower its task
+    loss is when the choice is by loss."""
     margin_se: float | None
     """Paired-bootstrap standard error of that lead."""
     measurable: bool
@@ -232,6 +263,7 @@ def decide(
     metric: str,
     n_select: int,
     n_compared: int = 1,
+    by_loss: bool = False,
 ) -> Choice:
     """Keep the sparse level only when it leads vanilla KD by more than ``required_z(n_compared)``
     standard errors.
@@ -242,15 +274,18 @@ def decide(
         margin_se: the paired-bootstrap standard error of ``margin``.
         n_compared: how many sparse levels reached the final comparison (1 after halving, all of them
             in a full sweep): the best of many needs a larger lead.
+        by_loss: ``margin`` is a task-loss gap (vanilla KD's minus the level's), not a metric lead.
     """
     if best_sparse is None or margin is None or margin_se is None:
         return Choice(0.0, best_sparse, margin, margin_se, False, "only vanilla KD (0%) was trained to the end")
     z = required_z(n_compared)
     among = f", best of {n_compared} sparse levels" if n_compared > 1 else ""
-    lead = (
-        f"{100 * margin:+.2f} ± {100 * margin_se:.2f} points of selection {metric} on {n_select} examples "
-        f"(needs {z:.2f} standard errors{among})"
+    amount = (
+        f"{margin:+.4f} ± {margin_se:.4f} lower selection task loss"
+        if by_loss
+        else f"{100 * margin:+.2f} ± {100 * margin_se:.2f} points of selection {metric}"
     )
+    lead = f"{amount} on {n_select} examples (needs {z:.2f} standard errors{among})"
     if margin > z * margin_se:
         reason = f"the {best_sparse:g}% teacher's student leads vanilla KD by {lead}"
         return Choice(best_sparse, best_sparse, margin, margin_se, True, reason)
