@@ -94,8 +94,9 @@ def sweep_choice(curve: list[dict]) -> dict:
 
 
 def selection_predictions(data, summary: dict, runs: list[dict], batch_size: int) -> list[int | float]:
-    """Every student's predictions on the selection split (class ids, or scores for regression), added to
-    its run record: with them a replay applies stark run's paired-bootstrap check exactly. Returns the labels."""
+    """Every student's predictions on the selection split (logits, or scores for regression), added to its
+    run record: with them a replay applies stark run's paired-bootstrap check exactly, on the main metric
+    or on the task loss (``--choose-by loss``). Returns the labels."""
     from stark.models import load_model
     from stark.training import predict
 
@@ -107,7 +108,8 @@ def selection_predictions(data, summary: dict, runs: list[dict], batch_size: int
         if logits.shape[1] == 1:
             run_record["select_pred"] = [round(float(x), 5) for x in logits[:, 0]]
         else:
-            run_record["select_pred"] = logits.argmax(1).tolist()
+            # Logits, not class ids: the loss-based check needs them (rows written before kept ids only).
+            run_record["select_pred"] = [[round(float(x), 4) for x in row] for row in logits]
     return list(data.select.labels)
 
 

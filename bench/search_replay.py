@@ -32,7 +32,15 @@ from pathlib import Path
 from common import RESULTS
 
 from stark.data import TaskSpec, TaskType
-from stark.search import RungScore, RungSignal, decide, paired_bootstrap, rank, successive_halving
+from stark.search import (
+    RungScore,
+    RungSignal,
+    decide,
+    paired_bootstrap,
+    paired_bootstrap_loss,
+    rank,
+    successive_halving,
+)
 
 DEFAULT_POLICY = "halving-loss-1/12-eta3 +check"
 """The policy ``stark run`` uses by default (SearchConfig: min_budget 1/12, eta 3, rung signal loss, then the
@@ -77,16 +85,27 @@ class Cell:
     def can_check(self) -> bool:
         return self.labels is not None and all("select_pred" in log for logs in self.logs.values() for log in logs)
 
-    def check(self, best_sparse: float, n_compared: int, z: float | None = None) -> float:
+    def can_check_loss(self) -> bool:
+        """The loss-based check needs logits (or regression scores); older rows logged class ids only."""
+        import numpy as np
+
+        if not self.can_check() or self.spec.task_type is TaskType.REGRESSION:
+            return self.can_check()
+        return all(np.asarray(log["select_pred"]).ndim == 2 for logs in self.logs.values() for log in logs)
+
+    def check(self, best_sparse: float, n_compared: int, z: float | None = None, by_loss: bool = False) -> float:
         """stark run's last word: the sparse finalist only if it leads vanilla KD by the bootstrap bar
-        (``z`` standard errors instead of stark run's bar when given: what another threshold would do)."""
+        (``z`` standard errors instead of stark run's bar when given: what another threshold would do),
+        on the main metric or, ``by_loss``, on the task loss."""
         import numpy as np
 
         preds = {lv: [np.asarray(log["select_pred"]) for log in self.logs[lv]] for lv in (0.0, best_sparse)}
-        margin, se = paired_bootstrap(self.spec, self.labels, preds[best_sparse], preds[0.0])
+        compare = paired_bootstrap_loss if by_loss else paired_bootstrap
+        margin, se = compare(self.spec, self.labels, preds[best_sparse], preds[0.0])
         if z is not None:
             return best_sparse if margin > z * se else 0.0
-        return decide(best_sparse, margin, se, self.spec.main_metric, len(self.labels), n_compared).chosen
+        main = self.spec.main_metric
+        return decide(best_sparse, margin, se, main, len(self.labels), n_compared, by_loss=by_loss).chosen
 
     def total_steps(self) -> int:
         return self.logs[self.levels[0]][0]["total_steps"]
@@ -123,15 +142,22 @@ class Outcome:
     cost_kd_runs: float
 
 
-def final_choice(cell: Cell, finalists: list[float], check: bool = False, z: float | None = None) -> float:
-    """Vanilla KD against the finalists at the full budget: best mean selection metric, ties by loss; with
-    ``check``, the best sparse one must also clear stark run's paired-bootstrap bar (or ``z`` s.e.)."""
+def final_choice(
+    cell: Cell,
+    finalists: list[float],
+    check: bool = False,
+    z: float | None = None,
+    by: RungSignal = RungSignal.METRIC,
+) -> float:
+    """Vanilla KD against the finalists at the full budget: best mean selection metric, ties by loss (or
+    the other way round, ``by`` loss); with ``check``, the best sparse one must also clear stark run's
+    paired-bootstrap bar (or ``z`` s.e.), on the same signal."""
     total = cell.total_steps()
     if not check:
-        return rank({lv: cell.standing(lv, total) for lv in finalists}, RungSignal.METRIC)[0]
+        return rank({lv: cell.standing(lv, total) for lv in finalists}, by)[0]
     sparse = [lv for lv in finalists if lv != 0]
-    best = rank({lv: cell.standing(lv, total) for lv in sparse}, RungSignal.METRIC)[0]
-    return cell.check(best, len(sparse), z)
+    best = rank({lv: cell.standing(lv, total) for lv in sparse}, by)[0]
+    return cell.check(best, len(sparse), z, by_loss=by is RungSignal.LOSS)
 
 
 def halving(
@@ -168,6 +194,12 @@ def full_sweep(cell: Cell) -> Outcome:
 
 def full_sweep_checked(cell: Cell) -> Outcome:
     return Outcome(final_choice(cell, cell.levels, check=True), float(len(cell.levels)))
+
+
+def full_sweep_by_loss(cell: Cell) -> Outcome:
+    """``stark run --search full --choose-by loss``: judged here, like every policy, by its dev main metric
+    (the loss it optimises is reported by bench/calibration.py)."""
+    return Outcome(final_choice(cell, cell.levels, check=True, by=RungSignal.LOSS), float(len(cell.levels)))
 
 
 def proxy_policy(signal: str, top: int, min_budget: float, check: bool = False) -> Callable[[Cell], Outcome]:
@@ -210,6 +242,7 @@ POLICIES: dict[str, Callable[[Cell], Outcome]] = {
     "halving-loss-1/12-eta3 +lead>0.5se": halving(1 / 12, 3, RungSignal.LOSS, check=True, z=0.5),
     "halving-loss-1/12-eta3 +lead>0": halving(1 / 12, 3, RungSignal.LOSS, check=True, z=0.0),
     "full-sweep +check": full_sweep_checked,
+    "full-sweep --choose-by loss +check": full_sweep_by_loss,
     "halving-loss-1/6-eta3": halving(1 / 6, 3, RungSignal.LOSS),
     "halving-loss-1/4-eta3": halving(1 / 4, 3, RungSignal.LOSS),
     "proxy-follow-top1": proxy_policy("follow", 1, 1 / 4),
@@ -230,6 +263,8 @@ def replay(rows: list[dict]) -> list[dict]:
             if name.startswith("proxy") and not has_proxy:
                 continue
             if name.endswith("+check") and not cell.can_check():
+                continue
+            if "choose-by loss" in name and not cell.can_check_loss():
                 continue
             res = policy(cell)
             out.append(

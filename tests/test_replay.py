@@ -80,3 +80,16 @@ def test_replay_rows_report_regret_against_the_sweep() -> None:
     assert by_policy["halving-loss-1/12-eta3 +check"]["default"]
     assert by_policy["full-sweep +check"]["chosen_sparsity"] == 50  # 5 of 100 ahead: clears 1.41 s.e. too
     assert not any(r["policy"].startswith("proxy") for r in rows)  # no proxy signals logged in this row
+
+
+def test_choose_by_loss_replays_only_from_logits() -> None:
+    row = _row()
+    policy = "full-sweep --choose-by loss +check"
+    assert policy not in {r["policy"] for r in search_replay.replay([row])}  # class ids: no loss to compare
+    for r in row["runs"]:  # the same answers as logits with margin 2
+        r["select_pred"] = [[2.0, 0.0] if p == 0 else [0.0, 2.0] for p in r["select_pred"]]
+    by_policy = {r["policy"]: r for r in search_replay.replay([row])}
+    # Lowest final selection loss among the sparse levels: 50 (0.4). Its 5 extra right answers lower the
+    # cross-entropy by 2.0 each (0.1 on average, s.e. ~0.044): past the bar for the best of 2 levels.
+    assert by_policy[policy]["chosen_sparsity"] == 50
+    assert by_policy["full-sweep +check"]["chosen_sparsity"] == 50  # logits give the metric check the same ids
