@@ -35,9 +35,12 @@ from common import RESULTS, WORK, commit, load_rows, save_rows
 from scipy.optimize import minimize_scalar
 from scipy.special import log_softmax, softmax
 
-from stark.config import build_config, load_recipe
+from stark.config import StudentConfig, build_config, load_recipe
+from stark.data.batching import TaskData
 from stark.data.tasks import TaskType
 from stark.models import load_model
+from stark.records import RunSummary
+from stark.rundir import RunDir
 from stark.search import decide, paired_bootstrap_loss
 from stark.stages import prepare_data
 from stark.training.evaluation import predict
@@ -78,7 +81,7 @@ def brier(logits: np.ndarray, labels: np.ndarray) -> float:
     return float(((probs - onehot) ** 2).sum(axis=1).mean())
 
 
-def student_row(folder: Path, data) -> tuple[dict, np.ndarray]:
+def student_row(folder: Path, data: TaskData) -> tuple[dict, np.ndarray]:
     """Dev figures of one student, plus its selection-fitted temperature; and its selection logits."""
     model = load_model(str(folder))
     dev = predict(model, data.dev, data.pad_id).numpy()
@@ -101,31 +104,27 @@ def _mean_std(values: list[float]) -> list[float]:
     return [statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0]
 
 
-def _student_folder(cell: Path, recorded: str) -> Path:
-    """A student folder recorded relative to where the sweep ran (``.../<cell>/students/s50/seed1``), found
-    inside ``cell`` wherever the run folder is read from now."""
-    return cell / recorded.split(f"{cell.name}/", 1)[1]
-
-
 def bench_cell(folder: Path) -> dict | None:
     cfg = build_config(load_recipe(folder / "config.yaml"))
     data = prepare_data(cfg)
     if data.spec.task_type is not TaskType.CLASSIFICATION:
         print(f"{folder.name}: {data.spec.task_type} task, skipped")
         return None
+    summary = RunSummary.from_dict(json.loads((folder / "summary.json").read_text()))
+    paths = RunDir(folder)
     levels, select_logits = [], {}
-    for level in json.loads((folder / "summary.json").read_text())["levels"]:
-        # The run's own list of a level's students: level 0's first seed is the trial student.
-        seeds = [student_row(_student_folder(folder, s["dir"]), data) for s in level["seeds"]]
-        select_logits[level["teacher_sparsity"]] = [logits for _, logits in seeds]
-        levels.append(
-            {"sparsity": level["teacher_sparsity"], "seeds": len(seeds)}
-            | {k: _mean_std([row[k] for row, _ in seeds]) for k in seeds[0][0]}
-        )
-    task, student = folder.name.split("-", 1)
+    for level in summary.levels:
+        lv = level.teacher_sparsity
+        # Students the search stopped early are not comparable with full-budget ones: full sweeps only.
+        if not all(seed.finished for seed in level.seeds):
+            raise SystemExit(f"{folder}: level {lv:g}% has students stopped early; calibration needs a full sweep")
+        seeds = [student_row(paths.student(lv, k), data) for k in range(len(level.seeds))]
+        select_logits[lv] = [logits for _, logits in seeds]
+        stats = {k: _mean_std([r[k] for r, _ in seeds]) for k in seeds[0][0]}
+        levels.append({"sparsity": lv, "seeds": len(seeds)} | stats)
     return {
-        "task": task,
-        "student": student,
+        "task": data.spec.name,
+        "student": _student_kind(cfg.student),
         "dev_examples": len(data.dev),
         "levels": levels,
         "choose_by_loss": _choose_by_loss(data, levels, select_logits, cfg.seed),
@@ -133,7 +132,14 @@ def bench_cell(folder: Path) -> dict | None:
     }
 
 
-def _choose_by_loss(data, levels: list[dict], select_logits: dict[float, list[np.ndarray]], seed: int) -> dict:
+def _student_kind(student: StudentConfig) -> str:
+    """The sweep's name for a student kind (bench/quality.py's STUDENTS keys)."""
+    return f"layers{student.layers}" if student.layers else f"pruned{student.sparsity:g}"
+
+
+def _choose_by_loss(
+    data: TaskData, levels: list[dict], select_logits: dict[float, list[np.ndarray]], seed: int
+) -> dict:
     """What ``stark run --search full --choose-by loss`` answers on this cell: the sparse level with the
     lowest mean selection log-loss, kept only past the paired-bootstrap bar for the best of the sparse
     levels; with that choice's dev figures beside vanilla KD's."""
@@ -189,6 +195,7 @@ def markdown(rows: list[dict]) -> str:
 
 
 def _choice_line(choice: dict | None) -> str:
+    """The answer of ``--search full --choose-by loss`` and its dev figures, in one sentence."""
     if choice is None:
         return ""
     d = choice["dev"]

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from stark.config import RunConfig, build_config
 from stark.stages import TaskData, finetune_teacher, prepare_data
+
+if TYPE_CHECKING:
+    import torch
 
 WORK = Path("bench/work")
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -145,7 +150,9 @@ def machine_line(machine: dict) -> str:
     )
 
 
-def step_timing_models(task: str, out: Path, student: dict | None = None):
+def step_timing_models(
+    task: str, out: Path, student: dict | None = None
+) -> tuple[RunConfig, TaskData, Path, Path, torch.Tensor]:
     """What a step-timing benchmark needs, without fine-tuning: the task's full data, the pretrained teacher
     (fresh head) saved in ``out/pretrained``, the student stark builds from it, and random teacher logits
     (a KD step costs the same whatever the teacher knows). Returns (cfg, data, teacher_dir, student_dir,
@@ -175,7 +182,8 @@ def timed_cell(fn):
 
 def commit() -> str:
     """The code a row was measured with (results outlive the code that produced them); ``+uncommitted``
-    when the library or the bench scripts differ from that commit, so such a row is not mistaken for it."""
+    when the library (src/) or a bench script (bench/**/*.py, untracked ones included) differs from that
+    commit, so such a row is not mistaken for it. Recipes, tests and pyproject.toml are not looked at."""
     import subprocess
 
     def git(*args: str) -> str:
@@ -195,9 +203,22 @@ def load_rows(path: Path) -> list[dict]:
     return json.loads(path.read_text())["tasks"] if path.is_file() else []
 
 
+_NUMBER_LIST = re.compile(r"\[\s*(-?[0-9][-+0-9.eE]*(?:,\s*-?[0-9][-+0-9.eE]*)*)\s*\]")
+
+
+def compact_json(obj: object) -> str:
+    """Indented JSON with every innermost list of numbers on one line: results hold per-example
+    predictions (thousands of numbers per run), which one-number-per-line would bloat many times over."""
+
+    def one_line(m: re.Match) -> str:
+        return "[" + ", ".join(x.strip() for x in m.group(1).split(",")) + "]"
+
+    return _NUMBER_LIST.sub(one_line, json.dumps(obj, indent=2))
+
+
 def save_rows(path: Path, rows: list[dict]) -> None:
     """Atomic write of a results file, after every finished cell."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"tasks": rows}, indent=2) + "\n")
+    tmp.write_text(compact_json({"tasks": rows}) + "\n")
     tmp.replace(path)

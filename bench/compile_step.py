@@ -25,11 +25,13 @@ from __future__ import annotations
 import os
 import tempfile
 
-# A cold compile is what a user's first run pays: no Inductor cache from earlier runs.
+# A cold compile is what a user's first run pays: no Inductor cache from earlier runs (removed at exit).
 os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="stark-inductor-")
 
 import argparse
+import atexit
 import json
+import shutil
 import statistics
 import sys
 import time
@@ -38,14 +40,22 @@ from pathlib import Path
 import torch
 from common import RESULTS, WORK, commit, machine_line, machine_state, quiet, step_timing_models
 
-from stark.data.batching import collate
+from stark.config import TrainConfig
+from stark.data.batching import TaskData, collate
 from stark.losses import kd_loss, task_loss
 from stark.models import load_model
 from stark.training.optim import make_optimizer
 from stark.training.schedule import epoch_batches, total_steps_for
 
 
-def _steps(model, data, cfg, batches, logits: torch.Tensor | None, compiled: bool) -> dict:
+def _steps(
+    model: torch.nn.Module,
+    data: TaskData,
+    cfg: TrainConfig,
+    batches: list[tuple[list[int], float]],
+    logits: torch.Tensor | None,
+    compiled: bool,
+) -> dict:
     """Train ``model`` on ``batches``; per-step seconds and the first step's separately."""
     opt = make_optimizer(model, cfg)
     forward = torch.compile(model, dynamic=True) if compiled else model
@@ -69,12 +79,12 @@ def _steps(model, data, cfg, batches, logits: torch.Tensor | None, compiled: boo
     return {"first": times[0], "rest": times[1:], "total": time.perf_counter() - start_all}
 
 
-def _eval_logits_diff(path: str, data) -> float:
+def _eval_logits_diff(path: str, data: TaskData) -> float:
     """Largest |compiled - eager| eval-mode logit on one selection batch, same weights (training runs
     cannot be compared this way: compiled dropout draws other random numbers)."""
     model = load_model(path).eval()
     probe = collate(data.select, list(range(min(32, len(data.select)))), data.pad_id)
-    probe.pop("labels"), probe.pop("idx")
+    del probe["labels"], probe["idx"]
     with torch.no_grad():
         eager = model(**probe).logits
         compiled = torch.compile(model, dynamic=True)(**probe).logits
@@ -82,7 +92,9 @@ def _eval_logits_diff(path: str, data) -> float:
     return float((eager - compiled).abs().max())
 
 
-def bench_model(name: str, path: str, data, cfg, logits, args: argparse.Namespace) -> dict:
+def bench_model(
+    name: str, path: str, data: TaskData, cfg: TrainConfig, logits: torch.Tensor | None, args: argparse.Namespace
+) -> dict:
     batches = epoch_batches(data.train, cfg, 0, 0, 1)[: args.steps + 1]
     sides = {}
     for compiled in (False, True):
@@ -95,7 +107,7 @@ def bench_model(name: str, path: str, data, cfg, logits, args: argparse.Namespac
     run_steps = total_steps_for(len(data.train), cfg)
     return {
         "model": name,
-        "steps_timed": args.steps,
+        "steps_timed": len(eager["rest"]),
         "tokens_per_step": round(sum(len(data.train.input_ids[i]) for b, _ in batches for i in b) / len(batches)),
         "first_step_s": {"eager": round(eager["first"], 2), "compiled": round(comp["first"], 2)},
         "compile_s": round(compile_s, 1),
@@ -138,6 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=2, help="torch threads")
     p.add_argument("--out", default=str(RESULTS / "compile_step"), help="results path without extension")
     args = p.parse_args(argv)
+    atexit.register(shutil.rmtree, os.environ["TORCHINDUCTOR_CACHE_DIR"], True)
     torch.set_num_threads(args.threads)
     cfg, data, teacher_dir, student_dir, logits = step_timing_models(args.task, WORK / "compile_step" / args.task)
     before = machine_state()

@@ -42,7 +42,7 @@ from stark.stages import build_student, distill, read_metrics, teacher_logits_fu
 
 def bench_task(task: str, args: argparse.Namespace) -> dict:
     samples = DEFAULT_SAMPLES.get(task) if args.max_train_samples is None else args.max_train_samples or None
-    work = Path(args.work) / f"{task}-{args.student}"
+    work = Path(args.work) / f"{task}-{samples or 'all'}-{args.student}"
     # The same teacher folder name as bench/quality.py's: a teacher the sweep fine-tuned is reused.
     data, teacher_dir = shared_teacher(task, samples, args.teacher_epochs)
     student = STUDENTS[args.student]

@@ -13,8 +13,9 @@ A rung between two logged evaluations sees the last one before it (a real run wo
 rung itself); a rung before the first evaluation sees nothing, so every candidate ties, as they did in
 practice (all at the majority class). Cost counts student training in full KD runs: vanilla KD (the
 trial student) is 1, and each other level adds the largest budget fraction it was trained to. The
-choice between vanilla KD and the survivor here uses the mean selection metric (ties: loss); ``stark
-run`` adds a paired-bootstrap check that needs predictions and cannot be replayed from the logs.
+choice between vanilla KD and the survivor uses the mean selection metric (ties: loss); the ``+check``
+policies add stark run's paired-bootstrap check from every run's logged selection predictions, and
+``--choose-by loss`` makes it on the task loss (rows that logged class ids instead of logits skip it).
 
 Writes bench/results/search_replay.{json,md}. Runs in seconds.
 """

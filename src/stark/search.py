@@ -12,8 +12,10 @@ Two lessons from the measured curves shape the defaults:
   candidates decided. The loss against the labels moves from the first step and is comparable across
   teachers (unlike the KD loss, which is softer for sparser teachers).
 * **No tie goes to a level by its position.** The last word compares the survivor with vanilla KD on
-  the selection split with a paired bootstrap; unless the survivor is ahead by more than one standard
-  error, the answer is 0 % (vanilla KD) and the run says that sparsity made no measurable difference.
+  the selection split with a paired bootstrap (main metric, or task loss with ``--choose-by loss``);
+  unless the survivor is ahead by more than the bar (one standard error for one finalist, more for the
+  best of several: ``required_z``), the answer is 0 % (vanilla KD) and the run says that sparsity made
+  no measurable difference.
 """
 
 from __future__ import annotations
