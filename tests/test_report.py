@@ -222,3 +222,32 @@ def test_neuron_buckets_follow_the_score_order():
 )
 def test_marked_level(chosen, levels, expected):
     assert marked_level(chosen, levels) == expected
+
+
+def test_results_table_shows_the_students_mean_task_loss() -> None:
+    def seed(dev_loss: float | None, select_loss: float) -> dict:
+        dev = None if dev_loss is None else {"accuracy": 0.8, "task_loss": dev_loss}
+        return {
+            "dir": "x",
+            "select": {"accuracy": 0.8, "task_loss": select_loss},
+            "dev": dev,
+            "epochs": 3.0,
+            "finished": dev_loss is not None,
+        }
+
+    summary = {
+        "task": "toy",
+        "metric": "accuracy",
+        "seeds": 2,
+        "chosen_sparsity": 0,
+        "levels": [
+            {"teacher_sparsity": 0, "seeds": [seed(0.5, 0.4), seed(0.3, 0.2)], "student_full_budget": True},
+            {"teacher_sparsity": 50, "seeds": [seed(None, 0.6), seed(None, 0.8)]},
+        ],
+    }
+    rows = results_table(summary).splitlines()
+    assert rows[0].endswith("| student dev loss | student select loss |")
+    zero = next(r for r in rows if r.startswith("| 0% "))
+    assert zero.endswith("| 0.4000 | 0.3000 |")  # means over the two seeds
+    half = next(r for r in rows if r.startswith("| 50% "))
+    assert half.endswith("| - | 0.7000 |")  # stopped by the search: no dev evaluation

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from stark.records import RunSummary, SparseTeacherRecord
+from stark.records import RunSummary, SeedRecord, SparseTeacherRecord
 from stark.report.figures import FIGURES, NEURON_BUCKETS, build_figures
 from stark.report.html import markdown_to_html
 from stark.report.inputs import dense_shape, fmt_metric, metric_points, read_json, sparse_teacher_widths
@@ -16,11 +16,13 @@ def results_table(summary: RunSummary | dict) -> str:
     summary = RunSummary.coerce(summary)
     m = summary.metric
     multi = summary.seeds > 1
+    # The task loss (cross-entropy / MSE against the labels) shows what the metric hides: sparse teachers'
+    # students are often better calibrated at equal accuracy (--choose-by loss chooses on it).
     head = (
         f"| teacher sparsity | teacher select {m} | teacher dev {m} | student dev {m} | student select {m} "
-        "| student epochs | chosen |"
+        "| student epochs | chosen | student dev loss | student select loss |"
     )
-    rows = [head, "|---:|---:|---:|---:|---:|---:|:---:|"]
+    rows = [head, "|---:|---:|---:|---:|---:|---:|:---:|---:|---:|"]
     for lv in summary.levels:
         if multi and lv.student_dev_mean is not None:
             student = f"{100 * lv.student_dev_mean:.2f} ± {100 * lv.student_dev_std:.2f}"
@@ -31,8 +33,17 @@ def results_table(summary: RunSummary | dict) -> str:
         budget = f"{lv.student_epochs:.2f}" + ("" if lv.student_full_budget else " (stopped by search)")
         label = f"{lv.teacher_sparsity:g}%" + (" (vanilla KD)" if lv.teacher_sparsity == 0 else "")
         t_sel, t_dev = fmt_metric(lv.teacher_select, m), fmt_metric(lv.teacher_dev, m)
-        rows.append(f"| {label} | {t_sel} | {t_dev} | {student} | {sel} | {budget} | {mark} |")
+        losses = f"{_mean_loss(lv.seeds, 'dev')} | {_mean_loss(lv.seeds, 'select')}"
+        rows.append(f"| {label} | {t_sel} | {t_dev} | {student} | {sel} | {budget} | {mark} | {losses} |")
     return "\n".join(rows)
+
+
+def _mean_loss(seeds: list[SeedRecord], split: str) -> str:
+    """Mean task loss of a level's students on ``split`` ("-" when any was not evaluated there)."""
+    values = [(getattr(s, split) or {}).get("task_loss") for s in seeds]
+    if not values or any(v is None for v in values):
+        return "-"
+    return f"{sum(values) / len(values):.4f}"
 
 
 def _describe_student(student: dict | str | None) -> str:
