@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from common import RESULTS, WORK, commit, load_rows, save_rows
 from scipy.optimize import minimize_scalar
-from scipy.special import log_softmax, softmax
+from scipy.special import softmax
 
 from stark.config import StudentConfig, build_config, load_recipe
 from stark.data.batching import TaskData
@@ -41,7 +41,7 @@ from stark.data.tasks import TaskType
 from stark.models import load_model
 from stark.records import RunSummary
 from stark.rundir import RunDir
-from stark.search import decide, paired_bootstrap_loss
+from stark.search import cross_entropy, decide, paired_bootstrap_loss
 from stark.stages import prepare_data
 from stark.training.evaluation import predict
 
@@ -50,7 +50,7 @@ BINS = 15
 
 def log_loss(logits: np.ndarray, labels: np.ndarray, temperature: float = 1.0) -> float:
     """Mean cross-entropy of softmax(logits / T) against integer labels."""
-    return float(-log_softmax(logits / temperature, axis=1)[np.arange(len(labels)), labels].mean())
+    return float(cross_entropy(logits / temperature, labels).mean())
 
 
 def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:

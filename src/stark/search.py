@@ -138,24 +138,34 @@ def paired_bootstrap(
         return float(np.mean([compute_metrics(spec, np.asarray(p), gold)[m] for p in preds]))
 
     observed = observed_score(preds_a) - observed_score(preds_b)
-    # A resample is a vector of counts: how often each example was drawn. Every metric used here is a
-    # function of count-weighted sums, so all resamples are scored at once (a loop over sklearn calls
-    # took seconds per choice).
-    weights = np.random.default_rng(seed).multinomial(len(gold), np.full(len(gold), 1 / len(gold)), size=n_boot)
+    # Every metric used here is a function of count-weighted sums, so all resamples are scored at once
+    # (a loop over sklearn calls took seconds per choice).
+    weights = _resample_counts(len(gold), n_boot, seed)
     diffs = _weighted_scores(spec, gold, preds_a, weights) - _weighted_scores(spec, gold, preds_b, weights)
     diffs = diffs[np.isfinite(diffs)]
     return observed, float(diffs.std(ddof=1)) if len(diffs) > 1 else math.inf
 
 
+def _resample_counts(n: int, n_boot: int, seed: int) -> np.ndarray:
+    """``n_boot`` bootstrap resamples of ``n`` examples, each as a vector of counts (how often each
+    example was drawn): the same draw serves both sides of a paired comparison."""
+    return np.random.default_rng(seed).multinomial(n, np.full(n, 1 / n), size=n_boot)
+
+
+def cross_entropy(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Per-example cross-entropy of softmax(logits) against integer labels (stable log-softmax)."""
+    logits = np.asarray(logits, dtype=np.float64)
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    return -log_probs[np.arange(len(logits)), np.asarray(labels, dtype=np.int64)]
+
+
 def example_losses(spec: TaskSpec, gold: np.ndarray, pred: np.ndarray) -> np.ndarray:
     """Per-example task loss: cross-entropy of the logits against the class (classification), squared
     error (regression): the terms whose mean is ``stark.losses.task_loss``."""
-    pred = np.asarray(pred, dtype=np.float64)
     if spec.task_type is TaskType.REGRESSION:
-        return (pred.reshape(-1) - np.asarray(gold, dtype=np.float64)) ** 2
-    shifted = pred - pred.max(axis=1, keepdims=True)
-    log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
-    return -log_probs[np.arange(len(pred)), np.asarray(gold, dtype=np.int64)]
+        return (np.asarray(pred, dtype=np.float64).reshape(-1) - np.asarray(gold, dtype=np.float64)) ** 2
+    return cross_entropy(pred, gold)
 
 
 def paired_bootstrap_loss(
@@ -172,8 +182,7 @@ def paired_bootstrap_loss(
     gap = np.mean([example_losses(spec, gold, p) for p in preds_b], axis=0) - np.mean(
         [example_losses(spec, gold, p) for p in preds_a], axis=0
     )
-    weights = np.random.default_rng(seed).multinomial(len(gold), np.full(len(gold), 1 / len(gold)), size=n_boot)
-    resampled = weights @ gap / len(gold)
+    resampled = _resample_counts(len(gold), n_boot, seed) @ gap / len(gold)
     return float(gap.mean()), float(resampled.std(ddof=1))
 
 
