@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from common import RESULTS, WORK, commit, load_rows, save_rows
+from common import RESULTS, WORK, cell_students, commit, load_rows, save_rows
 from scipy.optimize import minimize_scalar
 from scipy.special import softmax
 
@@ -40,7 +40,6 @@ from stark.data.batching import TaskData
 from stark.data.tasks import TaskType
 from stark.models import load_model
 from stark.records import RunSummary
-from stark.rundir import RunDir
 from stark.search import cross_entropy, decide, paired_bootstrap_loss
 from stark.stages import prepare_data
 from stark.training.evaluation import predict
@@ -111,14 +110,14 @@ def bench_cell(folder: Path) -> dict | None:
         print(f"{folder.name}: {data.spec.task_type} task, skipped")
         return None
     summary = RunSummary.from_dict(json.loads((folder / "summary.json").read_text()))
-    paths = RunDir(folder)
+    students = cell_students(folder, summary)
     levels, select_logits = [], {}
     for level in summary.levels:
         lv = level.teacher_sparsity
         # Students the search stopped early are not comparable with full-budget ones: full sweeps only.
         if not all(seed.finished for seed in level.seeds):
             raise SystemExit(f"{folder}: level {lv:g}% has students stopped early; calibration needs a full sweep")
-        seeds = [student_row(paths.student(lv, k), data) for k in range(len(level.seeds))]
+        seeds = [student_row(student, data) for student in students[lv]]
         select_logits[lv] = [logits for _, logits in seeds]
         stats = {k: _mean_std([r[k] for r, _ in seeds]) for k in seeds[0][0]}
         levels.append({"sparsity": lv, "seeds": len(seeds)} | stats)

@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from stark.config import RunConfig, build_config
+from stark.records import RunSummary
+from stark.rundir import RunDir
 from stark.stages import TaskData, finetune_teacher, prepare_data
 
 if TYPE_CHECKING:
@@ -51,6 +53,16 @@ def shared_teacher(
     if teacher_seed is not None:
         cfg.seed = teacher_seed
     return data, finetune_teacher(cfg.teacher, cfg.teacher_training(), data, out)
+
+
+def cell_students(folder: Path, summary: RunSummary) -> dict[float, list[Path]]:
+    """Every saved student of a finished run, per teacher sparsity and seed, found under ``folder`` (the
+    summary's own paths are relative to wherever the run was started, e.g. a worktree)."""
+    paths = RunDir(folder)
+    return {
+        lv.teacher_sparsity: [paths.student(lv.teacher_sparsity, k) for k in range(len(lv.seeds))]
+        for lv in summary.levels
+    }
 
 
 def seed_run_folder(teacher_dir: Path, out: Path) -> None:

@@ -33,10 +33,21 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
-from common import RESULTS, WORK, bench_config, commit, load_rows, save_rows, seed_run_folder, shared_teacher
+from common import (
+    RESULTS,
+    WORK,
+    bench_config,
+    cell_students,
+    commit,
+    load_rows,
+    save_rows,
+    seed_run_folder,
+    shared_teacher,
+)
 
 from stark.pipeline import run
 from stark.proxy import measure
+from stark.records import RunSummary
 from stark.stages import load_sparse_teachers, prepare_data, read_metrics
 
 STUDENTS = {"layers2": {"layers": 2}, "pruned70": {"layers": None, "sparsity": 70}}
@@ -66,11 +77,12 @@ def replay_log(metrics: dict, main: str) -> dict:
     }
 
 
-def level_curve(summary: dict, m: str) -> tuple[list[dict], list[dict]]:
+def level_curve(out: Path, summary: dict, m: str) -> tuple[list[dict], list[dict]]:
     """Per sparsity: dev / selection summaries over seeds, and every seed's replay log."""
     curve, runs = [], []
+    students = cell_students(out, RunSummary.from_dict(summary))
     for lv in summary["levels"]:
-        logs = [replay_log(read_metrics(Path(s["dir"])), m) for s in lv["seeds"]]
+        logs = [replay_log(read_metrics(student), m) for student in students[lv["teacher_sparsity"]]]
         for k, log in enumerate(logs):
             runs.append({"sparsity": lv["teacher_sparsity"], "seed": k, **log})
         devs = [log["dev"] for log in logs]
@@ -93,17 +105,17 @@ def sweep_choice(curve: list[dict]) -> dict:
     return max(curve, key=lambda c: (c["select_mean"], -c["select_loss_mean"]))
 
 
-def selection_predictions(data, summary: dict, runs: list[dict], batch_size: int) -> list[int | float]:
+def selection_predictions(data, out: Path, summary: dict, runs: list[dict], batch_size: int) -> list[int | float]:
     """Every student's predictions on the selection split (logits, or scores for regression), added to its
     run record: with them a replay applies stark run's paired-bootstrap check exactly, on the main metric
     or on the task loss (``--choose-by loss``). Returns the labels."""
     from stark.models import load_model
     from stark.training import predict
 
-    dirs = {(lv["teacher_sparsity"], k): s["dir"] for lv in summary["levels"] for k, s in enumerate(lv["seeds"])}
+    students = cell_students(out, RunSummary.from_dict(summary))
     for run_record in runs:
         logits = predict(
-            load_model(dirs[(run_record["sparsity"], run_record["seed"])]), data.select, data.pad_id, batch_size
+            load_model(str(students[run_record["sparsity"]][run_record["seed"]])), data.select, data.pad_id, batch_size
         )
         if logits.shape[1] == 1:
             run_record["select_pred"] = [round(float(x), 5) for x in logits[:, 0]]
@@ -139,10 +151,10 @@ def bench_cell(task: str, student: str, args: argparse.Namespace) -> dict:
         cfg.distill = replace(cfg.distill, lr=args.student_lr)
     summary = run(cfg)
     m = summary["metric"]
-    curve, runs = level_curve(summary, m)
+    curve, runs = level_curve(out, summary, m)
     data = prepare_data(cfg)
     proxy = proxy_signals(cfg, out, [c["sparsity"] for c in curve], data)
-    select_labels = selection_predictions(data, summary, runs, cfg.distill.eval_batch_size)
+    select_labels = selection_predictions(data, out, summary, runs, cfg.distill.eval_batch_size)
     vanilla = next(c for c in curve if c["sparsity"] == 0)
     sweep = sweep_choice(curve)
     # What `stark run --search full` answers: the sweep's pick, kept only if it leads vanilla KD by
@@ -357,8 +369,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     path = RESULTS / "quality.json"
     redo = {tuple(c.split("/")) for c in args.redo.split(",") if c}
-    # A rebuilt cell keeps the commit its students were trained with; the rebuild's own is added.
-    trained_with = {(r["task"], r["student"]): r.get("commit") for r in load_rows(path)}
+    previous = {(r["task"], r["student"]): r for r in load_rows(path)}
     rows = [r for r in load_rows(path) if (r["task"], r["student"]) not in redo]
     for student in args.students.split(","):
         for task in args.tasks.split(","):
@@ -366,8 +377,11 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{task}/{student}: done, skipped")
                 continue
             row = bench_cell(task, student, args)
-            if (task, student) in redo and trained_with.get((task, student)):
-                row["rebuilt_with"], row["commit"] = row["commit"], trained_with[(task, student)]
+            if (task, student) in redo and (task, student) in previous:
+                # A rebuild trains nothing: the row keeps its training's commit, wall time and threads.
+                row["rebuilt_with"] = row["commit"]
+                old = previous[(task, student)]
+                row.update({k: old[k] for k in ("commit", "wall_s", "threads") if k in old})
             plot_cell(row, DOCS / "figures" / f"quality_{task}_{student}.png")
             rows.append(row)
             save_rows(path, rows)

@@ -1,0 +1,250 @@
+"""Did each fine-tuned teacher learn its task? Learning curves beside the constant predictor and a target.
+
+Issue 11 asks the 6-layer, 384-wide teacher (all-MiniLM-L6-v2, fast preset) for MRPC F1 >= 86, STS-B
+Pearson >= 82, SST-2 accuracy >= 87, CoLA MCC >= 30 and RTE accuracy >= 60, and, where a target is out
+of reach, for its learning curve and the reason. This reads the ``metrics.json`` of fine-tuned teachers
+(every evaluation of the split the run selects on: step, epoch, main metric, task loss, training loss)
+and writes, without training:
+
+* ``docs/figures/teacher_curves.png``: one panel per task, the selection-split main metric against the
+  epoch for every teacher found, the constant predictor and the target as lines, dev at the kept
+  checkpoint marked;
+* ``bench/results/teacher_curves.{json,md}``: per teacher its settings, dev and selection at the kept
+  checkpoint, the constant predictor on both splits, where the selection loss bottomed out (the epoch
+  after which the teacher only memorises) and whether the metric was still rising at the end.
+
+Teachers are found as ``<root>/*/teacher`` (the sweep's run folders: the quality cells and the re-tuning
+runs of ``bench/work/teacher_tune``), one per distinct (task, protocol, lr, epochs, train examples).
+Runs with ``--protocol reference`` select on dev, so their curve *is* the dev curve (the held-out runs
+only report dev at the kept checkpoint). Seconds: data preparation for the constant predictor only.
+
+    PYTHONPATH=src:bench python bench/teacher_curves.py --roots <worktree>/bench/work/quality,bench/work/teacher_tune
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+from pathlib import Path
+
+import numpy as np
+from common import RESULTS, WORK, save_rows
+from scipy.sparse import csr_matrix
+
+from stark.baselines import constant_metrics
+from stark.config import build_config, load_recipe
+from stark.data.batching import Encoded
+from stark.records import TrainedStage
+from stark.stages import prepare_data
+
+TARGETS = {"mrpc": 86.0, "stsb": 82.0, "sst2": 87.0, "cola": 30.0, "rte": 60.0}
+"""Issue 11's guidance for a 6-layer, 384-wide teacher, main metric in points."""
+NEAR_DUP = 0.8
+"""Token-set Jaccard index at which two examples count as near-duplicates."""
+FIGURE = Path(__file__).resolve().parents[1] / "docs" / "figures" / "teacher_curves.png"
+
+
+def _pts(x: float | None) -> float | None:
+    return None if x is None else 100 * x
+
+
+def token_sets(split: Encoded, skip: set[int]) -> csr_matrix:
+    """One binary row per example: which token ids it holds (special tokens left out)."""
+    rows = [sorted(set(ids) - skip) for ids in split.input_ids]
+    indptr = np.cumsum([0, *(len(r) for r in rows)])
+    cols = np.fromiter((t for r in rows for t in r), dtype=np.int64, count=int(indptr[-1]))
+    width = int(max(cols.max(initial=0) + 1, 1))
+    return csr_matrix((np.ones(len(cols), dtype=np.float32), cols, indptr), shape=(len(rows), width))
+
+
+def near_duplicate_share(queries: Encoded, train: Encoded, skip: set[int], threshold: float = NEAR_DUP) -> float:
+    """Share of ``queries`` with a training example whose token set overlaps theirs by a Jaccard index of
+    at least ``threshold``: how much a split can be answered by memorising train (CoLA's minimal pairs)."""
+    q, t = token_sets(queries, skip), token_sets(train, skip)
+    width = max(q.shape[1], t.shape[1])
+    q.resize(q.shape[0], width)
+    t.resize(t.shape[0], width)
+    inter = (q @ t.T).toarray()
+    sizes_q, sizes_t = np.asarray(q.sum(axis=1)), np.asarray(t.sum(axis=1)).T
+    jaccard = inter / np.maximum(sizes_q + sizes_t - inter, 1)
+    return float((jaccard.max(axis=1) >= threshold).mean())
+
+
+def teacher_row(teacher_dir: Path) -> dict:
+    """One fine-tuned teacher: settings, kept checkpoint, constant predictor, and the curve's shape."""
+    stage = TrainedStage.read(teacher_dir)
+    # The data settings are the run folder's (config.yaml); the training settings the stage's own record
+    # (older teachers kept the whole run config instead).
+    cfg = build_config(load_recipe(teacher_dir.parent / "config.yaml"))
+    train = stage.facts.get("train") or stage.facts["config"]["finetune"]
+    data = prepare_data(cfg)
+    spec, main = data.spec, data.spec.main_metric
+    skip = set(data.tokenizer.all_special_ids) if data.tokenizer is not None else {data.pad_id}
+    history = [
+        [round(h["epoch"], 4), _pts(h["select"][main]), h["select"].get("task_loss"), h.get("train_loss")]
+        for h in stage.history
+    ]
+    peak = max(history, key=lambda h: h[1])
+    best_epoch = next(h[0] for h in history if h[1] == _pts(stage.select[main]))
+    loss_floor = min((h for h in history if h[2] is not None), key=lambda h: h[2], default=None)
+    return {
+        "task": spec.name,
+        "teacher": str(teacher_dir),
+        "protocol": cfg.data.protocol.value,
+        "lr": train["lr"],
+        "epochs": train["epochs"],
+        "batch_size": train["batch_size"],
+        "seed": train["seed"],
+        "train_examples": len(data.train),
+        "select_examples": len(data.select),
+        "metric": main,
+        "target": TARGETS.get(spec.name),
+        "dev": _pts((stage.dev or {}).get(main)),
+        "select": _pts(stage.select[main]),
+        "best_epoch": best_epoch,
+        "constant_dev": _pts(constant_metrics(spec, data.train.labels, data.dev.labels)[main]),
+        "constant_select": _pts(constant_metrics(spec, data.train.labels, data.select.labels)[main]),
+        "select_near_dup": _pts(near_duplicate_share(data.select, data.train, skip)),
+        "dev_near_dup": _pts(near_duplicate_share(data.dev, data.train, skip)),
+        "select_peak": peak[1],
+        # Less optimistic than the peak when the curve is dev itself: where it sits over the second half.
+        "second_half_mean": statistics.fmean(h[1] for h in history if h[0] >= history[-1][0] / 2),
+        "select_loss_floor_epoch": None if loss_floor is None else loss_floor[0],
+        # Rising at the end: the kept checkpoint is in the last 15 % of the run (more epochs might pay).
+        "rising_at_end": best_epoch >= 0.85 * history[-1][0],
+        "wall_s": stage.wall_s,
+        "history": history,
+    }
+
+
+def find_teachers(roots: list[Path]) -> list[Path]:
+    """``<root>/*/teacher`` folders holding a finished teacher, sorted; several roots may hold one teacher
+    (run folders start from a shared copy), so the caller keeps one per distinct setting."""
+    return sorted(
+        d / "teacher"
+        for root in roots
+        if root.is_dir()
+        for d in root.iterdir()
+        if (d / "teacher" / "metrics.json").is_file()
+    )
+
+
+def distinct(rows: list[dict]) -> list[dict]:
+    seen, out = set(), []
+    for r in rows:
+        key = (r["task"], r["protocol"], r["lr"], r["epochs"], r["train_examples"], r["seed"])
+        if key not in seen:
+            seen.add(key)
+            out.append(r)
+    return out
+
+
+def label(r: dict) -> str:
+    split = "dev" if r["protocol"] == "reference" else "selection"
+    return f"lr {r['lr']:g}, {r['epochs']:g} ep, {r['train_examples']} train ({split} curve)"
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tasks = sorted({r["task"] for r in rows})
+    fig, axes = plt.subplots(1, len(tasks), figsize=(5.2 * len(tasks), 4.2), squeeze=False)
+    for ax, task in zip(axes[0], tasks, strict=True):
+        mine = [r for r in rows if r["task"] == task]
+        for i, r in enumerate(mine):
+            color = f"C{i}"
+            ax.plot([h[0] for h in r["history"]], [h[1] for h in r["history"]], "-o", ms=3, color=color, label=label(r))
+            if r["dev"] is not None and r["protocol"] != "reference":
+                ax.plot(
+                    [r["best_epoch"]],
+                    [r["dev"]],
+                    "*",
+                    ms=12,
+                    color=color,
+                    label=f"dev at kept checkpoint: {r['dev']:.1f}",
+                )
+        ax.axhline(mine[0]["constant_select"], color="grey", ls="--", lw=1, label="constant predictor")
+        if mine[0]["target"] is not None:
+            ax.axhline(mine[0]["target"], color="black", ls=":", lw=1, label=f"target {mine[0]['target']:g}")
+        ax.set_title(f"{task}: teacher {mine[0]['metric']}")
+        ax.set_xlabel("epoch")
+        ax.legend(fontsize=7, loc="lower right")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def reading(r: dict) -> str:
+    """The curve in one sentence: reached or not, and whether more epochs or less memorising could help."""
+    verdict = "reaches" if r["target"] is not None and r["dev"] is not None and r["dev"] >= r["target"] else "misses"
+    dev = f"dev {r['dev']:.2f}"
+    if r["protocol"] == "reference":
+        dev = f"best of {len(r['history'])} dev evaluations {r['dev']:.2f} (optimistic: picked on dev itself)"
+    rising = "still rising at the end" if r["rising_at_end"] else f"flat after epoch {r['best_epoch']:.2f}"
+    floor = r["select_loss_floor_epoch"]
+    overfit = "" if floor is None else f"; its selection loss bottoms out at epoch {floor:.2f} and rises after"
+    return (
+        f"{r['task']} ({label(r)}): {dev} {verdict} the target {r['target']:g} (constant "
+        f"{r['constant_dev']:.2f}); the curve peaks at {r['select_peak']:.2f} and averages "
+        f"{r['second_half_mean']:.2f} over the second half, {rising}{overfit}."
+    )
+
+
+def markdown(rows: list[dict]) -> str:
+    lines = [
+        "# Teachers' learning curves (all-MiniLM-L6-v2, fine-tuned)",
+        "",
+        "Written by `bench/teacher_curves.py` from the teachers' own logs; figure: "
+        "`docs/figures/teacher_curves.png`. *curve* = the split the run selects on (held-out slice of train;",
+        "dev for `--protocol reference`); *dev* = dev at the kept (best-on-selection) checkpoint; *near-dup* =",
+        "share of the selection (dev) examples with a training example whose token set overlaps theirs by Jaccard",
+        f">= {NEAR_DUP}",
+        "(a split that memorising train can answer overstates what the teacher learned). *wall s* as run (not a",
+        "quiet timing: some ran beside the sweep).",
+        "",
+        "| task | protocol | lr | epochs | train ex. | dev | target | constant dev | curve at kept (epoch) "
+        "| curve peak | curve 2nd-half mean | loss floor epoch | rising at end | near-dup select / dev % "
+        "| wall s (as run) |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|:---:|---:|---:|",
+    ]
+    for r in rows:
+        dev = "-" if r["dev"] is None else f"{r['dev']:.2f}"
+        lines.append(
+            f"| {r['task']} | {r['protocol']} | {r['lr']:g} | {r['epochs']:g} | {r['train_examples']} | {dev} "
+            f"| {r['target']:g} | {r['constant_dev']:.2f} | {r['select']:.2f} ({r['best_epoch']:.2f}) "
+            f"| {r['select_peak']:.2f} | {r['second_half_mean']:.2f} | {r['select_loss_floor_epoch']:.2f} "
+            f"| {'yes' if r['rising_at_end'] else 'no'} | {r['select_near_dup']:.1f} / {r['dev_near_dup']:.1f} "
+            f"| {r['wall_s']:.0f} |"
+        )
+    lines += ["", *[f"- {reading(r)}" for r in rows if r["dev"] is not None], ""]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument(
+        "--roots",
+        default=f"{WORK / 'quality'},{WORK / 'teacher_tune'}",
+        help="comma-separated folders of run folders (each with a teacher/ inside)",
+    )
+    args = p.parse_args(argv)
+    teachers = find_teachers([Path(r) for r in args.roots.split(",") if r])
+    if not teachers:
+        raise SystemExit(f"no fine-tuned teacher under {args.roots}")
+    rows = distinct([teacher_row(t) for t in teachers])
+    rows.sort(key=lambda r: (r["task"], r["protocol"], r["lr"], r["epochs"]))
+    save_rows(RESULTS / "teacher_curves.json", rows)
+    plot(rows, FIGURE)
+    (RESULTS / "teacher_curves.md").write_text(markdown(rows))
+    print(markdown(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
