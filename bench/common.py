@@ -216,16 +216,21 @@ def load_rows(path: Path) -> list[dict]:
 
 
 _NUMBER_LIST = re.compile(r"\[\s*(-?[0-9][-+0-9.eE]*(?:,\s*-?[0-9][-+0-9.eE]*)*)\s*\]")
+_LIST_OF_NUMBER_LISTS = re.compile(r"\[\s*(\[[-+0-9.eE, ]*\](?:,\s*\[[-+0-9.eE, ]*\])*)\s*\]")
 
 
 def compact_json(obj: object) -> str:
-    """Indented JSON with every innermost list of numbers on one line: results hold per-example
-    predictions (thousands of numbers per run), which one-number-per-line would bloat many times over."""
+    """Indented JSON with every list of numbers, and every list of such lists (per-example logits), on
+    one line: results hold per-example predictions (thousands of numbers per run), which one number or
+    one example per indented line would bloat many times over."""
 
     def one_line(m: re.Match) -> str:
         return "[" + ", ".join(x.strip() for x in m.group(1).split(",")) + "]"
 
-    return _NUMBER_LIST.sub(one_line, json.dumps(obj, indent=2))
+    def rows_one_line(m: re.Match) -> str:
+        return "[" + re.sub(r"\],\s*\[", "], [", m.group(1)) + "]"
+
+    return _LIST_OF_NUMBER_LISTS.sub(rows_one_line, _NUMBER_LIST.sub(one_line, json.dumps(obj, indent=2)))
 
 
 def save_rows(path: Path, rows: list[dict]) -> None:

@@ -1,0 +1,29 @@
+"""The results files' JSON layout (bench/common.py): compact, and read back exactly."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+
+from common import compact_json, load_rows, save_rows
+
+
+def test_compact_json_puts_number_lists_and_logit_matrices_on_one_line() -> None:
+    obj = {"logits": [[1.5, -2], [3e-05, 4]], "mixed": [1, [3, 4]], "empty": [], "rows": [{"x": [1, 2]}]}
+    text = compact_json(obj)
+    assert json.loads(text) == obj
+    lines = text.splitlines()
+    assert '  "logits": [[1.5, -2], [3e-05, 4]],' in lines
+    assert '      "x": [1, 2]' in lines
+    # A list that mixes numbers and lists keeps one item per line (only pure number lists fold).
+    assert '  "mixed": [' in lines
+
+
+def test_save_rows_round_trips(tmp_path: Path) -> None:
+    rows = [{"task": "sst2", "select_pred": [[0.1234, -0.5], [2.0, 1.0]], "evals": [[3, 50.0, 0.69, None]]}]
+    save_rows(tmp_path / "r.json", rows)
+    assert load_rows(tmp_path / "r.json") == rows
+    assert not (tmp_path / "r.tmp").exists()
