@@ -303,6 +303,27 @@ def reading(rows: list[dict]) -> list[str]:
     return [*out, ""]
 
 
+def teachers_section() -> list[str]:
+    """The teachers' learning curves (bench/teacher_curves.py), when they have been measured."""
+    path = RESULTS / "teacher_curves.json"
+    if not path.is_file():
+        return []
+    from teacher_curves import reading as curve_reading
+
+    return [
+        "## The teachers",
+        "",
+        "Learning curves of the fine-tuned teachers against the constant predictor and the targets of issue 11",
+        "(`bench/teacher_curves.py`, table in `bench/results/teacher_curves.md`; *reference* rows are re-tuning runs",
+        "that evaluate on dev at every step, so their curve is the dev curve):",
+        "",
+        "![teacher curves](figures/teacher_curves.png)",
+        "",
+        *[f"- {curve_reading(r)}" for r in load_rows(path) if r["dev"] is not None],
+        "",
+    ]
+
+
 def results_page(rows: list[dict]) -> str:
     """docs/RESULTS.md: settings, the table, a curve table and figure per cell, the old table as an appendix."""
     lines = [
@@ -330,6 +351,7 @@ def results_page(rows: list[dict]) -> str:
             curves_table(r),
         ]
     lines += [
+        *teachers_section(),
         "## Notes",
         "",
         "- Student budget (`bench/results/student_budget.md`): on full MRPC the 2-layer student stays at the",

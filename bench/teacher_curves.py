@@ -189,10 +189,16 @@ def reading(r: dict) -> str:
     rising = "still rising at the end" if r["rising_at_end"] else f"flat after epoch {r['best_epoch']:.2f}"
     floor = r["select_loss_floor_epoch"]
     overfit = "" if floor is None else f"; its selection loss bottoms out at epoch {floor:.2f} and rises after"
+    leak = ""
+    if r["protocol"] != "reference" and r["select_near_dup"] > r["dev_near_dup"] + 5:
+        leak = (
+            f" {r['select_near_dup']:.1f} % of its selection examples have a near-duplicate in train against "
+            f"{r['dev_near_dup']:.1f} % of dev's: the selection curve overstates dev."
+        )
     return (
         f"{r['task']} ({label(r)}): {dev} {verdict} the target {r['target']:g} (constant "
         f"{r['constant_dev']:.2f}); the curve peaks at {r['select_peak']:.2f} and averages "
-        f"{r['second_half_mean']:.2f} over the second half, {rising}{overfit}."
+        f"{r['second_half_mean']:.2f} over the second half, {rising}{overfit}.{leak}"
     )
 
 
