@@ -308,6 +308,7 @@ def teachers_section() -> list[str]:
     path = RESULTS / "teacher_curves.json"
     if not path.is_file():
         return []
+    from teacher_curves import SWEEP_SEED
     from teacher_curves import reading as curve_reading
 
     return [
@@ -319,7 +320,10 @@ def teachers_section() -> list[str]:
         "",
         "![teacher curves](figures/teacher_curves.png)",
         "",
-        *[f"- {curve_reading(r)}" for r in load_rows(path) if r["dev"] is not None],
+        *[f"- {curve_reading(r)}" for r in load_rows(path) if r["dev"] is not None and r["seed"] == SWEEP_SEED],
+        "",
+        "Other teacher seeds, and the selection slice closed under near-duplicates (`--select-near-dup`): the",
+        "tables in `bench/results/teacher_curves.md`.",
         "",
     ]
 

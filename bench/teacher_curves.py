@@ -16,7 +16,7 @@ and writes, without training:
 Teachers are found as ``<root>/*/teacher`` (the sweep's run folders: the quality cells and the re-tuning
 runs of ``bench/work/teacher_tune``), one per distinct (task, protocol, lr, epochs, train examples).
 Runs with ``--protocol reference`` select on dev, so their curve *is* the dev curve (the held-out runs
-only report dev at the kept checkpoint). Seconds: data preparation for the constant predictor only.
+only report dev at the kept checkpoint). Seconds: reading and splitting the data (no tokenising, no model).
 
     PYTHONPATH=src:bench python bench/teacher_curves.py --roots <worktree>/bench/work/quality,bench/work/teacher_tune
 """
@@ -28,47 +28,23 @@ import statistics
 import sys
 from pathlib import Path
 
-import numpy as np
 from common import RESULTS, WORK, save_rows
-from scipy.sparse import csr_matrix
 
 from stark.baselines import constant_metrics
 from stark.config import build_config, load_recipe
-from stark.data.batching import Encoded
+from stark.data.splits import near_duplicate_share
 from stark.records import TrainedStage
-from stark.stages import prepare_data
+from stark.task_data import NEAR_DUP, split_examples
 
 TARGETS = {"mrpc": 86.0, "stsb": 82.0, "sst2": 87.0, "cola": 30.0, "rte": 60.0}
 """Issue 11's guidance for a 6-layer, 384-wide teacher, main metric in points."""
-NEAR_DUP = 0.8
-"""Token-set Jaccard index at which two examples count as near-duplicates."""
+SWEEP_SEED = 776
+"""stark's default seed, the one bench/quality.py's teachers were fine-tuned with."""
 FIGURE = Path(__file__).resolve().parents[1] / "docs" / "figures" / "teacher_curves.png"
 
 
 def _pts(x: float | None) -> float | None:
     return None if x is None else 100 * x
-
-
-def token_sets(split: Encoded, skip: set[int]) -> csr_matrix:
-    """One binary row per example: which token ids it holds (special tokens left out)."""
-    rows = [sorted(set(ids) - skip) for ids in split.input_ids]
-    indptr = np.cumsum([0, *(len(r) for r in rows)])
-    cols = np.fromiter((t for r in rows for t in r), dtype=np.int64, count=int(indptr[-1]))
-    width = int(max(cols.max(initial=0) + 1, 1))
-    return csr_matrix((np.ones(len(cols), dtype=np.float32), cols, indptr), shape=(len(rows), width))
-
-
-def near_duplicate_share(queries: Encoded, train: Encoded, skip: set[int], threshold: float = NEAR_DUP) -> float:
-    """Share of ``queries`` with a training example whose token set overlaps theirs by a Jaccard index of
-    at least ``threshold``: how much a split can be answered by memorising train (CoLA's minimal pairs)."""
-    q, t = token_sets(queries, skip), token_sets(train, skip)
-    width = max(q.shape[1], t.shape[1])
-    q.resize(q.shape[0], width)
-    t.resize(t.shape[0], width)
-    inter = (q @ t.T).toarray()
-    sizes_q, sizes_t = np.asarray(q.sum(axis=1)), np.asarray(t.sum(axis=1)).T
-    jaccard = inter / np.maximum(sizes_q + sizes_t - inter, 1)
-    return float((jaccard.max(axis=1) >= threshold).mean())
 
 
 def teacher_row(teacher_dir: Path) -> dict:
@@ -78,9 +54,9 @@ def teacher_row(teacher_dir: Path) -> dict:
     # (older teachers kept the whole run config instead).
     cfg = build_config(load_recipe(teacher_dir.parent / "config.yaml"))
     train = stage.facts.get("train") or stage.facts["config"]["finetune"]
-    data = prepare_data(cfg)
-    spec, main = data.spec, data.spec.main_metric
-    skip = set(data.tokenizer.all_special_ids) if data.tokenizer is not None else {data.pad_id}
+    # The run's own split, as text (the near-duplicate measure reads words).
+    spec, data_train, data_select, data_dev = split_examples(cfg)
+    main = spec.main_metric
     history = [
         [round(h["epoch"], 4), _pts(h["select"][main]), h["select"].get("task_loss"), h.get("train_loss")]
         for h in stage.history
@@ -92,21 +68,22 @@ def teacher_row(teacher_dir: Path) -> dict:
         "task": spec.name,
         "teacher": str(teacher_dir),
         "protocol": cfg.data.protocol.value,
+        "near_dup_closure": cfg.data.select_near_dup,
         "lr": train["lr"],
         "epochs": train["epochs"],
         "batch_size": train["batch_size"],
         "seed": train["seed"],
-        "train_examples": len(data.train),
-        "select_examples": len(data.select),
+        "train_examples": len(data_train),
+        "select_examples": len(data_select),
         "metric": main,
         "target": TARGETS.get(spec.name),
         "dev": _pts((stage.dev or {}).get(main)),
         "select": _pts(stage.select[main]),
         "best_epoch": best_epoch,
-        "constant_dev": _pts(constant_metrics(spec, data.train.labels, data.dev.labels)[main]),
-        "constant_select": _pts(constant_metrics(spec, data.train.labels, data.select.labels)[main]),
-        "select_near_dup": _pts(near_duplicate_share(data.select, data.train, skip)),
-        "dev_near_dup": _pts(near_duplicate_share(data.dev, data.train, skip)),
+        "constant_dev": _pts(constant_metrics(spec, data_train.labels, data_dev.labels)[main]),
+        "constant_select": _pts(constant_metrics(spec, data_train.labels, data_select.labels)[main]),
+        "select_near_dup": _pts(near_duplicate_share(data_select, data_train, NEAR_DUP, max_queries=10**9)),
+        "dev_near_dup": _pts(near_duplicate_share(data_dev, data_train, NEAR_DUP, max_queries=10**9)),
         "select_peak": peak[1],
         # Less optimistic than the peak when the curve is dev itself: where it sits over the second half.
         "second_half_mean": statistics.fmean(h[1] for h in history if h[0] >= history[-1][0] / 2),
@@ -133,7 +110,7 @@ def find_teachers(roots: list[Path]) -> list[Path]:
 def distinct(rows: list[dict]) -> list[dict]:
     seen, out = set(), []
     for r in rows:
-        key = (r["task"], r["protocol"], r["lr"], r["epochs"], r["train_examples"], r["seed"])
+        key = (r["task"], r["protocol"], r["near_dup_closure"], r["lr"], r["epochs"], r["seed"])
         if key not in seen:
             seen.add(key)
             out.append(r)
@@ -142,7 +119,47 @@ def distinct(rows: list[dict]) -> list[dict]:
 
 def label(r: dict) -> str:
     split = "dev" if r["protocol"] == "reference" else "selection"
-    return f"lr {r['lr']:g}, {r['epochs']:g} ep, {r['train_examples']} train ({split} curve)"
+    closed = f", --select-near-dup {r['near_dup_closure']:g}" if r["near_dup_closure"] else ""
+    seed = f", seed {r['seed']}" if r["seed"] != 776 else ""
+    return f"lr {r['lr']:g}, {r['epochs']:g} ep, {r['train_examples']} train{closed}{seed} ({split} curve)"
+
+
+def by_closure(rows: list[dict]) -> list[dict]:
+    """Held-out teachers grouped by (task, near-duplicate closure) over their seeds: dev at the kept
+    checkpoint and how far the selection split overstated it (selection minus dev at that checkpoint)."""
+    groups: dict[tuple[str, float], list[dict]] = {}
+    for r in rows:
+        if r["protocol"] != "reference" and r["dev"] is not None:
+            groups.setdefault((r["task"], r["near_dup_closure"]), []).append(r)
+    out = []
+    for (task, closure), members in sorted(groups.items()):
+        devs = [r["dev"] for r in members]
+        gaps = [r["select"] - r["dev"] for r in members]
+        plain = {r["seed"]: r["dev"] for r in groups.get((task, 0.0), [])}
+        paired = [r["dev"] - plain[r["seed"]] for r in members if closure and r["seed"] in plain]
+        out.append(
+            {
+                "task": task,
+                "near_dup_closure": closure,
+                "seeds": sorted(r["seed"] for r in members),
+                "dev_mean": statistics.fmean(devs),
+                "dev_std": statistics.stdev(devs) if len(devs) > 1 else 0.0,
+                "gap_mean": statistics.fmean(gaps),
+                "gap_abs_mean": statistics.fmean(abs(g) for g in gaps),
+                "select_examples": statistics.fmean(r["select_examples"] for r in members),
+                # Dev at the kept checkpoint minus the plain slice's, seed by seed: mean and standard error.
+                "paired_dev_gain": statistics.fmean(paired) if paired else None,
+                "paired_dev_gain_se": statistics.stdev(paired) / len(paired) ** 0.5 if len(paired) > 1 else None,
+            }
+        )
+    return out
+
+
+def _gain(group: dict) -> str:
+    if group["paired_dev_gain"] is None:
+        return "-"
+    se = group["paired_dev_gain_se"]
+    return f"{group['paired_dev_gain']:+.2f}" + ("" if se is None else f" ± {se:.2f}")
 
 
 def plot(rows: list[dict], path: Path) -> None:
@@ -151,6 +168,8 @@ def plot(rows: list[dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    # The sweep's teachers (seed 776) and the re-tuning runs; other seeds are in the tables only.
+    rows = [r for r in rows if r["seed"] == SWEEP_SEED or r["protocol"] == "reference"]
     tasks = sorted({r["task"] for r in rows})
     fig, axes = plt.subplots(1, len(tasks), figsize=(5.2 * len(tasks), 4.2), squeeze=False)
     for ax, task in zip(axes[0], tasks, strict=True):
@@ -209,26 +228,46 @@ def markdown(rows: list[dict]) -> str:
         "Written by `bench/teacher_curves.py` from the teachers' own logs; figure: "
         "`docs/figures/teacher_curves.png`. *curve* = the split the run selects on (held-out slice of train;",
         "dev for `--protocol reference`); *dev* = dev at the kept (best-on-selection) checkpoint; *near-dup* =",
-        "share of the selection (dev) examples with a training example whose token set overlaps theirs by Jaccard",
+        "share of the selection (dev) examples with a training example whose word set overlaps theirs by Jaccard",
         f">= {NEAR_DUP}",
         "(a split that memorising train can answer overstates what the teacher learned). *wall s* as run (not a",
         "quiet timing: some ran beside the sweep).",
         "",
-        "| task | protocol | lr | epochs | train ex. | dev | target | constant dev | curve at kept (epoch) "
-        "| curve peak | curve 2nd-half mean | loss floor epoch | rising at end | near-dup select / dev % "
-        "| wall s (as run) |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|:---:|---:|---:|",
+        "| task | protocol | near-dup closure | seed | lr | epochs | train ex. | dev | target | constant dev "
+        "| curve at kept (epoch) | curve peak | curve 2nd-half mean | loss floor epoch | rising at end "
+        "| near-dup select / dev % | wall s (as run) |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|:---:|---:|---:|",
     ]
     for r in rows:
         dev = "-" if r["dev"] is None else f"{r['dev']:.2f}"
         lines.append(
-            f"| {r['task']} | {r['protocol']} | {r['lr']:g} | {r['epochs']:g} | {r['train_examples']} | {dev} "
+            f"| {r['task']} | {r['protocol']} | {r['near_dup_closure'] or '-'} | {r['seed']} | {r['lr']:g} "
+            f"| {r['epochs']:g} | {r['train_examples']} | {dev} "
             f"| {r['target']:g} | {r['constant_dev']:.2f} | {r['select']:.2f} ({r['best_epoch']:.2f}) "
             f"| {r['select_peak']:.2f} | {r['second_half_mean']:.2f} | {r['select_loss_floor_epoch']:.2f} "
             f"| {'yes' if r['rising_at_end'] else 'no'} | {r['select_near_dup']:.1f} / {r['dev_near_dup']:.1f} "
             f"| {r['wall_s']:.0f} |"
         )
-    lines += ["", *[f"- {reading(r)}" for r in rows if r["dev"] is not None], ""]
+    lines += ["", *[f"- {reading(r)}" for r in rows if r["dev"] is not None and r["seed"] == SWEEP_SEED], ""]
+    groups = by_closure(rows)
+    if any(len(g["seeds"]) > 1 for g in groups):
+        lines += [
+            "## Over teacher seeds: the plain selection slice against `--select-near-dup`",
+            "",
+            "Held-out teachers only; *gap* = selection metric minus dev metric at the kept checkpoint (how far the",
+            "split that chose the checkpoint overstated dev).",
+            "",
+            "| task | near-dup closure | seeds | selection ex. | dev at kept (mean ± std) | gap mean | mean abs gap "
+            "| dev gain over plain, paired by seed (± s.e.) |",
+            "|---|---:|---|---:|---:|---:|---:|---:|",
+        ]
+        for g in groups:
+            lines.append(
+                f"| {g['task']} | {g['near_dup_closure'] or '-'} | {', '.join(map(str, g['seeds']))} "
+                f"| {g['select_examples']:.0f} | {g['dev_mean']:.2f} ± {g['dev_std']:.2f} | {g['gap_mean']:+.2f} "
+                f"| {g['gap_abs_mean']:.2f} | {_gain(g)} |"
+            )
+        lines.append("")
     return "\n".join(lines)
 
 
@@ -244,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
     if not teachers:
         raise SystemExit(f"no fine-tuned teacher under {args.roots}")
     rows = distinct([teacher_row(t) for t in teachers])
-    rows.sort(key=lambda r: (r["task"], r["protocol"], r["lr"], r["epochs"]))
+    rows.sort(key=lambda r: (r["task"], r["protocol"], r["near_dup_closure"], r["seed"], r["lr"], r["epochs"]))
     save_rows(RESULTS / "teacher_curves.json", rows)
     plot(rows, FIGURE)
     (RESULTS / "teacher_curves.md").write_text(markdown(rows))

@@ -268,10 +268,48 @@ def test_small_selection_split_warns_once(inputs: Inputs, capsys: pytest.Capture
 def test_selection_warning_threshold(n_select: int, warns: bool, capsys: pytest.CaptureFixture[str]) -> None:
     from types import SimpleNamespace
 
-    from stark.stages import warn_small_selection
+    from stark.stages import warn_selection
 
-    warn_small_selection(SimpleNamespace(select=[0] * n_select, spec=SimpleNamespace(main_metric="accuracy")))
+    data = SimpleNamespace(select=[0] * n_select, spec=SimpleNamespace(main_metric="accuracy"), select_near_dup_share=0)
+    warn_selection(data)
     assert capsys.readouterr().err.startswith("stark: warning: ") == warns
+
+
+@pytest.mark.parametrize(("share", "warns"), [(None, False), (0.09, False), (0.10, True), (0.3, True)])
+def test_near_duplicate_warning_threshold(share: float | None, warns: bool, capsys: pytest.CaptureFixture[str]) -> None:
+    from types import SimpleNamespace
+
+    from stark.stages import warn_selection
+
+    warn_selection(SimpleNamespace(select=[0] * 500, select_near_dup_share=share))
+    err = capsys.readouterr().err
+    assert ("have a near-duplicate in train" in err) == warns
+    if warns:
+        assert re.fullmatch(r"stark: warning: \d+ % of the selection examples have a near-duplicate in train .*\n", err)
+
+
+def test_leaky_selection_is_measured_and_closed(tmp_path: Path, tiny_teacher: Path) -> None:
+    """Training data made of pairs of near-identical rows: most of a random selection slice has its twin in
+    train; --select-near-dup moves the twins over, so none is left and no example is lost."""
+    from stark.config import build_config
+    from stark.models import load_tokenizer
+    from stark.stages import prepare_data
+
+    rows = ["sentence,label"]
+    for i in range(100):
+        words = " ".join(f"w{i}x{k}" for k in range(9))
+        rows += [f"{words} a,pos", f"{words} b,neg"]  # twins: word-set Jaccard 9/11 >= 0.8
+    (tmp_path / "train.csv").write_text("\n".join(rows) + "\n")
+    (tmp_path / "dev.csv").write_text("\n".join(rows[:11]) + "\n")
+    data = {"train": str(tmp_path / "train.csv"), "dev": str(tmp_path / "dev.csv"), "text_cols": ["sentence"]}
+    data |= {"label_col": "label", "min_select": 40}
+    tok = load_tokenizer(str(tiny_teacher))
+    plain = prepare_data(build_config({}, {"data": data}), tok)
+    # A twin lands in the slice too about 39 times in 199: most of the slice has its twin in train.
+    assert len(plain.select) == 40 and plain.select_near_dup_share >= 0.6
+    closed = prepare_data(build_config({}, {"data": data | {"select_near_dup": 0.8}}), tok)
+    assert closed.select_near_dup_share == 0.0
+    assert len(closed.train) + len(closed.select) == 200 and len(closed.select) > 40
 
 
 @pytest.mark.parametrize(("n", "sizes"), [(12, (8, 4)), (16, (12, 4)), (60, (45, 15))])

@@ -7,6 +7,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
@@ -18,6 +19,7 @@ from stark.data import (
     Examples,
     TaskSpec,
     TaskType,
+    close_selection,
     collate,
     default_data_dir,
     encode,
@@ -26,6 +28,7 @@ from stark.data import (
     load_glue,
     read_rows,
     split_selection,
+    splits,
 )
 from stark.errors import StarkInputError
 
@@ -368,6 +371,65 @@ def test_split_selection_stratified_and_deterministic() -> None:
     assert Counter(select.labels) == {0: 13, 1: 5, 2: 1, 3: 1}
     assert Counter(train.labels)[3] == 1
     assert all(select.labels[k] == labels[i] for k, i in enumerate(_ids(select)))
+
+
+def _jaccard(a: str, b: str) -> float:
+    x, y = set(a.lower().split()), set(b.lower().split())
+    return len(x & y) / len(x | y) if x | y else 0.0
+
+
+def test_close_selection_moves_near_duplicate_chains_and_nothing_else() -> None:
+    train = Examples(
+        [
+            "the cat sat on the mat today",  # 0: Jaccard 5/6 with the selection example: moves
+            "the cat sat on a mat today",  # 1: 6/7 with train 0 (not with the selection one: 4/7): moves after it
+            "completely unrelated words here",  # 2: stays
+            "the cat sat",  # 3: 3/6 with train 0: stays
+            "",  # 4: no words, matches nothing: stays
+        ],
+        None,
+        [0, 1, 0, 1, 0],
+    )
+    select = Examples(["The cat sat on the mat"], None, [1])
+    assert _jaccard(select.text_a[0], train.text_a[0]) == pytest.approx(5 / 6)
+    kept, closed, moved = close_selection(train, select, 0.8)
+    assert moved == 2
+    assert kept.text_a == [train.text_a[i] for i in (2, 3, 4)] and kept.labels == [0, 1, 0]
+    assert closed.text_a == ["The cat sat on the mat", train.text_a[0], train.text_a[1]]
+    assert closed.labels == [1, 0, 1]
+    # At a threshold above 5/6 the first hop fails, so nothing moves.
+    assert close_selection(train, select, 0.9)[2] == 0
+
+
+def test_close_selection_matches_brute_force_on_pairs(monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(0)
+    words = [f"w{i}" for i in range(12)]
+
+    def text() -> str:
+        return " ".join(rng.choice(words, size=int(rng.integers(1, 6))))
+
+    train = Examples([text() for _ in range(300)], [text() for _ in range(300)], list(range(300)))
+    select = Examples([text() for _ in range(20)], [text() for _ in range(20)], list(range(300, 320)))
+    kept, closed, moved = close_selection(train, select, 0.75)
+    assert moved == len(closed) - 20 and len(kept) + moved == 300
+    both = [f"{a} {b}" for a, b in zip(closed.text_a, closed.text_b, strict=True)]
+    rest = [f"{a} {b}" for a, b in zip(kept.text_a, kept.text_b, strict=True)]
+    # Closed: no selection example, original or moved, has a near-duplicate left in train ...
+    assert all(_jaccard(s, t) < 0.75 for s in both for t in rest)
+    # ... and every moved example was reached through a chain of near-duplicates (a minimal closure).
+    reached, frontier = set(range(20)), set(range(20))
+    while frontier:
+        frontier = {
+            j
+            for j in range(20, len(both))
+            if j not in reached and any(_jaccard(both[i], both[j]) >= 0.75 for i in frontier)
+        }
+        reached |= frontier
+    assert reached == set(range(len(both)))
+    # Small similarity blocks (what a large training set gets) give the same split.
+    monkeypatch.setattr(splits, "_BLOCK_ENTRIES", 500)
+    small = close_selection(train, select, 0.75)
+    assert small[1].text_a == closed.text_a and small[0].text_a == kept.text_a
 
 
 def test_split_selection_regression_and_edge_cases() -> None:

@@ -170,6 +170,13 @@ class DataConfig:
         help="hold out at least N examples for selection, at most a quarter of train (at 50 examples one example "
         "moves accuracy by 2 points, more than the effects the search must see)",
     )
+    select_near_dup: float = option(
+        0.0,
+        flag=True,
+        help="move training examples whose word set overlaps a selection example's by at least this Jaccard "
+        "index (e.g. 0.8) into the selection slice, until none is left, so that selection does not reward "
+        "memorising near-copies of train (CoLA's minimal pairs, SST-2's phrases); 0 keeps the plain random slice",
+    )
     protocol: Protocol = option(
         Protocol.HELDOUT,
         flag=True,
@@ -517,6 +524,8 @@ def validate(cfg: RunConfig) -> None:
             raise StarkInputError(f"{label} {v} must be at least 1")
     if d.min_select < 0:
         raise StarkInputError(f"--min-select {d.min_select} must be 0 or more")
+    if not 0.0 <= d.select_near_dup <= 1.0:
+        raise StarkInputError(f"--select-near-dup {d.select_near_dup:g} must be between 0 (off) and 1")
     if not 0.0 < d.select_fraction < 1.0:
         raise StarkInputError(f"select fraction {d.select_fraction:g} must be between 0 and 1")
     if not 0.0 < cfg.search.min_budget <= 1.0:

@@ -52,7 +52,7 @@ from stark.stages import (
     training_done,
     training_step,
 )
-from stark.task_data import prepare_data, warn_small_selection
+from stark.task_data import prepare_data, warn_selection
 from stark.training.checkpoint import ParkedRun, standing
 from stark.training.evaluation import evaluate, on_device, predict
 from stark.training.log import progress_bars
@@ -258,7 +258,7 @@ def run(cfg: RunConfig, accelerator=None, progress: bool = True) -> dict:
     with RunLock(cfg.out, enabled=is_main(accelerator)):
         if is_main(accelerator):
             save_resolved_config(cfg, Path(cfg.out))
-            warn_small_selection(data)
+            warn_selection(data)
         barrier(accelerator)
         with progress_bars(progress):
             return _run(cfg, data, accelerator, start)

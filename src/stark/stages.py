@@ -32,7 +32,7 @@ from stark.task_data import (
     prepare_data,
     sample_indices,
     selection_fraction,
-    warn_small_selection,
+    warn_selection,
 )
 from stark.training.checkpoint import checkpoint_step
 from stark.training.evaluation import evaluate, on_device, predict
@@ -64,7 +64,7 @@ __all__ = [  # the stages, and names kept importable from here for code written 
     "split_fingerprint",
     "teacher_logits_full",
     "versions",
-    "warn_small_selection",
+    "warn_selection",
 ]
 
 

@@ -150,13 +150,13 @@ def _locked(cfg: RunConfig, data: TaskData, out: Path, stage: str = "distill") -
     from stark.lock import RunLock
     from stark.pipeline import make_accelerator, save_resolved_config
     from stark.processes import barrier
-    from stark.task_data import warn_small_selection
+    from stark.task_data import warn_selection
 
     accelerator = make_accelerator(getattr(cfg, stage).mixed_precision)
     with RunLock(out, enabled=accelerator.is_main_process):
         if accelerator.is_main_process:
             save_resolved_config(cfg, out)
-            warn_small_selection(data)
+            warn_selection(data)
         barrier(accelerator)
         yield accelerator
 

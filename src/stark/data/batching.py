@@ -43,6 +43,8 @@ class TaskData:
     dev: Encoded
     tokenizer: PreTrainedTokenizerBase | None
     pad_id: int
+    select_near_dup_share: float | None = None
+    """Share of the selection examples with a near-duplicate in train (None: not measured)."""
 
 
 def encode(examples: Examples, tokenizer: Any, max_length: int, batch_size: int = 1000) -> Encoded:

@@ -1,18 +1,20 @@
-"""The held-out selection slice of train: stratified by label, seeded."""
+"""The held-out selection slice of train: stratified by label, seeded, optionally closed under near-duplicates."""
 
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+import re
 
 import numpy as np
-
-from stark.errors import StarkInputError
-
-if TYPE_CHECKING:
-    pass
+from scipy.sparse import csr_matrix
 
 from stark.data.tasks import Examples
+from stark.errors import StarkInputError
+
+_WORD = re.compile(r"\w+")
+_BLOCK_ENTRIES = 1 << 25
+"""Largest dense similarity block (queries x pool), 128 MiB of float32: big training sets get fewer
+query rows per block rather than more memory."""
 
 
 def split_selection(examples: Examples, fraction: float, seed: int) -> tuple[Examples, Examples]:
@@ -81,3 +83,81 @@ def _allocate(counts: list[int], fraction: float, target: int) -> list[int]:
         worst = min(spare, key=lambda i: (ideal[i] - take[i], -counts[i], i))
         take[worst] -= 1
     return take
+
+
+def word_sets(examples: Examples, vocab: dict[str, int]) -> list[list[int]]:
+    """Each example's distinct lower-cased words (both texts of a pair), as ids of ``vocab`` (grown here)."""
+    texts = (
+        examples.text_a
+        if examples.text_b is None
+        else [f"{a} {b}" for a, b in zip(examples.text_a, examples.text_b, strict=True)]
+    )
+    return [sorted({vocab.setdefault(w, len(vocab)) for w in _WORD.findall(t.lower())}) for t in texts]
+
+
+def _binary_rows(rows: list[list[int]], width: int) -> csr_matrix:
+    indptr = np.cumsum([0, *(len(r) for r in rows)])
+    cols = np.fromiter((c for r in rows for c in r), dtype=np.int64, count=int(indptr[-1]))
+    return csr_matrix((np.ones(len(cols), dtype=np.float32), cols, indptr), shape=(len(rows), width))
+
+
+def near_duplicate_of(queries: csr_matrix, pool: csr_matrix, threshold: float) -> np.ndarray:
+    """Which rows of ``pool`` share a Jaccard index of at least ``threshold`` with some row of ``queries``
+    (binary word-set rows of one width). Empty sets match nothing."""
+    hit = np.zeros(pool.shape[0], dtype=bool)
+    sizes = np.asarray(pool.sum(axis=1)).ravel()
+    rows = max(1, min(queries.shape[0], _BLOCK_ENTRIES // max(1, pool.shape[0])))
+    for start in range(0, queries.shape[0], rows):
+        block = queries[start : start + rows]
+        inter = (block @ pool.T).toarray()
+        union = np.asarray(block.sum(axis=1)) + sizes[None, :] - inter
+        hit |= ((inter >= threshold * union) & (inter > 0)).any(axis=0)
+    return hit
+
+
+def close_selection(train: Examples, select: Examples, threshold: float) -> tuple[Examples, Examples, int]:
+    """Move into the selection slice every training example whose word set overlaps a selection example's
+    by a Jaccard index of at least ``threshold``, and again for the examples moved, until none is left.
+
+    A random slice of a training set made of minimal pairs (CoLA) or of phrases of the same sentences
+    (SST-2) holds many near-copies of training examples: a model that memorises train scores well on
+    it, so early stopping and every choice made on it reward memorising. Afterwards no selection
+    example has a near-duplicate in train; the selection slice grows by the examples moved.
+
+    Returns:
+        ``(train_part, select_part, moved)``, each part in its original order (moved examples after the
+        original selection examples).
+    """
+    vocab: dict[str, int] = {}
+    train_rows, select_rows = word_sets(train, vocab), word_sets(select, vocab)
+    pool = _binary_rows(train_rows, len(vocab))
+    moved = near_duplicate_of(_binary_rows(select_rows, len(vocab)), pool, threshold)
+    frontier = moved.copy()
+    while frontier.any():
+        found = near_duplicate_of(pool[np.flatnonzero(frontier)], pool, threshold) & ~moved
+        moved |= found
+        frontier = found
+    keep, move = np.flatnonzero(~moved).tolist(), np.flatnonzero(moved).tolist()
+    joined = train.subset(move)
+    select = Examples(
+        select.text_a + joined.text_a,
+        None if select.text_b is None else select.text_b + (joined.text_b or []),
+        [*select.labels, *joined.labels],
+    )
+    return train.subset(keep), select, len(move)
+
+
+def near_duplicate_share(
+    select: Examples, train: Examples, threshold: float, max_queries: int = 1000, seed: int = 0
+) -> float:
+    """Share of the selection examples (a seeded sample of at most ``max_queries``, which bounds the cost
+    on large sets) that have a training example with a word-set Jaccard index of at least ``threshold``."""
+    if len(select) == 0 or len(train) == 0:
+        return 0.0
+    if len(select) > max_queries:
+        select = select.subset(sorted(np.random.default_rng(seed).choice(len(select), max_queries, replace=False)))
+    vocab: dict[str, int] = {}
+    train_rows, select_rows = word_sets(train, vocab), word_sets(select, vocab)
+    # Jaccard is symmetric: scanning train against the sample marks the sample's rows that have a match.
+    hits = near_duplicate_of(_binary_rows(train_rows, len(vocab)), _binary_rows(select_rows, len(vocab)), threshold)
+    return float(hits.mean())
