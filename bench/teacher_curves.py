@@ -31,10 +31,10 @@ from pathlib import Path
 from common import RESULTS, WORK, save_rows
 
 from stark.baselines import constant_metrics
-from stark.config import build_config, load_recipe
+from stark.config import NEAR_DUP, build_config, load_recipe
 from stark.data.splits import near_duplicate_share
 from stark.records import TrainedStage
-from stark.task_data import NEAR_DUP, split_examples
+from stark.task_data import split_examples
 
 TARGETS = {"mrpc": 86.0, "stsb": 82.0, "sst2": 87.0, "cola": 30.0, "rte": 60.0}
 """Issue 11's guidance for a 6-layer, 384-wide teacher, main metric in points."""

@@ -251,3 +251,15 @@ def test_results_table_shows_the_students_mean_task_loss() -> None:
     assert zero.endswith("| 0.4000 | 0.3000 |")  # means over the two seeds
     half = next(r for r in rows if r.startswith("| 50% "))
     assert half.endswith("| - | 0.7000 |")  # stopped by the search: no dev evaluation
+
+
+@pytest.mark.parametrize(("share", "noted"), [(None, False), (0.05, False), (0.3, True)])
+def test_near_duplicate_note(tmp_path, share: float | None, noted: bool) -> None:
+    """A leaky selection slice (many near-duplicates of train) is named in the report, as in the terminal."""
+    summary = fake_summary() | {"select_near_dup_share": share}
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    (bare / "summary.json").write_text(json.dumps(summary))
+    text = write_report(bare, summary, html=False).read_text()
+    assert ("**Note:** 30 % of the selection examples have a near-duplicate in train" in text) == noted
+    assert ("--select-near-dup 0.8" in text) == noted

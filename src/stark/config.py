@@ -125,6 +125,16 @@ class TrainConfig:
     mixed_precision: str = option("no", choices=("no", "fp16", "bf16"), help="passed to accelerate")
 
 
+NEAR_DUP = 0.8
+"""Word-set Jaccard index from which two examples count as near-duplicates (the warning's threshold)."""
+
+
+WARN_NEAR_DUP = 0.10
+"""Warn when at least this share of the selection slice has a near-duplicate in train: then the selection
+metric overstates dev (CoLA's random slice: 30 %, and its teachers' selection MCC sat 7 points above dev
+on average over 5 seeds; bench/results/teacher_curves.md)."""
+
+
 @dataclass
 class DataConfig:
     task: str | None = option("mrpc", flag=True, help="GLUE task: rte, mrpc, stsb, cola, sst2 (unused with --train)")

@@ -515,6 +515,7 @@ def summarize(
         stage_wall_s=clock.stages,
         total_wall_s=time.perf_counter() - start,
         examples={"train": len(data.train), "select": len(data.select), "dev": len(data.dev)},
+        select_near_dup_share=data.select_near_dup_share,
         config=to_dict(cfg),
         versions=versions(),
         threads=torch.get_num_threads(),

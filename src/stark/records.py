@@ -98,6 +98,8 @@ class RunSummary:
     stage_wall_s: dict[str, float] = field(default_factory=dict)
     total_wall_s: float = 0.0
     examples: dict[str, int] = field(default_factory=dict)
+    select_near_dup_share: float | None = None
+    """Share of the selection examples with a near-duplicate in train (None: dev selects, or not measured)."""
     config: dict[str, Any] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
     threads: int = 1

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from transformers import PreTrainedTokenizerBase
 
-from stark.config import Protocol, RunConfig
+from stark.config import NEAR_DUP, WARN_NEAR_DUP, Protocol, RunConfig
 from stark.data.batching import TaskData, encode
 from stark.data.glue import load_glue
 from stark.data.labels import load_custom
@@ -61,16 +61,6 @@ MIN_SELECT = 4
 
 WARN_SELECT = 50
 """Below this many selection examples one example moves the metric by more than 2 points: warn."""
-
-
-NEAR_DUP = 0.8
-"""Word-set Jaccard index from which two examples count as near-duplicates (the warning's threshold)."""
-
-
-WARN_NEAR_DUP = 0.10
-"""Warn when at least this share of the selection slice has a near-duplicate in train: then the selection
-metric overstates dev (CoLA's random slice: 30 %, and its teachers' selection MCC sat 7 points above dev
-on average over 5 seeds; bench/results/teacher_curves.md)."""
 
 
 def split_examples(cfg: RunConfig) -> tuple[TaskSpec, Examples, Examples, Examples]:

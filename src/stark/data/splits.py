@@ -12,6 +12,8 @@ from stark.data.tasks import Examples
 from stark.errors import StarkInputError
 
 _WORD = re.compile(r"\w+")
+
+
 _BLOCK_ENTRIES = 1 << 25
 """Largest dense similarity block (queries x pool), 128 MiB of float32: big training sets get fewer
 query rows per block rather than more memory."""

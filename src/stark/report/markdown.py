@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from stark.config import NEAR_DUP, WARN_NEAR_DUP
 from stark.records import RunSummary, SeedRecord, SparseTeacherRecord
 from stark.report.figures import FIGURES, NEURON_BUCKETS, build_figures
 from stark.report.html import markdown_to_html
@@ -86,6 +87,13 @@ def _why(summary: RunSummary, widths: dict[float, SparseTeacherRecord], shape: t
             f"**Warning:** the fine-tuned teacher is not clearly better than a constant prediction on the "
             f"selection split ({check['metric']} {100 * check['teacher']:.2f} vs {100 * check['constant']:.2f}): "
             "sparsifying a teacher that has not learned the task cannot give the student anything."
+        )
+    share = summary.select_near_dup_share
+    if share is not None and share >= WARN_NEAR_DUP:
+        text.append(
+            f"**Note:** {100 * share:.0f} % of the selection examples have a near-duplicate in train (word-set "
+            f"Jaccard >= {NEAR_DUP}): the selection figures overstate dev and favour students that memorise; "
+            f"`--select-near-dup {NEAR_DUP}` moves such examples into the selection slice."
         )
     n_select = summary.examples.get("select")
     if n_select:
