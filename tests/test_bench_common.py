@@ -27,3 +27,26 @@ def test_save_rows_round_trips(tmp_path: Path) -> None:
     save_rows(tmp_path / "r.json", rows)
     assert load_rows(tmp_path / "r.json") == rows
     assert not (tmp_path / "r.tmp").exists()
+
+
+def test_reproduce_compares_headline_and_every_level() -> None:
+    import reproduce
+
+    def row(shift: float) -> dict:
+        return {
+            "task": "mrpc",
+            "student": "pruned70",
+            "commit": "abc",
+            "teacher_dev": 87.0,
+            "vanilla_kd_student_mean": 85.0,
+            "stark_student_mean": 85.0,
+            "chosen_sparsity": 0,
+            "sweep_best_sparsity": 60,
+            "curve": [{"sparsity": 0, "dev_mean": 85.0}, {"sparsity": 60, "dev_mean": 85.5 + shift}],
+        }
+
+    assert reproduce.compare(row(0.0), row(0.0))["max_abs_diff"] == 0.0
+    result = reproduce.compare(row(0.0), row(-0.25))
+    assert result["max_abs_diff"] == 0.25
+    assert result["levels"][1] == {"sparsity": 60, "committed": 85.5, "rerun": 85.25}
+    assert "**0.2500** points" in reproduce.markdown(result)

@@ -1,0 +1,80 @@
+"""Do the quality numbers reproduce? One cell of bench/quality.py's results against a re-run of it.
+
+Issue 11 asks for one finished cell re-run from a clean clone. ``bench/run_after_sweep.sh`` re-runs
+MRPC / 70 %-pruned in a fresh clone (teacher fine-tuned again, every student distilled again); this puts
+the committed row and the re-run side by side: the teacher's dev metric, vanilla KD, the choice, and
+every level's dev mean, with the largest difference. Bit-identical training gives differences of 0;
+anything else is reported as it is. No training.
+
+    PYTHONPATH=src:bench python bench/reproduce.py --committed bench/results/quality.json \\
+        --rerun <clone>/bench/results/quality.json --cell mrpc/pruned70
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from common import RESULTS, load_rows, save_rows
+
+
+def cell_row(path: Path, task: str, student: str) -> dict:
+    row = next((r for r in load_rows(path) if (r["task"], r["student"]) == (task, student)), None)
+    if row is None:
+        raise SystemExit(f"{path}: no row for {task}/{student}")
+    return row
+
+
+def compare(committed: dict, rerun: dict) -> dict:
+    """Headline figures and per-level dev means of both rows, and the largest absolute difference."""
+    heads = ("teacher_dev", "vanilla_kd_student_mean", "stark_student_mean", "chosen_sparsity", "sweep_best_sparsity")
+    levels = [
+        {"sparsity": a["sparsity"], "committed": a["dev_mean"], "rerun": b["dev_mean"]}
+        for a, b in zip(committed["curve"], rerun["curve"], strict=True)
+    ]
+    diffs = [abs(committed[k] - rerun[k]) for k in heads] + [abs(lv["committed"] - lv["rerun"]) for lv in levels]
+    return {
+        "task": committed["task"],
+        "student": committed["student"],
+        "committed_commit": committed["commit"],
+        "rerun_commit": rerun["commit"],
+        "headline": {k: {"committed": committed[k], "rerun": rerun[k]} for k in heads},
+        "levels": levels,
+        "max_abs_diff": max(diffs),
+    }
+
+
+def markdown(result: dict) -> str:
+    lines = [
+        f"# Reproduction of {result['task']} / {result['student']}",
+        "",
+        f"Committed row: commit {result['committed_commit']}; re-run from a clean clone at {result['rerun_commit']} "
+        "(`bench/reproduce.py`). Largest absolute difference over the figures below: "
+        f"**{result['max_abs_diff']:.4f}** points.",
+        "",
+        "| figure | committed | re-run |",
+        "|---|---:|---:|",
+        *[f"| {k} | {v['committed']:.4f} | {v['rerun']:.4f} |" for k, v in result["headline"].items()],
+        *[f"| dev mean at {v['sparsity']:g}% | {v['committed']:.4f} | {v['rerun']:.4f} |" for v in result["levels"]],
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--committed", type=Path, default=RESULTS / "quality.json", help="results with the committed row")
+    p.add_argument("--rerun", type=Path, required=True, help="results of the re-run")
+    p.add_argument("--cell", default="mrpc/pruned70", help="task/student")
+    args = p.parse_args(argv)
+    task, student = args.cell.split("/")
+    result = compare(cell_row(args.committed, task, student), cell_row(args.rerun, task, student))
+    save_rows(RESULTS / "reproduce.json", [result])
+    (RESULTS / "reproduce.md").write_text(markdown(result))
+    print(markdown(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

