@@ -230,7 +230,10 @@ def compact_json(obj: object) -> str:
     def rows_one_line(m: re.Match) -> str:
         return "[" + re.sub(r"\],\s*\[", "], [", m.group(1)) + "]"
 
-    return _LIST_OF_NUMBER_LISTS.sub(rows_one_line, _NUMBER_LIST.sub(one_line, json.dumps(obj, indent=2)))
+    plain = json.dumps(obj, indent=2)
+    folded = _LIST_OF_NUMBER_LISTS.sub(rows_one_line, _NUMBER_LIST.sub(one_line, plain))
+    # The patterns also match inside strings (a value "[1,2]"): never let them change what is written.
+    return folded if json.loads(folded) == json.loads(plain) else plain
 
 
 def save_rows(path: Path, rows: list[dict]) -> None:

@@ -402,6 +402,9 @@ def main(argv: list[str] | None = None) -> int:
             if any(r["task"] == task and r["student"] == student for r in rows):
                 print(f"{task}/{student}: done, skipped")
                 continue
+            if (task, student) in redo and not (WORK / "quality" / f"{task}-{student}" / "summary.json").is_file():
+                # A rebuild must not train: without a finished run folder the row would carry stale values.
+                raise SystemExit(f"--redo {task}/{student}: no finished run folder to rebuild from")
             row = bench_cell(task, student, args)
             if (task, student) in redo and (task, student) in previous:
                 # A rebuild trains nothing: the row keeps its training's commit, wall time and threads.

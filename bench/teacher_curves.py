@@ -62,7 +62,8 @@ def teacher_row(teacher_dir: Path) -> dict:
         for h in stage.history
     ]
     peak = max(history, key=lambda h: h[1])
-    best_epoch = next(h[0] for h in history if h[1] == _pts(stage.select[main]))
+    kept = _pts(stage.select[main])
+    best_epoch = min(history, key=lambda h: abs(h[1] - kept))[0]  # the evaluation that set the kept score
     loss_floor = min((h for h in history if h[2] is not None), key=lambda h: h[2], default=None)
     return {
         "task": spec.name,
@@ -111,6 +112,7 @@ def distinct(rows: list[dict]) -> list[dict]:
     seen, out = set(), []
     for r in rows:
         key = (r["task"], r["protocol"], r["near_dup_closure"], r["lr"], r["epochs"], r["seed"])
+        key += (r["train_examples"], r["batch_size"])
         if key not in seen:
             seen.add(key)
             out.append(r)
@@ -120,7 +122,7 @@ def distinct(rows: list[dict]) -> list[dict]:
 def label(r: dict) -> str:
     split = "dev" if r["protocol"] == "reference" else "selection"
     closed = f", --select-near-dup {r['near_dup_closure']:g}" if r["near_dup_closure"] else ""
-    seed = f", seed {r['seed']}" if r["seed"] != 776 else ""
+    seed = f", seed {r['seed']}" if r["seed"] != SWEEP_SEED else ""
     return f"lr {r['lr']:g}, {r['epochs']:g} ep, {r['train_examples']} train{closed}{seed} ({split} curve)"
 
 

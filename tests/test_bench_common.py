@@ -6,6 +6,8 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 
 from common import compact_json, load_rows, save_rows
@@ -20,6 +22,11 @@ def test_compact_json_puts_number_lists_and_logit_matrices_on_one_line() -> None
     assert '      "x": [1, 2]' in lines
     # A list that mixes numbers and lists keeps one item per line (only pure number lists fold).
     assert '  "mixed": [' in lines
+
+
+def test_compact_json_leaves_strings_alone() -> None:
+    obj = {"note": "[1,2] and [[3],[4]]", "values": [1, 2]}
+    assert json.loads(compact_json(obj)) == obj
 
 
 def test_save_rows_round_trips(tmp_path: Path) -> None:
@@ -49,4 +56,8 @@ def test_reproduce_compares_headline_and_every_level() -> None:
     result = reproduce.compare(row(0.0), row(-0.25))
     assert result["max_abs_diff"] == 0.25
     assert result["levels"][1] == {"sparsity": 60, "committed": 85.5, "rerun": 85.25}
-    assert "**0.2500** points" in reproduce.markdown(result)
+    assert result["same_choice"] and "**0.2500** points" in reproduce.markdown(result)
+    moved = row(0.0) | {"chosen_sparsity": 60}
+    assert not reproduce.compare(row(0.0), moved)["same_choice"]
+    with pytest.raises(SystemExit, match="different settings"):
+        reproduce.compare(row(0.0), row(0.0) | {"train_examples": 10})

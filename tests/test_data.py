@@ -399,6 +399,9 @@ def test_close_selection_moves_near_duplicate_chains_and_nothing_else() -> None:
     assert closed.labels == [1, 0, 1]
     # At a threshold above 5/6 the first hop fails, so nothing moves.
     assert close_selection(train, select, 0.9)[2] == 0
+    # A Jaccard index exactly at the threshold counts (3/5 at 0.6, which float32 rounding used to miss).
+    exact = Examples(["a b c d", "x y z"], None, [0, 1])
+    assert close_selection(exact, Examples(["a b c e"], None, [0]), 0.6)[2] == 1
 
 
 def test_close_selection_matches_brute_force_on_pairs(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -536,6 +536,10 @@ def validate(cfg: RunConfig) -> None:
         raise StarkInputError(f"--min-select {d.min_select} must be 0 or more")
     if not 0.0 <= d.select_near_dup <= 1.0:
         raise StarkInputError(f"--select-near-dup {d.select_near_dup:g} must be between 0 (off) and 1")
+    if d.select_near_dup > 0 and d.protocol == Protocol.REFERENCE:
+        raise StarkInputError(
+            "--select-near-dup shapes the held-out selection slice; --protocol reference selects on dev"
+        )
     if not 0.0 < d.select_fraction < 1.0:
         raise StarkInputError(f"select fraction {d.select_fraction:g} must be between 0 and 1")
     if not 0.0 < cfg.search.min_budget <= 1.0:

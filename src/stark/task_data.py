@@ -84,9 +84,9 @@ def prepare_data(cfg: RunConfig, tokenizer: PreTrainedTokenizerBase | None = Non
         StarkInputError: too few examples to train on (``MIN_TRAIN``) or to select with (``MIN_SELECT``).
     """
     spec, train, select, dev = split_examples(cfg)
+    _check_split_sizes(cfg, len(train), len(select))
     reference = cfg.data.protocol == Protocol.REFERENCE
     share = None if reference else near_duplicate_share(select, train, NEAR_DUP, seed=cfg.seed)
-    _check_split_sizes(cfg, len(train), len(select))
     tokenizer = tokenizer or load_tokenizer(cfg.teacher)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     n = cfg.data.max_length
