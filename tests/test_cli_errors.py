@@ -310,6 +310,10 @@ def test_leaky_selection_is_measured_and_closed(tmp_path: Path, tiny_teacher: Pa
     closed = prepare_data(build_config({}, {"data": data | {"select_near_dup": 0.8}}), tok)
     assert closed.select_near_dup_share == 0.0
     assert len(closed.train) + len(closed.select) == 200 and len(closed.select) > 40
+    # A closure that would take more than half of the data is refused in one line.
+    loose = build_config({}, {"data": data | {"select_near_dup": 0.05}})
+    with pytest.raises(StarkInputError, match=r"--select-near-dup 0\.05 moved \d+ training examples"):
+        prepare_data(loose, tok)
 
 
 @pytest.mark.parametrize(("n", "sizes"), [(12, (8, 4)), (16, (12, 4)), (60, (45, 15))])

@@ -72,7 +72,15 @@ def split_examples(cfg: RunConfig) -> tuple[TaskSpec, Examples, Examples, Exampl
     _check_train_size(cfg, len(train))
     train, select = split_selection(train, selection_fraction(cfg, len(train)), cfg.seed)
     if cfg.data.select_near_dup > 0:
-        train, select, _ = close_selection(train, select, cfg.data.select_near_dup)
+        n = len(train) + len(select)
+        train, select, moved = close_selection(train, select, cfg.data.select_near_dup)
+        # Past half of the data, training would lose more than the selection slice can give back.
+        if len(select) > n // 2:
+            raise StarkInputError(
+                f"--select-near-dup {cfg.data.select_near_dup:g} moved {moved} training examples into the selection "
+                f"slice ({len(select)} of {n} examples, more than half): the data is mostly near-copies of itself; "
+                "raise the threshold or leave the option off"
+            )
     return spec, train, select, dev
 
 
