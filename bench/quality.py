@@ -77,10 +77,9 @@ def replay_log(metrics: dict, main: str) -> dict:
     }
 
 
-def level_curve(out: Path, summary: dict, m: str) -> tuple[list[dict], list[dict]]:
+def level_curve(students: dict[float, list[Path]], summary: dict, m: str) -> tuple[list[dict], list[dict]]:
     """Per sparsity: dev / selection summaries over seeds, and every seed's replay log."""
     curve, runs = [], []
-    students = cell_students(out, RunSummary.from_dict(summary))
     for lv in summary["levels"]:
         logs = [replay_log(read_metrics(student), m) for student in students[lv["teacher_sparsity"]]]
         for k, log in enumerate(logs):
@@ -105,14 +104,15 @@ def sweep_choice(curve: list[dict]) -> dict:
     return max(curve, key=lambda c: (c["select_mean"], -c["select_loss_mean"]))
 
 
-def selection_predictions(data, out: Path, summary: dict, runs: list[dict], batch_size: int) -> list[int | float]:
+def selection_predictions(
+    data, students: dict[float, list[Path]], runs: list[dict], batch_size: int
+) -> list[int | float]:
     """Every student's predictions on the selection split (logits, or scores for regression), added to its
     run record: with them a replay applies stark run's paired-bootstrap check exactly, on the main metric
     or on the task loss (``--choose-by loss``). Returns the labels."""
     from stark.models import load_model
     from stark.training import predict
 
-    students = cell_students(out, RunSummary.from_dict(summary))
     for run_record in runs:
         logits = predict(
             load_model(str(students[run_record["sparsity"]][run_record["seed"]])), data.select, data.pad_id, batch_size
@@ -151,10 +151,11 @@ def bench_cell(task: str, student: str, args: argparse.Namespace) -> dict:
         cfg.distill = replace(cfg.distill, lr=args.student_lr)
     summary = run(cfg)
     m = summary["metric"]
-    curve, runs = level_curve(out, summary, m)
+    students = cell_students(out, RunSummary.from_dict(summary))
+    curve, runs = level_curve(students, summary, m)
     data = prepare_data(cfg)
     proxy = proxy_signals(cfg, out, [c["sparsity"] for c in curve], data)
-    select_labels = selection_predictions(data, out, summary, runs, cfg.distill.eval_batch_size)
+    select_labels = selection_predictions(data, students, runs, cfg.distill.eval_batch_size)
     vanilla = next(c for c in curve if c["sparsity"] == 0)
     sweep = sweep_choice(curve)
     # What `stark run --search full` answers: the sweep's pick, kept only if it leads vanilla KD by

@@ -97,6 +97,13 @@ def word_sets(examples: Examples, vocab: dict[str, int]) -> list[list[int]]:
     return [sorted({vocab.setdefault(w, len(vocab)) for w in _WORD.findall(t.lower())}) for t in texts]
 
 
+def word_matrices(a: Examples, b: Examples) -> tuple[csr_matrix, csr_matrix]:
+    """Binary word-set rows of ``a`` and of ``b`` over one shared vocabulary (same width)."""
+    vocab: dict[str, int] = {}
+    rows_a, rows_b = word_sets(a, vocab), word_sets(b, vocab)
+    return _binary_rows(rows_a, len(vocab)), _binary_rows(rows_b, len(vocab))
+
+
 def _binary_rows(rows: list[list[int]], width: int) -> csr_matrix:
     indptr = np.cumsum([0, *(len(r) for r in rows)])
     cols = np.fromiter((c for r in rows for c in r), dtype=np.int64, count=int(indptr[-1]))
@@ -132,10 +139,8 @@ def close_selection(train: Examples, select: Examples, threshold: float) -> tupl
         ``(train_part, select_part, moved)``, each part in its original order (moved examples after the
         original selection examples).
     """
-    vocab: dict[str, int] = {}
-    train_rows, select_rows = word_sets(train, vocab), word_sets(select, vocab)
-    pool = _binary_rows(train_rows, len(vocab))
-    moved = near_duplicate_of(_binary_rows(select_rows, len(vocab)), pool, threshold)
+    pool, queries = word_matrices(train, select)
+    moved = near_duplicate_of(queries, pool, threshold)
     frontier = moved.copy()
     while frontier.any():
         found = near_duplicate_of(pool[np.flatnonzero(frontier)], pool, threshold) & ~moved
@@ -160,8 +165,7 @@ def near_duplicate_share(
         return 0.0
     if len(select) > max_queries:
         select = select.subset(sorted(np.random.default_rng(seed).choice(len(select), max_queries, replace=False)))
-    vocab: dict[str, int] = {}
-    train_rows, select_rows = word_sets(train, vocab), word_sets(select, vocab)
+    pool, queries = word_matrices(train, select)
     # Jaccard is symmetric: scanning train against the sample marks the sample's rows that have a match.
-    hits = near_duplicate_of(_binary_rows(train_rows, len(vocab)), _binary_rows(select_rows, len(vocab)), threshold)
+    hits = near_duplicate_of(pool, queries, threshold)
     return float(hits.mean())
