@@ -937,13 +937,30 @@ def _train_size(s: dict) -> str:
 
 
 def render_run(state: dict, number: int) -> list[str]:
-    s, env, c, n = state["settings"], state["env"], state["cells"], state.get("sizes", {})
+    s, c, n = state["settings"], state["cells"], state.get("sizes", {})
     total = sum(cell.get("cell_s", 0.0) for cell in c.values())
-    lines = [
-        f"## Run {number}: torch threads = {s['threads']}",
+    lines = [f"## Run {number}: torch threads = {s['threads']}", "", f"Cells took {total / 60:.0f} minutes in all.", ""]
+    lines += _settings_lines(s, state["env"], n)
+    se = _se_points(n.get("dev", 277))
+    lines += _headline_lines(c, se)
+    lines += [
         "",
-        f"Cells took {total / 60:.0f} minutes in all.",
+        f"Dev accuracy on {n.get('dev', '?')} examples has a standard error of about {se:.1f} points, so differences "
+        "below "
+        "that are noise; a single seed per side. The CPU is shared with other jobs, so every timed cell also "
+        "reports the process CPU time (all threads), which other jobs disturb less than wall time.",
         "",
+    ]
+    lines += _oversubscribed_lines(c.get("threads"), s["threads"])
+    for cell, error in state.get("errors", {}).items():
+        lines.append(f"- Cell `{cell}` failed: `{error}`")
+    lines += _details(c)
+    return [*lines, ""]
+
+
+def _settings_lines(s: dict, env: dict, n: dict) -> list[str]:
+    """What was run: data sizes, the models and their training settings, the machine."""
+    return [
         "### Settings",
         "",
         f"- Task {s['task'].upper()} (bundled GLUE copy): {_train_size(s)}, of which "
@@ -961,13 +978,16 @@ def render_run(state: dict, number: int) -> list[str]:
         f"accelerate {env.get('accelerate')}, TextBrewer {env.get('textbrewer')}, Python {env.get('python')}.",
         "",
     ]
-    lines += [
+
+
+def _headline_lines(c: dict, se: float) -> list[str]:
+    """The goals table: KD against TextBrewer, fine-tuning against the Trainer, training-step FLOP rates."""
+    lines = [
         "### Headline",
         "",
         "| comparison | stark | peer | stark / peer | goal | met |",
         "|---|---|---|---|---|---|",
     ]
-    se = _se_points(n.get("dev", 277))
     ks, kt = c.get("kd_stark"), c.get("kd_textbrewer")
     if ks and kt:
         speed = kt["wall_s"] / ks["wall_s"]
@@ -1012,17 +1032,13 @@ def render_run(state: dict, number: int) -> list[str]:
                 f"| {name.capitalize()} training step, GFLOP/s (fraction of matmul peak {fl['peak_gflops']:.0f}) | "
                 f"{r['gflops_per_s']:.1f} ({r['fraction_of_peak']:.0%}) | | | {goal if name == 'teacher' else ' |'} |"
             )
-    lines += [
-        "",
-        f"Dev accuracy on {n.get('dev', '?')} examples has a standard error of about {se:.1f} points, so differences "
-        "below "
-        "that are noise; a single seed per side. The CPU is shared with other jobs, so every timed cell also "
-        "reports the process CPU time (all threads), which other jobs disturb less than wall time.",
-        "",
-    ]
-    th = c.get("threads")
-    if th and s["threads"] > 1 and th["2"]["add_16x64x384_us"] > 10 * th["1"]["add_16x64x384_us"]:
-        lines += [
+    return lines
+
+
+def _oversubscribed_lines(th: dict | None, threads: int) -> list[str]:
+    """A warning when a small op took 10x longer on 2 threads than on 1: the second core was taken."""
+    if th and threads > 1 and th["2"]["add_16x64x384_us"] > 10 * th["1"]["add_16x64x384_us"]:
+        return [
             f"**Oversubscribed run.** While this run was measured, other jobs held the second core: one small "
             f"tensor op took {th['2']['add_16x64x384_us']:.0f} us with 2 threads against "
             f"{th['1']['add_16x64x384_us']:.0f} us with 1 (each OpenMP region waits for its second thread to "
@@ -1030,10 +1046,7 @@ def render_run(state: dict, number: int) -> list[str]:
             "and the matmul peak below was measured under the same sharing.",
             "",
         ]
-    for cell, error in state.get("errors", {}).items():
-        lines.append(f"- Cell `{cell}` failed: `{error}`")
-    lines += _details(c)
-    return [*lines, ""]
+    return []
 
 
 def _cond(cell: dict) -> str:

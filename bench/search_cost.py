@@ -45,17 +45,40 @@ def bench_task(task: str, args: argparse.Namespace) -> dict:
     work = Path(args.work) / f"{task}-{samples or 'all'}-{args.student}"
     # The same teacher folder name as bench/quality.py's: a teacher the sweep fine-tuned is reused.
     data, teacher_dir = shared_teacher(task, samples, args.teacher_epochs)
-    student = STUDENTS[args.student]
+    kd_times, kd_devs, machines = time_vanilla(task, samples, data, teacher_dir, work / "vanilla", args)
+    summaries, pipeline_machines = time_pipelines(task, samples, teacher_dir, work, args)
+    machines += pipeline_machines
+    main = data.spec.main_metric
+    noise = statistics.stdev(kd_devs) if len(kd_devs) > 1 else 0.0
+    halving = summaries["halving"]
+    return {
+        **halving_row(task, samples, args, data, halving, statistics.fmean(kd_times)),
+        "one_kd_s_per_seed": kd_times,
+        **full_sweep_columns(summaries.get("full"), halving, main, statistics.fmean(kd_times), noise),
+        "vanilla_kd_dev_mean": statistics.fmean(kd_devs),
+        "seed_std": noise,
+        "noise_estimate": f"std of dev {main} over {args.noise_seeds} vanilla-KD seeds",
+        "threads": torch.get_num_threads(),
+        # Every timed cell with the load average and a matmul probe before and after it; the row is a
+        # valid timing only when all of them ran alone.
+        "machine": machines,
+        "quiet": all(m is not None and m["quiet"] for m in machines),
+        "commit": commit(),
+        "search_settings": {k: v for k, v in halving["config"]["search"].items()},
+    }
 
-    # One vanilla KD run, several seeds: time and seed noise.
-    vanilla = work / "vanilla"
+
+def time_vanilla(
+    task: str, samples: int | None, data, teacher_dir: Path, vanilla: Path, args: argparse.Namespace
+) -> tuple[list[float], list[float], list[dict | None]]:
+    """One vanilla KD run (dense teacher's logits + distilling), ``--noise-seeds`` times: wall seconds,
+    dev main metric and machine probes per seed. A seed already timed is read back, not re-run."""
     seed_run_folder(teacher_dir, vanilla)
-    vcfg = bench_config(task, vanilla, samples, args.epochs, args.teacher_epochs, student=student)
+    vcfg = bench_config(task, vanilla, samples, args.epochs, args.teacher_epochs, student=STUDENTS[args.student])
     student_init = build_student(
         vcfg.student, data, vanilla / "teacher", vanilla, score_batch_size=vcfg.score.batch_size
     )
     kd_times, kd_devs, machines = [], [], []
-    main = data.spec.main_metric
     for k in range(args.noise_seeds):
         out_dir = vanilla / f"kd_seed{k}"
         timing = out_dir.with_name(out_dir.name + ".time.json")
@@ -69,17 +92,30 @@ def bench_task(task: str, args: argparse.Namespace) -> dict:
 
             wall, machine = timed_cell(kd)
             timing.write_text(json.dumps({"wall_s": wall, "machine": machine}))
-        kd_times.append(json.loads(timing.read_text())["wall_s"])
-        machines.append(json.loads(timing.read_text()).get("machine"))
-        kd_devs.append(read_metrics(out_dir)["dev"][main])
-    noise = statistics.stdev(kd_devs) if len(kd_devs) > 1 else 0.0
+        record = json.loads(timing.read_text())
+        kd_times.append(record["wall_s"])
+        machines.append(record.get("machine"))
+        kd_devs.append(read_metrics(out_dir)["dev"][data.spec.main_metric])
+    return kd_times, kd_devs, machines
 
-    summaries = {}
+
+def time_pipelines(
+    task: str, samples: int | None, teacher_dir: Path, work: Path, args: argparse.Namespace
+) -> tuple[dict[str, dict], list[dict | None]]:
+    """``stark run`` after fine-tuning, per search (halving; the full sweep too without ``--no-full``): each
+    run's summary with its bench wall time as ``bench_wall_s``, and each run's machine probes."""
+    summaries, machines = {}, []
     for search in ("halving",) if args.no_full else ("full", "halving"):
         out = work / search
         seed_run_folder(teacher_dir, out)
         cfg = bench_config(
-            task, out, samples, args.epochs, args.teacher_epochs, search={"search": search}, student=student
+            task,
+            out,
+            samples,
+            args.epochs,
+            args.teacher_epochs,
+            search={"search": search},
+            student=STUDENTS[args.student],
         )
         stamp = out / "pipeline.time.json"
         if not stamp.is_file():
@@ -91,15 +127,17 @@ def bench_task(task: str, args: argparse.Namespace) -> dict:
 
             wall, machine = timed_cell(pipeline)
             stamp.write_text(json.dumps({"wall_s": wall, "machine": machine}))
-        summaries[search] = json.loads((out / "summary.json").read_text())
-        summaries[search]["bench_wall_s"] = json.loads(stamp.read_text())["wall_s"]
-        machines.append(json.loads(stamp.read_text()).get("machine"))
+        record = json.loads(stamp.read_text())
+        summaries[search] = {**json.loads((out / "summary.json").read_text()), "bench_wall_s": record["wall_s"]}
+        machines.append(record.get("machine"))
+    return summaries, machines
 
-    halving = summaries["halving"]
-    full = summaries.get("full")
+
+def halving_row(task: str, samples: int | None, args: argparse.Namespace, data, halving: dict, one_kd: float) -> dict:
+    """The default search's cost against one vanilla KD run, and what it chose."""
+    main = data.spec.main_metric
     chosen = next(lv for lv in halving["levels"] if lv["teacher_sparsity"] == halving["chosen_sparsity"])
-    one_kd = statistics.fmean(kd_times)
-    row = {
+    return {
         "task": task,
         "student": args.student,
         "metric": main,
@@ -107,48 +145,33 @@ def bench_task(task: str, args: argparse.Namespace) -> dict:
         "subsampled": samples is not None,
         "student_epochs": args.epochs,
         "one_kd_s": one_kd,
-        "one_kd_s_per_seed": kd_times,
         "halving_pipeline_s": halving["bench_wall_s"],
         "pipeline_over_one_kd": halving["bench_wall_s"] / one_kd,
         "halving_stage_wall_s": {k: v for k, v in halving["stage_wall_s"].items() if k != "finetune"},
         "halving_kd_student_epochs": halving["kd_student_epochs"],
         "halving_sparsity": halving["chosen_sparsity"],
         "halving_dev": chosen["student_dev"][main],
-        # Without the sweep (--no-full) the regret comes from bench/search_replay.py instead.
-        "full_sweep_s": None,
-        "full_best_sparsity": None,
-        "within_noise_of_full_sweep": None,
     }
-    if full is not None:
-        best = max(full["levels"], key=lambda lv: lv["student_dev"][main])
-        full_at_chosen = next(lv for lv in full["levels"] if lv["teacher_sparsity"] == halving["chosen_sparsity"])
-        row.update(
-            {
-                "full_sweep_s": full["bench_wall_s"],
-                "full_over_one_kd": full["bench_wall_s"] / one_kd,
-                "full_kd_student_epochs": full["kd_student_epochs"],
-                "full_best_sparsity": best["teacher_sparsity"],
-                "full_best_dev": best["student_dev"][main],
-                "full_dev_by_sparsity": {
-                    f"{lv['teacher_sparsity']:g}": lv["student_dev"][main] for lv in full["levels"]
-                },
-                "full_chosen_sparsity_on_select": full["chosen_sparsity"],
-                "full_sweep_dev_at_halving_choice": full_at_chosen["student_dev"][main],
-                "within_noise_of_full_sweep": best["student_dev"][main] - chosen["student_dev"][main] <= noise,
-            }
-        )
+
+
+def full_sweep_columns(full: dict | None, halving: dict, main: str, one_kd: float, noise: float) -> dict:
+    """The full sweep's cost and best level, and whether halving's choice is within noise of it; empty
+    columns with ``--no-full`` (the regret then comes from bench/search_replay.py)."""
+    if full is None:
+        return {"full_sweep_s": None, "full_best_sparsity": None, "within_noise_of_full_sweep": None}
+    best = max(full["levels"], key=lambda lv: lv["student_dev"][main])
+    chosen = next(lv for lv in halving["levels"] if lv["teacher_sparsity"] == halving["chosen_sparsity"])
+    full_at_chosen = next(lv for lv in full["levels"] if lv["teacher_sparsity"] == halving["chosen_sparsity"])
     return {
-        **row,
-        "vanilla_kd_dev_mean": statistics.fmean(kd_devs),
-        "seed_std": noise,
-        "noise_estimate": f"std of dev {main} over {args.noise_seeds} vanilla-KD seeds",
-        "threads": torch.get_num_threads(),
-        # Every timed cell with the load average and a matmul probe before and after it; the row is a
-        # valid timing only when all of them ran alone.
-        "machine": machines,
-        "quiet": all(m is not None and m["quiet"] for m in machines),
-        "commit": commit(),
-        "search_settings": {k: v for k, v in halving["config"]["search"].items()},
+        "full_sweep_s": full["bench_wall_s"],
+        "full_over_one_kd": full["bench_wall_s"] / one_kd,
+        "full_kd_student_epochs": full["kd_student_epochs"],
+        "full_best_sparsity": best["teacher_sparsity"],
+        "full_best_dev": best["student_dev"][main],
+        "full_dev_by_sparsity": {f"{lv['teacher_sparsity']:g}": lv["student_dev"][main] for lv in full["levels"]},
+        "full_chosen_sparsity_on_select": full["chosen_sparsity"],
+        "full_sweep_dev_at_halving_choice": full_at_chosen["student_dev"][main],
+        "within_noise_of_full_sweep": best["student_dev"][main] - chosen["student_dev"][main] <= noise,
     }
 
 

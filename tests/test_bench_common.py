@@ -61,3 +61,30 @@ def test_reproduce_compares_headline_and_every_level() -> None:
     assert not reproduce.compare(row(0.0), moved)["same_choice"]
     with pytest.raises(SystemExit, match="different settings"):
         reproduce.compare(row(0.0), row(0.0) | {"train_examples": 10})
+
+
+def test_harvest_copies_only_missing_cells_with_their_figures(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import quality
+
+    committed = load_rows(quality.RESULTS / "quality.json")
+    here, there = tmp_path / "main", tmp_path / "wt"
+    for root in (here, there):
+        (root / "bench" / "results").mkdir(parents=True)
+        (root / "docs" / "figures").mkdir(parents=True)
+    # The worktree finished every committed cell; this checkout lacks the last one (and holds an older copy of
+    # the first, which must not be overwritten).
+    save_rows(there / "bench" / "results" / "quality.json", committed)
+    mine = [committed[0] | {"note": "mine"}, *committed[1:-1]]
+    save_rows(here / "bench" / "results" / "quality.json", mine)
+    last = committed[-1]
+    figure = f"quality_{last['task']}_{last['student']}.png"
+    (there / "docs" / "figures" / figure).write_bytes(b"png")
+    monkeypatch.setattr(quality, "RESULTS", here / "bench" / "results")
+    monkeypatch.setattr(quality, "DOCS", here / "docs")
+    assert quality.harvest(there) == [(last["task"], last["student"])]
+    rows = load_rows(here / "bench" / "results" / "quality.json")
+    assert rows == [*mine, last]
+    assert (here / "docs" / "figures" / figure).read_bytes() == b"png"
+    assert f"| {last['task']} |" in (here / "bench" / "results" / "quality.md").read_text()
+    assert (here / "docs" / "RESULTS.md").is_file()
+    assert quality.harvest(there) == []

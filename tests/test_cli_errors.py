@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from stark.cli import main
+from stark.data import Encoded, TaskSpec, TaskType
 from stark.errors import StarkInputError
 from stark.lock import RunLock, holder_pid
 
@@ -264,13 +265,44 @@ def test_small_selection_split_warns_once(inputs: Inputs, capsys: pytest.Capture
     assert re.search(r"stark: warning: the selection split has only 15 examples \(one of them is 6\.7 % of it\)", err)
 
 
+_REGRESSION = TaskSpec("stsb", TaskType.REGRESSION, (), ("pearson",), "pearson")
+
+
+def test_thinned_class_warning(capsys: pytest.CaptureFixture[str]) -> None:
+    """A selection slice that took most of one class (closure under near-duplicates) is named in one line."""
+    from types import SimpleNamespace
+
+    from stark.stages import warn_selection
+
+    spec = TaskSpec("cola", TaskType.CLASSIFICATION, ("unacceptable", "acceptable"), ("mcc",), "mcc")
+
+    def labels(labels: list[int]) -> Encoded:
+        return Encoded([[1]] * len(labels), None, labels)
+
+    data = SimpleNamespace(
+        select=labels(labels=[1] * 60 + [0] * 40),
+        train=labels(labels=[1] * 95 + [0] * 5),
+        spec=spec,
+        select_near_dup_share=0.0,
+    )
+    warn_selection(data)
+    assert capsys.readouterr().err == (
+        "stark: warning: class 'unacceptable' is 5 % of the examples left to train on against 22 % of the training "
+        "data: the selection slice holds most of it, so the student rarely sees it (a higher --select-near-dup "
+        "threshold moves fewer examples)\n"
+    )
+    data.train = labels(labels=[1] * 80 + [0] * 20)
+    warn_selection(data)
+    assert capsys.readouterr().err == ""
+
+
 @pytest.mark.parametrize(("n_select", "warns"), [(49, True), (50, False)])
 def test_selection_warning_threshold(n_select: int, warns: bool, capsys: pytest.CaptureFixture[str]) -> None:
     from types import SimpleNamespace
 
     from stark.stages import warn_selection
 
-    data = SimpleNamespace(select=[0] * n_select, spec=SimpleNamespace(main_metric="accuracy"), select_near_dup_share=0)
+    data = SimpleNamespace(select=[0] * n_select, spec=_REGRESSION, select_near_dup_share=0)
     warn_selection(data)
     assert capsys.readouterr().err.startswith("stark: warning: ") == warns
 
@@ -281,7 +313,7 @@ def test_near_duplicate_warning_threshold(share: float | None, warns: bool, caps
 
     from stark.stages import warn_selection
 
-    warn_selection(SimpleNamespace(select=[0] * 500, select_near_dup_share=share))
+    warn_selection(SimpleNamespace(select=[0] * 500, spec=_REGRESSION, select_near_dup_share=share))
     err = capsys.readouterr().err
     assert ("have a near-duplicate in train" in err) == warns
     if warns:

@@ -29,6 +29,7 @@ from stark.data import (
     read_rows,
     split_selection,
     splits,
+    thinned_classes,
 )
 from stark.errors import StarkInputError
 
@@ -433,6 +434,20 @@ def test_close_selection_matches_brute_force_on_pairs(monkeypatch: pytest.Monkey
     monkeypatch.setattr(splits, "_BLOCK_ENTRIES", 500)
     small = close_selection(train, select, 0.75)
     assert small[1].text_a == closed.text_a and small[0].text_a == kept.text_a
+
+
+def test_thinned_classes_flags_a_class_the_slice_took() -> None:
+    # Train part 9 x class 0, 1 x class 1 (10 %); all the data 12 x class 0, 8 x class 1 (40 %): 10 < 0.5 * 40.
+    thinned = thinned_classes([0] * 9 + [1], [0] * 3 + [1] * 7, 2)
+    assert thinned == [(1, pytest.approx(0.1), pytest.approx(0.4))]
+    # A stratified split keeps shares equal: nothing is flagged; nor is a class just above half its share.
+    train, select = split_selection(_numbered([0] * 70 + [1] * 30), 0.2, seed=0)
+    assert thinned_classes(train.labels, select.labels, 2) == []
+    # Exactly half its share (25 % of the part against 50 % of all) is not below half; a third label with
+    # no examples anywhere is never flagged.
+    assert thinned_classes([0] * 3 + [1], [1] * 2, 3) == []
+    assert thinned_classes([0] * 5 + [1], [1] * 4, 3) == [(1, pytest.approx(1 / 6), pytest.approx(0.5))]
+    assert thinned_classes([], [0, 1], 2) == []
 
 
 def test_split_selection_regression_and_edge_cases() -> None:

@@ -13,8 +13,8 @@ from stark.config import NEAR_DUP, WARN_NEAR_DUP, Protocol, RunConfig
 from stark.data.batching import TaskData, encode
 from stark.data.glue import load_glue
 from stark.data.labels import load_custom
-from stark.data.splits import close_selection, near_duplicate_share, split_selection
-from stark.data.tasks import GLUE_TASKS, Examples, TaskSpec
+from stark.data.splits import close_selection, near_duplicate_share, split_selection, thinned_classes
+from stark.data.tasks import GLUE_TASKS, Examples, TaskSpec, TaskType
 from stark.errors import StarkInputError
 from stark.models import load_tokenizer
 
@@ -179,6 +179,13 @@ def warn_selection(data: TaskData) -> None:
             f"{NEAR_DUP}): the selection metric will overstate dev and favour memorising; --select-near-dup "
             f"{NEAR_DUP} moves such examples into the selection slice"
         )
+    if data.spec.task_type is TaskType.CLASSIFICATION:
+        for c, part, whole in thinned_classes(data.train.labels, data.select.labels, data.spec.num_labels):
+            _warn(
+                f"class {data.spec.labels[c]!r} is {100 * part:.0f} % of the examples left to train on against "
+                f"{100 * whole:.0f} % of the training data: the selection slice holds most of it, so the student "
+                "rarely sees it (a higher --select-near-dup threshold moves fewer examples)"
+            )
 
 
 def _warn(message: str) -> None:

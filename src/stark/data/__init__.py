@@ -14,7 +14,7 @@ from stark.data.batching import Encoded, TaskData, collate, encode, length_group
 from stark.data.glue import default_data_dir, load_glue
 from stark.data.labels import custom_task, load_custom
 from stark.data.readers import read_rows, records_table
-from stark.data.splits import close_selection, split_selection
+from stark.data.splits import close_selection, split_selection, thinned_classes
 from stark.data.tasks import GLUE_TASKS, Examples, TaskSpec, TaskType
 
 __all__ = [
@@ -35,4 +35,5 @@ __all__ = [
     "read_rows",
     "records_table",
     "split_selection",
+    "thinned_classes",
 ]

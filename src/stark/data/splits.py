@@ -156,6 +156,21 @@ def close_selection(train: Examples, select: Examples, threshold: float) -> tupl
     return train.subset(keep), select, len(move)
 
 
+def thinned_classes(
+    train_labels: list[int], select_labels: list[int], num_labels: int, factor: float = 0.5
+) -> list[tuple[int, float, float]]:
+    """Classes the split left thin in training: ``(class, share of the training part, share of all the
+    training data)`` for each class whose share of the training part is below ``factor`` times its share
+    of train and selection together. The stratified split keeps shares equal; closing the slice under
+    near-duplicates can pull most of one class (the one written as minimal pairs) out of training."""
+    n_train, n_all = len(train_labels), len(train_labels) + len(select_labels)
+    if n_train == 0:
+        return []
+    part = np.bincount(np.asarray(train_labels, dtype=np.int64), minlength=num_labels) / n_train
+    whole = np.bincount(np.asarray([*train_labels, *select_labels], dtype=np.int64), minlength=num_labels) / n_all
+    return [(c, float(part[c]), float(whole[c])) for c in range(num_labels) if part[c] < factor * whole[c]]
+
+
 def near_duplicate_share(
     select: Examples, train: Examples, threshold: float, max_queries: int = 1000, seed: int = 0
 ) -> float:
