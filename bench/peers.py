@@ -1059,7 +1059,19 @@ def _cond(cell: dict) -> str:
 
 
 def _details(c: dict) -> list[str]:
+    """The per-cell details under the headline: what each timed run did, FLOP rates, profiles, threads."""
     out = ["### Details", ""]
+    out += _run_details(c)
+    out += _flops_details(c.get("flops"))
+    out += _profile_details(c.get("profile"))
+    out += _overhead_details(c.get("overheads"))
+    out += _thread_details(c)
+    return out
+
+
+def _run_details(c: dict) -> list[str]:
+    """One line per timed run (stark KD, TextBrewer, stark fine-tuning, the Trainer)."""
+    out = []
     if "peak" in c:
         out += [f"- Matmul peak: {c['peak']['matmul']}, best of 10, 3 runs: {c['peak']['gflops_runs']} GFLOP/s.", ""]
     ks, kt = c.get("kd_stark"), c.get("kd_textbrewer")
@@ -1089,63 +1101,80 @@ def _details(c: dict) -> list[str]:
             f"{ft['wall_s']:.1f} s (train_runtime {ft['train_runtime_s']:.1f} s); about "
             f"{ft['padded_tokens_est']} padded tokens. Conditions: {_cond(ft)}.",
         ]
-    fl = c.get("flops")
-    if fl:
-        out += ["", "#### Training-step FLOP/s", ""]
-        out += [
-            "FLOPs of a step = 3 x forward; forward = `encoder_flops` (six Linear layers + QK^T and AV per block) at "
-            "each batch's padded width, plus pooler and classifier. Timed over "
-            f"{fl['teacher']['steps']} stark steps (collate, forward, loss, backward, clip, fused AdamW) after one "
-            "warm-up step, in stark's own batch order.",
-            "",
-            "| model | params | GFLOP/s | fraction of peak | forward GFLOP/s | forward / backward / optimizer s | "
-            "real / padded tokens |",
-            "|---|---|---|---|---|---|---|",
-        ]
-        for name in ("teacher", "student"):
-            r = fl[name]
-            ph = r["phases_s"]
-            out.append(
-                f"| {name} | {r['params'] / 1e6:.1f} M ({r['encoder_params'] / 1e6:.1f} M encoder) | "
-                f"{r['gflops_per_s']:.1f} | {r['fraction_of_peak']:.1%} | {r['forward_gflops_per_s']:.1f} | "
-                f"{ph['forward']:.2f} / {ph['backward']:.2f} / {ph['optimizer']:.2f} | "
-                f"{r['real_tokens']} / {r['padded_tokens']} |"
-            )
-        shapes = ", ".join(f"{k}: {v:.0f}" for k, v in fl["shape_gflops"].items())
-        out += [
-            "",
-            f"Peak used: {fl['peak_gflops']:.1f} GFLOP/s (best of the peak cell and two re-measurements around "
-            f"this cell: {[round(x, 1) for x in fl['peak_gflops_now']]}). The model's own matmul shapes reach "
-            f"(GFLOP/s): {shapes}.",
-        ]
-    pr = c.get("profile")
-    if pr:
-        out += ["", "#### Where a teacher step's time goes (torch.profiler, self CPU time)", ""]
-        out += [f"Attention implementation: `{pr['attn_implementation']}`.", ""]
-        out += ["| group | share |", "|---|---|"]
-        out += [f"| {k} | {v:.0%} |" for k, v in pr["shares"].items()]
-        out += ["", "| op | calls | self s | share |", "|---|---|---|---|"]
-        out += [f"| `{o['op']}` | {o['calls']} | {o['self_s']:.2f} | {o['share']:.1%} |" for o in pr["top_ops"]]
-        opt = ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in pr["adamw_step_s_teacher"].items())
-        out += ["", f"AdamW step over the teacher's 22.7 M parameters: {opt}."]
-    ov = c.get("overheads")
-    if ov:
-        out += ["", f"#### Where a short stark fine-tuning run's time goes (cProfile, {ov['steps']} steps)", ""]
-        out += ["| part | cumulative s |", "|---|---|"]
-        out += [f"| {k} | {v:.1f} |" for k, v in ov["cumulative_s"].items()]
-        widths = ", ".join(f"{w}: {t:.2f} s" for w, t in ov["step_s_by_width"].items())
-        out += [
-            "",
-            f"One teacher training step (batch {ov['batch_size']}) by padded width, best of 3: {widths}. "
-            f"Fit: {ov['fixed_s_per_step']:.2f} s fixed per step + {1e6 * ov['s_per_token']:.0f} us per token.",
-        ]
-        if "predicted_speedup" in ov:
-            pred = ov["predicted_train_s"]
-            out.append(
-                f"With those two numbers and the token counts above, the fine-tuning runs should take "
-                f"{pred['stark']:.0f} s (stark) and {pred['trainer']:.0f} s (Trainer) of step time under this "
-                f"cell's conditions: a {ov['predicted_speedup']:.2f}x speed-up from length grouping alone."
-            )
+    return out
+
+
+def _flops_details(fl: dict | None) -> list[str]:
+    if not fl:
+        return []
+    out = ["", "#### Training-step FLOP/s", ""]
+    out += [
+        "FLOPs of a step = 3 x forward; forward = `encoder_flops` (six Linear layers + QK^T and AV per block) at "
+        "each batch's padded width, plus pooler and classifier. Timed over "
+        f"{fl['teacher']['steps']} stark steps (collate, forward, loss, backward, clip, fused AdamW) after one "
+        "warm-up step, in stark's own batch order.",
+        "",
+        "| model | params | GFLOP/s | fraction of peak | forward GFLOP/s | forward / backward / optimizer s | "
+        "real / padded tokens |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name in ("teacher", "student"):
+        r = fl[name]
+        ph = r["phases_s"]
+        out.append(
+            f"| {name} | {r['params'] / 1e6:.1f} M ({r['encoder_params'] / 1e6:.1f} M encoder) | "
+            f"{r['gflops_per_s']:.1f} | {r['fraction_of_peak']:.1%} | {r['forward_gflops_per_s']:.1f} | "
+            f"{ph['forward']:.2f} / {ph['backward']:.2f} / {ph['optimizer']:.2f} | "
+            f"{r['real_tokens']} / {r['padded_tokens']} |"
+        )
+    shapes = ", ".join(f"{k}: {v:.0f}" for k, v in fl["shape_gflops"].items())
+    out += [
+        "",
+        f"Peak used: {fl['peak_gflops']:.1f} GFLOP/s (best of the peak cell and two re-measurements around "
+        f"this cell: {[round(x, 1) for x in fl['peak_gflops_now']]}). The model's own matmul shapes reach "
+        f"(GFLOP/s): {shapes}.",
+    ]
+    return out
+
+
+def _profile_details(pr: dict | None) -> list[str]:
+    if not pr:
+        return []
+    out = ["", "#### Where a teacher step's time goes (torch.profiler, self CPU time)", ""]
+    out += [f"Attention implementation: `{pr['attn_implementation']}`.", ""]
+    out += ["| group | share |", "|---|---|"]
+    out += [f"| {k} | {v:.0%} |" for k, v in pr["shares"].items()]
+    out += ["", "| op | calls | self s | share |", "|---|---|---|---|"]
+    out += [f"| `{o['op']}` | {o['calls']} | {o['self_s']:.2f} | {o['share']:.1%} |" for o in pr["top_ops"]]
+    opt = ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in pr["adamw_step_s_teacher"].items())
+    out += ["", f"AdamW step over the teacher's 22.7 M parameters: {opt}."]
+    return out
+
+
+def _overhead_details(ov: dict | None) -> list[str]:
+    if not ov:
+        return []
+    out = ["", f"#### Where a short stark fine-tuning run's time goes (cProfile, {ov['steps']} steps)", ""]
+    out += ["| part | cumulative s |", "|---|---|"]
+    out += [f"| {k} | {v:.1f} |" for k, v in ov["cumulative_s"].items()]
+    widths = ", ".join(f"{w}: {t:.2f} s" for w, t in ov["step_s_by_width"].items())
+    out += [
+        "",
+        f"One teacher training step (batch {ov['batch_size']}) by padded width, best of 3: {widths}. "
+        f"Fit: {ov['fixed_s_per_step']:.2f} s fixed per step + {1e6 * ov['s_per_token']:.0f} us per token.",
+    ]
+    if "predicted_speedup" in ov:
+        pred = ov["predicted_train_s"]
+        out.append(
+            f"With those two numbers and the token counts above, the fine-tuning runs should take "
+            f"{pred['stark']:.0f} s (stark) and {pred['trainer']:.0f} s (Trainer) of step time under this "
+            f"cell's conditions: a {ov['predicted_speedup']:.2f}x speed-up from length grouping alone."
+        )
+    return out
+
+
+def _thread_details(c: dict) -> list[str]:
+    out = []
     th = c.get("threads")
     if th:
         out += [
