@@ -88,3 +88,16 @@ def test_harvest_copies_only_missing_cells_with_their_figures(tmp_path: Path, mo
     assert f"| {last['task']} |" in (here / "bench" / "results" / "quality.md").read_text()
     assert (here / "docs" / "RESULTS.md").is_file()
     assert quality.harvest(there) == []
+
+
+def test_level_gains_averages_each_level_over_cells() -> None:
+    import quality
+
+    def row(devs: list[float], std: float) -> dict:
+        curve = [{"sparsity": s, "dev_mean": d} for s, d in zip((0, 50, 90), devs, strict=True)]
+        return {"curve": curve, "vanilla_kd_student_mean": devs[0], "vanilla_kd_student_std": std}
+
+    gains = quality.level_gains([row([80.0, 81.0, 79.0], 0.5), row([60.0, 60.2, 62.0], 0.5)])
+    assert list(gains) == [50, 90]
+    assert gains[50] == (pytest.approx(0.6), 1)  # +1.0 clears 0.5; +0.2 does not
+    assert gains[90] == (pytest.approx(0.5), 1)  # -1.0 and +2.0
