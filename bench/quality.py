@@ -302,31 +302,38 @@ def reading(rows: list[dict]) -> list[str]:
             f"- Mean gain over tasks where the teacher learned, student {student}: {statistics.fmean(gains):+.2f} "
             f"points over {len(gains)} task(s)."
         )
-    if learned:
+    for student in sorted({r["student"] for r in learned}):
+        cells = [r for r in learned if r["student"] == student]
         per_level = ", ".join(
-            f"{sparsity:g}% {mean:+.2f} ({above}/{len(learned)})"
-            for sparsity, (mean, above) in level_gains(learned).items()
+            f"{sparsity:g}% {_signed(mean)} ({above}/{n})" for sparsity, (mean, above, n) in level_gains(cells).items()
         )
         out.append(
-            "- Would one fixed sparsity do, without a search? Dev gain of each level's students over vanilla KD, "
-            "mean over the cells where the teacher learned (cells where it exceeds the vanilla-KD seed-std): "
-            f"{per_level}."
+            f"- Would one fixed sparsity do without a search? Student {student}, dev gain of each level's students "
+            "over vanilla KD, mean over the tasks where the teacher learned (tasks where it exceeds the vanilla-KD "
+            f"seed-std / tasks): {per_level}."
         )
     return [*out, ""]
 
 
-def level_gains(rows: list[dict]) -> dict[float, tuple[float, int]]:
-    """Per sparse level: its students' dev mean minus vanilla KD's, averaged over ``rows``, and the number
-    of rows where that gain exceeds the vanilla-KD students' seed-std."""
+def level_gains(rows: list[dict]) -> dict[float, tuple[float, int, int]]:
+    """Per sparse level: its students' dev mean minus vanilla KD's, averaged over the ``rows`` that have
+    the level; the number of those rows where the gain exceeds the vanilla-KD students' seed-std; and
+    the number of rows averaged."""
     out = {}
     for sparsity in sorted({c["sparsity"] for r in rows for c in r["curve"]} - {0}):
-        gains = [(_dev_at(r, sparsity) - r["vanilla_kd_student_mean"], r["vanilla_kd_student_std"]) for r in rows]
-        out[sparsity] = (statistics.fmean(g for g, _ in gains), sum(g > std for g, std in gains))
+        gains = [
+            (c["dev_mean"] - r["vanilla_kd_student_mean"], r["vanilla_kd_student_std"])
+            for r in rows
+            for c in r["curve"]
+            if c["sparsity"] == sparsity
+        ]
+        out[sparsity] = (statistics.fmean(g for g, _ in gains), sum(g > std for g, std in gains), len(gains))
     return out
 
 
-def _dev_at(row: dict, sparsity: float) -> float:
-    return next(c["dev_mean"] for c in row["curve"] if c["sparsity"] == sparsity)
+def _signed(x: float) -> str:
+    # Rounding a tiny negative mean must not print "-0.00".
+    return f"{x:+.2f}".replace("-0.00", "+0.00")
 
 
 def teachers_section() -> list[str]:
@@ -402,13 +409,17 @@ def results_page(rows: list[dict]) -> str:
 def harvest(worktree: Path) -> list[tuple[str, str]]:
     """Copy the cells a sweep worktree finished and this checkout lacks (the row and its figure), then
     rewrite quality.md and RESULTS.md with this checkout's code. Returns the cells copied."""
-    path = RESULTS / "quality.json"
+    path, source = RESULTS / "quality.json", worktree / "bench" / "results" / "quality.json"
+    if not source.is_file():
+        raise SystemExit(f"--harvest-from {worktree}: no {source} (not a sweep worktree?)")
     rows = load_rows(path)
     have = {(r["task"], r["student"]) for r in rows}
-    theirs = load_rows(worktree / "bench" / "results" / "quality.json")
-    new = [r for r in theirs if (r["task"], r["student"]) not in have]
-    for r in new:
-        name = f"quality_{r['task']}_{r['student']}.png"
+    new = [r for r in load_rows(source) if (r["task"], r["student"]) not in have]
+    figures = [f"quality_{r['task']}_{r['student']}.png" for r in new]
+    missing = [name for name in figures if not (worktree / "docs" / "figures" / name).is_file()]
+    if missing:
+        raise SystemExit(f"--harvest-from {worktree}: figure(s) {', '.join(missing)} missing; nothing copied")
+    for name in figures:
         shutil.copy2(worktree / "docs" / "figures" / name, DOCS / "figures" / name)
     if new:
         rows += new

@@ -36,6 +36,7 @@ import torch
 from common import RESULTS, bench_config, commit, load_rows, save_rows, seed_run_folder, shared_teacher, timed_cell
 from quality import DEFAULT_SAMPLES, STUDENTS
 
+from stark.data import TaskData
 from stark.pipeline import run
 from stark.stages import build_student, distill, read_metrics, teacher_logits_full
 
@@ -52,8 +53,7 @@ def bench_task(task: str, args: argparse.Namespace) -> dict:
     noise = statistics.stdev(kd_devs) if len(kd_devs) > 1 else 0.0
     halving = summaries["halving"]
     return {
-        **halving_row(task, samples, args, data, halving, statistics.fmean(kd_times)),
-        "one_kd_s_per_seed": kd_times,
+        **halving_row(task, samples, args, data, halving, kd_times),
         **full_sweep_columns(summaries.get("full"), halving, main, statistics.fmean(kd_times), noise),
         "vanilla_kd_dev_mean": statistics.fmean(kd_devs),
         "seed_std": noise,
@@ -69,7 +69,7 @@ def bench_task(task: str, args: argparse.Namespace) -> dict:
 
 
 def time_vanilla(
-    task: str, samples: int | None, data, teacher_dir: Path, vanilla: Path, args: argparse.Namespace
+    task: str, samples: int | None, data: TaskData, teacher_dir: Path, vanilla: Path, args: argparse.Namespace
 ) -> tuple[list[float], list[float], list[dict | None]]:
     """One vanilla KD run (dense teacher's logits + distilling), ``--noise-seeds`` times: wall seconds,
     dev main metric and machine probes per seed. A seed already timed is read back, not re-run."""
@@ -133,9 +133,12 @@ def time_pipelines(
     return summaries, machines
 
 
-def halving_row(task: str, samples: int | None, args: argparse.Namespace, data, halving: dict, one_kd: float) -> dict:
-    """The default search's cost against one vanilla KD run, and what it chose."""
+def halving_row(
+    task: str, samples: int | None, args: argparse.Namespace, data: TaskData, halving: dict, kd_times: list[float]
+) -> dict:
+    """The default search's cost against one vanilla KD run (mean over ``kd_times``), and what it chose."""
     main = data.spec.main_metric
+    one_kd = statistics.fmean(kd_times)
     chosen = next(lv for lv in halving["levels"] if lv["teacher_sparsity"] == halving["chosen_sparsity"])
     return {
         "task": task,
@@ -145,6 +148,7 @@ def halving_row(task: str, samples: int | None, args: argparse.Namespace, data, 
         "subsampled": samples is not None,
         "student_epochs": args.epochs,
         "one_kd_s": one_kd,
+        "one_kd_s_per_seed": kd_times,
         "halving_pipeline_s": halving["bench_wall_s"],
         "pipeline_over_one_kd": halving["bench_wall_s"] / one_kd,
         "halving_stage_wall_s": {k: v for k, v in halving["stage_wall_s"].items() if k != "finetune"},
@@ -164,14 +168,14 @@ def full_sweep_columns(full: dict | None, halving: dict, main: str, one_kd: floa
     full_at_chosen = next(lv for lv in full["levels"] if lv["teacher_sparsity"] == halving["chosen_sparsity"])
     return {
         "full_sweep_s": full["bench_wall_s"],
+        "full_best_sparsity": best["teacher_sparsity"],
+        "within_noise_of_full_sweep": best["student_dev"][main] - chosen["student_dev"][main] <= noise,
         "full_over_one_kd": full["bench_wall_s"] / one_kd,
         "full_kd_student_epochs": full["kd_student_epochs"],
-        "full_best_sparsity": best["teacher_sparsity"],
         "full_best_dev": best["student_dev"][main],
         "full_dev_by_sparsity": {f"{lv['teacher_sparsity']:g}": lv["student_dev"][main] for lv in full["levels"]},
         "full_chosen_sparsity_on_select": full["chosen_sparsity"],
         "full_sweep_dev_at_halving_choice": full_at_chosen["student_dev"][main],
-        "within_noise_of_full_sweep": best["student_dev"][main] - chosen["student_dev"][main] <= noise,
     }
 
 

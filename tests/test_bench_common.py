@@ -88,6 +88,14 @@ def test_harvest_copies_only_missing_cells_with_their_figures(tmp_path: Path, mo
     assert f"| {last['task']} |" in (here / "bench" / "results" / "quality.md").read_text()
     assert (here / "docs" / "RESULTS.md").is_file()
     assert quality.harvest(there) == []
+    with pytest.raises(SystemExit, match="not a sweep worktree"):
+        quality.harvest(tmp_path / "nowhere")
+    # A finished row whose figure is missing copies nothing at all.
+    save_rows(here / "bench" / "results" / "quality.json", mine)
+    (there / "docs" / "figures" / figure).unlink()
+    with pytest.raises(SystemExit, match="missing; nothing copied"):
+        quality.harvest(there)
+    assert load_rows(here / "bench" / "results" / "quality.json") == mine
 
 
 def test_level_gains_averages_each_level_over_cells() -> None:
@@ -99,5 +107,10 @@ def test_level_gains_averages_each_level_over_cells() -> None:
 
     gains = quality.level_gains([row([80.0, 81.0, 79.0], 0.5), row([60.0, 60.2, 62.0], 0.5)])
     assert list(gains) == [50, 90]
-    assert gains[50] == (pytest.approx(0.6), 1)  # +1.0 clears 0.5; +0.2 does not
-    assert gains[90] == (pytest.approx(0.5), 1)  # -1.0 and +2.0
+    assert gains[50] == (pytest.approx(0.6), 1, 2)  # +1.0 clears 0.5; +0.2 does not
+    assert gains[90] == (pytest.approx(0.5), 1, 2)  # -1.0 and +2.0
+    # A cell without a level is left out of that level's mean, not an error.
+    short = row([70.0, 73.0, 70.0], 1.0)
+    short["curve"] = short["curve"][:2]
+    assert quality.level_gains([row([80.0, 81.0, 79.0], 0.5), short])[90] == (pytest.approx(-1.0), 0, 1)
+    assert quality._signed(-0.001) == "+0.00" and quality._signed(-0.01) == "-0.01"

@@ -280,18 +280,23 @@ def test_thinned_class_warning(capsys: pytest.CaptureFixture[str]) -> None:
         return Encoded([[1]] * len(labels), None, labels)
 
     data = SimpleNamespace(
-        select=labels(labels=[1] * 60 + [0] * 40),
-        train=labels(labels=[1] * 95 + [0] * 5),
+        select=labels([1] * 60 + [0] * 40),
+        train=labels([1] * 95 + [0] * 5),
         spec=spec,
         select_near_dup_share=0.0,
+        select_closed_at=0.8,
     )
     warn_selection(data)
     assert capsys.readouterr().err == (
         "stark: warning: class 'unacceptable' is 5 % of the examples left to train on against 22 % of the training "
-        "data: the selection slice holds most of it, so the student rarely sees it (a higher --select-near-dup "
-        "threshold moves fewer examples)\n"
+        "data: --select-near-dup 0.8 moved most of it into the selection slice, so the student rarely sees it (a "
+        "higher threshold moves fewer)\n"
     )
-    data.train = labels(labels=[1] * 80 + [0] * 20)
+    # Nothing to say when the classes stay balanced, or when no closure moved anything (a plain stratified
+    # split, or --protocol reference, where the selection set is dev).
+    data.train = labels([1] * 80 + [0] * 20)
+    warn_selection(data)
+    data.train, data.select_closed_at = labels([1] * 95 + [0] * 5), 0.0
     warn_selection(data)
     assert capsys.readouterr().err == ""
 
@@ -302,7 +307,7 @@ def test_selection_warning_threshold(n_select: int, warns: bool, capsys: pytest.
 
     from stark.stages import warn_selection
 
-    data = SimpleNamespace(select=[0] * n_select, spec=_REGRESSION, select_near_dup_share=0)
+    data = SimpleNamespace(select=[0] * n_select, spec=_REGRESSION, select_near_dup_share=0, select_closed_at=0.0)
     warn_selection(data)
     assert capsys.readouterr().err.startswith("stark: warning: ") == warns
 
@@ -313,7 +318,7 @@ def test_near_duplicate_warning_threshold(share: float | None, warns: bool, caps
 
     from stark.stages import warn_selection
 
-    warn_selection(SimpleNamespace(select=[0] * 500, spec=_REGRESSION, select_near_dup_share=share))
+    warn_selection(SimpleNamespace(select=[0] * 500, spec=_REGRESSION, select_near_dup_share=share, select_closed_at=0))
     err = capsys.readouterr().err
     assert ("have a near-duplicate in train" in err) == warns
     if warns:

@@ -440,7 +440,7 @@ def test_thinned_classes_flags_a_class_the_slice_took() -> None:
     # Train part 9 x class 0, 1 x class 1 (10 %); all the data 12 x class 0, 8 x class 1 (40 %): 10 < 0.5 * 40.
     thinned = thinned_classes([0] * 9 + [1], [0] * 3 + [1] * 7, 2)
     assert thinned == [(1, pytest.approx(0.1), pytest.approx(0.4))]
-    # A stratified split keeps shares equal: nothing is flagged; nor is a class just above half its share.
+    # A stratified split keeps shares equal: nothing is flagged.
     train, select = split_selection(_numbered([0] * 70 + [1] * 30), 0.2, seed=0)
     assert thinned_classes(train.labels, select.labels, 2) == []
     # Exactly half its share (25 % of the part against 50 % of all) is not below half; a third label with

@@ -106,6 +106,7 @@ def prepare_data(cfg: RunConfig, tokenizer: PreTrainedTokenizerBase | None = Non
         tokenizer,
         pad_id,
         select_near_dup_share=share,
+        select_closed_at=0.0 if reference else cfg.data.select_near_dup,
     )
 
 
@@ -160,8 +161,9 @@ def _check_split_sizes(cfg: RunConfig, n_train: int, n_select: int) -> None:
 
 def warn_selection(data: TaskData) -> None:
     """One stderr line each when the selection split is so small that one example moves the metric by
-    more than 2 points (then early stopping and the sparsity choice mostly follow noise), and when much
-    of it has near-duplicates in train (then its metric overstates dev and rewards memorising).
+    more than 2 points (then early stopping and the sparsity choice mostly follow noise), when much
+    of it has near-duplicates in train (then its metric overstates dev and rewards memorising), and per
+    class that closing the slice under near-duplicates left thin in training.
 
     Printed by commands once the run folder is locked, so that a refused command still prints
     exactly one line (its error)."""
@@ -179,12 +181,13 @@ def warn_selection(data: TaskData) -> None:
             f"{NEAR_DUP}): the selection metric will overstate dev and favour memorising; --select-near-dup "
             f"{NEAR_DUP} moves such examples into the selection slice"
         )
-    if data.spec.task_type is TaskType.CLASSIFICATION:
-        for c, part, whole in thinned_classes(data.train.labels, data.select.labels, data.spec.num_labels):
+    if data.select_closed_at > 0 and data.spec.task_type is TaskType.CLASSIFICATION:
+        labels = [int(y) for y in data.train.labels], [int(y) for y in data.select.labels]
+        for c, part, whole in thinned_classes(*labels, data.spec.num_labels):
             _warn(
                 f"class {data.spec.labels[c]!r} is {100 * part:.0f} % of the examples left to train on against "
-                f"{100 * whole:.0f} % of the training data: the selection slice holds most of it, so the student "
-                "rarely sees it (a higher --select-near-dup threshold moves fewer examples)"
+                f"{100 * whole:.0f} % of the training data: --select-near-dup {data.select_closed_at:g} moved most "
+                "of it into the selection slice, so the student rarely sees it (a higher threshold moves fewer)"
             )
 
 

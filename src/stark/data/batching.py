@@ -45,6 +45,9 @@ class TaskData:
     pad_id: int
     select_near_dup_share: float | None = None
     """Share of the selection examples with a near-duplicate in train (None: not measured)."""
+    select_closed_at: float = 0.0
+    """The word-set Jaccard threshold at which the selection slice was closed under near-duplicates
+    (``--select-near-dup``; 0: not closed)."""
 
 
 def encode(examples: Examples, tokenizer: Any, max_length: int, batch_size: int = 1000) -> Encoded:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 
 import numpy as np
 from scipy.sparse import csr_matrix
@@ -157,7 +158,7 @@ def close_selection(train: Examples, select: Examples, threshold: float) -> tupl
 
 
 def thinned_classes(
-    train_labels: list[int], select_labels: list[int], num_labels: int, factor: float = 0.5
+    train_labels: Sequence[int], select_labels: Sequence[int], num_labels: int, factor: float = 0.5
 ) -> list[tuple[int, float, float]]:
     """Classes the split left thin in training: ``(class, share of the training part, share of all the
     training data)`` for each class whose share of the training part is below ``factor`` times its share
