@@ -263,3 +263,19 @@ def test_near_duplicate_note(tmp_path, share: float | None, noted: bool) -> None
     text = write_report(bare, summary, html=False).read_text()
     assert ("**Note:** 30 % of the selection examples have a near-duplicate in train" in text) == noted
     assert ("--select-near-dup 0.8" in text) == noted
+
+
+@pytest.mark.parametrize("sparse_logits", [False, True])
+def test_time_section_counts_vanilla_kd_runs(tmp_path, sparse_logits: bool) -> None:
+    """The student-epochs spent, as vanilla-KD runs (7 epochs / 3 per run), and which teacher logits are which."""
+    stages = {"finetune": 1.0, "teacher_logits": 0.5, "trial_kd": 1.0, "rewind": 2.0}
+    if sparse_logits:
+        stages["sparse_teacher_logits"] = 0.25
+    summary = fake_summary() | {"stage_wall_s": stages}
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    (bare / "summary.json").write_text(json.dumps(summary))
+    text = write_report(bare, summary, html=False).read_text()
+    assert "KD student-epochs spent: 7.00 (one full KD run = 3: 2.33 vanilla-KD runs' worth of distilling)." in text
+    assert ("| sparse_teacher_logits | 0.2 |" in text) == sparse_logits
+    assert ("*sparse_teacher_logits* the sparse teachers'" in text) == sparse_logits

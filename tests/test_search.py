@@ -190,6 +190,8 @@ def _run(tiny_teacher: Path, tiny_task: tuple[Path, Path], tmp_path: Path, out: 
     ]
     assert main(argv) == 0
     summary = json.loads((out / "summary.json").read_text().replace(str(out), "<out>"))
+    # The dense teacher's logits (vanilla KD needs them too) are timed apart from the sparse teachers'.
+    assert {"teacher_logits", "sparse_teacher_logits", "trial_kd", "rewind"} <= set(summary["stage_wall_s"])
     summary.pop("total_wall_s"), summary.pop("stage_wall_s")
     return summary
 

@@ -178,7 +178,8 @@ class Rewinder:
         train = self.cfg.student_training(k)
         need = visited_examples(self.data.train, train, start_step, steps, self.world)
         bs = self.cfg.distill.eval_batch_size
-        self.clock.add("teacher_logits", cache.ensure(make_teacher, self.data, need, bs, self.accelerator))
+        stage = "teacher_logits" if level == 0 else "sparse_teacher_logits"
+        self.clock.add(stage, cache.ensure(make_teacher, self.data, need, bs, self.accelerator))
         t0 = time.perf_counter()
         held = sum(p.nbytes() for p in self.parked.values())
         result, _ = distill(

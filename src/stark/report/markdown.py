@@ -255,6 +255,20 @@ def _scores_section(figures: dict[str, Path]) -> list[str]:
 
 
 def _time_section(summary: RunSummary) -> list[str]:
+    spent = (
+        f"KD student-epochs spent: {summary.kd_student_epochs:.2f} (one full KD run = {summary.kd_full_run_epochs:g}"
+    )
+    if summary.kd_full_run_epochs:
+        spent += f": {summary.kd_student_epochs / summary.kd_full_run_epochs:.2f} vanilla-KD runs' worth of distilling"
+    logits = (
+        [
+            "*teacher_logits* are the dense teacher's (vanilla KD needs them too); *sparse_teacher_logits* the sparse "
+            "teachers', on the examples their students visited.",
+            "",
+        ]
+        if "sparse_teacher_logits" in summary.stage_wall_s
+        else []
+    )
     return [
         "## Time per stage",
         "",
@@ -263,7 +277,8 @@ def _time_section(summary: RunSummary) -> list[str]:
         *[f"| {k} | {v:.1f} |" for k, v in summary.stage_wall_s.items()],
         f"| total (this invocation) | {summary.total_wall_s:.1f} |",
         "",
-        f"KD student-epochs spent: {summary.kd_student_epochs:.2f} (one full KD run = {summary.kd_full_run_epochs:g}).",
+        *logits,
+        spent + ").",
         "",
     ]
 
