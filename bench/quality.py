@@ -312,7 +312,32 @@ def reading(rows: list[dict]) -> list[str]:
             "over vanilla KD, mean over the tasks where the teacher learned (tasks where it exceeds the vanilla-KD "
             f"seed-std / tasks): {per_level}."
         )
+    out.append(teacher_dependence(rows))
     return [*out, ""]
+
+
+def teacher_dependence(rows: list[dict]) -> str:
+    """How much the students depend on their teacher at all: the sparsest teacher's dev score (usually
+    near the constant predictor) beside its students' and vanilla KD's, per cell, and in how many cells
+    those students stay within one vanilla-KD seed-std of vanilla KD or above it."""
+    cells, kept = [], 0
+    for r in rows:
+        sparsest = max(r["curve"], key=lambda c: c["sparsity"])
+        if sparsest.get("teacher_dev") is None:
+            continue
+        kept += sparsest["dev_mean"] >= r["vanilla_kd_student_mean"] - r["vanilla_kd_student_std"]
+        cells.append(
+            f"{r['task']}/{r['student']} teacher {sparsest['teacher_dev']:.2f} (dense {r['teacher_dev']:.2f}, "
+            f"constant {r['majority_dev']:.2f}), students {sparsest['dev_mean']:.2f} vs "
+            f"{r['vanilla_kd_student_mean']:.2f}"
+        )
+    return (
+        "- How much do the students need their teacher? At the sparsest level, dev: "
+        + "; ".join(cells)
+        + f". In {kept} of {len(cells)} cells the sparsest teacher's students stay within one vanilla-KD seed-std"
+        " of vanilla KD or above it: where a teacher cut down to near the constant predictor does as well, the"
+        " hard-label half of the KD loss carries the student, which bounds what any choice of teacher can add."
+    )
 
 
 def level_gains(rows: list[dict]) -> dict[float, tuple[float, int, int]]:

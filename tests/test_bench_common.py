@@ -114,3 +114,25 @@ def test_level_gains_averages_each_level_over_cells() -> None:
     short["curve"] = short["curve"][:2]
     assert quality.level_gains([row([80.0, 81.0, 79.0], 0.5), short])[90] == (pytest.approx(-1.0), 0, 1)
     assert quality._signed(-0.001) == "+0.00" and quality._signed(-0.01) == "-0.01"
+
+
+def test_teacher_dependence_reads_the_sparsest_level() -> None:
+    import quality
+
+    row = {
+        "task": "mrpc",
+        "student": "pruned70",
+        "teacher_dev": 87.0,
+        "majority_dev": 81.2,
+        "vanilla_kd_student_mean": 85.0,
+        "vanilla_kd_student_std": 0.3,
+        "curve": [
+            {"sparsity": 0, "teacher_dev": 87.0, "dev_mean": 85.0},
+            {"sparsity": 90, "teacher_dev": 81.2, "dev_mean": 84.6},
+        ],
+    }
+    line = quality.teacher_dependence([row, row | {"task": "rte", "curve": [{"sparsity": 90, "teacher_dev": None}]}])
+    assert "mrpc/pruned70 teacher 81.20 (dense 87.00, constant 81.20), students 84.60 vs 85.00" in line
+    assert "rte/" not in line  # a sparsest teacher never evaluated on dev is left out
+    assert "In 0 of 1 cells" in line  # 84.6 < 85.0 - 0.3
+    assert "In 1 of 1 cells" in quality.teacher_dependence([row | {"vanilla_kd_student_std": 0.5}])
