@@ -60,6 +60,7 @@ def test_default_recipe_is_the_default_run():
         ({}, {"sparsify": {"sparsities": "0,120"}}, "sparsity 120 is out of range"),
         ({}, {"distill": {"epochs": -1}}, "distill epochs -1 must be greater than 0"),
         ({}, {"finetune": {"epochs": 0}}, "finetune epochs 0 must be greater than 0"),
+        ({"distill": {"soft_weight": 1.5}}, {}, "distill soft_weight 1.5 is out of range"),
         ({}, {"search": {"search": "random"}}, "not a valid value"),
         ({}, {"data": {"train": "a.csv"}}, "give both --train and --dev"),
         ({}, {"data": {"train": "a.csv", "dev": "b.csv"}}, "--text-cols"),

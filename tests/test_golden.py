@@ -7,7 +7,11 @@ on 64 RTE examples, fixed seed, levels 0 / 50 / 90, both search modes. The recor
 
 Compared: summary.json and every metrics.json / paused.json in the run folder (wall times, versions and
 the run folder's own path left out), and every saved model by the float64 sum and norm of each tensor.
-The runs use one torch thread, so on one machine kind they are bit-for-bit repeatable.
+The runs use one torch thread, so on one machine kind they are bit-for-bit repeatable. Across machine
+kinds with the same wheels, float32 kernels round differently: measured (tiny halving run, two AMD EPYC
+kinds) at most 1.1e-6 relative on the JSON floats and 2.1e-6 of a tensor's norm on the weights, with
+every count, step and choice equal. So floats must agree to ``REL`` (a behaviour change moves them by
+orders of magnitude more) and everything else exactly.
 """
 
 from __future__ import annotations
@@ -29,6 +33,12 @@ GOLDEN = Path(__file__).parent / "golden"
 UPDATE = os.environ.get("STARK_UPDATE_GOLDEN") == "1"
 UNSTABLE = re.compile(r"wall|versions|^seconds$")
 """Keys whose values depend on the machine or the moment, not on the computation."""
+REL = 1e-5
+"""Float agreement: JSON values relative to themselves, weight sums and norms relative to the tensor's norm."""
+NOISE_ONLY = re.compile(r"attention\.self\.key\.bias$")
+"""Tensors whose values are rounding noise: softmax is shift-invariant along the keys, so a key bias's
+gradient is exactly zero in exact arithmetic, and Adam turns the float residue into full-size steps (its
+norm differed by 60 % between two machine kinds). Left out of the fingerprint."""
 GOLDEN_RECIPE = "finetune: {epochs: 8, batch_size: 8, lr: 0.003}\ndistill: {epochs: 3, batch_size: 8, lr: 0.003}\n"
 """Enough for the tiny teacher to learn its task, so the choice and the metrics are not all ties."""
 
@@ -45,7 +55,11 @@ def _scrub(obj, out: str):
 
 def _fingerprint(path: Path) -> dict[str, list[float]]:
     tensors = load_file(str(path))
-    return {name: [float(t.double().sum()), float(t.double().norm())] for name, t in sorted(tensors.items())}
+    return {
+        name: [float(t.double().sum()), float(t.double().norm())]
+        for name, t in sorted(tensors.items())
+        if not NOISE_ONLY.search(name)
+    }
 
 
 def record(out: Path, root: Path) -> dict:
@@ -60,7 +74,7 @@ def record(out: Path, root: Path) -> dict:
 
 
 def _close(a, b, where: str) -> None:
-    """Equal structure and strings; floats equal to 1e-9 relative (bit-identical on one machine kind)."""
+    """Equal structure, strings, integers and booleans; floats equal to ``REL`` relative."""
     if isinstance(a, dict):
         assert isinstance(b, dict) and sorted(a) == sorted(b), f"{where}: keys {sorted(a)} != {sorted(b)}"
         for k in a:
@@ -70,9 +84,23 @@ def _close(a, b, where: str) -> None:
         for i, (x, y) in enumerate(zip(a, b, strict=True)):
             _close(x, y, f"{where}[{i}]")
     elif isinstance(a, float) and isinstance(b, (int, float)) and not isinstance(b, bool):
-        assert math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12), f"{where}: {a!r} != {b!r}"
+        assert math.isclose(a, b, rel_tol=REL, abs_tol=1e-12), f"{where}: {a!r} != {b!r}"
     else:
         assert a == b, f"{where}: {a!r} != {b!r}"
+
+
+def _close_weights(a: dict, b: dict, where: str) -> None:
+    """Per model file and tensor, [sum, norm] agree to ``REL`` of the tensor's norm (a sum near zero
+    carries no relative precision of its own)."""
+    assert sorted(a) == sorted(b), f"{where}: model files {sorted(a)} != {sorted(b)}"
+    for path, tensors in a.items():
+        assert sorted(tensors) == sorted(b[path]), f"{where}.{path}: tensor names differ"
+        for name, (total, norm) in tensors.items():
+            total_b, norm_b = b[path][name]
+            scale = max(norm, 1e-12)
+            assert abs(total - total_b) <= REL * scale and abs(norm - norm_b) <= REL * scale, (
+                f"{where}.{path}:{name}: sum/norm {[total, norm]} != {[total_b, norm_b]}"
+            )
 
 
 def check_golden(name: str, out: Path) -> None:
@@ -83,7 +111,9 @@ def check_golden(name: str, out: Path) -> None:
         path.write_text(json.dumps(got, indent=1, sort_keys=True) + "\n")
         return
     assert path.is_file(), f"no golden record {path}: run with STARK_UPDATE_GOLDEN=1 once"
-    _close(json.loads(path.read_text()), json.loads(json.dumps(got)), name)
+    want, got = json.loads(path.read_text()), json.loads(json.dumps(got))
+    _close(want["json"], got["json"], f"{name}.json")
+    _close_weights(want["weights"], got["weights"], f"{name}.weights")
 
 
 @pytest.fixture

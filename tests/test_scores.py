@@ -8,6 +8,7 @@ import pytest
 import torch
 from conftest import tiny_model
 
+from stark import losses as stark_losses
 from stark.data import Encoded, TaskSpec, TaskType, collate, length_grouped_batches
 from stark.losses import kd_loss, task_loss
 from stark.method.scores import TeacherScores, normalize_rows, score_teacher
@@ -155,3 +156,40 @@ def test_kd_loss_teacher_equals_student_soft_term_is_entropy():
     hard = torch.nn.functional.cross_entropy(z, torch.tensor([2])).item()
     got = kd_loss(z, z, torch.tensor([2]), TaskType.CLASSIFICATION, t).item()
     assert got == pytest.approx(0.5 * (t * t * entropy + hard), rel=1e-6)
+
+
+@pytest.mark.parametrize("task_type", [TaskType.CLASSIFICATION, TaskType.REGRESSION])
+def test_kd_loss_soft_weight_default_is_the_reference_bit_for_bit(task_type):
+    g = torch.Generator().manual_seed(0)
+    width = 3 if task_type == TaskType.CLASSIFICATION else 1
+    z_s = torch.randn(5, width, generator=g, requires_grad=True)
+    z_t = torch.randn(5, width, generator=g)
+    y = torch.tensor([0, 2, 1, 1, 0]) if width == 3 else torch.randn(5, generator=g)
+    hard = task_loss(z_s, y, task_type)
+    soft = (
+        torch.nn.functional.mse_loss(z_s.reshape(-1), z_t.reshape(-1))
+        if width == 1
+        else stark_losses.soft_cross_entropy(z_s, z_t, 2.0)
+    )
+    reference = 0.5 * (soft + hard)
+    (ref_grad,) = torch.autograd.grad(reference, z_s)
+    got = kd_loss(z_s, z_t, y, task_type, 2.0)
+    (got_grad,) = torch.autograd.grad(got, z_s)
+    assert torch.equal(got, reference) and torch.equal(got_grad, ref_grad)
+
+
+@pytest.mark.parametrize("w", [0.0, 0.25, 1.0])
+def test_kd_loss_soft_weight_by_hand(w):
+    z_s, z_t, y = [0.5, 2.0], [1.0, 1.0], [0.0, 3.0]
+    mse_t = ((0.5 - 1.0) ** 2 + (2.0 - 1.0) ** 2) / 2
+    mse_y = ((0.5 - 0.0) ** 2 + (2.0 - 3.0) ** 2) / 2
+    got = kd_loss(
+        torch.tensor(z_s).view(2, 1), torch.tensor(z_t).view(2, 1), torch.tensor(y), TaskType.REGRESSION, 2.0, w
+    )
+    assert got.item() == pytest.approx(w * mse_t + (1 - w) * mse_y, rel=1e-6)
+    # Classification: w = 1 is the soft term alone, w = 0 plain cross-entropy against the labels.
+    zc_s, zc_t = torch.tensor([[1.0, 2.0, 0.5]]), torch.tensor([[3.0, 1.0, -1.0]])
+    soft = stark_losses.soft_cross_entropy(zc_s, zc_t, 2.0).item()
+    hard = torch.nn.functional.cross_entropy(zc_s, torch.tensor([0])).item()
+    got_c = kd_loss(zc_s, zc_t, torch.tensor([0]), TaskType.CLASSIFICATION, 2.0, w).item()
+    assert got_c == pytest.approx(w * soft + (1 - w) * hard, rel=1e-6)

@@ -121,6 +121,11 @@ class TrainConfig:
     )
     seed: int = option(776, help="seed for initialisation-independent randomness: data order and dropout")
     temperature: float = option(2.0, help="distillation temperature T")
+    soft_weight: float = option(
+        0.5,
+        help="KD loss = w * teacher term + (1 - w) * label term; 0.5 is the reference, 1 ignores the labels "
+        "(distillation only; the friendliness score keeps the reference loss)",
+    )
     checkpoint_every: int = option(50, help="write a resumable checkpoint every N steps (and at every epoch end)")
     mixed_precision: str = option("no", choices=("no", "fp16", "bf16"), help="passed to accelerate")
 
@@ -528,6 +533,8 @@ def validate(cfg: RunConfig) -> None:
             raise StarkInputError(f"{name} batch size must be at least 1")
         if tc.lr <= 0:
             raise StarkInputError(f"{name} learning rate {tc.lr:g} must be positive")
+        if not 0.0 <= tc.soft_weight <= 1.0:
+            raise StarkInputError(f"{name} soft_weight {tc.soft_weight:g} is out of range: use 0 to 1")
     d = cfg.data
     for label, v in (("--max-train-samples", d.max_train_samples), ("--max-eval-samples", d.max_eval_samples)):
         if v is not None and v < 1:

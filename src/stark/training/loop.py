@@ -275,7 +275,7 @@ def _train_step(run: _Run, step: int, indices: list[int], weight: float) -> torc
         loss = task_loss(logits, labels, task_type)
     else:
         teacher = run.teacher_logits[idx.cpu()].to(device)
-        loss = kd_loss(logits, teacher, labels, task_type, run.cfg.temperature)
+        loss = kd_loss(logits, teacher, labels, task_type, run.cfg.temperature, run.cfg.soft_weight)
     # Backward before the checks: a NaN on one process reaches every process through the gradient
     # all-reduce, so all of them stop at the same step instead of hanging.
     run.accelerator.backward(loss if world == 1 else loss * weight)
