@@ -117,8 +117,11 @@ def machine_state() -> dict:
 
     import torch
 
+    from stark.provenance import cpu_kind
+
     threads = torch.get_num_threads()
     return {
+        "cpu": cpu_kind(),
         "others_busy": others_busy(),
         "load_avg_1m": round(os.getloadavg()[0], 2),
         "threads": threads,

@@ -47,6 +47,7 @@ from common import (
 )
 
 from stark.pipeline import run
+from stark.provenance import cpu_kind
 from stark.proxy import measure
 from stark.records import RunSummary
 from stark.stages import load_sparse_teachers, prepare_data, read_metrics
@@ -199,6 +200,7 @@ def bench_cell(task: str, student: str, args: argparse.Namespace) -> dict:
         "wall_s": summary["total_wall_s"],
         "commit": commit(),
         "threads": torch.get_num_threads(),
+        "cpu": cpu_kind(),
     }
 
 

@@ -27,6 +27,7 @@ from common import RESULTS, WORK, bench_config, commit, load_rows, save_rows, se
 from quality import STUDENTS
 
 from stark.pipeline import run
+from stark.provenance import cpu_kind
 
 
 def _pts(x: float | None) -> float | None:
@@ -77,6 +78,7 @@ def teacher_cell(task: str, student: str, teacher_seed: int, args: argparse.Name
         "wall_s": summary["total_wall_s"],
         "commit": commit(),
         "threads": torch.get_num_threads(),
+        "cpu": cpu_kind(),
     }
 
 
