@@ -28,7 +28,7 @@ import statistics
 import sys
 from pathlib import Path
 
-from common import RESULTS, WORK, save_rows
+from common import RESULTS, WORK, load_rows, save_rows
 
 from stark.baselines import constant_metrics
 from stark.config import NEAR_DUP, build_config, load_recipe
@@ -108,11 +108,23 @@ def find_teachers(roots: list[Path]) -> list[Path]:
     )
 
 
+def teacher_key(r: dict) -> tuple:
+    """What makes two teachers the same run: task, protocol, selection slice, settings and seed."""
+    settings = (r["lr"], r["epochs"], r["seed"], r["train_examples"], r["batch_size"])
+    return (r["task"], r["protocol"], r["near_dup_closure"], *settings)
+
+
+def dropped(old: list[dict], new: list[dict]) -> list[dict]:
+    """Rows of the committed results that the new reading lacks (their run folders are not under the
+    roots, e.g. on a fresh machine): rewriting would silently lose them."""
+    have = {teacher_key(r) for r in new}
+    return [r for r in old if teacher_key(r) not in have]
+
+
 def distinct(rows: list[dict]) -> list[dict]:
     seen, out = set(), []
     for r in rows:
-        key = (r["task"], r["protocol"], r["near_dup_closure"], r["lr"], r["epochs"], r["seed"])
-        key += (r["train_examples"], r["batch_size"])
+        key = teacher_key(r)
         if key not in seen:
             seen.add(key)
             out.append(r)
@@ -280,11 +292,21 @@ def main(argv: list[str] | None = None) -> int:
         default=f"{WORK / 'quality'},{WORK / 'teacher_tune'}",
         help="comma-separated folders of run folders (each with a teacher/ inside)",
     )
+    p.add_argument(
+        "--replace", action="store_true", help="rewrite the results even if teachers recorded there are not found"
+    )
     args = p.parse_args(argv)
     teachers = find_teachers([Path(r) for r in args.roots.split(",") if r])
     if not teachers:
         raise SystemExit(f"no fine-tuned teacher under {args.roots}")
     rows = distinct([teacher_row(t) for t in teachers])
+    lost = dropped(load_rows(RESULTS / "teacher_curves.json"), rows)
+    if lost and not args.replace:
+        names = ", ".join(f"{r['task']} ({label(r)})" for r in lost[:3])
+        raise SystemExit(
+            f"teacher_curves: {len(lost)} recorded teacher(s) are not under --roots (e.g. {names}); "
+            "give every root, or --replace to drop them"
+        )
     rows.sort(key=lambda r: (r["task"], r["protocol"], r["near_dup_closure"], r["seed"], r["lr"], r["epochs"]))
     save_rows(RESULTS / "teacher_curves.json", rows)
     plot(rows, FIGURE)

@@ -136,3 +136,22 @@ def test_teacher_dependence_reads_the_sparsest_level() -> None:
     assert "rte/" not in line  # a sparsest teacher never evaluated on dev is left out
     assert "In 0 of 1 cells" in line  # 84.6 < 85.0 - 0.3
     assert "In 1 of 1 cells" in quality.teacher_dependence([row | {"vanilla_kd_student_std": 0.5}])
+
+
+def test_teacher_curves_refuses_to_drop_recorded_teachers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import teacher_curves
+
+    recorded = load_rows(teacher_curves.RESULTS / "teacher_curves.json")
+    assert len(recorded) > 1
+    # A reading that finds all but the first recorded teacher (a fresh machine without its run folder).
+    assert teacher_curves.dropped(recorded, recorded[1:]) == [recorded[0]]
+    assert teacher_curves.dropped(recorded, recorded) == []
+    results = tmp_path / "results"
+    save_rows(results / "teacher_curves.json", recorded)
+    before = (results / "teacher_curves.json").read_text()
+    monkeypatch.setattr(teacher_curves, "RESULTS", results)
+    monkeypatch.setattr(teacher_curves, "find_teachers", lambda roots: ["one"])
+    monkeypatch.setattr(teacher_curves, "teacher_row", lambda t: recorded[1])
+    with pytest.raises(SystemExit, match=rf"{len(recorded) - 1} recorded teacher\(s\) are not under --roots"):
+        teacher_curves.main(["--roots", str(tmp_path)])
+    assert (results / "teacher_curves.json").read_text() == before
