@@ -443,6 +443,24 @@ def apply_overrides(obj: Any, overrides: dict[str, Any], where: str = "config") 
     return obj
 
 
+def load_saved_config(out: Path) -> dict[str, Any] | None:
+    """A run folder's saved ``config.yaml`` as a recipe (None if there is none), read the way the folder's
+    stages were built: ``out`` left out, and what older versions implied made explicit."""
+    saved = Path(out) / "config.yaml"
+    if not saved.is_file():
+        return None
+    recipe = load_recipe(saved)
+    recipe.pop("out", None)
+    # A run folder from before the selection floor existed keeps its split (its stages were built on it).
+    data = recipe.get("data")
+    if isinstance(data, dict) and "min_select" not in data:
+        data["min_select"] = 0
+    student = recipe.get("student")
+    if isinstance(student, dict) and student.get("layers") is not None and student.get("sparsity") is not None:
+        student["layers"] = None  # older versions accepted both and built the pruned student
+    return recipe
+
+
 def load_recipe(path: str | Path) -> dict[str, Any]:
     p = Path(path)
     if not p.is_file():

@@ -52,6 +52,7 @@ from stark.stages import (
     training_done,
     training_step,
 )
+from stark.stale import check_not_stale
 from stark.task_data import prepare_data, warn_selection
 from stark.training.checkpoint import ParkedRun, standing
 from stark.training.evaluation import evaluate, on_device, predict
@@ -249,6 +250,7 @@ def run(cfg: RunConfig, accelerator=None, progress: bool = True) -> dict:
     """
     start = time.perf_counter()
     data = prepare_run(cfg)
+    check_not_stale(cfg)
     if accelerator is None:
         if cfg.finetune.mixed_precision != cfg.distill.mixed_precision:
             raise StarkInputError(

@@ -17,6 +17,7 @@ from stark.config import (
     build_config,
     cli_fields,
     load_recipe,
+    load_saved_config,
     one_student_kind,
 )
 
@@ -134,19 +135,8 @@ def flags_from_args(args: argparse.Namespace) -> dict[str, Any]:
 def config_from_args(args: argparse.Namespace) -> RunConfig:
     """Preset < the run folder's saved config.yaml < --config recipe < flags."""
     flags = flags_from_args(args)
-    recipe: dict[str, Any] = {}
     out = flags.get("out")
-    saved = Path(out) / "config.yaml" if out else None
-    if saved is not None and saved.is_file():
-        recipe = load_recipe(saved)
-        recipe.pop("out", None)
-        # A run folder from before the selection floor existed keeps its split (its stages were built on it).
-        data = recipe.get("data")
-        if isinstance(data, dict) and "min_select" not in data:
-            data["min_select"] = 0
-        student = recipe.get("student")
-        if isinstance(student, dict) and student.get("layers") is not None and student.get("sparsity") is not None:
-            student["layers"] = None  # older versions accepted both and built the pruned student
+    recipe: dict[str, Any] = (load_saved_config(Path(out)) if out else None) or {}
     if getattr(args, "config", None):
         # The recipe's student kind replaces the saved one (the saved file names both keys).
         _merge(recipe, one_student_kind(load_recipe(args.config)))

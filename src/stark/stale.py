@@ -1,0 +1,87 @@
+"""Refuse a re-run whose settings would make a finished stage of its folder stale.
+
+``stark run`` reuses finished stages (and continues unfinished ones) from ``--out``. That is only right
+while the settings a stage was built with still hold: re-running a folder with another ``--lam`` used
+to keep the old sparse teachers and their students under a summary that named the new value. Settings
+that no stage's result depends on (the search, which levels, what is saved or reported, evaluation
+batch sizes) may change freely; any other change is refused in one line, before anything is written,
+if the stage it shapes has started.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from stark.config import RunConfig, build_config, load_saved_config, to_dict
+from stark.errors import StarkInputError
+from stark.rundir import RunDir, is_done, work_dir_of
+
+FREE = (
+    "out",
+    "preset",  # a name: the values it sets are compared one by one
+    "require_teacher_learned",
+    "search.",
+    "sparsify.sparsities",
+    "sparsify.save_teachers",
+    "sparsify.teachers_on_dev",
+    "finetune.eval_batch_size",
+    "distill.eval_batch_size",
+    "finetune.checkpoint_every",
+    "distill.checkpoint_every",
+)
+"""Settings no stage's result depends on (key, or prefix ending in '.')."""
+
+
+def _started(stage_dir: Path) -> bool:
+    return is_done(stage_dir) or work_dir_of(stage_dir).exists()
+
+
+SHAPES: tuple[tuple[str, str, Callable[[RunDir], bool]], ...] = (
+    ("sparsify.lam", "the sparse teachers", lambda d: any(is_done(p) for _, p in d.sparse_teachers())),
+    ("score.", "the scores", lambda d: is_done(d.scores)),
+    ("distill.", "the trial student", lambda d: _started(d.trial)),
+    ("student.", "the student", lambda d: is_done(d.student_init)),
+    ("", "the teacher", lambda d: _started(d.teacher)),  # data, teacher, finetune, seed: everything
+)
+"""Per setting (first matching prefix), the earliest stage built with it and whether that has started."""
+
+
+def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _matches(key: str, pattern: str) -> bool:
+    return key.startswith(pattern) if pattern.endswith(".") or not pattern else key == pattern
+
+
+def stale_change(saved: RunConfig, cfg: RunConfig, folder: RunDir) -> str | None:
+    """The first changed setting that a started stage of ``folder`` was built with, as a message; or None."""
+    old, new = _flat(to_dict(saved)), _flat(to_dict(cfg))
+    for key in new:
+        if old.get(key) == new[key] or any(_matches(key, free) for free in FREE):
+            continue
+        _, stage, started = next(s for s in SHAPES if _matches(key, s[0]))
+        if started(folder):
+            return (
+                f"--out {folder.out} holds {stage} built with {key} = {old.get(key)!r}; "
+                f"use another --out to run with {new[key]!r}"
+            )
+    return None
+
+
+def check_not_stale(cfg: RunConfig) -> None:
+    """Raise a one-line StarkInputError if ``cfg`` changes a setting that a started stage of its folder used."""
+    saved = load_saved_config(Path(cfg.out))
+    if saved is None:
+        return
+    message = stale_change(build_config(saved), cfg, RunDir(Path(cfg.out)))
+    if message:
+        raise StarkInputError(message)

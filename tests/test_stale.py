@@ -1,0 +1,66 @@
+"""A re-run that would reuse stages built with other settings is refused (stark.stale)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from stark.cli import main
+from stark.config import build_config
+from stark.rundir import RunDir, work_dir_of, write_json
+from stark.stale import stale_change
+
+
+def _done(stage: Path) -> None:
+    stage.mkdir(parents=True, exist_ok=True)
+    write_json(stage / "metrics.json", {})
+
+
+def test_a_change_is_refused_only_once_the_stage_it_shapes_has_started(tmp_path: Path) -> None:
+    folder = RunDir(tmp_path)
+    saved = build_config({}, {"out": str(tmp_path)})
+    lam = build_config({}, {"out": str(tmp_path), "sparsify": {"lam": 0.3}})
+    lr = build_config({"distill": {"lr": 3e-4}}, {"out": str(tmp_path)})
+    length = build_config({}, {"out": str(tmp_path), "data": {"max_length": 64}})
+    assert stale_change(saved, lam, folder) is None and stale_change(saved, length, folder) is None
+    _done(folder.teacher)
+    assert "holds the teacher built with data.max_length = 128" in stale_change(saved, length, folder)
+    assert stale_change(saved, lr, folder) is None
+    work_dir_of(folder.trial).mkdir()  # an unfinished stage counts: its checkpoint holds the old settings
+    assert "the trial student built with distill.lr = 0.0001" in stale_change(saved, lr, folder)
+    assert stale_change(saved, lam, folder) is None  # no sparse teacher yet
+    _done(folder.sparse_teacher(50))
+    assert "the sparse teachers built with sparsify.lam = 0.5; use another --out to run with 0.3" in stale_change(
+        saved, lam, folder
+    )
+
+
+def test_free_settings_never_make_a_stage_stale(tmp_path: Path) -> None:
+    folder = RunDir(tmp_path)
+    for stage in (folder.teacher, folder.student_init, folder.trial, folder.scores, folder.sparse_teacher(50)):
+        _done(stage)
+    saved = build_config({}, {"out": str(tmp_path)})
+    other = build_config(
+        {"distill": {"eval_batch_size": 8, "checkpoint_every": 7}, "require_teacher_learned": True},
+        {
+            "out": str(tmp_path),
+            "search": {"search": "full", "seeds": 3},
+            "sparsify": {"sparsities": "0,30", "save_teachers": True, "teachers_on_dev": True},
+        },
+    )
+    assert stale_change(saved, other, folder) is None
+
+
+def test_stark_run_refuses_a_changed_lam_on_a_finished_folder(tmp_path: Path, tiny_run: Path, capsys) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    saved = (run / "config.yaml").read_text()
+    argv = ["run", f"--out={run}", "--lam=0.2"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("stark: error: --out ") and "sparsify.lam = 0.5" in err[-1]
+    assert (run / "config.yaml").read_text() == saved
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+    # Nothing given but --out: the saved settings hold, every stage is reused.
+    assert main(["run", f"--out={run}"]) == 0
