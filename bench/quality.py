@@ -315,7 +315,28 @@ def reading(rows: list[dict]) -> list[str]:
             f"seed-std / tasks): {per_level}."
         )
     out.append(teacher_dependence(rows))
+    out += teacher_differences(rows)
     return [*out, ""]
+
+
+def teacher_differences(rows: list[dict]) -> list[str]:
+    """Tasks whose cells were distilled from different teachers (same settings, fine-tuned at another commit
+    or on another CPU kind): their cells compare StarK with vanilla KD only within themselves."""
+    out = []
+    for task in sorted({r["task"] for r in rows}):
+        cells = [r for r in rows if r["task"] == task]
+        if len({round(r["teacher_dev"], 6) for r in cells}) < 2:
+            continue
+        which = "; ".join(
+            f"{r['student']} {r['teacher_dev']:.2f} (commit {r['commit']}, CPU {r.get('cpu', 'not recorded')})"
+            for r in cells
+        )
+        out.append(
+            f"- {task}: the cells' teachers differ (dev {which}). Same settings and seed, but fine-tuned at "
+            "different commits or on a different CPU kind, so each cell compares StarK with vanilla KD on its own "
+            "teacher only; the spread is of the same kind as `bench/results/teacher_seeds.md` measures."
+        )
+    return out
 
 
 def teacher_dependence(rows: list[dict]) -> str:
