@@ -322,9 +322,13 @@ def reading(rows: list[dict]) -> list[str]:
 def teacher_differences(rows: list[dict]) -> list[str]:
     """Tasks whose cells were distilled from different teachers (same settings, fine-tuned at another commit
     or on another CPU kind): their cells compare StarK with vanilla KD only within themselves."""
+
+    def teacher_settings(r: dict) -> tuple:
+        return r["task"], r["teacher_epochs"], r["train_examples"], r["max_length"]
+
     out = []
-    for task in sorted({r["task"] for r in rows}):
-        cells = [r for r in rows if r["task"] == task]
+    for task, *same in sorted({teacher_settings(r) for r in rows}):
+        cells = [r for r in rows if teacher_settings(r) == (task, *same)]
         if len({round(r["teacher_dev"], 6) for r in cells}) < 2:
             continue
         which = "; ".join(
@@ -520,10 +524,11 @@ def main(argv: list[str] | None = None) -> int:
                 raise SystemExit(f"--redo {task}/{student}: no finished run folder to rebuild from")
             row = bench_cell(task, student, args)
             if (task, student) in redo and (task, student) in previous:
-                # A rebuild trains nothing: the row keeps its training's commit, wall time and threads.
+                # A rebuild trains nothing: the row keeps its training's commit, wall time, threads and CPU.
                 row["rebuilt_with"] = row["commit"]
                 old = previous[(task, student)]
-                row.update({k: old[k] for k in ("commit", "wall_s", "threads") if k in old})
+                row.pop("cpu", None)  # the rebuilding machine's, unless the training recorded its own
+                row.update({k: old[k] for k in ("commit", "wall_s", "threads", "cpu") if k in old})
             plot_cell(row, DOCS / "figures" / f"quality_{task}_{student}.png")
             rows.append(row)
             save_rows(path, rows)

@@ -31,7 +31,7 @@ from pathlib import Path
 from common import RESULTS, WORK, load_rows, save_rows
 
 from stark.baselines import constant_metrics
-from stark.config import NEAR_DUP, build_config, load_recipe
+from stark.config import NEAR_DUP, build_config, load_saved_config
 from stark.data.splits import near_duplicate_share
 from stark.records import TrainedStage
 from stark.task_data import split_examples
@@ -52,7 +52,10 @@ def teacher_row(teacher_dir: Path) -> dict:
     stage = TrainedStage.read(teacher_dir)
     # The data settings are the run folder's (config.yaml); the training settings the stage's own record
     # (older teachers kept the whole run config instead).
-    cfg = build_config(load_recipe(teacher_dir.parent / "config.yaml"))
+    saved = load_saved_config(teacher_dir.parent)
+    if saved is None:
+        raise SystemExit(f"{teacher_dir.parent}: no config.yaml (not a stark run folder)")
+    cfg = build_config(saved)
     train = stage.facts.get("train") or stage.facts["config"]["finetune"]
     # The run's own split, as text (the near-duplicate measure reads words).
     spec, data_train, data_select, data_dev = split_examples(cfg)

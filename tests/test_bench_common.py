@@ -160,11 +160,13 @@ def test_teacher_curves_refuses_to_drop_recorded_teachers(tmp_path: Path, monkey
 def test_teacher_differences_names_tasks_whose_cells_had_other_teachers() -> None:
     import quality
 
-    a = {"task": "mrpc", "student": "pruned70", "teacher_dev": 87.0337, "commit": "b53833e"}
-    b = {"task": "mrpc", "student": "layers2", "teacher_dev": 86.4198, "commit": "bf3e270", "cpu": "AMD EPYC family 25"}
-    c = {"task": "sst2", "student": "pruned70", "teacher_dev": 87.3853, "commit": "a8b86c0"}
+    same = {"teacher_epochs": 3, "train_examples": 3301, "max_length": 128}
+    a = {"task": "mrpc", "student": "pruned70", "teacher_dev": 87.0337, "commit": "b53833e", **same}
+    b = {**a, "student": "layers2", "teacher_dev": 86.4198, "commit": "bf3e270", "cpu": "AMD EPYC family 25"}
+    c = {"task": "sst2", "student": "pruned70", "teacher_dev": 87.3853, "commit": "a8b86c0", **same}
     d = {**c, "student": "layers2"}
-    lines = quality.teacher_differences([a, b, c, d])
+    e = {**c, "student": "layers2", "teacher_epochs": 1, "teacher_dev": 80.0}  # other settings: not compared
+    lines = quality.teacher_differences([a, b, c, d, e])
     assert len(lines) == 1 and lines[0].startswith("- mrpc: the cells' teachers differ (dev pruned70 87.03")
     assert "layers2 86.42 (commit bf3e270, CPU AMD EPYC family 25)" in lines[0]
     assert "CPU not recorded" in lines[0]

@@ -21,8 +21,9 @@ flags\t\t: avx512f
 
 ARM = """processor\t: 0
 BogoMIPS\t: 50.00
-Features\t: fp asimd evtstrm
+Features\t: fp asimd evtstrm sve i8mm
 CPU implementer\t: 0x41
+CPU part\t: 0xd40
 """
 
 
@@ -32,7 +33,7 @@ def test_cpu_kind_reads_the_first_processor():
 
 def test_cpu_kind_without_model_name_or_cpuinfo_falls_back_to_the_platform():
     fallback = platform.processor() or platform.machine() or "unknown"
-    assert cpu_kind(ARM) == f"{fallback} (asimd)"
+    assert cpu_kind(ARM) == f"{fallback} implementer 0x41 part 0xd40 (asimd sve i8mm)"
     assert cpu_kind("") == fallback
 
 

@@ -186,6 +186,20 @@ def test_resume_with_other_settings_is_refused(tmp_path: Path, one_thread) -> No
     assert resumed.finished
 
 
+def test_checkpoint_from_before_a_setting_existed_resumes_with_its_default(tmp_path: Path, one_thread) -> None:
+    """A checkpoint written before ``soft_weight`` existed was trained with its default (0.5): it resumes under
+    the default and is refused under another value."""
+    work = tmp_path / "work"
+    run_fit(work, stop_after_steps=4)
+    state_path = work / "checkpoint" / "state.json"
+    state = json.loads(state_path.read_text())
+    del state["train_config"]["soft_weight"]
+    state_path.write_text(json.dumps(state))
+    with pytest.raises(StarkInputError, match=r"soft_weight 0.5 -> 1.0"):
+        run_fit(work, cfg=replace(CFG, soft_weight=1.0))
+    assert run_fit(work).finished
+
+
 def _files(work: Path) -> dict[str, bytes]:
     # TensorBoard opens a new event file per run; everything else must be byte-identical.
     return {str(p.relative_to(work)): p.read_bytes() for p in work.rglob("*") if p.is_file() and "tb" not in p.parts}

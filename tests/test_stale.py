@@ -64,3 +64,42 @@ def test_stark_run_refuses_a_changed_lam_on_a_finished_folder(tmp_path: Path, ti
     assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
     # Nothing given but --out: the saved settings hold, every stage is reused.
     assert main(["run", f"--out={run}"]) == 0
+
+
+def test_spellings_of_one_teacher_or_file_are_the_same_setting(tmp_path: Path, monkeypatch) -> None:
+    folder = RunDir(tmp_path / "run")
+    _done(folder.teacher)
+    (tmp_path / "train.csv").write_text("sentence,label\n")
+    (tmp_path / "dev.csv").write_text("sentence,label\n")
+    monkeypatch.chdir(tmp_path)
+    files = {"text_cols": "sentence", "label_col": "label"}
+    saved = build_config(
+        {"teacher": "minilm"}, {"out": str(folder.out), "data": {"train": "train.csv", "dev": "dev.csv", **files}}
+    )
+    same = build_config(
+        {"teacher": "sentence-transformers/all-MiniLM-L6-v2"},
+        {"out": str(folder.out), "data": {"train": str(tmp_path / "train.csv"), "dev": "./dev.csv", **files}},
+    )
+    assert stale_change(saved, same, folder) is None
+    other = build_config(
+        {"teacher": "minilm"}, {"out": str(folder.out), "data": {"train": "dev.csv", "dev": "dev.csv", **files}}
+    )
+    assert "data.train = 'train.csv'" in stale_change(saved, other, folder)
+
+
+def test_score_batch_size_shapes_the_pruned_student(tmp_path: Path) -> None:
+    folder = RunDir(tmp_path)
+    saved = build_config({}, {"out": str(tmp_path)})
+    other = build_config({"score": {"batch_size": 8}}, {"out": str(tmp_path)})
+    assert stale_change(saved, other, folder) is None
+    _done(folder.student_init)
+    assert "the student built with score.batch_size = 32" in stale_change(saved, other, folder)
+
+
+def test_a_stage_command_refuses_what_stark_run_refuses(tmp_path: Path, tiny_run: Path, capsys) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    saved = (run / "config.yaml").read_text()
+    assert main(["sparsify", f"--out={run}", "--lam=0.2", "--level=30"]) == 2
+    assert "sparsify.lam = 0.5" in capsys.readouterr().err.strip().splitlines()[-1]
+    assert (run / "config.yaml").read_text() == saved and not (run / "teachers" / "s30").exists()

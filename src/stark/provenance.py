@@ -5,7 +5,7 @@ from __future__ import annotations
 import platform
 from pathlib import Path
 
-SIMD = ("avx2", "fma", "avx512f", "avx512_bf16", "amx_tile", "neon", "asimd")
+SIMD = ("avx2", "fma", "avx512f", "avx512_bf16", "amx_tile", "neon", "asimd", "sve", "sve2", "bf16", "i8mm")
 """CPU features that choose float32 kernels: named in the CPU kind when present."""
 
 
@@ -28,7 +28,9 @@ def cpu_kind(cpuinfo: str | None = None) -> str:
             continue
         first.setdefault(key.strip(), value.strip())
     name = first.get("model name") or platform.processor() or platform.machine() or "unknown"
-    ident = " ".join(f"{k.split()[-1]} {first[k]}" for k in ("cpu family", "model", "stepping") if k in first)
+    # x86 names its kind by family / model / stepping, ARM by implementer / part / variant.
+    ids = ("cpu family", "model", "stepping", "CPU implementer", "CPU part", "CPU variant")
+    ident = " ".join(f"{k.split()[-1]} {first[k]}" for k in ids if k in first)
     flags = set((first.get("flags") or first.get("Features") or "").split())
     simd = " ".join(f for f in SIMD if f in flags)
     return " ".join(part for part in (name, ident, f"({simd})" if simd else "") if part)

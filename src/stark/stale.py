@@ -16,6 +16,7 @@ from typing import Any
 
 from stark.config import RunConfig, build_config, load_saved_config, to_dict
 from stark.errors import StarkInputError
+from stark.models import BUNDLED_NAMES, resolve_model_path
 from stark.rundir import RunDir, is_done, work_dir_of
 
 FREE = (
@@ -40,6 +41,8 @@ def _started(stage_dir: Path) -> bool:
 
 SHAPES: tuple[tuple[str, str, Callable[[RunDir], bool]], ...] = (
     ("sparsify.lam", "the sparse teachers", lambda d: any(is_done(p) for _, p in d.sparse_teachers())),
+    # The pruned student is built from expressiveness sums of absolute per-batch gradients.
+    ("score.batch_size", "the student", lambda d: is_done(d.student_init) or is_done(d.scores)),
     ("score.", "the scores", lambda d: is_done(d.scores)),
     ("distill.", "the trial student", lambda d: _started(d.trial)),
     ("student.", "the student", lambda d: is_done(d.student_init)),
@@ -58,6 +61,19 @@ def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+PATHS = ("teacher", "data.train", "data.dev", "data.dataset")
+"""Settings naming a model or files: the same one may be spelled differently (an alias, a relative path)."""
+
+
+def _canonical(key: str, value: Any) -> Any:
+    if key not in PATHS or not isinstance(value, str):
+        return value
+    if key == "teacher" and value in BUNDLED_NAMES:
+        return BUNDLED_NAMES[0]
+    path = Path(resolve_model_path(value) if key == "teacher" else value).expanduser()
+    return str(path.resolve()) if path.exists() else value
+
+
 def _matches(key: str, pattern: str) -> bool:
     return key.startswith(pattern) if pattern.endswith(".") or not pattern else key == pattern
 
@@ -66,7 +82,7 @@ def stale_change(saved: RunConfig, cfg: RunConfig, folder: RunDir) -> str | None
     """The first changed setting that a started stage of ``folder`` was built with, as a message; or None."""
     old, new = _flat(to_dict(saved)), _flat(to_dict(cfg))
     for key in new:
-        if old.get(key) == new[key] or any(_matches(key, free) for free in FREE):
+        if _canonical(key, old.get(key)) == _canonical(key, new[key]) or any(_matches(key, f) for f in FREE):
             continue
         _, stage, started = next(s for s in SHAPES if _matches(key, s[0]))
         if started(folder):

@@ -135,11 +135,17 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _checked(args: argparse.Namespace) -> tuple[RunConfig, TaskData, Path]:
-    """The resolved config, the prepared data and the run folder; refuses bad input, writes nothing."""
+    """The resolved config, the prepared data and the run folder; refuses bad input, writes nothing.
+
+    A stage command rewrites the folder's config.yaml, which the next ``stark run`` trusts: like stark run,
+    it refuses settings that differ from those a started stage there was built with."""
     from stark.pipeline import prepare_run
+    from stark.stale import check_not_stale
 
     cfg = common.config_from_args(args)
-    return cfg, prepare_run(cfg, check_student=False), Path(cfg.out)
+    data = prepare_run(cfg, check_student=False)
+    check_not_stale(cfg)
+    return cfg, data, Path(cfg.out)
 
 
 @contextmanager

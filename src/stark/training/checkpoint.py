@@ -133,7 +133,11 @@ def trajectory_settings(cfg: TrainConfig) -> dict:
 
 def check_same_settings(ckpt: Path, saved: dict | None, now: dict) -> None:
     # Resuming restores the old optimizer and schedule, so changed settings would be silently ignored.
-    if saved is None or saved == now:
+    if saved is None:
+        return
+    # A checkpoint written before a setting existed was trained with that setting's default.
+    saved = {**trajectory_settings(TrainConfig()), **saved}
+    if saved == now:
         return
     from stark.errors import StarkInputError
 
