@@ -24,7 +24,7 @@ mkdir -p "$wt/bench/logs"
 cd "$wt"
 cells=(
   "sst2 pruned70" "sst2 layers2" "cola pruned70" "cola layers2"
-  "stsb pruned70" "mrpc layers2" "stsb layers2" "rte pruned70" "rte layers2"
+  "stsb pruned70" "stsb layers2" "mrpc layers2" "rte pruned70" "rte layers2"
 )
 for c in "${cells[@]}"; do
   set -- $c
