@@ -73,7 +73,19 @@ def seed_run_folder(teacher_dir: Path, out: Path) -> None:
 
 
 REFERENCE_PEAK_GFLOPS = {1: 88.0, 2: 160.0}
-"""fp32 2048^3 matmul GFLOP/s of this machine kind when nothing else runs (measured, 1 and 2 threads)."""
+"""fp32 2048^3 matmul GFLOP/s of the machine kind the earlier timings ran on, when nothing else runs
+(measured, 1 and 2 threads; its CPU kind was not recorded then)."""
+PEAK_BY_CPU = {"AMD EPYC family 25 model 1 stepping 1 (avx2 fma)": {2: 107.0}}
+"""The same probe on later machine kinds, by ``provenance.cpu_kind()``: 2026-12-02, best of the probes taken
+before three vanilla-KD timings while other jobs used 0.5-1 % of the CPU (101-107 GFLOP/s; 160 is out of
+this kind's reach, so judging it by the first kind's peak marked every timing busy)."""
+
+
+def reference_peak(cpu: str | None, threads: int) -> float | None:
+    """The quiet-machine matmul probe of this CPU kind (the first kind's when unrecorded), or None."""
+    if cpu is None:
+        return REFERENCE_PEAK_GFLOPS.get(threads)
+    return PEAK_BY_CPU.get(cpu, {}).get(threads)
 
 
 def matmul_probe(n: int = 2048, repeats: int = 3) -> float:
@@ -126,7 +138,7 @@ def machine_state() -> dict:
         "load_avg_1m": round(os.getloadavg()[0], 2),
         "threads": threads,
         "matmul_gflops": round(matmul_probe(), 1),
-        "reference_gflops": REFERENCE_PEAK_GFLOPS.get(threads),
+        "reference_gflops": reference_peak(cpu_kind(), threads),
     }
 
 
@@ -134,7 +146,8 @@ def quiet(before: dict, after: dict, share: float = 0.85, busy: float = 0.15) ->
     """A timing was taken alone: the probe reached ``share`` of the reference peak before and after, and
     nothing else used the CPU when it started (others under ``busy`` of it over a second while we slept;
     records without that measure fall back to a 1-minute load average under 1)."""
-    ref = before.get("reference_gflops")
+    ref = reference_peak(before.get("cpu"), before.get("threads", 2)) if "cpu" in before else None
+    ref = ref or before.get("reference_gflops")
     if ref is None:
         return False
     probes_ok = min(before["matmul_gflops"], after["matmul_gflops"]) >= share * ref

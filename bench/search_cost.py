@@ -33,7 +33,17 @@ import time
 from pathlib import Path
 
 import torch
-from common import RESULTS, bench_config, commit, load_rows, save_rows, seed_run_folder, shared_teacher, timed_cell
+from common import (
+    RESULTS,
+    bench_config,
+    commit,
+    load_rows,
+    quiet,
+    save_rows,
+    seed_run_folder,
+    shared_teacher,
+    timed_cell,
+)
 from quality import DEFAULT_SAMPLES, STUDENTS
 
 from stark.data import TaskData
@@ -179,6 +189,15 @@ def full_sweep_columns(full: dict | None, halving: dict, main: str, one_kd: floa
     }
 
 
+def row_quiet(r: dict) -> bool | None:
+    """Whether every timed cell of a row ran alone, judged now from its recorded probes (the reference peak
+    depends on the CPU kind, which later rows record), or the row's own flag where probes are missing."""
+    machines = r.get("machine")
+    if not machines or any(m is None for m in machines):
+        return r.get("quiet")
+    return all(quiet(m["before"], m["after"]) for m in machines)
+
+
 def markdown(rows: list[dict]) -> str:
     lines = [
         "| task | student | train ex. | one KD s | full sweep s | halving pipeline s | pipeline / one KD "
@@ -193,7 +212,7 @@ def markdown(rows: list[dict]) -> str:
             else f"{r['full_best_sparsity']:g}% ({100 * r['full_best_dev']:.2f})"
         )
         within = {None: "-", True: "yes", False: "no"}[r.get("within_noise_of_full_sweep")]
-        quiet = {None: "not recorded", True: "yes", False: "NO"}[r.get("quiet")]
+        quiet = {None: "not recorded", True: "yes", False: "NO"}[row_quiet(r)]
         lines.append(
             f"| {r['task']} | {r.get('student', 'layers2')} "
             f"| {r['train_examples']}{' (subsampled)' if r['subsampled'] else ''} | {r['one_kd_s']:.0f} "

@@ -170,3 +170,20 @@ def test_teacher_differences_names_tasks_whose_cells_had_other_teachers() -> Non
     assert len(lines) == 1 and lines[0].startswith("- mrpc: the cells' teachers differ (dev pruned70 87.03")
     assert "layers2 86.42 (commit bf3e270, CPU AMD EPYC family 25)" in lines[0]
     assert "CPU not recorded" in lines[0]
+
+
+def test_quiet_judges_a_timing_by_its_own_cpu_kinds_peak() -> None:
+    from common import PEAK_BY_CPU, quiet, reference_peak
+
+    kind = next(iter(PEAK_BY_CPU))
+    peak = PEAK_BY_CPU[kind][2]
+    alone = {"cpu": kind, "threads": 2, "others_busy": 0.01, "load_avg_1m": 1.8, "matmul_gflops": peak - 1}
+    # Recorded at timing time against the first kind's 160 GFLOP/s: judged against this kind's own peak.
+    alone["reference_gflops"] = 160.0
+    assert reference_peak(kind, 2) == peak and quiet(alone, alone)
+    assert not quiet({**alone, "others_busy": 0.5}, alone)
+    assert not quiet(alone, {**alone, "matmul_gflops": 0.5 * peak})
+    # Records without a CPU kind keep the first kind's reference; an unknown kind falls back to the stored one.
+    old = {"others_busy": 0.0, "load_avg_1m": 0.2, "matmul_gflops": 150.0, "reference_gflops": 160.0}
+    assert quiet(old, old) and reference_peak(None, 2) == 160.0
+    assert not quiet({**alone, "cpu": "another kind"}, alone)
