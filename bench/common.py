@@ -131,14 +131,14 @@ def machine_state() -> dict:
 
     from stark.provenance import cpu_kind
 
-    threads = torch.get_num_threads()
+    threads, cpu = torch.get_num_threads(), cpu_kind()
     return {
-        "cpu": cpu_kind(),
+        "cpu": cpu,
         "others_busy": others_busy(),
         "load_avg_1m": round(os.getloadavg()[0], 2),
         "threads": threads,
         "matmul_gflops": round(matmul_probe(), 1),
-        "reference_gflops": reference_peak(cpu_kind(), threads),
+        "reference_gflops": reference_peak(cpu, threads),
     }
 
 
@@ -146,8 +146,9 @@ def quiet(before: dict, after: dict, share: float = 0.85, busy: float = 0.15) ->
     """A timing was taken alone: the probe reached ``share`` of the reference peak before and after, and
     nothing else used the CPU when it started (others under ``busy`` of it over a second while we slept;
     records without that measure fall back to a 1-minute load average under 1)."""
-    ref = reference_peak(before.get("cpu"), before.get("threads", 2)) if "cpu" in before else None
-    ref = ref or before.get("reference_gflops")
+    # Judged by the record's own CPU kind where known; otherwise by the reference stored with it.
+    known = reference_peak(before["cpu"], before.get("threads", 2)) if "cpu" in before else None
+    ref = known or before.get("reference_gflops")
     if ref is None:
         return False
     probes_ok = min(before["matmul_gflops"], after["matmul_gflops"]) >= share * ref
