@@ -1,7 +1,8 @@
 """Do the quality numbers reproduce? One cell of bench/quality.py's results against a re-run of it.
 
 Issue 11 asks for one finished cell re-run from a clean clone. ``bench/run_after_sweep.sh`` re-runs
-MRPC / 70 %-pruned in a fresh clone (teacher fine-tuned again, every student distilled again); this puts
+``REPRO_CELL`` (default SST-2 / 70 %-pruned) in a fresh clone (teacher fine-tuned again, every student
+distilled again); this puts
 the committed row and the re-run side by side: the teacher's dev metric, vanilla KD, the choice, and
 every level's dev mean, with the largest difference. Bit-identical training gives differences of 0;
 anything else is reported as it is. No training.
