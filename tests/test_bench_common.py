@@ -187,3 +187,27 @@ def test_quiet_judges_a_timing_by_its_own_cpu_kinds_peak() -> None:
     old = {"others_busy": 0.0, "load_avg_1m": 0.2, "matmul_gflops": 150.0, "reference_gflops": 160.0}
     assert quiet(old, old) and reference_peak(None, 2) == 160.0
     assert not quiet({**alone, "cpu": "another kind"}, alone)
+
+
+def test_search_cost_table_shows_the_proxy_beside_halving() -> None:
+    from common import PEAK_BY_CPU
+    from search_cost import markdown
+
+    kind = next(iter(PEAK_BY_CPU))
+    probe = {"cpu": kind, "threads": 2, "others_busy": 0.01, "load_avg_1m": 1.8, "matmul_gflops": 105.0}
+    machine = {"before": probe, "after": probe, "quiet": True}
+    row = {
+        "task": "mrpc", "student": "pruned70", "train_examples": 3301, "subsampled": False, "one_kd_s": 400.0,
+        "halving_pipeline_s": 1200.0, "pipeline_over_one_kd": 3.0, "halving_sparsity": 60, "halving_dev": 0.858,
+        "seed_std": 0.005, "machine": [machine], "commit": "abc1234",
+    }  # fmt: skip
+    assert "proxy" not in markdown([row])
+    row["proxy"] = {
+        "pipeline_s": 1000.0, "pipeline_over_one_kd": 2.5, "kd_student_epochs": 6.5, "sparsity": 0, "dev": 0.85,
+        "commit": "def5678", "machine": {**machine, "after": {**probe, "matmul_gflops": 20.0}},
+    }  # fmt: skip
+    table = markdown([row])
+    first, proxy = table.split("\n\n", 1)
+    assert "| 1200 | 3.00 | - | 60% (85.80) | 0.50 | - | yes | abc1234 |" in first
+    # The proxy's own probes judge it (a busy after-probe), and its own commit is shown.
+    assert "| mrpc | pruned70 | 400 | 3.00 | 1000 | 2.50 | 6.50 | 60% (85.80) | 0% (85.00) | NO | def5678 |" in proxy
