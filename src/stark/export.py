@@ -223,6 +223,33 @@ def _make_parent(out_path: Path) -> None:
         raise StarkInputError(f"--onnx {out_path}: its folder cannot be created ({reason})") from None
 
 
+def _write_graph(model: PreTrainedModel, names: list[str], path: Path, opset: int, model_dir: str | Path) -> float:
+    """Export ``model`` to ``path`` and check the graph; returns the seconds it took. Any failure becomes
+    one ExportMismatchError line (the exporters' own messages run to pages)."""
+    import onnx
+
+    start = time.perf_counter()
+    try:
+        _export(model, names, path, opset)
+        onnx.checker.check_model(str(path))
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ExportMismatchError(f"ONNX export of {model_dir} failed: {first}") from exc
+    return time.perf_counter() - start
+
+
+def _compare(model: PreTrainedModel, session, batches: list[CheckBatch]) -> list[dict]:
+    """Per check batch: its shape and the largest absolute logit difference, ONNX Runtime vs PyTorch."""
+    checks = []
+    for batch in batches:
+        ref = torch_logits(model, batch)
+        got = session.run(["logits"], batch.inputs)[0]
+        b, s = batch.shape
+        diff = float(np.abs(ref - got).max()) if ref.size else 0.0
+        checks.append({"batch": b, "seq_len": s, "max_abs_diff": diff})
+    return checks
+
+
 def export_onnx(
     model_dir: str | Path,
     out_path: str | Path,
@@ -252,32 +279,16 @@ def export_onnx(
     Raises:
         ExportMismatchError: export failed or the difference exceeds ``atol``.
     """
-    import onnx
-
     out_path = Path(out_path)
     model = load_model(str(model_dir)).float().eval()
     tokenizer = saved_tokenizer(model_dir)
     names = input_names(model, tokenizer)
     _make_parent(out_path)
     tmp = out_path.with_name(f".{out_path.name}.{os.getpid()}.tmp")
-    start = time.perf_counter()
     try:
-        try:
-            _export(model, names, tmp, opset)
-            onnx.checker.check_model(str(tmp))
-        except Exception as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ExportMismatchError(f"ONNX export of {model_dir} failed: {first}") from exc
-        export_s = time.perf_counter() - start
+        export_s = _write_graph(model, names, tmp, opset, model_dir)
         batches, source = check_batches(model, tokenizer, names, check_texts)
-        session = ort_session(tmp, threads)
-        checks = []
-        for batch in batches:
-            ref = torch_logits(model, batch)
-            got = session.run(["logits"], batch.inputs)[0]
-            b, s = batch.shape
-            diff = float(np.abs(ref - got).max()) if ref.size else 0.0
-            checks.append({"batch": b, "seq_len": s, "max_abs_diff": diff})
+        checks = _compare(model, ort_session(tmp, threads), batches)
         worst = max(c["max_abs_diff"] for c in checks)
         if not worst <= atol:  # written this way round so that a NaN difference fails too
             raise ExportMismatchError(
