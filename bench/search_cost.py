@@ -159,37 +159,39 @@ def halving_row(
     task: str, samples: int | None, args: argparse.Namespace, data: TaskData, halving: dict, kd_times: list[float]
 ) -> dict:
     """The default search's cost against one vanilla KD run (mean over ``kd_times``), and what it chose."""
-    main = data.spec.main_metric
     one_kd = statistics.fmean(kd_times)
-    chosen = next(lv for lv in halving["levels"] if lv["teacher_sparsity"] == halving["chosen_sparsity"])
+    cost = {f"halving_{k}": v for k, v in search_columns(halving, data.spec.main_metric, one_kd).items()}
     return {
         "task": task,
         "student": args.student,
-        "metric": main,
+        "metric": data.spec.main_metric,
         "train_examples": len(data.train),
         "subsampled": samples is not None,
         "student_epochs": args.epochs,
         "one_kd_s": one_kd,
         "one_kd_s_per_seed": kd_times,
-        "halving_pipeline_s": halving["bench_wall_s"],
-        "pipeline_over_one_kd": halving["bench_wall_s"] / one_kd,
-        "halving_stage_wall_s": {k: v for k, v in halving["stage_wall_s"].items() if k != "finetune"},
-        "halving_kd_student_epochs": halving["kd_student_epochs"],
-        "halving_sparsity": halving["chosen_sparsity"],
-        "halving_dev": chosen["student_dev"][main],
+        "pipeline_over_one_kd": cost.pop("halving_pipeline_over_one_kd"),
+        **cost,
+    }
+
+
+def search_columns(summary: dict, main: str, one_kd: float) -> dict:
+    """One ``stark run``'s cost after fine-tuning against one vanilla KD run, and what it chose."""
+    chosen = next(lv for lv in summary["levels"] if lv["teacher_sparsity"] == summary["chosen_sparsity"])
+    return {
+        "pipeline_s": summary["bench_wall_s"],
+        "pipeline_over_one_kd": summary["bench_wall_s"] / one_kd,
+        "stage_wall_s": {k: v for k, v in summary["stage_wall_s"].items() if k != "finetune"},
+        "kd_student_epochs": summary["kd_student_epochs"],
+        "sparsity": summary["chosen_sparsity"],
+        "dev": chosen["student_dev"][main],
     }
 
 
 def proxy_columns(proxy: dict, main: str, one_kd: float) -> dict:
-    """``stark run --search proxy``'s cost against one vanilla KD run, and what it chose."""
-    chosen = next(lv for lv in proxy["levels"] if lv["teacher_sparsity"] == proxy["chosen_sparsity"])
+    """``stark run --search proxy``'s cost and choice, with its own commit and machine probes."""
     return {
-        "pipeline_s": proxy["bench_wall_s"],
-        "pipeline_over_one_kd": proxy["bench_wall_s"] / one_kd,
-        "stage_wall_s": {k: v for k, v in proxy["stage_wall_s"].items() if k != "finetune"},
-        "kd_student_epochs": proxy["kd_student_epochs"],
-        "sparsity": proxy["chosen_sparsity"],
-        "dev": chosen["student_dev"][main],
+        **search_columns(proxy, main, one_kd),
         "commit": proxy["bench_commit"],
         "machine": proxy["bench_machine"],
         "quiet": proxy["bench_machine"] is not None and proxy["bench_machine"]["quiet"],
