@@ -55,21 +55,25 @@ from stark.pipeline import run
 from stark.stages import build_student, distill, read_metrics, teacher_logits_full
 
 
-def bench_task(task: str, args: argparse.Namespace) -> dict:
+def _work(task: str, args: argparse.Namespace) -> tuple[int | None, Path]:
     samples = DEFAULT_SAMPLES.get(task) if args.max_train_samples is None else args.max_train_samples or None
-    work = Path(args.work) / f"{task}-{samples or 'all'}-{args.student}"
+    return samples, Path(args.work) / f"{task}-{samples or 'all'}-{args.student}"
+
+
+def bench_task(task: str, args: argparse.Namespace) -> dict:
+    samples, work = _work(task, args)
     # The same teacher folder name as bench/quality.py's: a teacher the sweep fine-tuned is reused.
     data, teacher_dir = shared_teacher(task, samples, args.teacher_epochs)
     kd_times, kd_devs, machines = time_vanilla(task, samples, data, teacher_dir, work / "vanilla", args)
-    summaries, pipeline_machines = time_pipelines(task, samples, teacher_dir, work, args)
-    machines += pipeline_machines
+    searches = ("halving",) if args.no_full else ("full", "halving")
+    summaries = time_pipelines(task, samples, teacher_dir, work, args, searches)
+    # The row's probes cover vanilla KD and the searches it compares; the proxy keeps its own.
+    machines += [summaries[search]["bench_machine"] for search in searches]
     main = data.spec.main_metric
     noise = statistics.stdev(kd_devs) if len(kd_devs) > 1 else 0.0
     halving = summaries["halving"]
-    proxy = summaries.get("proxy")
-    return {
+    row = {
         **halving_row(task, samples, args, data, halving, kd_times),
-        "proxy": None if proxy is None else proxy_columns(proxy, main, statistics.fmean(kd_times)),
         **full_sweep_columns(summaries.get("full"), halving, main, statistics.fmean(kd_times), noise),
         "vanilla_kd_dev_mean": statistics.fmean(kd_devs),
         "seed_std": noise,
@@ -82,6 +86,16 @@ def bench_task(task: str, args: argparse.Namespace) -> dict:
         "commit": commit(),
         "search_settings": {k: v for k, v in halving["config"]["search"].items()},
     }
+    return {**row, "proxy": time_proxy(task, args, row) if args.proxy else None}
+
+
+def time_proxy(task: str, args: argparse.Namespace, row: dict) -> dict:
+    """``stark run --search proxy`` on the row's teacher, against the row's own vanilla-KD time (a row
+    finished earlier keeps its timings: only this search runs)."""
+    samples, work = _work(task, args)
+    _, teacher_dir = shared_teacher(task, samples, args.teacher_epochs)
+    proxy = time_pipelines(task, samples, teacher_dir, work, args, ("proxy",))["proxy"]
+    return proxy_columns(proxy, row["metric"], row["one_kd_s"])
 
 
 def time_vanilla(
@@ -116,13 +130,13 @@ def time_vanilla(
 
 
 def time_pipelines(
-    task: str, samples: int | None, teacher_dir: Path, work: Path, args: argparse.Namespace
-) -> tuple[dict[str, dict], list[dict | None]]:
-    """``stark run`` after fine-tuning, per search (halving; the full sweep too without ``--no-full``): each
-    run's summary with its bench wall time as ``bench_wall_s``, and each run's machine probes."""
-    summaries, machines = {}, []
-    searches = ("halving",) if args.no_full else ("full", "halving")
-    for search in searches + (("proxy",) if args.proxy else ()):
+    task: str, samples: int | None, teacher_dir: Path, work: Path, args: argparse.Namespace, searches: tuple[str, ...]
+) -> dict[str, dict]:
+    """``stark run`` after fine-tuning, per search in ``searches`` ('full', 'halving', 'proxy'): each run's
+    summary with its bench wall time (``bench_wall_s``), commit and machine probes. A search already timed
+    is read back from its stamp, not re-run."""
+    summaries = {}
+    for search in searches:
         out = work / search
         seed_run_folder(teacher_dir, out)
         cfg = bench_config(
@@ -151,8 +165,7 @@ def time_pipelines(
             "bench_commit": record.get("commit"),
             "bench_machine": record.get("machine"),
         }
-        machines.append(record.get("machine"))
-    return summaries, machines
+    return summaries
 
 
 def halving_row(
@@ -160,7 +173,7 @@ def halving_row(
 ) -> dict:
     """The default search's cost against one vanilla KD run (mean over ``kd_times``), and what it chose."""
     one_kd = statistics.fmean(kd_times)
-    cost = {f"halving_{k}": v for k, v in search_columns(halving, data.spec.main_metric, one_kd).items()}
+    cost = search_columns(halving, data.spec.main_metric, one_kd)
     return {
         "task": task,
         "student": args.student,
@@ -170,8 +183,12 @@ def halving_row(
         "student_epochs": args.epochs,
         "one_kd_s": one_kd,
         "one_kd_s_per_seed": kd_times,
-        "pipeline_over_one_kd": cost.pop("halving_pipeline_over_one_kd"),
-        **cost,
+        "halving_pipeline_s": cost["pipeline_s"],
+        "pipeline_over_one_kd": cost["pipeline_over_one_kd"],
+        "halving_stage_wall_s": cost["stage_wall_s"],
+        "halving_kd_student_epochs": cost["kd_student_epochs"],
+        "halving_sparsity": cost["sparsity"],
+        "halving_dev": cost["dev"],
     }
 
 
@@ -263,19 +280,20 @@ def proxy_markdown(rows: list[dict]) -> str:
         "`stark run --search proxy` (forward-pass ranking, halving among the best `proxy_top` levels):",
         "",
         "| task | student | one KD s | halving / one KD | proxy pipeline s | proxy / one KD | proxy KD epochs "
-        "| halving choice (dev) | proxy choice (dev) | quiet machine | proxy commit |",
+        "| halving choice (dev) | proxy choice (dev) | quiet machine (proxy and vanilla KD) | proxy commit |",
         "|---|---|---:|---:|---:|---:|---:|---|---|:---:|---|",
     ]
     for r in rows:
         x = r["proxy"]
         m = x.get("machine")
         alone = None if m is None else quiet(m["before"], m["after"])
-        quiet_now = {None: "not recorded", True: "yes", False: "NO"}[alone]
+        # The ratio divides by the row's vanilla-KD time: it is a valid timing only if both ran alone.
+        quiet_now = {None: "not recorded", True: "yes", False: "NO"}[alone and row_quiet(r)]
         lines.append(
             f"| {r['task']} | {r.get('student', 'layers2')} | {r['one_kd_s']:.0f} | {r['pipeline_over_one_kd']:.2f} "
             f"| {x['pipeline_s']:.0f} | {x['pipeline_over_one_kd']:.2f} | {x['kd_student_epochs']:.2f} "
             f"| {r['halving_sparsity']:g}% ({100 * r['halving_dev']:.2f}) | {x['sparsity']:g}% ({100 * x['dev']:.2f}) "
-            f"| {quiet_now} | {x.get('commit', '-')} |"
+            f"| {quiet_now} | {x.get('commit') or '-'} |"
         )
     return "\n".join(lines)
 
@@ -311,12 +329,11 @@ def main(argv: list[str] | None = None) -> int:
         if old is not None and (old.get("proxy") or not args.proxy):
             print(f"{task}: done, skipped")
             continue
-        row = bench_task(task, args)
         if old is None:
-            done.append(row)
+            done.append(bench_task(task, args))
         else:
-            # Only the proxy pipeline ran now: the row keeps the commit and probes its other timings had.
-            old["proxy"] = row["proxy"]
+            # Only the proxy search runs: the row keeps the timings, commit and probes it had.
+            old["proxy"] = time_proxy(task, args, old)
         save_rows(path, done)
         (results / "search_cost.md").write_text(markdown(done))
         print(markdown(done), flush=True)

@@ -211,3 +211,46 @@ def test_search_cost_table_shows_the_proxy_beside_halving() -> None:
     assert "| 1200 | 3.00 | - | 60% (85.80) | 0.50 | - | yes | abc1234 |" in first
     # The proxy's own probes judge it (a busy after-probe), and its own commit is shown.
     assert "| mrpc | pruned70 | 400 | 3.00 | 1000 | 2.50 | 6.50 | 60% (85.80) | 0% (85.00) | NO | def5678 |" in proxy
+    # A quiet proxy run is still no valid ratio when the vanilla-KD time it divides by was busy.
+    row["proxy"]["machine"] = machine
+    assert "| 0% (85.00) | yes | def5678 |" in markdown([row])
+    row["machine"] = [{**machine, "after": {**probe, "matmul_gflops": 20.0}}]
+    assert "| 0% (85.00) | NO | def5678 |" in markdown([row])
+
+
+def test_search_cost_adds_the_proxy_to_a_finished_row_without_retiming_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import search_cost
+
+    def row(task: str) -> dict:
+        return {
+            "task": task, "student": "pruned70", "metric": "f1", "train_examples": 10, "subsampled": False,
+            "one_kd_s": 100.0, "halving_pipeline_s": 300.0, "pipeline_over_one_kd": 3.0, "halving_sparsity": 0,
+            "halving_dev": 0.8, "seed_std": 0.01, "machine": [], "commit": "old1234", "proxy": None,
+        }  # fmt: skip
+
+    save_rows(tmp_path / "search_cost.json", [row("mrpc")])
+    timed, proxied = [], []
+    monkeypatch.setattr(search_cost, "bench_task", lambda task, args: timed.append(task) or row(task))
+
+    def time_proxy(task: str, args, r: dict) -> dict:
+        proxied.append((task, r["one_kd_s"]))
+        return {"pipeline_s": 250.0, "pipeline_over_one_kd": 2.5, "kd_student_epochs": 6.5, "sparsity": 0,
+                "dev": 0.8, "commit": "new5678", "machine": None}  # fmt: skip
+
+    monkeypatch.setattr(search_cost, "time_proxy", time_proxy)
+    argv = ["--tasks", "mrpc,cola", "--results", str(tmp_path), "--no-full"]
+    search_cost.main(argv)
+    # Without --proxy: the finished row is skipped, the missing one timed without a proxy.
+    assert timed == ["cola"] and proxied == []
+    search_cost.main([*argv, "--proxy"])
+    # With --proxy: both rows get the proxy timed against their own vanilla KD; nothing else re-runs.
+    assert timed == ["cola"] and proxied == [("mrpc", 100.0), ("cola", 100.0)]
+    rows = load_rows(tmp_path / "search_cost.json")
+    assert [(r["task"], r["commit"], r["proxy"]["commit"]) for r in rows] == [
+        ("mrpc", "old1234", "new5678"),
+        ("cola", "old1234", "new5678"),
+    ]
+    search_cost.main([*argv, "--proxy"])
+    assert len(proxied) == 2  # a row with its proxy is done

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from stark.commands import common
 from stark.errors import StarkInputError
@@ -59,104 +59,6 @@ def _teacher_dir(args: argparse.Namespace, out: Path) -> Path:
 def _print(obj: dict, accelerator=None) -> None:
     if accelerator is None or accelerator.is_main_process:
         print(json.dumps(obj, indent=2, default=str))
-
-
-_TEACHER_DIR = ("--teacher-dir", {"help": "fine-tuned teacher (default <out>/teacher)"})
-
-
-@dataclass(frozen=True)
-class StageCommand:
-    """One stage's subcommand: its texts, the shared option groups it takes and its own options."""
-
-    name: str
-    help: str
-    description: str
-    groups: tuple[str, ...]
-    """Names of ``stark.commands.common.add_<group>_args``."""
-    options: tuple[tuple[str, dict], ...] = ()
-    """(flag, argparse keyword arguments) of the options only this stage has."""
-
-
-STAGE_COMMANDS = (
-    StageCommand(
-        "finetune",
-        "stage 1: fine-tune the teacher",
-        "Fine-tune the teacher on the task; writes <out>/teacher (best checkpoint on the selection split) with "
-        "metrics.json.",
-        ("data", "run", "train"),
-    ),
-    StageCommand(
-        "student",
-        "stage 2: build the student",
-        "Build the student from the fine-tuned teacher: bottom-K layers (--layers) or pruned by expressive score "
-        "(--sparsity); writes <out>/student_init.",
-        ("data", "run"),
-        (
-            ("--layers", {"dest": "student_layers", "type": int, "help": "keep the teacher's bottom K layers"}),
-            (
-                "--sparsity",
-                {"dest": "student_sparsity", "type": float, "help": "prune S%% of heads and neurons instead"},
-            ),
-            _TEACHER_DIR,
-        ),
-    ),
-    StageCommand(
-        "distill",
-        "stage 3: distill a student from a teacher",
-        "Distill a student from a teacher's cached logits (the teacher runs once, before training); writes "
-        "<out>/<name>.",
-        ("data", "run", "train"),
-        (
-            ("--student-dir", {"help": "student to start from (default <out>/student_init)"}),
-            ("--teacher-dir", {"help": "teacher (default <out>/teacher)"}),
-            ("--name", {"default": "trial_student", "help": "output folder name under --out (default trial_student)"}),
-        ),
-    ),
-    StageCommand(
-        "score",
-        "stage 4: score the teacher's heads and neurons",
-        "Expressiveness (task-loss gradient) and friendliness (KD-loss gradient against the trial student) of "
-        "every head and FFN neuron; writes <out>/scores.",
-        ("data", "run", "sparsify"),
-        (_TEACHER_DIR, ("--student-dir", {"help": "trial student (default <out>/trial_student)"})),
-    ),
-    StageCommand(
-        "sparsify",
-        "stage 5: write sparse teachers",
-        "Reorder the teacher by score and slice one sparse teacher per level (or only --level P) into "
-        "<out>/teachers/s<P>: weights, widths, selection and dev metrics.",
-        ("data", "run", "sparsify"),
-        (
-            _TEACHER_DIR,
-            ("--scores-dir", {"help": "scores (default <out>/scores)"}),
-            (
-                "--level",
-                {
-                    "type": float,
-                    "help": "write only this sparsity level (percent), e.g. one whose weights stark run did not "
-                    "keep; the run's list of levels is left as it is",
-                },
-            ),
-        ),
-    ),
-    StageCommand(
-        "rewind",
-        "stage 6: re-distill from every sparse teacher and choose",
-        "Distill a fresh student from each sparse teacher (full sweep or successive halving), choose the level on "
-        "the selection split, write summary.json and report.md.",
-        ("data", "run", "train", "sparsify", "search"),
-    ),
-)
-
-
-def register(sub: argparse._SubParsersAction) -> None:
-    for stage in STAGE_COMMANDS:
-        p = sub.add_parser(stage.name, help=stage.help, description=stage.description)
-        for group in stage.groups:
-            getattr(common, f"add_{group}_args")(p)
-        for flag, kwargs in stage.options:
-            p.add_argument(flag, **kwargs)
-        p.set_defaults(func=globals()[f"run_{stage.name}"])
 
 
 def _checked(args: argparse.Namespace) -> tuple[RunConfig, TaskData, Path]:
@@ -310,3 +212,114 @@ def run_rewind(args: argparse.Namespace) -> int:
     if acc.is_main_process:
         print_summary(summary)
     return 0
+
+
+_TEACHER_DIR = ("--teacher-dir", {"help": "fine-tuned teacher (default <out>/teacher)"})
+
+
+@dataclass(frozen=True)
+class StageCommand:
+    """One stage's subcommand: its handler, its texts, the shared option groups it takes and its own options."""
+
+    name: str
+    run: Callable[[argparse.Namespace], int]
+    help: str
+    description: str
+    groups: tuple[Callable[[argparse.ArgumentParser], None], ...]
+    """The shared option groups (``stark.commands.common.add_*_args``)."""
+    options: tuple[tuple[str, dict[str, Any]], ...] = ()
+    """(flag, argparse keyword arguments) of the options only this stage has."""
+
+
+STAGE_COMMANDS = (
+    StageCommand(
+        "finetune",
+        run_finetune,
+        "stage 1: fine-tune the teacher",
+        "Fine-tune the teacher on the task; writes <out>/teacher (best checkpoint on the selection split) with "
+        "metrics.json.",
+        (common.add_data_args, common.add_run_args, common.add_train_args),
+    ),
+    StageCommand(
+        "student",
+        run_student,
+        "stage 2: build the student",
+        "Build the student from the fine-tuned teacher: bottom-K layers (--layers) or pruned by expressive score "
+        "(--sparsity); writes <out>/student_init.",
+        (common.add_data_args, common.add_run_args),
+        (
+            ("--layers", {"dest": "student_layers", "type": int, "help": "keep the teacher's bottom K layers"}),
+            (
+                "--sparsity",
+                {"dest": "student_sparsity", "type": float, "help": "prune S%% of heads and neurons instead"},
+            ),
+            _TEACHER_DIR,
+        ),
+    ),
+    StageCommand(
+        "distill",
+        run_distill,
+        "stage 3: distill a student from a teacher",
+        "Distill a student from a teacher's cached logits (the teacher runs once, before training); writes "
+        "<out>/<name>.",
+        (common.add_data_args, common.add_run_args, common.add_train_args),
+        (
+            ("--student-dir", {"help": "student to start from (default <out>/student_init)"}),
+            ("--teacher-dir", {"help": "teacher (default <out>/teacher)"}),
+            ("--name", {"default": "trial_student", "help": "output folder name under --out (default trial_student)"}),
+        ),
+    ),
+    StageCommand(
+        "score",
+        run_score,
+        "stage 4: score the teacher's heads and neurons",
+        "Expressiveness (task-loss gradient) and friendliness (KD-loss gradient against the trial student) of "
+        "every head and FFN neuron; writes <out>/scores.",
+        (common.add_data_args, common.add_run_args, common.add_sparsify_args),
+        (_TEACHER_DIR, ("--student-dir", {"help": "trial student (default <out>/trial_student)"})),
+    ),
+    StageCommand(
+        "sparsify",
+        run_sparsify,
+        "stage 5: write sparse teachers",
+        "Reorder the teacher by score and slice one sparse teacher per level (or only --level P) into "
+        "<out>/teachers/s<P>: weights, widths, selection and dev metrics.",
+        (common.add_data_args, common.add_run_args, common.add_sparsify_args),
+        (
+            _TEACHER_DIR,
+            ("--scores-dir", {"help": "scores (default <out>/scores)"}),
+            (
+                "--level",
+                {
+                    "type": float,
+                    "help": "write only this sparsity level (percent), e.g. one whose weights stark run did not "
+                    "keep; the run's list of levels is left as it is",
+                },
+            ),
+        ),
+    ),
+    StageCommand(
+        "rewind",
+        run_rewind,
+        "stage 6: re-distill from every sparse teacher and choose",
+        "Distill a fresh student from each sparse teacher (full sweep or successive halving), choose the level on "
+        "the selection split, write summary.json and report.md.",
+        (
+            common.add_data_args,
+            common.add_run_args,
+            common.add_train_args,
+            common.add_sparsify_args,
+            common.add_search_args,
+        ),
+    ),
+)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    for stage in STAGE_COMMANDS:
+        p = sub.add_parser(stage.name, help=stage.help, description=stage.description)
+        for add_group in stage.groups:
+            add_group(p)
+        for flag, kwargs in stage.options:
+            p.add_argument(flag, **kwargs)
+        p.set_defaults(func=stage.run)
