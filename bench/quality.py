@@ -297,6 +297,7 @@ def reading(rows: list[dict]) -> list[str]:
             f"{r['majority_dev']:.2f}): StarK at {r['chosen_sparsity']:g}% minus vanilla KD = {gain:+.2f} points, "
             f"{verdict} (seed std up to {noise:.2f}); the best level on dev would have given {bound:+.2f}."
             + (f" stark run: {r['choice']['reason']}." if r.get("choice") else "")
+            + _near_constant(r)
         )
     for student in sorted({r["student"] for r in learned}):
         gains = [r["stark_student_mean"] - r["vanilla_kd_student_mean"] for r in learned if r["student"] == student]
@@ -317,6 +318,18 @@ def reading(rows: list[dict]) -> list[str]:
     out.append(teacher_dependence(rows))
     out += teacher_differences(rows)
     return [*out, ""]
+
+
+def _near_constant(r: dict) -> str:
+    """A warning when the vanilla-KD students score within one seed-std (or 1 point) of the constant predictor:
+    a student that has not learned the task cannot show what a teacher adds, so the cell says little."""
+    margin = r["vanilla_kd_student_mean"] - r["majority_dev"]
+    if margin > max(r["vanilla_kd_student_std"], 1.0):
+        return ""
+    return (
+        f" The vanilla-KD students barely beat the constant predictor ({margin:+.2f} points): this student has "
+        "not learned the task, so the cell cannot show what a sparse teacher adds."
+    )
 
 
 def teacher_differences(rows: list[dict]) -> list[str]:

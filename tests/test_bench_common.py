@@ -254,3 +254,13 @@ def test_search_cost_adds_the_proxy_to_a_finished_row_without_retiming_it(
     ]
     search_cost.main([*argv, "--proxy"])
     assert len(proxied) == 2  # a row with its proxy is done
+
+
+def test_reading_flags_a_cell_whose_students_sit_at_the_constant_predictor() -> None:
+    from quality import _near_constant
+
+    # MRPC / 2-layer: vanilla KD F1 81.35 +- 0.47 against 81.22 for always answering "paraphrase".
+    stuck = {"vanilla_kd_student_mean": 81.35, "vanilla_kd_student_std": 0.47, "majority_dev": 81.22}
+    assert "+0.13 points" in _near_constant(stuck)
+    # CoLA / 2-layer learned a little (MCC 5.43 against 0.00): no warning.
+    assert _near_constant({"vanilla_kd_student_mean": 5.43, "vanilla_kd_student_std": 0.84, "majority_dev": 0.0}) == ""
