@@ -40,6 +40,7 @@ from stark.search import (
     paired_bootstrap,
     paired_bootstrap_loss,
     rank,
+    required_z,
     successive_halving,
 )
 
@@ -242,6 +243,9 @@ POLICIES: dict[str, Callable[[Cell], Outcome]] = {
     "halving-loss-1/12-eta3 +check": halving(1 / 12, 3, RungSignal.LOSS, check=True),
     "halving-loss-1/12-eta3 +lead>0.5se": halving(1 / 12, 3, RungSignal.LOSS, check=True, z=0.5),
     "halving-loss-1/12-eta3 +lead>0": halving(1 / 12, 3, RungSignal.LOSS, check=True, z=0.0),
+    # The finalist was picked among nine levels on the same selection split: the best-of-nine bar instead of
+    # one standard error (a winner's-curse correction of the default's last check).
+    "halving-loss-1/12-eta3 +check best-of-9 bar": halving(1 / 12, 3, RungSignal.LOSS, check=True, z=required_z(9)),
     "full-sweep +check": full_sweep_checked,
     "full-sweep --choose-by loss +check": full_sweep_by_loss,
     "halving-loss-1/6-eta3": halving(1 / 6, 3, RungSignal.LOSS),
