@@ -27,7 +27,7 @@ import json
 import statistics
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from common import RESULTS
@@ -291,6 +291,75 @@ def replay(rows: list[dict]) -> list[dict]:
     return out
 
 
+ONE_SEED_POLICIES = (
+    DEFAULT_POLICY,
+    "halving-loss-1/12-eta3 +check best-of-9 bar",
+    "proxy-follow-top3-1/12 (stark run --search proxy) +check",
+)
+"""Policies replayed as ``stark run`` runs them by default: one student seed per level."""
+
+
+def one_seed_cells(row: dict) -> list[Cell]:
+    """The cell as three single-seed runs (seed k of every level): what a default ``stark run`` sees. Dev is
+    that seed's; the noise stays the three seeds' spread."""
+    full = Cell.from_row(row)
+    seeds = sorted({run["seed"] for run in row["runs"]})
+    cells = []
+    for k in seeds:
+        runs = {run["sparsity"]: run for run in row["runs"] if run["seed"] == k}
+        if set(runs) != set(full.levels):
+            continue
+        cells.append(
+            replace(full, dev={lv: r["dev"] for lv, r in runs.items()}, logs={lv: [r] for lv, r in runs.items()})
+        )
+    return cells
+
+
+def replay_one_seed(rows: list[dict]) -> list[dict]:
+    """Per policy of ``ONE_SEED_POLICIES`` and single-seed cell: the level kept and its dev gain over vanilla KD
+    of the same seed (what a user of the default would have got instead of vanilla KD)."""
+    out = []
+    for row in rows:
+        for k, cell in enumerate(one_seed_cells(row)):
+            if not cell.can_check():
+                continue
+            for name in ONE_SEED_POLICIES:
+                if name.startswith("proxy") and not cell.proxy:
+                    continue
+                chosen = POLICIES[name](cell).chosen
+                out.append(
+                    {
+                        "task": cell.task,
+                        "student": cell.student,
+                        "seed": k,
+                        "policy": name,
+                        "chosen_sparsity": chosen,
+                        "gain_over_vanilla": cell.dev[chosen] - cell.dev[0.0],
+                        "seed_std": cell.seed_std,
+                    }
+                )
+    return out
+
+
+def one_seed_markdown(runs: list[dict]) -> str:
+    lines = [
+        "Single-seed replay (each cell's seeds taken apart, as a default `stark run` trains one seed per level): "
+        "dev gain of the kept level over vanilla KD of the same seed.",
+        "",
+        "| policy | runs | sparse level kept | mean gain | worse than vanilla by more than one seed-std |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for name in ONE_SEED_POLICIES:
+        rs = [r for r in runs if r["policy"] == name]
+        if not rs:
+            continue
+        kept = sum(r["chosen_sparsity"] != 0 for r in rs)
+        worse = sum(r["gain_over_vanilla"] < -r["seed_std"] for r in rs)
+        mean = statistics.fmean(r["gain_over_vanilla"] for r in rs)
+        lines.append(f"| {name} | {len(rs)} | {kept} | {mean:+.2f} | {worse} |")
+    return "\n".join(lines) + "\n"
+
+
 def markdown(cells: list[dict]) -> str:
     lines = [
         "| task | student | policy | chosen | chosen dev | sweep choice | regret | seed std | cost (KD runs) |",
@@ -328,12 +397,13 @@ def main(argv: list[str] | None = None) -> int:
     if not rows:
         print(f"no cell with replay logs in {args.quality}", file=sys.stderr)
         return 2
-    cells = replay(rows)
+    cells, one_seed = replay(rows), replay_one_seed(rows)
     tmp = RESULTS / "search_replay.json.tmp"
-    tmp.write_text(json.dumps({"cells": cells}, indent=1) + "\n")
+    tmp.write_text(json.dumps({"cells": cells, "one_seed": one_seed}, indent=1) + "\n")
     tmp.replace(RESULTS / "search_replay.json")
-    (RESULTS / "search_replay.md").write_text(markdown(cells))
-    print(markdown(cells))
+    text = markdown(cells) + "\n" + one_seed_markdown(one_seed)
+    (RESULTS / "search_replay.md").write_text(text)
+    print(text)
     return 0
 
 

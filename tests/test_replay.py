@@ -93,3 +93,20 @@ def test_choose_by_loss_replays_only_from_logits() -> None:
     # cross-entropy by 2.0 each (0.1 on average, s.e. ~0.044): past the bar for the best of 2 levels.
     assert by_policy[policy]["chosen_sparsity"] == 50
     assert by_policy["full-sweep +check"]["chosen_sparsity"] == 50  # logits give the metric check the same ids
+
+
+def test_one_seed_replay_takes_each_seed_apart() -> None:
+    row = _row()
+    # A second seed: the same selection logs, every dev one point higher except vanilla KD's.
+    second = [{**r, "seed": 1, "dev": r["dev"] + (1.0 if r["sparsity"] else 0.0)} for r in row["runs"]]
+    row["runs"] = row["runs"] + second
+    cells = search_replay.one_seed_cells(row)
+    assert [c.dev for c in cells] == [{0: 71.0, 50: 74.0, 90: 72.0}, {0: 71.0, 50: 75.0, 90: 73.0}]
+    assert all(len(logs) == 1 for c in cells for logs in c.logs.values())
+    runs = search_replay.replay_one_seed([row])
+    default = [r for r in runs if r["policy"] == search_replay.DEFAULT_POLICY]
+    chosen = search_replay.POLICIES[search_replay.DEFAULT_POLICY](search_replay.Cell.from_row(_row())).chosen
+    assert [r["chosen_sparsity"] for r in default] == [chosen, chosen]
+    gain = {0: 0.0, 50: 3.0, 90: 1.0}[chosen]
+    assert [r["gain_over_vanilla"] for r in default] == [gain, gain + (1.0 if chosen else 0.0)]
+    assert not any(r["policy"].startswith("proxy") for r in runs)  # no proxy signals logged in this row
