@@ -86,14 +86,13 @@ def bench_task(task: str, args: argparse.Namespace) -> dict:
         "commit": commit(),
         "search_settings": {k: v for k, v in halving["config"]["search"].items()},
     }
-    return {**row, "proxy": time_proxy(task, args, row) if args.proxy else None}
+    return {**row, "proxy": time_proxy(task, teacher_dir, args, row) if args.proxy else None}
 
 
-def time_proxy(task: str, args: argparse.Namespace, row: dict) -> dict:
+def time_proxy(task: str, teacher_dir: Path, args: argparse.Namespace, row: dict) -> dict:
     """``stark run --search proxy`` on the row's teacher, against the row's own vanilla-KD time (a row
     finished earlier keeps its timings: only this search runs)."""
     samples, work = _work(task, args)
-    _, teacher_dir = shared_teacher(task, samples, args.teacher_epochs)
     proxy = time_pipelines(task, samples, teacher_dir, work, args, ("proxy",))["proxy"]
     return proxy_columns(proxy, row["metric"], row["one_kd_s"])
 
@@ -192,9 +191,14 @@ def halving_row(
     }
 
 
+def chosen_level(summary: dict) -> dict:
+    """The summary's entry for the level its search chose."""
+    return next(lv for lv in summary["levels"] if lv["teacher_sparsity"] == summary["chosen_sparsity"])
+
+
 def search_columns(summary: dict, main: str, one_kd: float) -> dict:
     """One ``stark run``'s cost after fine-tuning against one vanilla KD run, and what it chose."""
-    chosen = next(lv for lv in summary["levels"] if lv["teacher_sparsity"] == summary["chosen_sparsity"])
+    chosen = chosen_level(summary)
     return {
         "pipeline_s": summary["bench_wall_s"],
         "pipeline_over_one_kd": summary["bench_wall_s"] / one_kd,
@@ -222,7 +226,7 @@ def full_sweep_columns(full: dict | None, halving: dict, main: str, one_kd: floa
     if full is None:
         return {"full_sweep_s": None, "full_best_sparsity": None, "within_noise_of_full_sweep": None}
     best = max(full["levels"], key=lambda lv: lv["student_dev"][main])
-    chosen = next(lv for lv in halving["levels"] if lv["teacher_sparsity"] == halving["chosen_sparsity"])
+    chosen = chosen_level(halving)
     full_at_chosen = next(lv for lv in full["levels"] if lv["teacher_sparsity"] == halving["chosen_sparsity"])
     return {
         "full_sweep_s": full["bench_wall_s"],
@@ -333,7 +337,8 @@ def main(argv: list[str] | None = None) -> int:
             done.append(bench_task(task, args))
         else:
             # Only the proxy search runs: the row keeps the timings, commit and probes it had.
-            old["proxy"] = time_proxy(task, args, old)
+            _, teacher_dir = shared_teacher(task, _work(task, args)[0], args.teacher_epochs)
+            old["proxy"] = time_proxy(task, teacher_dir, args, old)
         save_rows(path, done)
         (results / "search_cost.md").write_text(markdown(done))
         print(markdown(done), flush=True)

@@ -26,7 +26,7 @@ import argparse
 import json
 import statistics
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -341,6 +341,14 @@ def replay_one_seed(rows: list[dict]) -> list[dict]:
     return out
 
 
+def per_policy(rows: list[dict], names: Iterable[str]) -> Iterator[tuple[str, list[dict]]]:
+    """The replay rows of each policy in ``names`` (in that order), skipping policies without any."""
+    for name in names:
+        rs = [r for r in rows if r["policy"] == name]
+        if rs:
+            yield name, rs
+
+
 def one_seed_markdown(runs: list[dict]) -> str:
     lines = [
         "Single-seed replay (each cell's seeds taken apart, as a default `stark run` trains one seed per level): "
@@ -349,10 +357,7 @@ def one_seed_markdown(runs: list[dict]) -> str:
         "| policy | runs | sparse level kept | mean gain | worse than vanilla by more than one seed-std |",
         "|---|---:|---:|---:|---:|",
     ]
-    for name in ONE_SEED_POLICIES:
-        rs = [r for r in runs if r["policy"] == name]
-        if not rs:
-            continue
+    for name, rs in per_policy(runs, ONE_SEED_POLICIES):
         kept = sum(r["chosen_sparsity"] != 0 for r in rs)
         worse = sum(r["gain_over_vanilla"] < -r["seed_std"] for r in rs)
         mean = statistics.fmean(r["gain_over_vanilla"] for r in rs)
@@ -377,10 +382,7 @@ def markdown(cells: list[dict]) -> str:
         "| policy | cells | mean regret | cells within one seed-std | mean cost (KD runs) |",
         "|---|---:|---:|---:|---:|",
     ]
-    for name in POLICIES:
-        cs = [c for c in cells if c["policy"] == name]
-        if not cs:
-            continue
+    for name, cs in per_policy(cells, POLICIES):
         within = sum(c["regret_points"] <= c["seed_std"] for c in cs)
         lines.append(
             f"| {name} | {len(cs)} | {statistics.fmean(c['regret_points'] for c in cs):+.2f} | {within}/{len(cs)} "

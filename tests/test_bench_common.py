@@ -234,12 +234,14 @@ def test_search_cost_adds_the_proxy_to_a_finished_row_without_retiming_it(
     timed, proxied = [], []
     monkeypatch.setattr(search_cost, "bench_task", lambda task, args: timed.append(task) or row(task))
 
-    def time_proxy(task: str, args, r: dict) -> dict:
+    def time_proxy(task: str, teacher_dir: Path, args, r: dict) -> dict:
         proxied.append((task, r["one_kd_s"]))
         return {"pipeline_s": 250.0, "pipeline_over_one_kd": 2.5, "kd_student_epochs": 6.5, "sparsity": 0,
                 "dev": 0.8, "commit": "new5678", "machine": None}  # fmt: skip
 
     monkeypatch.setattr(search_cost, "time_proxy", time_proxy)
+    # A finished row's teacher is the shared one (fine-tuned once, excluded from every timing).
+    monkeypatch.setattr(search_cost, "shared_teacher", lambda task, samples, epochs: (None, tmp_path / task))
     argv = ["--tasks", "mrpc,cola", "--results", str(tmp_path), "--no-full"]
     search_cost.main(argv)
     # Without --proxy: the finished row is skipped, the missing one timed without a proxy.
