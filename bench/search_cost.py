@@ -8,7 +8,7 @@ every timing):
   estimate used for "within noise";
 * ``full_sweep_s``: ``stark run --search full`` after fine-tuning (trial KD, scoring, sparsifying,
   one full-budget student per level);
-* ``halving_pipeline_s``: ``stark run --search halving`` after fine-tuning (the default pipeline);
+* ``halving_pipeline_s``: ``stark run --search halving`` after fine-tuning (halving over every level; the default until the proxy's timings here);
 * with ``--proxy``, ``proxy``: ``stark run --search proxy`` after fine-tuning (a forward-pass signal keeps
   ``proxy_top`` levels for halving), its wall time, stages, choice and commit. A finished row without it
   gets it added: its vanilla and halving timings are read back from their stamps, not re-run.
@@ -279,9 +279,9 @@ def markdown(rows: list[dict]) -> str:
 
 
 def proxy_markdown(rows: list[dict]) -> str:
-    """The proxy search beside the default (halving) on the same teacher and vanilla-KD timings."""
+    """The proxy search (stark run's default) beside halving over every level, same teacher and vanilla-KD timings."""
     lines = [
-        "`stark run --search proxy` (forward-pass ranking, halving among the best `proxy_top` levels):",
+        "`stark run --search proxy`, the default (forward-pass ranking, halving among the best `proxy_top` levels):",
         "",
         "| task | student | one KD s | halving / one KD | proxy pipeline s | proxy / one KD | proxy KD epochs "
         "| halving choice (dev) | proxy choice (dev) | quiet machine (proxy and vanilla KD) | proxy commit |",

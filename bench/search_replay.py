@@ -44,9 +44,9 @@ from stark.search import (
     successive_halving,
 )
 
-DEFAULT_POLICY = "halving-loss-1/12-eta3 +check"
-"""The policy ``stark run`` uses by default (SearchConfig: min_budget 1/12, eta 3, rung signal loss, then the
-paired-bootstrap check against vanilla KD)."""
+DEFAULT_POLICY = "proxy-follow-top3-1/12 (stark run --search proxy) +check"
+"""The policy ``stark run`` uses by default (SearchConfig: search proxy, proxy_top 3, min_budget 1/12, eta 3,
+rung signal loss, then the paired-bootstrap check against vanilla KD)."""
 
 
 @dataclass
@@ -293,8 +293,8 @@ def replay(rows: list[dict]) -> list[dict]:
 
 ONE_SEED_POLICIES = (
     DEFAULT_POLICY,
+    "halving-loss-1/12-eta3 +check",
     "halving-loss-1/12-eta3 +check best-of-9 bar",
-    "proxy-follow-top3-1/12 (stark run --search proxy) +check",
 )
 """Policies replayed as ``stark run`` runs them by default: one student seed per level."""
 

@@ -19,7 +19,7 @@ def test_defaults_are_the_bundled_run():
     assert cfg.student.sparsity == 70 and cfg.student.layers is None
     assert cfg.finetune.epochs == 3 and cfg.distill.epochs == 3
     assert cfg.sparsify.lam == 0.5 and cfg.sparsify.sparsities == [0, 10, 20, 30, 40, 50, 60, 70, 80, 90]
-    assert cfg.search.search == Search.HALVING and cfg.data.protocol == Protocol.HELDOUT
+    assert cfg.search.search == Search.PROXY and cfg.data.protocol == Protocol.HELDOUT
     assert cfg.preset == Preset.FAST
 
 

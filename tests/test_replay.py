@@ -48,6 +48,11 @@ def _row() -> dict:
         "runs": runs,
         "curve": curve,
         "select_labels": labels,
+        # Forward-pass signals: the trial student follows the 90 % teacher more easily than the 50 % one.
+        "proxy": [
+            {"sparsity": 50, "follow_loss": 0.3, "teacher_loss": 0.4},
+            {"sparsity": 90, "follow_loss": 0.2, "teacher_loss": 0.6},
+        ],
         "commit": "x",
     }
 
@@ -77,9 +82,11 @@ def test_replay_rows_report_regret_against_the_sweep() -> None:
     # stark run's check: 90 leads vanilla by 10 of 100 selection examples, far beyond one standard error.
     checked = by_policy["halving-loss-1/4-eta3"]["chosen_sparsity"]
     assert checked == 90
-    assert by_policy["halving-loss-1/12-eta3 +check"]["default"]
+    assert by_policy["proxy-follow-top3-1/12 (stark run --search proxy) +check"]["default"]
     assert by_policy["full-sweep +check"]["chosen_sparsity"] == 50  # 5 of 100 ahead: clears 1.41 s.e. too
-    assert not any(r["policy"].startswith("proxy") for r in rows)  # no proxy signals logged in this row
+    assert by_policy["proxy-follow-top1"]["chosen_sparsity"] == 90  # the easier teacher, alone against vanilla
+    no_proxy = {**_row(), "proxy": []}
+    assert not any(r["policy"].startswith("proxy") for r in search_replay.replay([no_proxy]))
 
 
 def test_choose_by_loss_replays_only_from_logits() -> None:
@@ -109,4 +116,4 @@ def test_one_seed_replay_takes_each_seed_apart() -> None:
     assert [r["chosen_sparsity"] for r in default] == [chosen, chosen]
     gain = {0: 0.0, 50: 3.0, 90: 1.0}[chosen]
     assert [r["gain_over_vanilla"] for r in default] == [gain, gain + (1.0 if chosen else 0.0)]
-    assert not any(r["policy"].startswith("proxy") for r in runs)  # no proxy signals logged in this row
+    assert {r["policy"] for r in runs} == set(search_replay.ONE_SEED_POLICIES)

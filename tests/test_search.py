@@ -205,7 +205,9 @@ def test_parking_and_lazy_teachers_change_no_result(
     monkeypatch.setattr(stark.pipeline, "default_park_bytes", lambda: 0)
     on_disk = _run(tiny_teacher, tiny_task, tmp_path, tmp_path / "disk", "--save-teachers")
     capsys.readouterr()
-    assert len(parked["search_rungs"]) == 3  # 3 candidates: 3 -> 2 -> 1
+    # The default search: the proxy keeps its top 3 (all three here), then halving 3 -> 2 -> 1.
+    proxy, *rungs = parked["search_rungs"]
+    assert sorted(proxy["kept"]) == [30, 60, 90] and len(rungs) == 3
     for summary in (parked, on_disk):
         summary["config"]["sparsify"].pop("save_teachers")
         for lv in summary["levels"]:

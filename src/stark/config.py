@@ -37,10 +37,11 @@ class Search(str, Enum):
     FULL = "full"
     """Distill a full-budget student for every teacher sparsity (the reference sweep)."""
     HALVING = "halving"
-    """Successive halving over the sparsities on the selection split."""
+    """Successive halving over all the sparsities on the selection split."""
     PROXY = "proxy"
     """Rank the sparse teachers by forward passes only (how far the trial student is from each one's soft
-    targets), then successive halving among the best ``proxy_top`` (opt-in: replay it first)."""
+    targets), then successive halving among the best ``proxy_top`` (the default: same replayed regret as
+    halving over all levels at about two thirds of its cost, bench/results/search_cost.md)."""
 
 
 DEFAULT_OPSET = 17
@@ -255,10 +256,10 @@ class ScoreConfig:
 @dataclass
 class SearchConfig:
     search: Search = option(
-        Search.HALVING,
+        Search.PROXY,
         flag=True,
-        help="halving: successive halving on the selection split; full: every level to the end; proxy: halving "
-        "among the --proxy-top levels a forward-pass signal ranks best",
+        help="proxy: halving among the --proxy-top levels a forward-pass signal ranks best; halving: successive "
+        "halving over every level on the selection split; full: every level to the end",
     )
     seeds: int = option(1, flag=True, help="student runs per level; the choice and the table use the mean")
     min_budget: float = option(
