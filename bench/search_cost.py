@@ -8,7 +8,8 @@ every timing):
   estimate used for "within noise";
 * ``full_sweep_s``: ``stark run --search full`` after fine-tuning (trial KD, scoring, sparsifying,
   one full-budget student per level);
-* ``halving_pipeline_s``: ``stark run --search halving`` after fine-tuning (halving over every level; the default until the proxy's timings here);
+* ``halving_pipeline_s``: ``stark run --search halving`` after fine-tuning (halving over every
+  level; the default until these timings made the proxy the default);
 * with ``--proxy``, ``proxy``: ``stark run --search proxy`` after fine-tuning (a forward-pass signal keeps
   ``proxy_top`` levels for halving), its wall time, stages, choice and commit. A finished row without it
   gets it added: its vanilla and halving timings are read back from their stamps, not re-run.
