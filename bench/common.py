@@ -75,10 +75,15 @@ def seed_run_folder(teacher_dir: Path, out: Path) -> None:
 REFERENCE_PEAK_GFLOPS = {1: 88.0, 2: 160.0}
 """fp32 2048^3 matmul GFLOP/s of the machine kind the earlier timings ran on, when nothing else runs
 (measured, 1 and 2 threads; its CPU kind was not recorded then)."""
-PEAK_BY_CPU = {"AMD EPYC family 25 model 1 stepping 1 (avx2 fma)": {2: 107.0}}
+PEAK_BY_CPU = {
+    "AMD EPYC family 25 model 1 stepping 1 (avx2 fma)": {2: 107.0},
+    "Intel(R) Xeon(R) Processor family 6 model 167 stepping 8 (avx2 fma avx512f avx512_bf16 amx_tile)": {2: 200.0},
+}
 """The same probe on later machine kinds, by ``provenance.cpu_kind()``: 2026-12-02, best of the probes taken
 before three vanilla-KD timings while other jobs used 0.5-1 % of the CPU (101-107 GFLOP/s; 160 is out of
-this kind's reach, so judging it by the first kind's peak marked every timing busy)."""
+this kind's reach, so judging it by the first kind's peak marked every timing busy). The Intel kind of
+2026-12-02: 201-204 GFLOP/s before and after a 16-minute default run with others at 0-0.5 % of the CPU
+(likely the first kind too: its earlier default runs probed 189-200)."""
 
 
 def reference_peak(cpu: str | None, threads: int) -> float | None:

@@ -40,7 +40,6 @@ from stark.search import (
     paired_bootstrap,
     paired_bootstrap_loss,
     rank,
-    required_z,
     successive_halving,
 )
 
@@ -150,16 +149,18 @@ def final_choice(
     check: bool = False,
     z: float | None = None,
     by: RungSignal = RungSignal.METRIC,
+    searched: int | None = None,
 ) -> float:
     """Vanilla KD against the finalists at the full budget: best mean selection metric, ties by loss (or
     the other way round, ``by`` loss); with ``check``, the best sparse one must also clear stark run's
-    paired-bootstrap bar (or ``z`` s.e.), on the same signal."""
+    paired-bootstrap bar for the best of ``searched`` levels (default: the sparse finalists), or ``z``
+    s.e., on the same signal."""
     total = cell.total_steps()
     if not check:
         return rank({lv: cell.standing(lv, total) for lv in finalists}, by)[0]
     sparse = [lv for lv in finalists if lv != 0]
     best = rank({lv: cell.standing(lv, total) for lv in sparse}, by)[0]
-    return cell.check(best, len(sparse), z, by_loss=by is RungSignal.LOSS)
+    return cell.check(best, max(searched or 0, len(sparse)), z, by_loss=by is RungSignal.LOSS)
 
 
 def halving(
@@ -185,7 +186,7 @@ def halving(
         others = [lv for lv in cell.levels if lv != 0]
         survivor, _ = successive_halving(others, train_to, total, min_budget, eta=eta, signal=signal)
         cost = 1.0 + sum(steps / total for steps in reached.values())
-        return Outcome(final_choice(cell, [0.0, survivor], check, z), cost)
+        return Outcome(final_choice(cell, [0.0, survivor], check, z, searched=len(others)), cost)
 
     return policy
 
@@ -204,7 +205,9 @@ def full_sweep_by_loss(cell: Cell) -> Outcome:
     return Outcome(final_choice(cell, cell.levels, check=True, by=RungSignal.LOSS), float(len(cell.levels)))
 
 
-def proxy_policy(signal: str, top: int, min_budget: float, check: bool = False) -> Callable[[Cell], Outcome]:
+def proxy_policy(
+    signal: str, top: int, min_budget: float, check: bool = False, z: float | None = None
+) -> Callable[[Cell], Outcome]:
     """Rank the sparse teachers by forward passes only, then halving among the ``top`` best (eta 3)."""
 
     def key(p: dict) -> float:
@@ -217,7 +220,7 @@ def proxy_policy(signal: str, top: int, min_budget: float, check: bool = False) 
     def policy(cell: Cell) -> Outcome:
         others = sorted((lv for lv in cell.levels if lv != 0), key=lambda lv: key(cell.proxy[lv]))[:top]
         if len(others) == 1:
-            return Outcome(final_choice(cell, [0.0, others[0]], check), 2.0)
+            return Outcome(final_choice(cell, [0.0, others[0]], check, z), 2.0)
         sub = Cell(
             cell.task,
             cell.student,
@@ -229,7 +232,7 @@ def proxy_policy(signal: str, top: int, min_budget: float, check: bool = False) 
             cell.spec,
             cell.labels,
         )
-        return halving(min_budget, 3, RungSignal.LOSS, check=check)(sub)
+        return halving(min_budget, 3, RungSignal.LOSS, check=check, z=z)(sub)
 
     return policy
 
@@ -243,9 +246,9 @@ POLICIES: dict[str, Callable[[Cell], Outcome]] = {
     "halving-loss-1/12-eta3 +check": halving(1 / 12, 3, RungSignal.LOSS, check=True),
     "halving-loss-1/12-eta3 +lead>0.5se": halving(1 / 12, 3, RungSignal.LOSS, check=True, z=0.5),
     "halving-loss-1/12-eta3 +lead>0": halving(1 / 12, 3, RungSignal.LOSS, check=True, z=0.0),
-    # The finalist was picked among nine levels on the same selection split: the best-of-nine bar instead of
-    # one standard error (a winner's-curse correction of the default's last check).
-    "halving-loss-1/12-eta3 +check best-of-9 bar": halving(1 / 12, 3, RungSignal.LOSS, check=True, z=required_z(9)),
+    # stark run's last check before 2026-12-02: one standard error whatever the number of levels the
+    # finalist was picked from (+check now counts them: required_z of the levels distilled).
+    "halving-loss-1/12-eta3 +check 1 s.e. (until 2026-12-02)": halving(1 / 12, 3, RungSignal.LOSS, check=True, z=1.0),
     "full-sweep +check": full_sweep_checked,
     "full-sweep --choose-by loss +check": full_sweep_by_loss,
     "halving-loss-1/6-eta3": halving(1 / 6, 3, RungSignal.LOSS),
@@ -255,6 +258,7 @@ POLICIES: dict[str, Callable[[Cell], Outcome]] = {
     "proxy-both-top3-1/4": proxy_policy("both", 3, 1 / 4),
     "proxy-follow-top3-1/12 (stark run --search proxy)": proxy_policy("follow", 3, 1 / 12),
     "proxy-follow-top3-1/12 (stark run --search proxy) +check": proxy_policy("follow", 3, 1 / 12, check=True),
+    "proxy-follow-top3-1/12 +check 1 s.e. (until 2026-12-02)": proxy_policy("follow", 3, 1 / 12, check=True, z=1.0),
 }
 
 
@@ -293,8 +297,9 @@ def replay(rows: list[dict]) -> list[dict]:
 
 ONE_SEED_POLICIES = (
     DEFAULT_POLICY,
+    "proxy-follow-top3-1/12 +check 1 s.e. (until 2026-12-02)",
     "halving-loss-1/12-eta3 +check",
-    "halving-loss-1/12-eta3 +check best-of-9 bar",
+    "halving-loss-1/12-eta3 +check 1 s.e. (until 2026-12-02)",
 )
 """Policies replayed as ``stark run`` runs them by default: one student seed per level."""
 

@@ -208,6 +208,8 @@ def test_parking_and_lazy_teachers_change_no_result(
     # The default search: the proxy keeps its top 3 (all three here), then halving 3 -> 2 -> 1.
     proxy, *rungs = parked["search_rungs"]
     assert sorted(proxy["kept"]) == [30, 60, 90] and len(rungs) == 3
+    # One survivor reaches the check, but it was picked from three levels: the bar is the best-of-3 one.
+    assert "needs 1.62 standard errors, best of 3 sparse levels" in parked["chosen_reason"]
     for summary in (parked, on_disk):
         summary["config"]["sparsify"].pop("save_teachers")
         for lv in summary["levels"]:

@@ -309,9 +309,9 @@ def _run(cfg: RunConfig, data: TaskData, accelerator, start: float) -> dict:
     clock.add("sparsify", time.perf_counter() - t0)
     rewinder.teachers = teachers
 
-    finalists, search_log = _search(cfg, data, paths, rewinder, teachers, accelerator)
+    finalists, searched, search_log = _search(cfg, data, paths, rewinder, teachers, accelerator)
     rewinder.parked.clear()
-    choice = choose(cfg, data, paths, finalists, accelerator)
+    choice = choose(cfg, data, paths, finalists, searched, accelerator)
     chosen = choice.chosen if choice is not None else None
     if choice is not None and is_main(accelerator):
         print(f"stark: chosen teacher sparsity {choice.chosen:g}%: {choice.reason}", file=sys.stderr, flush=True)
@@ -333,14 +333,16 @@ def _run(cfg: RunConfig, data: TaskData, accelerator, start: float) -> dict:
 
 def _search(
     cfg: RunConfig, data: TaskData, paths: RunDir, rewinder: Rewinder, teachers: SparseTeachers, accelerator=None
-) -> tuple[list[float], list[dict]]:
+) -> tuple[list[float], int, list[dict]]:
     """Train the levels the search asks for; returns the finalists (the 0 % level and the survivor, or
-    every level under ``--search full``) and the search log (proxy signals, rung scores)."""
+    every level under ``--search full``), how many sparse levels were distilled at all (the survivor is
+    the best of them on the selection split, so the final check's bar grows with their number) and the
+    search log (proxy signals, rung scores)."""
     levels = sorted(cfg.sparsify.sparsities)
     if cfg.search.search == Search.FULL or len(levels) == 1:
         for level in levels:
             rewinder.train_to(level, rewinder.total_steps)
-        return levels, []
+        return levels, sum(lv != 0 for lv in levels), []
     search_log: list[dict] = []
     others = [lv for lv in levels if lv != 0]
     finalists = [0.0] if 0 in levels else []
@@ -358,7 +360,7 @@ def _search(
             {"budget_steps": r.budget_steps, "scores": {level_name(k): _json_score(v) for k, v in r.scores.items()}}
             for r in rungs
         ]
-    return finalists, search_log
+    return finalists, len(others), search_log
 
 
 def check_teacher_learned(cfg: RunConfig, data: TaskData, teacher_dir: Path, accelerator=None) -> TeacherCheck:
@@ -423,11 +425,13 @@ def _level_record(
     )
 
 
-def choose(cfg: RunConfig, data: TaskData, paths: RunDir, finalists: list[float], accelerator=None) -> Choice | None:
+def choose(
+    cfg: RunConfig, data: TaskData, paths: RunDir, finalists: list[float], searched: int, accelerator=None
+) -> Choice | None:
     """The best sparse finalist by mean selection metric (ties: lower selection loss; or the other way
     round with ``choose_by`` loss), kept only when it leads vanilla KD (0 %) by more than the
-    paired-bootstrap bar on the selection split. Only levels whose every seed reached the full budget are
-    eligible."""
+    paired-bootstrap bar for the best of ``searched`` sparse levels on the selection split. Only levels
+    whose every seed reached the full budget are eligible."""
     main = data.spec.main_metric
     dirs = {lv: [paths.student(lv, k) for k in range(cfg.search.seeds)] for lv in sorted(finalists)}
     done = {lv: ds for lv, ds in dirs.items() if all(is_done(d) for d in ds)}
@@ -456,7 +460,7 @@ def choose(cfg: RunConfig, data: TaskData, paths: RunDir, finalists: list[float]
 
     compare = paired_bootstrap_loss if by_loss else paired_bootstrap
     margin, se = compare(data.spec, data.select.labels, preds(best), preds(0.0), seed=cfg.seed)
-    return decide(best, margin, se, main, n, n_compared=len(sparse), by_loss=by_loss)
+    return decide(best, margin, se, main, n, n_compared=max(searched, len(sparse)), by_loss=by_loss)
 
 
 def _better(a: dict | None, b: dict | None, main: str) -> dict | None:

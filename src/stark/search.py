@@ -13,9 +13,10 @@ Two lessons from the measured curves shape the defaults:
   teachers (unlike the KD loss, which is softer for sparser teachers).
 * **No tie goes to a level by its position.** The last word compares the survivor with vanilla KD on
   the selection split with a paired bootstrap (main metric, or task loss with ``--choose-by loss``);
-  unless the survivor is ahead by more than the bar (one standard error for one finalist, more for the
-  best of several: ``required_z``), the answer is 0 % (vanilla KD) and the run says that sparsity made
-  no measurable difference.
+  unless the survivor is ahead by more than the bar, the answer is 0 % (vanilla KD) and the run says
+  that sparsity made no measurable difference. The bar counts every level the survivor was picked from
+  (``required_z``: 1.62 standard errors for the proxy's 3, 2.1 for 9): with one standard error, real
+  single-seed runs kept sparse levels that were no better on dev (bench/results/search_replay.md).
 """
 
 from __future__ import annotations
@@ -283,8 +284,9 @@ def decide(
         best_sparse: the best sparse finalist, or None when only vanilla KD was trained.
         margin: its selection-split lead over vanilla KD (None with no sparse finalist).
         margin_se: the paired-bootstrap standard error of ``margin``.
-        n_compared: how many sparse levels reached the final comparison (1 after halving, all of them
-            in a full sweep): the best of many needs a larger lead.
+        n_compared: how many sparse levels the finalist was picked from on the selection split (every
+            level distilled: all of them under halving or a full sweep, the proxy's top few under the
+            proxy): the best of many is lucky on average and needs a larger lead.
         by_loss: ``margin`` is a task-loss gap (vanilla KD's minus the level's), not a metric lead.
     """
     if best_sparse is None or margin is None or margin_se is None:

@@ -99,9 +99,9 @@ def _why(summary: RunSummary, widths: dict[float, SparseTeacherRecord], shape: t
     if n_select:
         text.append(
             f"The choice rests on {n_select} selection examples: a sparse level is kept only when its student leads "
-            f"vanilla KD there on the selection {_choice_signal(summary)} by more than the paired-bootstrap bar (one "
-            "standard error after halving, about 2.1 for the best of nine levels of a full sweep); otherwise the "
-            "answer is vanilla KD."
+            f"vanilla KD there on the selection {_choice_signal(summary)} by more than the paired-bootstrap bar for "
+            "the best of the levels distilled (1.62 standard errors for the proxy's three, about 2.1 for nine); "
+            "otherwise the answer is vanilla KD."
         )
     return " ".join(text)
 
