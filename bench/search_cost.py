@@ -22,7 +22,7 @@ re-run skips those, and unfinished stages resume from their checkpoints. (The 45
 of an earlier run are in ``search_cost_subsets.{json,md}``.) Every timed cell carries the load average
 and a matmul probe taken before and after it (``machine``); a row is a valid timing only when
 ``quiet`` is true: run this alone on the machine. At full size (the default) the full sweep is ten KD
-runs per task; ``--no-full`` times only vanilla KD and the default search, whose regret against the
+runs per task; ``--no-full`` times only vanilla KD and halving over every level, whose regret against the
 sweep comes from bench/search_replay.py. Measured runtime on 2 CPU cores (the slower kind of 2026-12-02):
 one KD run of the 70 %-pruned student on full MRPC takes 6 minutes, so ``--no-full`` takes ~40 minutes per
 task (3 vanilla seeds + the pipeline), ``--proxy`` ~15 more.
@@ -171,7 +171,7 @@ def time_pipelines(
 def halving_row(
     task: str, samples: int | None, args: argparse.Namespace, data: TaskData, halving: dict, kd_times: list[float]
 ) -> dict:
-    """The default search's cost against one vanilla KD run (mean over ``kd_times``), and what it chose."""
+    """Halving over every level: its cost against one vanilla KD run (mean over ``kd_times``), and what it chose."""
     one_kd = statistics.fmean(kd_times)
     cost = search_columns(halving, data.spec.main_metric, one_kd)
     return {
@@ -314,9 +314,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--student", default="pruned70", choices=sorted(STUDENTS), help="student kind (stark run's default)")
     p.add_argument(
-        "--no-full", action="store_true", help="time vanilla KD and the default search only (regret: search_replay.py)"
+        "--no-full",
+        action="store_true",
+        help="time vanilla KD and halving over every level only (regret: search_replay.py)",
     )
-    p.add_argument("--proxy", action="store_true", help="also time stark run --search proxy (added to finished rows)")
+    p.add_argument(
+        "--proxy", action="store_true", help="also time stark run --search proxy, the default (added to finished rows)"
+    )
     p.add_argument("--epochs", type=float, default=3, help="student epochs of one full KD run")
     p.add_argument("--teacher-epochs", type=float, default=3, help="teacher fine-tuning epochs")
     p.add_argument("--noise-seeds", type=int, default=3, help="vanilla-KD seeds for the noise estimate")

@@ -271,7 +271,7 @@ def replay(rows: list[dict]) -> list[dict]:
         for name, policy in POLICIES.items():
             if name.startswith("proxy") and not has_proxy:
                 continue
-            if name.endswith("+check") and not cell.can_check():
+            if ("+check" in name or "+lead" in name) and not cell.can_check():
                 continue
             if "choose-by loss" in name and not cell.can_check_loss():
                 continue

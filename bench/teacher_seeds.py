@@ -4,7 +4,7 @@ Student seeds alone understate the noise of a comparison: the teacher is fine-tu
 a different fine-tuning seed (head initialisation, data order, dropout) gives another teacher, other
 sparse teachers and other students. For each task this fine-tunes ``--teacher-seeds`` teachers on the
 same splits (the data is prepared with the default seed, so every teacher sees the same train /
-selection / dev examples) and runs the default ``stark run`` (successive halving, ``--seeds`` student
+selection / dev examples) and runs the default ``stark run`` (the proxy search, ``--seeds`` student
 seeds per level) from each. Per teacher it records the teacher's dev metric, the vanilla-KD students
 (level 0: mean and std over student seeds) and StarK's answer (the chosen level, its students' dev
 mean, the reason), plus the halving finalist's dev mean whether or not the vanilla-KD check kept it.
@@ -13,7 +13,8 @@ The summary per task puts the spread across teachers (std of the per-teacher mea
 average spread across student seeds. Results: ``bench/results/teacher_seeds.{json,md}``, written after
 every finished (task, teacher seed); a re-run skips those. Run it from a pinned worktree, alone (two
 torch processes on two cores slow each other 5-15x). Cost on 2 CPU cores: one teacher fine-tuning plus
-about 3 KD runs per student seed per teacher (MRPC: ~30 min per teacher with 3 student seeds).
+about 2.3 KD runs per student seed per teacher (measured with halving over every level, ~3.3: MRPC ~30
+min per teacher with 3 student seeds).
 """
 
 from __future__ import annotations

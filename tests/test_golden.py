@@ -1,7 +1,7 @@
 """Golden runs: the whole pipeline gives the same summary, metrics and weights as when they were recorded.
 
 They guard refactoring (behaviour must not change): a tiny random teacher and the real all-MiniLM-L6-v2
-on 64 RTE examples, fixed seed, levels 0 / 50 / 90, both search modes. The records live in
+on 64 RTE examples, fixed seed, levels 0 / 50 / 90, every search mode. The records live in
 ``tests/golden/``; after a change that is *meant* to alter results, regenerate them with
 ``STARK_UPDATE_GOLDEN=1 python -m pytest tests/test_golden.py`` and say why in the commit.
 
@@ -124,7 +124,7 @@ def golden_threads():
     torch.set_num_threads(before)
 
 
-@pytest.mark.parametrize("search", ["halving", "full"])
+@pytest.mark.parametrize("search", ["halving", "full", "proxy"])
 def test_golden_tiny(tmp_path: Path, search: str, golden_threads, capsys) -> None:
     teacher = make_teacher_dir(tmp_path / "teacher", seed=3)
     train, dev = write_task(tmp_path / "task", n_train=160, n_dev=40, seed=4)
@@ -139,7 +139,7 @@ def test_golden_tiny(tmp_path: Path, search: str, golden_threads, capsys) -> Non
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("search", ["halving", "full"])
+@pytest.mark.parametrize("search", ["halving", "full", "proxy"])
 def test_golden_minilm(tmp_path: Path, search: str, golden_threads, capsys) -> None:
     out = tmp_path / "run"
     argv = [

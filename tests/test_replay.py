@@ -79,9 +79,8 @@ def test_replay_rows_report_regret_against_the_sweep() -> None:
     assert loss["seed_std"] == pytest.approx(0.5)
     assert by_policy["full-sweep"]["regret_points"] == 0
     assert sum(r["default"] for r in rows) == 1
-    # stark run's check: 90 leads vanilla by 10 of 100 selection examples, far beyond one standard error.
-    checked = by_policy["halving-loss-1/4-eta3"]["chosen_sparsity"]
-    assert checked == 90
+    # Unchecked, halving at 1/4 keeps 90 (its loss leads at the first rung and it beats vanilla at the end).
+    assert by_policy["halving-loss-1/4-eta3"]["chosen_sparsity"] == 90
     assert by_policy["proxy-follow-top3-1/12 (stark run --search proxy) +check"]["default"]
     assert by_policy["full-sweep +check"]["chosen_sparsity"] == 50  # 5 of 100 ahead: clears 1.41 s.e. too
     assert by_policy["proxy-follow-top1"]["chosen_sparsity"] == 90  # the easier teacher, alone against vanilla

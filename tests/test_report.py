@@ -243,9 +243,11 @@ def test_results_table_shows_the_students_mean_task_loss() -> None:
         "levels": [
             {"teacher_sparsity": 0, "seeds": [seed(0.5, 0.4), seed(0.3, 0.2)], "student_full_budget": True},
             {"teacher_sparsity": 50, "seeds": [seed(None, 0.6), seed(None, 0.8)]},
+            {"teacher_sparsity": 90, "seeds": []},  # ranked out by the proxy: no student at all
         ],
     }
     rows = results_table(summary).splitlines()
+    assert "| - (not distilled) |" in next(r for r in rows if r.startswith("| 90% "))
     assert rows[0].endswith("| student dev loss | student select loss |")
     zero = next(r for r in rows if r.startswith("| 0% "))
     assert zero.endswith("| 0.4000 | 0.3000 |")  # means over the two seeds

@@ -251,6 +251,10 @@ class Choice:
     """Paired-bootstrap standard error of that lead."""
     measurable: bool
     reason: str
+    compared: int = 0
+    """How many sparse levels the finalist was picked from (0: none was trained to the end)."""
+    bar_z: float | None = None
+    """The lead it needed, in standard errors: ``required_z(compared)``."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -301,9 +305,9 @@ def decide(
     lead = f"{amount} on {n_select} examples (needs {z:.2f} standard errors{among})"
     if margin > z * margin_se:
         reason = f"the {best_sparse:g}% teacher's student leads vanilla KD by {lead}"
-        return Choice(best_sparse, best_sparse, margin, margin_se, True, reason)
+        return Choice(best_sparse, best_sparse, margin, margin_se, True, reason, n_compared, z)
     reason = (
         f"sparsity made no measurable difference on this task: the best sparse level ({best_sparse:g}%) is at "
         f"{lead} against vanilla KD, so vanilla KD (0%) is kept"
     )
-    return Choice(0.0, best_sparse, margin, margin_se, False, reason)
+    return Choice(0.0, best_sparse, margin, margin_se, False, reason, n_compared, z)

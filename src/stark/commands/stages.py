@@ -301,9 +301,10 @@ STAGE_COMMANDS = (
     StageCommand(
         "rewind",
         run_rewind,
-        "stage 6: re-distill from every sparse teacher and choose",
-        "Distill a fresh student from each sparse teacher (full sweep or successive halving), choose the level on "
-        "the selection split, write summary.json and report.md.",
+        "stage 6: re-distill from the sparse teachers and choose",
+        "Distill fresh students from the sparse teachers (the default: a forward-pass proxy keeps the best few, "
+        "then successive halving; or halving over every level; or a full sweep), choose the level on the "
+        "selection split, write summary.json and report.md.",
         (
             common.add_data_args,
             common.add_run_args,

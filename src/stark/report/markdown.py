@@ -31,7 +31,11 @@ def results_table(summary: RunSummary | dict) -> str:
             student = fmt_metric(lv.student_dev, m)
         sel = f"{100 * lv.student_select_mean:.2f}" if lv.student_select_mean is not None else "-"
         mark = "**<-**" if lv.teacher_sparsity == summary.chosen_sparsity else ""
-        budget = f"{lv.student_epochs:.2f}" + ("" if lv.student_full_budget else " (stopped by search)")
+        budget = (
+            "- (not distilled)"
+            if not lv.seeds
+            else f"{lv.student_epochs:.2f}" + ("" if lv.student_full_budget else " (stopped by search)")
+        )
         label = f"{lv.teacher_sparsity:g}%" + (" (vanilla KD)" if lv.teacher_sparsity == 0 else "")
         t_sel, t_dev = fmt_metric(lv.teacher_select, m), fmt_metric(lv.teacher_dev, m)
         losses = f"{_mean_loss(lv.seeds, 'dev')} | {_mean_loss(lv.seeds, 'select')}"
@@ -99,11 +103,20 @@ def _why(summary: RunSummary, widths: dict[float, SparseTeacherRecord], shape: t
     if n_select:
         text.append(
             f"The choice rests on {n_select} selection examples: a sparse level is kept only when its student leads "
-            f"vanilla KD there on the selection {_choice_signal(summary)} by more than the paired-bootstrap bar for "
-            "the best of the levels distilled (1.62 standard errors for the proxy's three, about 2.1 for nine); "
-            "otherwise the answer is vanilla KD."
+            f"vanilla KD there on the selection {_choice_signal(summary)} by more than the paired-bootstrap bar"
+            f"{_bar(summary)}; otherwise the answer is vanilla KD."
         )
     return " ".join(text)
+
+
+def _bar(summary: RunSummary) -> str:
+    """The bar this run's finalist was held to, when the summary records it."""
+    choice = summary.choice or {}
+    z, n = choice.get("bar_z"), choice.get("compared", 0)
+    if z is None:
+        return " (it grows with the number of levels the finalist was picked from)"
+    among = f"the best of {n} sparse levels distilled" if n > 1 else "one sparse level"
+    return f" ({z:.2f} standard errors for {among})"
 
 
 def _teachers_table(summary: RunSummary, widths: dict[float, SparseTeacherRecord]) -> str:
@@ -195,8 +208,8 @@ def _intro_section(
         "",
         f"Teacher `{summary.teacher}`{teacher_shape} was fine-tuned on {summary.task}; the student is "
         f"{_describe_student(summary.student)}. StarK scored every attention head and FFN neuron of the "
-        f"teacher, removed the lowest-scored ones to build sparse teachers at {levels_text}, and distilled a fresh "
-        f"student from each (search `{summary.search}`, {summary.seeds} seed(s), protocol "
+        f"teacher, removed the lowest-scored ones to build sparse teachers at {levels_text}, and distilled fresh "
+        f"students from them (search `{summary.search}`, {summary.seeds} seed(s), protocol "
         f"`{summary.protocol}`, lam = {summary.lam}). Sparsity 0% is vanilla KD from the dense teacher.",
         "",
         _why(summary, widths, shape),
@@ -217,8 +230,10 @@ def _results_section(summary: RunSummary, figures: dict[str, Path]) -> list[str]
         "",
         "Student dev is what a user gets; the choice uses the selection split only (dev stays unseen). Levels "
         "marked *stopped by search* were dropped early by successive halving: they show their selection score at "
-        "the budget they reached and no dev metric. Sparse teachers are scored on the selection split; only the "
-        "dense and the chosen teacher on dev (all of them with `--teachers-on-dev`).",
+        "the budget they reached and no dev metric; levels *not distilled* were ranked out by the proxy search "
+        "(forward passes only, `search_rungs` in summary.json) before any student was trained. Sparse teachers "
+        "are scored on the selection split; only the dense and the chosen teacher on dev (all of them with "
+        "`--teachers-on-dev`).",
         "",
     ]
 
