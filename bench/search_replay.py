@@ -259,6 +259,9 @@ POLICIES: dict[str, Callable[[Cell], Outcome]] = {
     "proxy-follow-top3-1/12 (stark run --search proxy)": proxy_policy("follow", 3, 1 / 12),
     "proxy-follow-top3-1/12 (stark run --search proxy) +check": proxy_policy("follow", 3, 1 / 12, check=True),
     "proxy-follow-top3-1/12 +check 1 s.e. (until 2026-12-02)": proxy_policy("follow", 3, 1 / 12, check=True, z=1.0),
+    # The follow signal favours mild levels (closest to the dense teacher the trial student imitates); the
+    # sparse teacher's own selection loss does not.
+    "proxy-teacher-top3-1/12 +check": proxy_policy("teacher", 3, 1 / 12, check=True),
 }
 
 
@@ -300,6 +303,7 @@ ONE_SEED_POLICIES = (
     "proxy-follow-top3-1/12 +check 1 s.e. (until 2026-12-02)",
     "halving-loss-1/12-eta3 +check",
     "halving-loss-1/12-eta3 +check 1 s.e. (until 2026-12-02)",
+    "proxy-teacher-top3-1/12 +check",
 )
 """Policies replayed as ``stark run`` runs them by default: one student seed per level."""
 
