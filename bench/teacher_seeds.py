@@ -13,8 +13,8 @@ The summary per task puts the spread across teachers (std of the per-teacher mea
 average spread across student seeds. Results: ``bench/results/teacher_seeds.{json,md}``, written after
 every finished (task, teacher seed); a re-run skips those. Run it from a pinned worktree, alone (two
 torch processes on two cores slow each other 5-15x). Cost on 2 CPU cores: one teacher fine-tuning plus
-about 2.3 KD runs per student seed per teacher (measured with halving over every level, ~3.3: MRPC ~30
-min per teacher with 3 student seeds).
+about 2.3 KD runs per student seed per teacher with the proxy search (MRPC took ~30 min per teacher with
+3 student seeds under halving over every level, ~3.3 runs).
 """
 
 from __future__ import annotations

@@ -339,12 +339,12 @@ def _search(
     the best of them on the selection split, so the final check's bar grows with their number) and the
     search log (proxy signals, rung scores)."""
     levels = sorted(cfg.sparsify.sparsities)
+    others = [lv for lv in levels if lv != 0]
     if cfg.search.search == Search.FULL or len(levels) == 1:
         for level in levels:
             rewinder.train_to(level, rewinder.total_steps)
-        return levels, sum(lv != 0 for lv in levels), []
+        return levels, len(others), []
     search_log: list[dict] = []
-    others = [lv for lv in levels if lv != 0]
     finalists = [0.0] if 0 in levels else []
     if 0 in levels:
         rewinder.train_to(0, rewinder.total_steps)
@@ -460,7 +460,7 @@ def choose(
 
     compare = paired_bootstrap_loss if by_loss else paired_bootstrap
     margin, se = compare(data.spec, data.select.labels, preds(best), preds(0.0), seed=cfg.seed)
-    return decide(best, margin, se, main, n, n_compared=max(searched, len(sparse)), by_loss=by_loss)
+    return decide(best, margin, se, main, n, n_compared=searched, by_loss=by_loss)
 
 
 def _better(a: dict | None, b: dict | None, main: str) -> dict | None:
