@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -103,3 +104,18 @@ def test_a_stage_command_refuses_what_stark_run_refuses(tmp_path: Path, tiny_run
     assert main(["sparsify", f"--out={run}", "--lam=0.2", "--level=30"]) == 2
     assert "sparsify.lam = 0.5" in capsys.readouterr().err.strip().splitlines()[-1]
     assert (run / "config.yaml").read_text() == saved and not (run / "teachers" / "s30").exists()
+
+
+def test_a_side_student_may_use_other_training_settings(tmp_path: Path, tiny_run: Path, capsys) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    saved = (run / "config.yaml").read_text()
+    # Under the trial student's name the change would leave config.yaml lying about the finished trial.
+    assert main(["distill", f"--out={run}", "--lr=0.003"]) == 2
+    assert "lr = 0.001; use another --out" in capsys.readouterr().err.strip().splitlines()[-1]
+    # Under another name it is a side experiment: its settings live in its own folder, config.yaml stays.
+    assert main(["distill", f"--out={run}", "--name=side", "--lr=0.003"]) == 0
+    assert (run / "config.yaml").read_text() == saved
+    facts = json.loads((run / "side" / "metrics.json").read_text())
+    assert facts["train"]["lr"] == 0.003
+    assert main(["run", f"--out={run}"]) == 0  # the run's own stages are all still reused

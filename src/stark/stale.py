@@ -78,11 +78,14 @@ def _matches(key: str, pattern: str) -> bool:
     return key.startswith(pattern) if pattern.endswith(".") or not pattern else key == pattern
 
 
-def stale_change(saved: RunConfig, cfg: RunConfig, folder: RunDir) -> str | None:
-    """The first changed setting that a started stage of ``folder`` was built with, as a message; or None."""
+def stale_change(saved: RunConfig, cfg: RunConfig, folder: RunDir, free: tuple[str, ...] = ()) -> str | None:
+    """The first changed setting that a started stage of ``folder`` was built with, as a message; or None.
+
+    ``free`` adds settings (keys or prefixes) that the calling command's own output does not share with
+    the folder's stages, e.g. ``distill.`` for a student distilled into a folder of its own."""
     old, new = _flat(to_dict(saved)), _flat(to_dict(cfg))
     for key in new:
-        if _canonical(key, old.get(key)) == _canonical(key, new[key]) or any(_matches(key, f) for f in FREE):
+        if _canonical(key, old.get(key)) == _canonical(key, new[key]) or any(_matches(key, f) for f in FREE + free):
             continue
         _, stage, started = next(s for s in SHAPES if _matches(key, s[0]))
         if started(folder):
@@ -93,11 +96,12 @@ def stale_change(saved: RunConfig, cfg: RunConfig, folder: RunDir) -> str | None
     return None
 
 
-def check_not_stale(cfg: RunConfig) -> None:
-    """Raise a one-line StarkInputError if ``cfg`` changes a setting that a started stage of its folder used."""
+def check_not_stale(cfg: RunConfig, free: tuple[str, ...] = ()) -> None:
+    """Raise a one-line StarkInputError if ``cfg`` changes a setting that a started stage of its folder used
+    (``free``: as in ``stale_change``)."""
     saved = load_saved_config(Path(cfg.out))
     if saved is None:
         return
-    message = stale_change(build_config(saved), cfg, RunDir(Path(cfg.out)))
+    message = stale_change(build_config(saved), cfg, RunDir(Path(cfg.out)), free)
     if message:
         raise StarkInputError(message)

@@ -61,25 +61,29 @@ def _print(obj: dict, accelerator=None) -> None:
         print(json.dumps(obj, indent=2, default=str))
 
 
-def _checked(args: argparse.Namespace) -> tuple[RunConfig, TaskData, Path]:
+def _checked(args: argparse.Namespace, free: tuple[str, ...] = ()) -> tuple[RunConfig, TaskData, Path]:
     """The resolved config, the prepared data and the run folder; refuses bad input, writes nothing.
 
     A stage command rewrites the folder's config.yaml, which the next ``stark run`` trusts: like stark run,
-    it refuses settings that differ from those a started stage there was built with."""
+    it refuses settings that differ from those a started stage there was built with (except ``free``
+    ones, see ``stark.stale.stale_change``)."""
     from stark.pipeline import prepare_run
     from stark.stale import check_not_stale
 
     cfg = common.config_from_args(args)
     data = prepare_run(cfg, check_student=False)
-    check_not_stale(cfg)
+    check_not_stale(cfg, free)
     return cfg, data, Path(cfg.out)
 
 
 @contextmanager
-def _locked(cfg: RunConfig, data: TaskData, out: Path, stage: str = "distill") -> Iterator[Accelerator]:
-    """Lock the run folder and save the resolved config; yields the accelerator (with the mixed
-    precision of ``stage``, 'finetune' or 'distill'). Commands check all their input (``_checked``,
-    ``_require``) before entering, so refused input writes nothing and prints only its error line."""
+def _locked(
+    cfg: RunConfig, data: TaskData, out: Path, stage: str = "distill", *, keep_config: bool = False
+) -> Iterator[Accelerator]:
+    """Lock the run folder and save the resolved config (unless ``keep_config`` and the folder has one);
+    yields the accelerator (with the mixed precision of ``stage``, 'finetune' or 'distill'). Commands check
+    all their input (``_checked``, ``_require``) before entering, so refused input writes nothing and
+    prints only its error line."""
     from stark.lock import RunLock
     from stark.pipeline import make_accelerator, save_resolved_config
     from stark.processes import barrier
@@ -87,7 +91,7 @@ def _locked(cfg: RunConfig, data: TaskData, out: Path, stage: str = "distill") -
 
     accelerator = make_accelerator(getattr(cfg, stage).mixed_precision)
     with RunLock(out, enabled=accelerator.is_main_process):
-        if accelerator.is_main_process:
+        if accelerator.is_main_process and not (keep_config and (out / "config.yaml").is_file()):
             save_resolved_config(cfg, out)
             warn_selection(data)
         barrier(accelerator)
@@ -130,12 +134,16 @@ def run_student(args: argparse.Namespace) -> int:
 def run_distill(args: argparse.Namespace) -> int:
     from stark.stages import distill, teacher_logits_full
 
-    cfg, data, out = _checked(args)
+    # A student distilled under another --name is a side experiment: its training settings (--lr sets both
+    # stages) are saved in its own folder and neither checked against nor written into the run's
+    # config.yaml, which keeps describing the trial student that the next stark run reuses.
+    side = Path(args.name) != RunDir(Path()).trial
+    cfg, data, out = _checked(args, free=("distill.", "finetune.") if side else ())
     student = _require_model(
         Path(args.student_dir) if args.student_dir else RunDir(out).student_init, "student", "run stark student first"
     )
     teacher = _teacher_dir(args, out)
-    with _locked(cfg, data, out) as acc:
+    with _locked(cfg, data, out, keep_config=side) as acc:
         logits = teacher_logits_full(teacher, data, cfg.distill.eval_batch_size, acc)
         extra = {"teacher_dir": str(teacher)}
         _, d = distill(cfg.student_training(), data, student, logits, out / args.name, accelerator=acc, extra=extra)
