@@ -141,6 +141,8 @@ def _spec(row: dict) -> TaskSpec:
 class Outcome:
     chosen: float
     cost_kd_runs: float
+    finalist: float | None = None
+    """The sparse level the search kept to set against vanilla KD (None: the full sweep compares them all)."""
 
 
 def final_choice(
@@ -186,7 +188,7 @@ def halving(
         others = [lv for lv in cell.levels if lv != 0]
         survivor, _ = successive_halving(others, train_to, total, min_budget, eta=eta, signal=signal)
         cost = 1.0 + sum(steps / total for steps in reached.values())
-        return Outcome(final_choice(cell, [0.0, survivor], check, z, searched=len(others)), cost)
+        return Outcome(final_choice(cell, [0.0, survivor], check, z, searched=len(others)), cost, survivor)
 
     return policy
 
@@ -220,7 +222,7 @@ def proxy_policy(
     def policy(cell: Cell) -> Outcome:
         others = sorted((lv for lv in cell.levels if lv != 0), key=lambda lv: key(cell.proxy[lv]))[:top]
         if len(others) == 1:
-            return Outcome(final_choice(cell, [0.0, others[0]], check, z), 2.0)
+            return Outcome(final_choice(cell, [0.0, others[0]], check, z), 2.0, others[0])
         sub = Cell(
             cell.task,
             cell.student,

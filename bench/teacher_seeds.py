@@ -5,9 +5,14 @@ a different fine-tuning seed (head initialisation, data order, dropout) gives an
 sparse teachers and other students. For each task this fine-tunes ``--teacher-seeds`` teachers on the
 same splits (the data is prepared with the default seed, so every teacher sees the same train /
 selection / dev examples) and runs the default ``stark run`` (the proxy search, ``--seeds`` student
-seeds per level) from each. Per teacher it records the teacher's dev metric, the vanilla-KD students
-(level 0: mean and std over student seeds) and StarK's answer (the chosen level, its students' dev
-mean, the reason), plus the halving finalist's dev mean whether or not the vanilla-KD check kept it.
+seeds per level) from each. The default seed (776) is the quality sweep's own teacher: where
+bench/results/quality.json holds that cell at the same sizes, its row is taken from there instead of
+training again, the choice replayed from the sweep's logs with the default policy
+(bench/search_replay.py; a paused-then-continued run is bit-identical to a straight one, so the logs hold
+what the run would have seen). ``--train-sweep-teacher`` trains it anyway. Per teacher it records the
+teacher's dev metric, the vanilla-KD students (level 0: mean and std over student seeds) and StarK's
+answer (the chosen level, its students' dev mean, the reason), plus the halving finalist's dev mean
+whether or not the vanilla-KD check kept it.
 
 The summary per task puts the spread across teachers (std of the per-teacher means) beside the
 average spread across student seeds. Results: ``bench/results/teacher_seeds.{json,md}``, written after
@@ -26,7 +31,9 @@ import sys
 import torch
 from common import RESULTS, WORK, bench_config, commit, load_rows, save_rows, seed_run_folder, shared_teacher
 from quality import STUDENTS
+from search_replay import DEFAULT_POLICY, POLICIES, Cell
 
+from stark.config import RunConfig
 from stark.pipeline import run
 from stark.provenance import cpu_kind
 
@@ -83,6 +90,48 @@ def teacher_cell(task: str, student: str, teacher_seed: int, args: argparse.Name
     }
 
 
+def sweep_row(sweep: list[dict], task: str, student: str, args: argparse.Namespace) -> dict | None:
+    """The default seed's teacher's row from the quality sweep's rows (same sizes, replay logs), or None."""
+    row = next((r for r in sweep if (r["task"], r["student"]) == (task, student) and r.get("runs")), None)
+    same = row is not None and (
+        not row["subsampled"]
+        and args.max_train_samples is None
+        and row["seeds"] == args.seeds
+        and row["student_epochs"] == args.epochs
+        and row["teacher_epochs"] == args.teacher_epochs
+    )
+    if not same:
+        return None
+    cell = Cell.from_row(row)
+    outcome = POLICIES[DEFAULT_POLICY](cell)
+    vanilla = [r["dev"] for r in row["runs"] if r["sparsity"] == 0]
+    stark = [r["dev"] for r in row["runs"] if r["sparsity"] == outcome.chosen]
+    return {
+        "task": task,
+        "student": student,
+        "teacher_seed": RunConfig().seed,
+        "metric": row["metric"],
+        "student_seeds": row["seeds"],
+        "teacher_dev": row["teacher_dev"],
+        "majority_dev": row["majority_dev"],
+        "teacher_learned": row["teacher_check"]["learned"],
+        "vanilla_kd_dev": vanilla,
+        "vanilla_kd_mean": statistics.fmean(vanilla),
+        "vanilla_kd_std": statistics.stdev(vanilla) if len(vanilla) > 1 else 0.0,
+        "chosen_sparsity": outcome.chosen,
+        "chosen_reason": f"replayed from the quality sweep's logs: {DEFAULT_POLICY}",
+        "stark_dev": stark,
+        "stark_mean": statistics.fmean(stark),
+        "finalist_sparsity": outcome.finalist,
+        "finalist_dev_mean": None if outcome.finalist is None else cell.dev[outcome.finalist],
+        "wall_s": None,
+        "commit": row["commit"],
+        "threads": row.get("threads"),
+        "cpu": row.get("cpu"),
+        "source": "quality sweep (replayed)",
+    }
+
+
 def task_summary(rows: list[dict]) -> dict:
     """Spread across teachers of the per-teacher means, beside the mean spread across student seeds."""
 
@@ -118,7 +167,7 @@ def markdown(rows: list[dict]) -> str:
         lines.append(
             f"| {r['task']} | {r['student']} | {r['teacher_seed']} | {f(r['teacher_dev'])} | {f(r['majority_dev'])} "
             f"| {r['vanilla_kd_mean']:.2f} ± {r['vanilla_kd_std']:.2f} | {_pct(r['chosen_sparsity'])} "
-            f"| {f(r['stark_mean'])} | {final} | {r['commit']} |"
+            f"| {f(r['stark_mean'])} | {final} | {r['commit']}{' (sweep, replayed)' if r.get('source') else ''} |"
         )
     lines += ["", "| task | student | teachers | teacher dev std | vanilla mean std (teachers) "
               "| StarK mean std (teachers) | student-seed std | gain mean ± std | chosen |",
@@ -155,18 +204,25 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--teacher-epochs", type=float, default=3, help="teacher fine-tuning epochs")
     p.add_argument("--threads", type=int, default=2, help="torch threads")
     p.add_argument("--max-train-samples", type=int, default=None, help="training subsample (default: all)")
+    p.add_argument(
+        "--train-sweep-teacher",
+        action="store_true",
+        help="train the default seed's teacher and its students again instead of taking the quality sweep's row",
+    )
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     name = "teacher_seeds" if args.max_train_samples is None else f"teacher_seeds_n{args.max_train_samples}"
     path, md = RESULTS / f"{name}.json", RESULTS / f"{name}.md"
-    rows = load_rows(path)
+    rows, sweep = load_rows(path), load_rows(RESULTS / "quality.json")
     for task in args.tasks.split(","):
         for seed in (int(s) for s in args.teacher_seeds.split(",")):
             key = (task, args.student, seed)
             if any((r["task"], r["student"], r["teacher_seed"]) == key for r in rows):
                 print(f"{task}/{args.student}/teacher seed {seed}: done, skipped")
                 continue
-            rows.append(teacher_cell(task, args.student, seed, args))
+            reuse = not args.train_sweep_teacher and seed == RunConfig().seed
+            taken = sweep_row(sweep, task, args.student, args) if reuse else None
+            rows.append(taken or teacher_cell(task, args.student, seed, args))
             save_rows(path, rows)
             md.write_text(markdown(rows))
             print(markdown(rows), flush=True)

@@ -116,3 +116,31 @@ def test_one_seed_replay_takes_each_seed_apart() -> None:
     gain = {0: 0.0, 50: 3.0, 90: 1.0}[chosen]
     assert [r["gain_over_vanilla"] for r in default] == [gain, gain + (1.0 if chosen else 0.0)]
     assert {r["policy"] for r in runs} == set(search_replay.ONE_SEED_POLICIES)
+
+
+def test_teacher_seeds_takes_the_sweep_teachers_row_from_the_replay() -> None:
+    import argparse
+
+    import teacher_seeds
+
+    row = {
+        **_row(),
+        "subsampled": False,
+        "seeds": 1,
+        "student_epochs": 3,
+        "teacher_epochs": 3,
+        "teacher_dev": 80.0,
+        "majority_dev": 50.0,
+        "teacher_check": {"learned": True},
+    }
+    args = argparse.Namespace(max_train_samples=None, seeds=1, epochs=3.0, teacher_epochs=3.0)
+    got = teacher_seeds.sweep_row([row], "toy", "layers2", args)
+    # The default policy: the proxy ranks 90 first (follow loss 0.2), the one rung (step 1) sees no evaluation
+    # yet, 90 goes on and leads vanilla KD by 10 of 100 selection answers: kept.
+    assert (got["chosen_sparsity"], got["finalist_sparsity"]) == (90, 90)
+    assert got["vanilla_kd_dev"] == [71.0] and got["vanilla_kd_std"] == 0.0
+    assert got["stark_dev"] == [72.0] and got["finalist_dev_mean"] == 72.0
+    assert (got["teacher_seed"], got["teacher_dev"], got["commit"]) == (776, 80.0, "x")
+    # Other sizes than the sweep's: nothing to take, the teacher is trained.
+    assert teacher_seeds.sweep_row([row], "toy", "layers2", argparse.Namespace(**{**vars(args), "seeds": 3})) is None
+    assert teacher_seeds.sweep_row([row], "toy", "pruned70", args) is None
