@@ -258,11 +258,30 @@ def test_search_cost_adds_the_proxy_to_a_finished_row_without_retiming_it(
     assert len(proxied) == 2  # a row with its proxy is done
 
 
-def test_reading_flags_a_cell_whose_students_sit_at_the_constant_predictor() -> None:
-    from quality import _near_constant
+def test_reading_flags_a_cell_whose_students_have_not_learned_the_task() -> None:
+    from quality import _weak_student
 
     # MRPC / 2-layer: vanilla KD F1 81.35 +- 0.47 against 81.22 for always answering "paraphrase".
-    stuck = {"vanilla_kd_student_mean": 81.35, "vanilla_kd_student_std": 0.47, "majority_dev": 81.22}
-    assert "+0.13 points" in _near_constant(stuck)
-    # CoLA / 2-layer learned a little (MCC 5.43 against 0.00): no warning.
-    assert _near_constant({"vanilla_kd_student_mean": 5.43, "vanilla_kd_student_std": 0.84, "majority_dev": 0.0}) == ""
+    stuck = {
+        "vanilla_kd_student_mean": 81.35,
+        "vanilla_kd_student_std": 0.47,
+        "majority_dev": 81.22,
+        "teacher_dev": 86.42,
+    }
+    assert "+0.13 points" in _weak_student(stuck)
+    # STS-B / 2-layer: Pearson 24.29 +- 11.07, teacher 85.91, constant 0: 28 % of the teacher's lead.
+    weak = {
+        "vanilla_kd_student_mean": 24.29,
+        "vanilla_kd_student_std": 11.07,
+        "majority_dev": 0.0,
+        "teacher_dev": 85.91,
+    }
+    assert "recover only 28% of the teacher's lead" in _weak_student(weak)
+    # MRPC / 70 %-pruned: F1 85.02 against 81.22 and the teacher's 87.03 (65 % of its lead): no warning.
+    learned = {
+        "vanilla_kd_student_mean": 85.02,
+        "vanilla_kd_student_std": 0.53,
+        "majority_dev": 81.22,
+        "teacher_dev": 87.03,
+    }
+    assert _weak_student(learned) == ""
