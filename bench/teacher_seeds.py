@@ -46,6 +46,17 @@ def _level(summary: dict, sparsity: float) -> dict:
     return next(lv for lv in summary["levels"] if lv["teacher_sparsity"] == sparsity)
 
 
+def _students(vanilla: list[float], stark: list[float]) -> dict:
+    """The student fields of a row: dev points per seed of vanilla KD and of StarK's level, with their spread."""
+    return {
+        "vanilla_kd_dev": vanilla,
+        "vanilla_kd_mean": statistics.fmean(vanilla),
+        "vanilla_kd_std": statistics.stdev(vanilla) if len(vanilla) > 1 else 0.0,
+        "stark_dev": stark,
+        "stark_mean": statistics.fmean(stark) if stark else None,
+    }
+
+
 def _dev_points(level: dict, metric: str) -> list[float]:
     return [100 * s["dev"][metric] for s in level["seeds"] if s["dev"] is not None]
 
@@ -74,13 +85,9 @@ def teacher_cell(task: str, student: str, teacher_seed: int, args: argparse.Name
         "teacher_dev": _pts(summary["teacher_dense"]["dev"][m]),
         "majority_dev": _pts(summary["majority_dev"][m]),
         "teacher_learned": summary["teacher_check"]["learned"],
-        "vanilla_kd_dev": vanilla,
-        "vanilla_kd_mean": statistics.fmean(vanilla),
-        "vanilla_kd_std": statistics.stdev(vanilla) if len(vanilla) > 1 else 0.0,
+        **_students(vanilla, stark),
         "chosen_sparsity": chosen,
         "chosen_reason": summary["chosen_reason"],
-        "stark_dev": stark,
-        "stark_mean": statistics.fmean(stark) if stark else None,
         "finalist_sparsity": finalist["teacher_sparsity"] if finalist else None,
         "finalist_dev_mean": _pts(finalist["student_dev_mean"]) if finalist else None,
         "wall_s": summary["total_wall_s"],
@@ -115,13 +122,9 @@ def sweep_row(sweep: list[dict], task: str, student: str, args: argparse.Namespa
         "teacher_dev": row["teacher_dev"],
         "majority_dev": row["majority_dev"],
         "teacher_learned": row["teacher_check"]["learned"],
-        "vanilla_kd_dev": vanilla,
-        "vanilla_kd_mean": statistics.fmean(vanilla),
-        "vanilla_kd_std": statistics.stdev(vanilla) if len(vanilla) > 1 else 0.0,
+        **_students(vanilla, stark),
         "chosen_sparsity": outcome.chosen,
         "chosen_reason": f"replayed from the quality sweep's logs: {DEFAULT_POLICY}",
-        "stark_dev": stark,
-        "stark_mean": statistics.fmean(stark),
         "finalist_sparsity": outcome.finalist,
         "finalist_dev_mean": None if outcome.finalist is None else cell.dev[outcome.finalist],
         "wall_s": None,

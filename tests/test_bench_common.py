@@ -261,27 +261,17 @@ def test_search_cost_adds_the_proxy_to_a_finished_row_without_retiming_it(
 def test_reading_flags_a_cell_whose_students_have_not_learned_the_task() -> None:
     from quality import _weak_student
 
+    def cell(mean: float, std: float, constant: float, teacher: float) -> dict:
+        return {
+            "vanilla_kd_student_mean": mean,
+            "vanilla_kd_student_std": std,
+            "majority_dev": constant,
+            "teacher_dev": teacher,
+        }
+
     # MRPC / 2-layer: vanilla KD F1 81.35 +- 0.47 against 81.22 for always answering "paraphrase".
-    stuck = {
-        "vanilla_kd_student_mean": 81.35,
-        "vanilla_kd_student_std": 0.47,
-        "majority_dev": 81.22,
-        "teacher_dev": 86.42,
-    }
-    assert "+0.13 points" in _weak_student(stuck)
+    assert "+0.13 points" in _weak_student(cell(81.35, 0.47, 81.22, 86.42))
     # STS-B / 2-layer: Pearson 24.29 +- 11.07, teacher 85.91, constant 0: 28 % of the teacher's lead.
-    weak = {
-        "vanilla_kd_student_mean": 24.29,
-        "vanilla_kd_student_std": 11.07,
-        "majority_dev": 0.0,
-        "teacher_dev": 85.91,
-    }
-    assert "recover only 28% of the teacher's lead" in _weak_student(weak)
+    assert "recover only 28% of the teacher's lead" in _weak_student(cell(24.29, 11.07, 0.0, 85.91))
     # MRPC / 70 %-pruned: F1 85.02 against 81.22 and the teacher's 87.03 (65 % of its lead): no warning.
-    learned = {
-        "vanilla_kd_student_mean": 85.02,
-        "vanilla_kd_student_std": 0.53,
-        "majority_dev": 81.22,
-        "teacher_dev": 87.03,
-    }
-    assert _weak_student(learned) == ""
+    assert _weak_student(cell(85.02, 0.53, 81.22, 87.03)) == ""

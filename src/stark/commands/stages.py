@@ -91,8 +91,9 @@ def _locked(
 
     accelerator = make_accelerator(getattr(cfg, stage).mixed_precision)
     with RunLock(out, enabled=accelerator.is_main_process):
-        if accelerator.is_main_process and not (keep_config and (out / "config.yaml").is_file()):
-            save_resolved_config(cfg, out)
+        if accelerator.is_main_process:
+            if not (keep_config and (out / "config.yaml").is_file()):
+                save_resolved_config(cfg, out)
             warn_selection(data)
         barrier(accelerator)
         yield accelerator
