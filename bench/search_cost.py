@@ -18,7 +18,9 @@ The student is stark run's default (70 %-pruned; ``--student layers2`` for the o
 sizes are the quality sweep's (full training sets, SST-2 a seeded 8,000), and the teacher folder is the
 sweep's (``bench/work/teachers/<task>-<size>-e3``): link the pinned worktree's teachers there to skip
 fine-tuning. Each finished (task, student) is written to ``bench/results/search_cost.json`` at once; a
-re-run skips those, and unfinished stages resume from their checkpoints. (The 450-1,800-example rows
+re-run skips those and cells already timed (their stamps), and times an interrupted cell again from an
+empty folder (resuming it from its checkpoints would time only its remainder). ``--retime-unquiet``
+times a finished row again, whole, when any of its cells was not taken alone. (The 450-1,800-example rows
 of an earlier run are in ``search_cost_subsets.{json,md}``.) Every timed cell carries the load average
 and a matmul probe taken before and after it (``machine``); a row is a valid timing only when
 ``quiet`` is true: run this alone on the machine. At full size (the default) the full sweep is ten KD
@@ -32,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import sys
 import time
@@ -113,6 +116,7 @@ def time_vanilla(
         out_dir = vanilla / f"kd_seed{k}"
         timing = out_dir.with_name(out_dir.name + ".time.json")
         if not timing.is_file():
+            _restart(out_dir)
 
             def kd(k: int = k, out_dir: Path = out_dir) -> float:
                 start = time.perf_counter()
@@ -138,6 +142,9 @@ def time_pipelines(
     summaries = {}
     for search in searches:
         out = work / search
+        stamp = out / "pipeline.time.json"
+        if not stamp.is_file():
+            _restart(out)
         seed_run_folder(teacher_dir, out)
         cfg = bench_config(
             task,
@@ -148,7 +155,6 @@ def time_pipelines(
             search={"search": search},
             student=STUDENTS[args.student],
         )
-        stamp = out / "pipeline.time.json"
         if not stamp.is_file():
 
             def pipeline(cfg=cfg) -> float:
@@ -166,6 +172,36 @@ def time_pipelines(
             "bench_machine": record.get("machine"),
         }
     return summaries
+
+
+def _restart(folder: Path) -> None:
+    """An untimed cell starts from nothing: a folder left by an interrupted run would let it resume from its
+    checkpoints, and the stamp would record only the remainder as the cell's time."""
+    if folder.exists():
+        shutil.rmtree(folder)
+
+
+def unquiet(row: dict) -> bool:
+    """Some timed cell of a finished row (vanilla KD, the searches, the proxy) was not taken alone."""
+    proxy = row.get("proxy")
+    return row_quiet(row) is False or (proxy is not None and proxy.get("quiet") is False)
+
+
+def forget_timings(row: dict, work: Path) -> None:
+    """Delete the stamps of ``row``'s own timings under ``work`` (told apart by the wall times the row
+    recorded, which JSON keeps exactly), so those cells are timed again; the stamps of a re-timing already
+    under way differ from them and are kept, so an interrupted re-timing resumes."""
+    recorded = {
+        "vanilla": set(row.get("one_kd_s_per_seed") or []),
+        "halving": {row.get("halving_pipeline_s")},
+        "full": {row.get("full_sweep_s")},
+        "proxy": {(row.get("proxy") or {}).get("pipeline_s")},
+    }
+    stamps = [*(work / "vanilla").glob("kd_seed*.time.json"), *work.glob("*/pipeline.time.json")]
+    for stamp in stamps:
+        cell = "vanilla" if stamp.parent.name == "vanilla" else stamp.parent.name
+        if json.loads(stamp.read_text())["wall_s"] in recorded.get(cell, set()):
+            stamp.unlink()
 
 
 def halving_row(
@@ -321,6 +357,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--proxy", action="store_true", help="also time stark run --search proxy, the default (added to finished rows)"
     )
+    p.add_argument(
+        "--retime-unquiet",
+        action="store_true",
+        help="time a finished row again, whole, when any of its cells was not taken alone (it keeps its place)",
+    )
     p.add_argument("--epochs", type=float, default=3, help="student epochs of one full KD run")
     p.add_argument("--teacher-epochs", type=float, default=3, help="teacher fine-tuning epochs")
     p.add_argument("--noise-seeds", type=int, default=3, help="vanilla-KD seeds for the noise estimate")
@@ -335,11 +376,18 @@ def main(argv: list[str] | None = None) -> int:
     done = load_rows(path)
     for task in args.tasks.split(","):
         old = next((r for r in done if (r["task"], r.get("student", "layers2")) == (task, args.student)), None)
-        if old is not None and (old.get("proxy") or not args.proxy):
+        retime = old is not None and args.retime_unquiet and unquiet(old)
+        if old is not None and not retime and (old.get("proxy") or not args.proxy):
             print(f"{task}: done, skipped")
             continue
         if old is None:
             done.append(bench_task(task, args))
+        elif retime:
+            print(f"{task}: a cell of its row was not timed alone; timing the row again", flush=True)
+            forget_timings(old, _work(task, args)[1])
+            # A row that had the proxy keeps one; the old row stays in the file until the new one is whole.
+            again = argparse.Namespace(**{**vars(args), "proxy": args.proxy or old.get("proxy") is not None})
+            done[done.index(old)] = bench_task(task, again)
         else:
             # Only the proxy search runs: the row keeps the timings, commit and probes it had.
             _, teacher_dir = shared_teacher(task, _work(task, args)[0], args.teacher_epochs)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
@@ -275,3 +276,84 @@ def test_reading_flags_a_cell_whose_students_have_not_learned_the_task() -> None
     assert "recover only 28% of the teacher's lead" in _weak_student(cell(24.29, 11.07, 0.0, 85.91))
     # MRPC / 70 %-pruned: F1 85.02 against 81.22 and the teacher's 87.03 (65 % of its lead): no warning.
     assert _weak_student(cell(85.02, 0.53, 81.22, 87.03)) == ""
+
+
+def test_search_cost_retimes_a_row_not_taken_alone_in_its_place(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import search_cost
+    from common import PEAK_BY_CPU
+
+    kind = next(iter(PEAK_BY_CPU))
+    probe = {"cpu": kind, "threads": 2, "others_busy": 0.01, "load_avg_1m": 0.5, "matmul_gflops": PEAK_BY_CPU[kind][2]}
+    alone = {"before": probe, "after": probe, "quiet": True}
+    busy = {**alone, "after": {**probe, "matmul_gflops": 0.5 * probe["matmul_gflops"]}, "quiet": False}
+
+    def row(task: str, machine: dict, commit: str = "old1234") -> dict:
+        return {
+            "task": task, "student": "pruned70", "metric": "f1", "train_examples": 10, "subsampled": False,
+            "one_kd_s": 100.0, "one_kd_s_per_seed": [99.5, 100.5], "halving_pipeline_s": 300.0,
+            "pipeline_over_one_kd": 3.0, "halving_sparsity": 0, "halving_dev": 0.8, "seed_std": 0.01,
+            "machine": [alone, machine], "commit": commit,
+            "proxy": {"pipeline_s": 250.0, "pipeline_over_one_kd": 2.5, "kd_student_epochs": 6.5, "sparsity": 0,
+                      "dev": 0.8, "commit": commit, "machine": alone, "quiet": True},
+        }  # fmt: skip
+
+    save_rows(tmp_path / "search_cost.json", [row("mrpc", busy), row("cola", alone), row("stsb", alone)])
+    # MRPC's work folder: the old row's stamps, and one of a re-timing interrupted earlier (another wall time).
+    work = tmp_path / "work" / "mrpc-all-pruned70"
+    stamps = {
+        "vanilla/kd_seed0.time.json": 99.5, "vanilla/kd_seed1.time.json": 101.25,
+        "halving/pipeline.time.json": 300.0, "proxy/pipeline.time.json": 250.0,
+    }  # fmt: skip
+    for name, wall in stamps.items():
+        (work / name).parent.mkdir(parents=True, exist_ok=True)
+        (work / name).write_text(json.dumps({"wall_s": wall}))
+    timed = []
+
+    def bench_task(task: str, args) -> dict:
+        timed.append((task, args.proxy, sorted(str(p.relative_to(work)) for p in work.rglob("*.json"))))
+        return row(task, alone, commit="new5678")
+
+    monkeypatch.setattr(search_cost, "bench_task", bench_task)
+    argv = ["--tasks", "mrpc,cola,stsb", "--results", str(tmp_path), "--work", str(tmp_path / "work"), "--no-full"]
+    search_cost.main(argv)
+    assert timed == []  # finished rows are skipped unless asked
+    search_cost.main([*argv, "--retime-unquiet"])
+    # Only the busy row is timed again, proxy included (it had one); only the old row's own stamps go.
+    assert timed == [("mrpc", True, ["vanilla/kd_seed1.time.json"])]
+    rows = load_rows(tmp_path / "search_cost.json")
+    assert [(r["task"], r["commit"]) for r in rows] == [("mrpc", "new5678"), ("cola", "old1234"), ("stsb", "old1234")]
+    search_cost.main([*argv, "--retime-unquiet"])
+    assert len(timed) == 1  # now every row was taken alone
+
+
+def test_search_cost_times_an_interrupted_cell_from_an_empty_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import search_cost
+
+    teacher = tmp_path / "teacher"
+    teacher.mkdir()
+    (teacher / "metrics.json").write_text("{}")
+    work = tmp_path / "work"
+    (work / "halving" / "students").mkdir(parents=True)
+    (work / "halving" / "students" / "checkpoint").write_text("left by an interrupted run")
+    (work / "proxy").mkdir()
+    (work / "proxy" / "pipeline.time.json").write_text(json.dumps({"wall_s": 5.0, "machine": None}))
+    (work / "proxy" / "summary.json").write_text(json.dumps({"search": "proxy"}))
+    (work / "proxy" / "kept").write_text("a timed cell's folder stays")
+    seen = []
+
+    def run(cfg) -> None:
+        out = Path(cfg.out)
+        seen.append(sorted(p.name for p in out.iterdir()))
+        (out / "summary.json").write_text(json.dumps({"search": out.name}))
+
+    monkeypatch.setattr(search_cost, "run", run)
+    monkeypatch.setattr(search_cost, "timed_cell", lambda fn: (fn(), None))
+    args = argparse.Namespace(epochs=1, teacher_epochs=1, student="pruned70")
+    out = search_cost.time_pipelines("mrpc", None, teacher, work, args, ("halving", "proxy"))
+    # The halving run started from its seeded teacher alone; the proxy was read back, not run again.
+    assert seen == [["teacher"]] and (work / "proxy" / "kept").is_file()
+    assert out["proxy"]["bench_wall_s"] == 5.0 and out["halving"]["search"] == "halving"
