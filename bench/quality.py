@@ -435,6 +435,28 @@ def teachers_section() -> list[str]:
     ]
 
 
+def teacher_seeds_section() -> list[str]:
+    """How much the students move with the teacher's seed (bench/teacher_seeds.py), when measured."""
+    path = RESULTS / "teacher_seeds.json"
+    if not path.is_file():
+        return []
+    from teacher_seeds import markdown as seeds_table
+    from teacher_seeds import reading as seeds_reading
+
+    rows = load_rows(path)
+    return [
+        "## Teacher seeds",
+        "",
+        "Student seeds alone understate the noise: the teacher fine-tuned with other seeds on the same splits, then",
+        "the default `stark run` (proxy search, 3 student seeds) from each (`bench/teacher_seeds.py`; seed 776 is the",
+        "sweep's own teacher, its row replayed from the sweep's logs with the default policy):",
+        "",
+        seeds_table(rows),
+        *[f"- {line}" for line in seeds_reading(rows)],
+        "",
+    ]
+
+
 def results_page(rows: list[dict]) -> str:
     """docs/RESULTS.md: settings, the table, a curve table and figure per cell, the old table as an appendix."""
     lines = [
@@ -463,6 +485,7 @@ def results_page(rows: list[dict]) -> str:
         ]
     lines += [
         *teachers_section(),
+        *teacher_seeds_section(),
         "## Notes",
         "",
         "- Student budget (`bench/results/student_budget.md`): on full MRPC the 2-layer student stays at the",
@@ -522,11 +545,19 @@ def main(argv: list[str] | None = None) -> int:
         "--redo", default="", help="task/student cells to rebuild from their finished run folders (no training)"
     )
     p.add_argument(
+        "--rewrite", action="store_true", help="rewrite quality.md and RESULTS.md from the results files, train nothing"
+    )
+    p.add_argument(
         "--harvest-from",
         default=None,
         help="a sweep worktree: copy its finished cells that this checkout lacks (rows and figures), train nothing",
     )
     args = p.parse_args(argv)
+    if args.rewrite:
+        rows = load_rows(RESULTS / "quality.json")
+        (RESULTS / "quality.md").write_text(markdown(rows))
+        (DOCS / "RESULTS.md").write_text(results_page(rows))
+        return 0
     if args.harvest_from:
         for task, student in harvest(Path(args.harvest_from)):
             print(f"{task}/{student}: harvested")

@@ -186,6 +186,35 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def reading(rows: list[dict]) -> list[str]:
+    """One sentence per (task, student): the spread the teacher's seed adds, what StarK chose, and whether
+    the sparse level each search ranked first would have helped on dev (the check is what kept 0 %)."""
+    lines = []
+    for (task, student), group in _groups(rows).items():
+        s = task_summary(group)
+        seeds = ", ".join(str(r["teacher_seed"]) for r in group)
+        vanilla = [r["vanilla_kd_mean"] for r in group]
+        teachers = [r["teacher_dev"] for r in group]
+        line = (
+            f"{task}/{student}, {s['teachers']} teacher(s) (seeds {seeds}): teacher dev {min(teachers):.2f}-"
+            f"{max(teachers):.2f}; vanilla KD {min(vanilla):.2f}-{max(vanilla):.2f}"
+        )
+        if s["teachers"] > 1:
+            line += (
+                f" (std of its mean across teachers {s['vanilla_mean_std_across_teachers']:.2f}, against "
+                f"{s['student_seed_std_mean']:.2f} across student seeds)"
+            )
+        line += f"; StarK chose {', '.join(_pct(c) for c in s['chosen'])}"
+        finals = [r["finalist_dev_mean"] - r["vanilla_kd_mean"] for r in group if r["finalist_dev_mean"] is not None]
+        if finals:
+            line += (
+                f"; the search's top sparse finalist minus vanilla KD on dev: "
+                f"{', '.join(f'{d:+.2f}' for d in finals)} (mean {statistics.fmean(finals):+.2f})"
+            )
+        lines.append(line + ".")
+    return lines
+
+
 def _pct(level: float | None) -> str:
     return "-" if level is None else f"{level:g}%"
 

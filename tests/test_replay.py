@@ -144,3 +144,24 @@ def test_teacher_seeds_takes_the_sweep_teachers_row_from_the_replay() -> None:
     # Other sizes than the sweep's: nothing to take, the teacher is trained.
     assert teacher_seeds.sweep_row([row], "toy", "layers2", argparse.Namespace(**{**vars(args), "seeds": 3})) is None
     assert teacher_seeds.sweep_row([row], "toy", "pruned70", args) is None
+
+
+def test_teacher_seeds_reading_puts_the_teachers_spread_beside_the_student_seeds() -> None:
+    import teacher_seeds
+
+    def row(seed: int, teacher: float, vanilla: float, std: float, finalist: float | None) -> dict:
+        return {
+            "task": "mrpc", "student": "pruned70", "teacher_seed": seed, "teacher_dev": teacher,
+            "vanilla_kd_mean": vanilla, "vanilla_kd_std": std, "stark_mean": vanilla, "chosen_sparsity": 0,
+            "finalist_sparsity": None if finalist is None else 30, "finalist_dev_mean": finalist,
+        }  # fmt: skip
+
+    rows = [row(776, 87.0, 85.0, 0.5, 85.5), row(777, 85.0, 84.0, 0.3, 83.0), row(778, 86.0, 84.5, 0.1, None)]
+    # Vanilla means 85.0, 84.0, 84.5: std 0.50; student-seed std the mean of 0.5, 0.3, 0.1 = 0.30.
+    assert teacher_seeds.reading(rows) == [
+        "mrpc/pruned70, 3 teacher(s) (seeds 776, 777, 778): teacher dev 85.00-87.00; vanilla KD 84.00-85.00 "
+        "(std of its mean across teachers 0.50, against 0.30 across student seeds); StarK chose 0%, 0%, 0%; "
+        "the search's top sparse finalist minus vanilla KD on dev: +0.50, -1.00 (mean -0.25)."
+    ]
+    # One teacher: no spread across teachers to state.
+    assert "std of its mean" not in teacher_seeds.reading(rows[:1])[0]
