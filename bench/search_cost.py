@@ -20,7 +20,8 @@ sweep's (``bench/work/teachers/<task>-<size>-e3``): link the pinned worktree's t
 fine-tuning. Each finished (task, student) is written to ``bench/results/search_cost.json`` at once; a
 re-run skips those and cells already timed (their stamps), and times an interrupted cell again from an
 empty folder (resuming it from its checkpoints would time only its remainder). ``--retime-unquiet``
-times a finished row again, whole, when any of its cells was not taken alone. (The 450-1,800-example rows
+times a finished row again when any of its cells was not taken alone: every cell, except those that ran
+alone with the code now checked out (their stamps are read back). (The 450-1,800-example rows
 of an earlier run are in ``search_cost_subsets.{json,md}``.) Every timed cell carries the load average
 and a matmul probe taken before and after it (``machine``); a row is a valid timing only when
 ``quiet`` is true: run this alone on the machine. At full size (the default) the full sweep is ten KD
@@ -187,10 +188,11 @@ def unquiet(row: dict) -> bool:
     return row_quiet(row) is False or (proxy is not None and proxy.get("quiet") is False)
 
 
-def forget_timings(row: dict, work: Path) -> None:
+def forget_timings(row: dict, work: Path, code: str) -> None:
     """Delete the stamps of ``row``'s own timings under ``work`` (told apart by the wall times the row
-    recorded, which JSON keeps exactly), so those cells are timed again; the stamps of a re-timing already
-    under way differ from them and are kept, so an interrupted re-timing resumes."""
+    recorded, which JSON keeps exactly) unless the cell ran alone with the code now checked out (``code``):
+    those cells are timed again and the rest read back. The stamps of a re-timing already under way differ
+    from the row's and are kept, so an interrupted re-timing resumes."""
     recorded = {
         "vanilla": set(row.get("one_kd_s_per_seed") or []),
         "halving": {row.get("halving_pipeline_s")},
@@ -199,8 +201,12 @@ def forget_timings(row: dict, work: Path) -> None:
     }
     stamps = [*(work / "vanilla").glob("kd_seed*.time.json"), *work.glob("*/pipeline.time.json")]
     for stamp in stamps:
-        cell = "vanilla" if stamp.parent.name == "vanilla" else stamp.parent.name
-        if json.loads(stamp.read_text())["wall_s"] in recorded.get(cell, set()):
+        record = json.loads(stamp.read_text())
+        if record["wall_s"] not in recorded.get(stamp.parent.name, set()):
+            continue
+        machine = record.get("machine")
+        alone = machine is not None and quiet(machine["before"], machine["after"])
+        if not alone or (record.get("commit") or row.get("commit")) != code:
             stamp.unlink()
 
 
@@ -360,7 +366,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--retime-unquiet",
         action="store_true",
-        help="time a finished row again, whole, when any of its cells was not taken alone (it keeps its place)",
+        help="time a finished row again when a cell was not taken alone (cells that were, with this code, are kept)",
     )
     p.add_argument("--epochs", type=float, default=3, help="student epochs of one full KD run")
     p.add_argument("--teacher-epochs", type=float, default=3, help="teacher fine-tuning epochs")
@@ -384,7 +390,7 @@ def main(argv: list[str] | None = None) -> int:
             done.append(bench_task(task, args))
         elif retime:
             print(f"{task}: a cell of its row was not timed alone; timing the row again", flush=True)
-            forget_timings(old, _work(task, args)[1])
+            forget_timings(old, _work(task, args)[1], commit())
             # A row that had the proxy keeps one; the old row stays in the file until the new one is whole.
             again = argparse.Namespace(**{**vars(args), "proxy": args.proxy or old.get("proxy") is not None})
             done[done.index(old)] = bench_task(task, again)

@@ -302,13 +302,17 @@ def test_search_cost_retimes_a_row_not_taken_alone_in_its_place(
     save_rows(tmp_path / "search_cost.json", [row("mrpc", busy), row("cola", alone), row("stsb", alone)])
     # MRPC's work folder: the old row's stamps, and one of a re-timing interrupted earlier (another wall time).
     work = tmp_path / "work" / "mrpc-all-pruned70"
+    # Halving ran alone with this code (kept, read back); the proxy alone with other code, seed 0 busy.
     stamps = {
-        "vanilla/kd_seed0.time.json": 99.5, "vanilla/kd_seed1.time.json": 101.25,
-        "halving/pipeline.time.json": 300.0, "proxy/pipeline.time.json": 250.0,
-    }  # fmt: skip
-    for name, wall in stamps.items():
+        "vanilla/kd_seed0.time.json": {"wall_s": 99.5, "machine": busy},
+        "vanilla/kd_seed1.time.json": {"wall_s": 101.25, "machine": alone},
+        "halving/pipeline.time.json": {"wall_s": 300.0, "machine": alone, "commit": "old1234"},
+        "proxy/pipeline.time.json": {"wall_s": 250.0, "machine": alone, "commit": "older99"},
+    }
+    for name, record in stamps.items():
         (work / name).parent.mkdir(parents=True, exist_ok=True)
-        (work / name).write_text(json.dumps({"wall_s": wall}))
+        (work / name).write_text(json.dumps(record))
+    monkeypatch.setattr(search_cost, "commit", lambda: "old1234")
     timed = []
 
     def bench_task(task: str, args) -> dict:
@@ -320,8 +324,9 @@ def test_search_cost_retimes_a_row_not_taken_alone_in_its_place(
     search_cost.main(argv)
     assert timed == []  # finished rows are skipped unless asked
     search_cost.main([*argv, "--retime-unquiet"])
-    # Only the busy row is timed again, proxy included (it had one); only the old row's own stamps go.
-    assert timed == [("mrpc", True, ["vanilla/kd_seed1.time.json"])]
+    # Only the busy row is timed again, proxy included (it had one); of the old row's own stamps only those
+    # taken alone with this code stay.
+    assert timed == [("mrpc", True, ["halving/pipeline.time.json", "vanilla/kd_seed1.time.json"])]
     rows = load_rows(tmp_path / "search_cost.json")
     assert [(r["task"], r["commit"]) for r in rows] == [("mrpc", "new5678"), ("cola", "old1234"), ("stsb", "old1234")]
     search_cost.main([*argv, "--retime-unquiet"])
