@@ -503,6 +503,12 @@ def results_page(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def write_pages(rows: list[dict]) -> None:
+    """quality.md and docs/RESULTS.md, both from ``rows`` (and the other results files RESULTS.md reads)."""
+    (RESULTS / "quality.md").write_text(markdown(rows))
+    (DOCS / "RESULTS.md").write_text(results_page(rows))
+
+
 def harvest(worktree: Path) -> list[tuple[str, str]]:
     """Copy the cells a sweep worktree finished and this checkout lacks (the row and its figure), then
     rewrite quality.md and RESULTS.md with this checkout's code. Returns the cells copied."""
@@ -521,8 +527,7 @@ def harvest(worktree: Path) -> list[tuple[str, str]]:
     if new:
         rows += new
         save_rows(path, rows)
-        (RESULTS / "quality.md").write_text(markdown(rows))
-        (DOCS / "RESULTS.md").write_text(results_page(rows))
+        write_pages(rows)
     return [(r["task"], r["student"]) for r in new]
 
 
@@ -555,8 +560,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.rewrite:
         rows = load_rows(RESULTS / "quality.json")
-        (RESULTS / "quality.md").write_text(markdown(rows))
-        (DOCS / "RESULTS.md").write_text(results_page(rows))
+        write_pages(rows)
         return 0
     if args.harvest_from:
         for task, student in harvest(Path(args.harvest_from)):
@@ -585,8 +589,7 @@ def main(argv: list[str] | None = None) -> int:
             plot_cell(row, DOCS / "figures" / f"quality_{task}_{student}.png")
             rows.append(row)
             save_rows(path, rows)
-            (RESULTS / "quality.md").write_text(markdown(rows))
-            (DOCS / "RESULTS.md").write_text(results_page(rows))
+            write_pages(rows)
             print(markdown(rows), flush=True)
     return 0
 

@@ -185,7 +185,7 @@ def _restart(folder: Path) -> None:
 def unquiet(row: dict) -> bool:
     """Some timed cell of a finished row (vanilla KD, the searches, the proxy) was not taken alone."""
     proxy = row.get("proxy")
-    return row_quiet(row) is False or (proxy is not None and proxy.get("quiet") is False)
+    return row_quiet(row) is False or (proxy is not None and proxy_quiet(proxy) is False)
 
 
 def forget_timings(row: dict, work: Path, code: str) -> None:
@@ -284,6 +284,12 @@ def full_sweep_columns(full: dict | None, halving: dict, main: str, one_kd: floa
     }
 
 
+def proxy_quiet(proxy: dict) -> bool | None:
+    """Whether the proxy search ran alone, judged now from its own probes (None where none were recorded)."""
+    m = proxy.get("machine")
+    return None if m is None else quiet(m["before"], m["after"])
+
+
 def row_quiet(r: dict) -> bool | None:
     """Whether every timed cell of a row ran alone, judged now from its recorded probes (the reference peak
     depends on the CPU kind, which later rows record), or the row's own flag where probes are missing."""
@@ -332,8 +338,7 @@ def proxy_markdown(rows: list[dict]) -> str:
     ]
     for r in rows:
         x = r["proxy"]
-        m = x.get("machine")
-        alone = None if m is None else quiet(m["before"], m["after"])
+        alone = proxy_quiet(x)
         # The ratio divides by the row's vanilla-KD time: it is a valid timing only if both ran alone.
         quiet_now = {None: "not recorded", True: "yes", False: "NO"}[alone and row_quiet(r)]
         lines.append(
