@@ -559,8 +559,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = p.parse_args(argv)
     if args.rewrite:
-        rows = load_rows(RESULTS / "quality.json")
-        write_pages(rows)
+        if not (RESULTS / "quality.json").is_file():
+            # An empty table would overwrite the pages: refuse instead.
+            raise SystemExit(f"--rewrite: no {RESULTS / 'quality.json'} to rewrite the pages from")
+        write_pages(load_rows(RESULTS / "quality.json"))
         return 0
     if args.harvest_from:
         for task, student in harvest(Path(args.harvest_from)):
