@@ -457,6 +457,31 @@ def teacher_seeds_section() -> list[str]:
     ]
 
 
+def reproduction_section() -> list[str]:
+    """One finished cell re-run from a clean clone (bench/reproduce.py), when it has been."""
+    path = RESULTS / "reproduce.json"
+    if not path.is_file():
+        return []
+    from reproduce import summary
+    from reproduce import table as repro_table
+
+    return [
+        "## Reproduction",
+        "",
+        *[
+            line
+            for r in load_rows(path)
+            for line in (
+                f"{r['task']} / {r['student']} again from a clean clone of main, everything from scratch (the teacher",
+                "fine-tuned again, every student distilled again): `STEPS=reproduce bench/run_after_sweep.sh`.",
+                summary(r),
+                "",
+                repro_table(r),
+            )
+        ],
+    ]
+
+
 def results_page(rows: list[dict]) -> str:
     """docs/RESULTS.md: settings, the table, a curve table and figure per cell, the old table as an appendix."""
     lines = [
@@ -486,6 +511,7 @@ def results_page(rows: list[dict]) -> str:
     lines += [
         *teachers_section(),
         *teacher_seeds_section(),
+        *reproduction_section(),
         "## Notes",
         "",
         "- Student budget (`bench/results/student_budget.md`): on full MRPC the 2-layer student stays at the",

@@ -57,24 +57,30 @@ def compare(committed: dict, rerun: dict) -> dict:
     }
 
 
-def markdown(result: dict) -> str:
-    lines = [
-        f"# Reproduction of {result['task']} / {result['student']}",
-        "",
+def summary(result: dict) -> str:
+    """One sentence: the two commits, the largest difference and whether the choices agree."""
+    choices = ", ".join(f"{k} {v['committed']:g}% / {v['rerun']:g}%" for k, v in result["choice"].items())
+    return (
         f"Committed row: commit {result['committed_commit']}; re-run from a clean clone at {result['rerun_commit']} "
         "(`bench/reproduce.py`). Largest absolute difference over the figures below: "
         f"**{result['max_abs_diff']:.4f}** points. Same choice (stark run's and the sweep argmax): "
-        f"{'yes' if result['same_choice'] else 'NO'} ("
-        + ", ".join(f"{k} {v['committed']:g}% / {v['rerun']:g}%" for k, v in result["choice"].items())
-        + ").",
-        "",
+        f"{'yes' if result['same_choice'] else 'NO'} ({choices})."
+    )
+
+
+def table(result: dict) -> str:
+    """The headline figures and every level's dev mean, committed beside re-run."""
+    lines = [
         "| figure | committed | re-run |",
         "|---|---:|---:|",
         *[f"| {k} | {v['committed']:.4f} | {v['rerun']:.4f} |" for k, v in result["headline"].items()],
         *[f"| dev mean at {v['sparsity']:g}% | {v['committed']:.4f} | {v['rerun']:.4f} |" for v in result["levels"]],
-        "",
     ]
-    return "\n".join(lines)
+    return "\n".join(lines) + "\n"
+
+
+def markdown(result: dict) -> str:
+    return f"# Reproduction of {result['task']} / {result['student']}\n\n{summary(result)}\n\n{table(result)}"
 
 
 def main(argv: list[str] | None = None) -> int:

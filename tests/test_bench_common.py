@@ -37,31 +37,44 @@ def test_save_rows_round_trips(tmp_path: Path) -> None:
     assert not (tmp_path / "r.tmp").exists()
 
 
+def _repro_row(shift: float) -> dict:
+    return {
+        "task": "mrpc",
+        "student": "pruned70",
+        "commit": "abc",
+        "teacher_dev": 87.0,
+        "vanilla_kd_student_mean": 85.0,
+        "stark_student_mean": 85.0,
+        "chosen_sparsity": 0,
+        "sweep_best_sparsity": 60,
+        "curve": [{"sparsity": 0, "dev_mean": 85.0}, {"sparsity": 60, "dev_mean": 85.5 + shift}],
+    }
+
+
 def test_reproduce_compares_headline_and_every_level() -> None:
     import reproduce
 
-    def row(shift: float) -> dict:
-        return {
-            "task": "mrpc",
-            "student": "pruned70",
-            "commit": "abc",
-            "teacher_dev": 87.0,
-            "vanilla_kd_student_mean": 85.0,
-            "stark_student_mean": 85.0,
-            "chosen_sparsity": 0,
-            "sweep_best_sparsity": 60,
-            "curve": [{"sparsity": 0, "dev_mean": 85.0}, {"sparsity": 60, "dev_mean": 85.5 + shift}],
-        }
-
-    assert reproduce.compare(row(0.0), row(0.0))["max_abs_diff"] == 0.0
-    result = reproduce.compare(row(0.0), row(-0.25))
+    assert reproduce.compare(_repro_row(0.0), _repro_row(0.0))["max_abs_diff"] == 0.0
+    result = reproduce.compare(_repro_row(0.0), _repro_row(-0.25))
     assert result["max_abs_diff"] == 0.25
     assert result["levels"][1] == {"sparsity": 60, "committed": 85.5, "rerun": 85.25}
     assert result["same_choice"] and "**0.2500** points" in reproduce.markdown(result)
-    moved = row(0.0) | {"chosen_sparsity": 60}
-    assert not reproduce.compare(row(0.0), moved)["same_choice"]
+    moved = _repro_row(0.0) | {"chosen_sparsity": 60}
+    assert not reproduce.compare(_repro_row(0.0), moved)["same_choice"]
     with pytest.raises(SystemExit, match="different settings"):
-        reproduce.compare(row(0.0), row(0.0) | {"train_examples": 10})
+        reproduce.compare(_repro_row(0.0), _repro_row(0.0) | {"train_examples": 10})
+
+
+def test_results_page_reads_the_reproduction_when_there_is_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import quality
+    import reproduce
+
+    monkeypatch.setattr(quality, "RESULTS", tmp_path)
+    assert quality.reproduction_section() == []
+    save_rows(tmp_path / "reproduce.json", [reproduce.compare(_repro_row(0.0), _repro_row(-0.25))])
+    page = quality.results_page([])
+    assert "## Reproduction" in page and "**0.2500** points" in page
+    assert "| dev mean at 60% | 85.5000 | 85.2500 |" in page
 
 
 def test_harvest_copies_only_missing_cells_with_their_figures(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
