@@ -27,6 +27,7 @@ Measured runtime (2 threads, 2-layer student, 3 epochs): one KD run ~3 min on fu
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import statistics
 import sys
@@ -482,6 +483,43 @@ def reproduction_section() -> list[str]:
     ]
 
 
+def _hours(seconds: float) -> str:
+    minutes = round(seconds / 60)
+    return f"{minutes // 60} h {minutes % 60:02d} min"
+
+
+def mpnet_section() -> list[str]:
+    """The paper's shape on MRPC (12-layer all-mpnet-base-v2 teacher, 4-layer student), once
+    ``bench/default_run.py --config recipes/mpnet_mrpc.yaml --name mpnet_mrpc`` has published it."""
+    path = DOCS / "mpnet_mrpc" / "time.json"
+    if not path.is_file():
+        return []
+    rec = json.loads(path.read_text())
+    machine = rec["machine"]
+    segments = len(machine.get("segments", [])) or 1
+
+    def pts(x: float | None) -> str:
+        return "-" if x is None else f"{100 * x:.2f}"
+
+    return [
+        "## A 12-layer teacher: all-mpnet-base-v2 on MRPC",
+        "",
+        "The paper's shape (`recipes/mpnet_mrpc.yaml`: 12-layer, 768-wide teacher fetched with `stark teacher get",
+        "mpnet`; its bottom 4 layers as the student; fast preset, default proxy search, one student seed), run as",
+        f"`{rec['command']}` at commit {rec['commit']}; report: [docs/mpnet_mrpc/report.md](mpnet_mrpc/report.md).",
+        "",
+        "| metric | teacher dev | constant | vanilla KD dev | StarK | StarK dev "
+        f"| wall ({segments} segment(s)) | quiet |",
+        "|---|---:|---:|---:|---:|---:|---:|:---:|",
+        f"| {rec['metric']} | {pts(rec['teacher_dev'])} | {pts(rec['constant_dev'])} | {pts(rec['vanilla_kd_dev'])} "
+        f"| {rec['chosen_sparsity']:g}% | {pts(rec['chosen_dev'])} | {_hours(rec['wall_s'])} "
+        f"| {'yes' if machine['quiet'] else 'NO'} |",
+        "",
+        f"- stark run: {rec['choice']}.",
+        "",
+    ]
+
+
 def results_page(rows: list[dict]) -> str:
     """docs/RESULTS.md: settings, the table, a curve table and figure per cell, the old table as an appendix."""
     lines = [
@@ -512,6 +550,7 @@ def results_page(rows: list[dict]) -> str:
         *teachers_section(),
         *teacher_seeds_section(),
         *reproduction_section(),
+        *mpnet_section(),
         "## Notes",
         "",
         "- Student budget (`bench/results/student_budget.md`): on full MRPC the 2-layer student stays at the",

@@ -411,3 +411,29 @@ def test_default_run_segments_resume_only_the_same_commit(tmp_path: Path, monkey
     # Without --resume the folder and the earlier segments go: a fresh, single-segment timing.
     assert len(default_run.start_segment(seg_path, out, resume=False, code_commit="def")) == 1
     assert not out.exists()
+
+
+def test_results_page_reads_the_mpnet_run_when_published(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import quality
+
+    monkeypatch.setattr(quality, "RESULTS", tmp_path)
+    monkeypatch.setattr(quality, "DOCS", tmp_path)
+    assert quality.mpnet_section() == []
+    record = {
+        "commit": "abc1234",
+        "command": "stark run --config recipes/mpnet_mrpc.yaml",
+        "wall_s": 9000.0,
+        "chosen_sparsity": 30,
+        "metric": "f1",
+        "teacher_dev": 0.9,
+        "constant_dev": 0.8122,
+        "vanilla_kd_dev": 0.85,
+        "chosen_dev": 0.8612,
+        "choice": "the best sparse level (30%) leads",
+        "machine": {"segments": [{}, {}], "quiet": False},
+    }
+    (tmp_path / "mpnet_mrpc").mkdir()
+    (tmp_path / "mpnet_mrpc" / "time.json").write_text(json.dumps(record))
+    page = quality.results_page([])
+    assert "| f1 | 90.00 | 81.22 | 85.00 | 30% | 86.12 | 2 h 30 min | NO |" in page
+    assert "wall (2 segment(s))" in page and "at commit abc1234" in page
