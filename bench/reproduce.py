@@ -54,6 +54,12 @@ def compare(committed: dict, rerun: dict) -> dict:
         "choice": {
             k: {"committed": committed[k], "rerun": rerun[k]} for k in ("chosen_sparsity", "sweep_best_sparsity")
         },
+        "vanilla_kd_seed_std": {
+            "committed": committed.get("vanilla_kd_student_std"),
+            "rerun": rerun.get("vanilla_kd_student_std"),
+        },
+        # Float32 rounding differs between CPU kinds, and long training amplifies it (tests/test_golden.py).
+        "cpu": {"committed": committed.get("cpu"), "rerun": rerun.get("cpu")},
     }
 
 
@@ -64,7 +70,22 @@ def summary(result: dict) -> str:
         f"Committed row: commit {result['committed_commit']}; re-run from a clean clone at {result['rerun_commit']} "
         "(`bench/reproduce.py`). Largest absolute difference over the figures below: "
         f"**{result['max_abs_diff']:.4f}** points. Same choice (stark run's and the sweep argmax): "
-        f"{'yes' if result['same_choice'] else 'NO'} ({choices})."
+        f"{'yes' if result['same_choice'] else 'NO'} ({choices}).{moves(result)}"
+    )
+
+
+def moves(result: dict) -> str:
+    """How far the teacher, vanilla KD (in its seed-std) and the levels moved, and on which CPUs."""
+    head, std = result["headline"], (result.get("vanilla_kd_seed_std") or {}).get("committed")
+    teacher = head["teacher_dev"]["rerun"] - head["teacher_dev"]["committed"]
+    vanilla = head["vanilla_kd_student_mean"]["rerun"] - head["vanilla_kd_student_mean"]["committed"]
+    levels = [lv["rerun"] - lv["committed"] for lv in result["levels"] if lv["sparsity"] != 0]
+    in_std = f" ({abs(vanilla) / std:.1f} of its seed-std {std:.2f})" if std else ""
+    cpu = result.get("cpu") or {}
+    return (
+        f" The teacher moved by {teacher:+.2f}, vanilla KD by {vanilla:+.2f}{in_std}, the sparse levels by "
+        f"{min(levels):+.2f} to {max(levels):+.2f}. CPU: committed {cpu.get('committed') or 'not recorded'}; "
+        f"re-run {cpu.get('rerun') or 'not recorded'}."
     )
 
 

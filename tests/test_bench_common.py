@@ -44,6 +44,7 @@ def _repro_row(shift: float) -> dict:
         "commit": "abc",
         "teacher_dev": 87.0,
         "vanilla_kd_student_mean": 85.0,
+        "vanilla_kd_student_std": 0.5,
         "stark_student_mean": 85.0,
         "chosen_sparsity": 0,
         "sweep_best_sparsity": 60,
@@ -59,6 +60,9 @@ def test_reproduce_compares_headline_and_every_level() -> None:
     assert result["max_abs_diff"] == 0.25
     assert result["levels"][1] == {"sparsity": 60, "committed": 85.5, "rerun": 85.25}
     assert result["same_choice"] and "**0.2500** points" in reproduce.markdown(result)
+    assert "vanilla KD by +0.00 (0.0 of its seed-std 0.50), the sparse levels by -0.25 to -0.25" in reproduce.summary(
+        result
+    )
     moved = _repro_row(0.0) | {"chosen_sparsity": 60}
     assert not reproduce.compare(_repro_row(0.0), moved)["same_choice"]
     with pytest.raises(SystemExit, match="different settings"):
