@@ -23,6 +23,9 @@
 # docs/mpnet_mrpc): copy them to main when a step finishes. Start it after the sweep, e.g.
 #   nohup sh -c 'bench/run_quality.sh && bench/run_after_sweep.sh' >> /work/bench-wt/bench/logs/quality.log 2>&1 &
 set -euo pipefail
+# One block, read whole before it runs: editing this file while a long run executes it (a commit in main)
+# must not change what bash reads next.
+{
 main="$(cd "$(dirname "$0")/.." && pwd)"
 commit="$(git -C "$main" rev-parse "${1:-HEAD}")"
 wt="${2:-/work/bench-wt2}"
@@ -83,3 +86,5 @@ if want mpnet && [ ! -f docs/mpnet_mrpc/time.json ]; then
   "$python" bench/default_run.py --config recipes/mpnet_mrpc.yaml --name mpnet_mrpc --resume
   stamp "done mpnet_mrpc"
 fi
+exit
+}

@@ -11,6 +11,9 @@
 # WORKTREE/docs/RESULTS.md - copy them to main when a cell finishes. Run nothing else heavy meanwhile:
 # two torch processes on two cores slow each other 5-15x.
 set -euo pipefail
+# One block, read whole before it runs: editing this file while a long run executes it (a commit in main)
+# must not change what bash reads next.
+{
 main="$(cd "$(dirname "$0")/.." && pwd)"
 commit="${1:-HEAD}"
 wt="${2:-/work/bench-wt}"
@@ -36,3 +39,5 @@ done
 echo "=== $(date -u +%FT%T) start teacher_seeds mrpc,stsb at $(git rev-parse --short HEAD)"
 PYTHONPATH="$wt/src:$wt/bench" "$python" bench/teacher_seeds.py --tasks mrpc,stsb || { echo "FAILED teacher_seeds"; exit 1; }
 echo "=== $(date -u +%FT%T) done teacher_seeds"
+exit
+}
