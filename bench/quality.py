@@ -480,12 +480,11 @@ def reproduction_section() -> list[str]:
                 repro_table(r),
             )
         ],
-        "What a re-run reproduces is stark run's answer, not the digits. Between the two commits the training code",
-        "changed only by refactors whose golden tests (tests/test_golden.py) stayed bit-identical on one CPU kind;",
-        "across kinds the same wheels round float32 differently (up to ~1e-6 per value), and three epochs of",
-        "fine-tuning grow that into a different teacher, which every student then follows. Where the committed",
-        "row's CPU kind was not recorded, code and CPU cannot be told apart as the cause. A figure that moves this",
-        "much between two honest runs is noise to read any level's lead against, besides the student seeds.",
+        "Two causes move the digits between two honest runs: a change of code between the commits, and the CPU",
+        "kind (the same wheels round float32 differently across kinds, up to ~1e-6 per value, tests/test_golden.py;",
+        "three epochs of fine-tuning grow that into a different teacher, which every student then follows). Where",
+        "a row's CPU kind was not recorded, the two cannot be told apart. Either way, a level's lead must clear this",
+        "run-to-run spread as well as the student seeds'.",
         "",
     ]
 

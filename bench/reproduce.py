@@ -64,7 +64,7 @@ def compare(committed: dict, rerun: dict) -> dict:
 
 
 def summary(result: dict) -> str:
-    """One sentence: the two commits, the largest difference and whether the choices agree."""
+    """The two commits, the largest difference, whether the choices agree, and how far things moved."""
     choices = ", ".join(f"{k} {v['committed']:g}% / {v['rerun']:g}%" for k, v in result["choice"].items())
     return (
         f"Committed row: commit {result['committed_commit']}; re-run from a clean clone at {result['rerun_commit']} "
