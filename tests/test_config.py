@@ -236,3 +236,23 @@ def test_recipes_of_older_versions_still_load():
     assert build_config({"score": {"examples": 500}}).score.examples == 500
     with pytest.raises(StarkInputError, match="unknown key 'score_typo'"):
         build_config({"sparsify": {"score_typo": 1}})
+
+
+def test_a_run_folder_named_by_the_recipe_keeps_its_saved_options(tmp_path):
+    """``out:`` in a --config recipe names the folder as --out does: options saved there by the first run's
+    flags still apply when it is run again with the recipe alone; the recipe's own keys still win."""
+    import yaml
+
+    from stark.cli import build_parser
+    from stark.pipeline import save_resolved_config
+
+    out = tmp_path / "o"
+    save_resolved_config(build_config({}, {"out": str(out), "data": {"task": "cola"}, "sparsify": {"lam": 0.2}}), out)
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(yaml.safe_dump({"out": str(out), "sparsify": {"sparsities": [0, 50]}}))
+    cfg = config_from_args(build_parser().parse_args(["run", "--config", str(recipe)]))
+    assert cfg.out == str(out) and cfg.data.task == "cola" and cfg.sparsify.lam == 0.2
+    assert cfg.sparsify.sparsities == [0.0, 50.0]
+    # A flag still beats both.
+    cfg = config_from_args(build_parser().parse_args(["run", "--config", str(recipe), "--lam", "0.7"]))
+    assert cfg.sparsify.lam == 0.7

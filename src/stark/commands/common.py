@@ -135,11 +135,13 @@ def flags_from_args(args: argparse.Namespace) -> dict[str, Any]:
 def config_from_args(args: argparse.Namespace) -> RunConfig:
     """Preset < the run folder's saved config.yaml < --config recipe < flags."""
     flags = flags_from_args(args)
-    out = flags.get("out")
-    recipe: dict[str, Any] = (load_saved_config(Path(out)) if out else None) or {}
-    if getattr(args, "config", None):
-        # The recipe's student kind replaces the saved one (the saved file names both keys).
-        _merge(recipe, one_student_kind(load_recipe(args.config)))
+    given = one_student_kind(load_recipe(args.config)) if getattr(args, "config", None) else {}
+    # The folder may be named by the recipe alone (recipes/mpnet_mrpc.yaml sets out:): its saved options
+    # still apply, or a resumed run would silently redo the stages built with the first run's flags.
+    out = flags.get("out") or given.get("out")
+    recipe: dict[str, Any] = (load_saved_config(Path(str(out))) if out else None) or {}
+    # The recipe's student kind replaces the saved one (the saved file names both keys).
+    _merge(recipe, given)
     return build_config(recipe, flags)
 
 
