@@ -21,7 +21,8 @@ from transformers import (
     RobertaForSequenceClassification,
 )
 
-ARCHS = ("bert", "roberta", "electra", "distilbert", "mpnet", "deberta-v2", "modernbert")
+ARCHS = ("bert", "roberta", "electra", "distilbert", "mpnet", "deberta-v2", "deberta-v2-sep", "modernbert")
+"""Families of ``tiny_config``; ``deberta-v2-sep`` is model type deberta-v2 with its own position projections."""
 
 
 def tiny_config(
@@ -53,14 +54,15 @@ def tiny_config(
         return MPNetForSequenceClassification, MPNetConfig(
             **{**bert_like, "max_position_embeddings": 80}, pad_token_id=0
         )
-    if arch == "deberta-v2":
-        # DeBERTa-v3's layout: relative attention both ways, position projections shared with Q/K.
+    if arch in ("deberta-v2", "deberta-v2-sep"):
+        # deberta-v2: DeBERTa-v3's layout, relative attention both ways, position projections shared with
+        # Q/K; deberta-v2-sep: each layer projects the position embeddings with its own per-head Linears.
         config = DebertaV2Config(
             **bert_like,
             type_vocab_size=segments,
             relative_attention=True,
             pos_att_type=["p2c", "c2p"],
-            share_att_key=True,
+            share_att_key=arch == "deberta-v2",
             position_buckets=16,
             max_relative_positions=64,
             norm_rel_ebd="layer_norm",
@@ -102,7 +104,7 @@ def tiny_model(arch: str = "bert", num_labels: int = 3, layers: int = 2, seed: i
 
 def heads_for(arch: str, keep_heads: list[list[int]]) -> list[list[int]]:
     """A test's kept heads for ``arch``: DeBERTa cannot run a layer without heads, so an empty layer keeps head 0."""
-    return [h or [0] for h in keep_heads] if arch == "deberta-v2" else keep_heads
+    return [h or [0] for h in keep_heads] if arch.startswith("deberta") else keep_heads
 
 
 def random_batch(batch: int = 3, length: int = 9, seed: int = 1) -> dict[str, torch.Tensor]:
@@ -175,7 +177,7 @@ def make_teacher_dir(path, dropout: float = 0.1, layers: int = 2, seed: int = 0,
     tokenizer = BertTokenizerFast(vocab=str(vocab))
     torch.manual_seed(seed)
     cls, config = tiny_config(
-        arch, len(TINY_WORDS), layers, num_labels=2, dropout=dropout, segments=0 if arch == "deberta-v2" else 2
+        arch, len(TINY_WORDS), layers, num_labels=2, dropout=dropout, segments=0 if arch.startswith("deberta") else 2
     )
     cls(config).save_pretrained(path)
     if arch in ("distilbert", "mpnet", "modernbert"):  # their own tokenizers return no segment ids

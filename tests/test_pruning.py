@@ -193,3 +193,21 @@ def test_drop_layers_keeps_bottom_layers(arch):
     assert len(encoder_layers(model)) == 3
     with pytest.raises(StarkInputError, match="out of range"):
         drop_layers(model, 4)
+
+
+@torch.no_grad()
+def test_deberta_position_projections_follow_their_heads(tmp_path):
+    """DeBERTa-v2 without share_att_key projects the relative positions with its own Linears per layer: their
+    rows are sliced with the kept heads, in their order, and a reload rebuilds them at the pruned width."""
+    model = tiny_model("deberta-v2-sep")
+    attn = encoder_layers(model)[0].attention.self
+    d = 32 // 4
+    before = {name: getattr(attn, name).weight.clone() for name in ("pos_key_proj", "pos_query_proj")}
+    pruned = prune_model(copy.deepcopy(model), heads_for("deberta-v2-sep", KEEP_HEADS), KEEP_NEURONS)
+    after = encoder_layers(pruned)[0].attention.self
+    rows = [3 * d + i for i in range(d)] + [1 * d + i for i in range(d)]
+    for name, weight in before.items():
+        torch.testing.assert_close(getattr(after, name).weight, weight[rows], atol=0, rtol=0)
+    assert encoder_layers(pruned)[1].attention.self.pos_key_proj.out_features == d  # the head kept by force
+    save_model(pruned, None, tmp_path / "m")
+    assert load_model(str(tmp_path / "m")).config.stark_layout["head_rows"] == list(family_of(model.config).head_rows)

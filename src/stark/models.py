@@ -86,6 +86,10 @@ class Family:
     """MPNet: the module that receives the encoder's shared relative-position bias (one column per original
     head) as its third argument. Each layer keeps the original ids of its heads (``stark_head_ids``) and
     a pre-hook hands it only their columns, in their order."""
+    head_rows: tuple[str, ...] = ()
+    """Further Linear layers with a block of output rows per head, sliced like ``query`` (DeBERTa-v2 without
+    ``share_att_key``: the per-layer projections of the shared relative-position embeddings). A layer
+    that lacks one (its attention type does not use it) skips it."""
 
     def layer_list(self, model: nn.Module) -> nn.ModuleList:
         return _get(model.base_model, self.layers)
@@ -99,6 +103,10 @@ class Family:
     def projections(self) -> tuple[str, ...]:
         """The head-row projections that exist as their own Linear layers."""
         return ("query",) if self.fused_qkv else ("query", "key", "value")
+
+    def head_row_paths(self, layer: nn.Module) -> list[str]:
+        """The ``head_rows`` paths that this block has."""
+        return [path for path in self.head_rows if _has(layer, path)]
 
     def heads_of(self, parts: LayerParts, d_head: int) -> int:
         return parts.query.out_features // d_head // (3 if self.fused_qkv else 1)
@@ -115,9 +123,12 @@ class Family:
         if self.width_attr:
             setattr(attn, self.width_attr, n_heads * d_head)
 
-    def to_dict(self) -> dict[str, str | bool | None]:
+    def to_dict(self) -> dict[str, str | bool | list[str] | None]:
         names = ("layers", *PART_NAMES, "attention", "heads_attr", "width_attr", "head_bias", "fused_qkv", "gated_ffn")
-        return {f: getattr(self, f) for f in names}
+        layout: dict[str, str | bool | list[str] | None] = {f: getattr(self, f) for f in names}
+        if self.head_rows:  # left out where empty: the other families' configs stay as they were
+            layout["head_rows"] = list(self.head_rows)
+        return layout
 
     def keep_head_ids(self, layer: nn.Module, keep: Sequence[int], n_before: int) -> None:
         """After slicing a layer to ``keep`` (indices of its current heads): track the original ids."""
@@ -149,6 +160,14 @@ def _get(obj: object, path: str):
     for name in path.split("."):
         obj = getattr(obj, name)
     return obj
+
+
+def _has(obj: object, path: str) -> bool:
+    for name in path.split("."):
+        if not hasattr(obj, name):
+            return False
+        obj = getattr(obj, name)
+    return True
 
 
 def _set(obj: object, path: str, value: object) -> None:
@@ -204,6 +223,7 @@ _DEBERTA_V2 = Family(
     heads_attr="num_attention_heads",
     width_attr="all_head_size",
     min_heads=1,
+    head_rows=("attention.self.pos_key_proj", "attention.self.pos_query_proj"),
 )
 _MODERNBERT = Family(
     layers="layers",
@@ -242,16 +262,6 @@ SUPPORTED_MODEL_TYPES = tuple(FAMILIES)
 def family_of(config: PretrainedConfig) -> Family:
     """The layout table entry of a config's model type (StarkInputError naming why, if unsupported)."""
     kind = getattr(config, "model_type", None)
-    if (
-        kind == "deberta-v2"
-        and getattr(config, "relative_attention", False)
-        and not getattr(config, "share_att_key", False)
-    ):
-        # DeBERTa-v2 (not v3) projects relative positions with separate per-head Linear layers too.
-        raise StarkInputError(
-            "model type 'deberta-v2' cannot be pruned by stark with share_att_key=false (DeBERTa-v2's separate "
-            "position projections per head are not sliced yet; DeBERTa-v3 shares them and works)"
-        )
     if kind in FAMILIES:
         return FAMILIES[kind]
     why = REFUSED.get(kind, "it is not one of the encoder families stark knows")
@@ -326,6 +336,9 @@ def resize_layer(layer: nn.Module, n_heads: int, n_ffn: int, d_head: int, family
     for name in family.projections():
         old = getattr(p, name)
         family.replace(layer, name, empty_linear(old.in_features, rows, old))
+    for path in family.head_row_paths(layer):
+        old = _get(layer, path)
+        _set(layer, path, empty_linear(old.in_features, width, old))
     family.replace(layer, "attn_out", empty_linear(width, p.attn_out.out_features, p.attn_out))
     n_in = n_ffn * (2 if family.gated_ffn else 1)
     family.replace(layer, "ffn_in", empty_linear(p.ffn_in.in_features, n_in, p.ffn_in))

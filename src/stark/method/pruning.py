@@ -23,7 +23,7 @@ from torch import nn
 from transformers import PreTrainedModel
 
 from stark.errors import StarkInputError
-from stark.models import Family, _set, empty_linear, encoder_layers, family_of, head_dim, layer_widths
+from stark.models import Family, _get, _set, empty_linear, encoder_layers, family_of, head_dim, layer_widths
 
 NEURON_MULTIPLE = 8
 
@@ -85,6 +85,8 @@ def slice_layer(
     in_rows = torch.cat([neurons, neurons + n_ffn]) if family.gated_ffn else neurons
     for name in family.projections():
         family.replace(layer, name, _slice_rows(getattr(p, name), qkv_rows))
+    for path in family.head_row_paths(layer):
+        _set(layer, path, _slice_rows(_get(layer, path), rows))
     family.replace(layer, "attn_out", _slice_cols(p.attn_out, rows))
     family.replace(layer, "ffn_in", _slice_rows(p.ffn_in, in_rows))
     family.replace(layer, "ffn_out", _slice_cols(p.ffn_out, neurons))

@@ -64,6 +64,11 @@ def _apply_widths(model, config):
         for name in ("query",) if fused else ("query", "key", "value"):
             old = _get(layer, layout[name])
             _set(layer, layout[name], _linear(old.in_features, width * (3 if fused else 1), old))
+        for path in layout.get("head_rows", ()):  # per-head position projections (DeBERTa-v2)
+            parent, _, leaf = path.rpartition(".")
+            if hasattr(_get(layer, parent), leaf):
+                old = _get(layer, path)
+                _set(layer, path, _linear(old.in_features, width, old))
         old = _get(layer, layout["attn_out"])
         _set(layer, layout["attn_out"], _linear(width, old.out_features, old))
         old = _get(layer, layout["ffn_in"])
