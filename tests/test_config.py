@@ -256,3 +256,14 @@ def test_a_run_folder_named_by_the_recipe_keeps_its_saved_options(tmp_path):
     # A flag still beats both.
     cfg = config_from_args(build_parser().parse_args(["run", "--config", str(recipe), "--lam", "0.7"]))
     assert cfg.sparsify.lam == 0.7
+
+
+def test_paths_under_home_are_expanded(tmp_path, monkeypatch):
+    """``~`` in a recipe or an ``--out=~/x`` flag (no shell expansion) means the home folder, not a folder named ~."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    own = {"train": "~/d/train.csv", "dev": "~/d/dev.csv", "text_cols": ["s"], "label_col": "y"}
+    cfg = build_config({"out": "~/runs/a", "data": own})
+    assert cfg.out == str(tmp_path / "runs" / "a")
+    assert (cfg.data.train, cfg.data.dev) == (str(tmp_path / "d" / "train.csv"), str(tmp_path / "d" / "dev.csv"))
+    hub = build_config({"data": {"dataset": "glue", "text_cols": ["s"], "label_col": "y"}})
+    assert hub.data.dataset == "glue"  # a hub name stays as it is

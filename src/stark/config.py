@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import types
 import typing
 from dataclasses import asdict, dataclass, field
@@ -524,9 +525,16 @@ def build_config(recipe: dict[str, Any] | None = None, flags: dict[str, Any] | N
 
 
 def normalize(cfg: RunConfig) -> None:
-    """Spellings that mean the same thing: task names are case-insensitive (``--task RTE`` is rte)."""
+    """Spellings that mean the same thing: task names are case-insensitive (``--task RTE`` is rte), and a
+    path that starts with ``~`` is in the home folder (a shell expands it in ``--out ~/x`` but not in
+    ``--out=~/x`` or a recipe, which would make a folder named ``~``)."""
     if cfg.data.task is not None:
         cfg.data.task = cfg.data.task.strip().lower()
+    cfg.out = os.path.expanduser(cfg.out)
+    for name in ("train", "dev", "dataset"):
+        value = getattr(cfg.data, name)
+        if value is not None and value.startswith("~"):
+            setattr(cfg.data, name, os.path.expanduser(value))
 
 
 def validate(cfg: RunConfig) -> None:

@@ -139,7 +139,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     # The folder may be named by the recipe alone (recipes/mpnet_mrpc.yaml sets out:): its saved options
     # still apply, or a resumed run would silently redo the stages built with the first run's flags.
     out = flags.get("out") or given.get("out")
-    recipe: dict[str, Any] = (load_saved_config(Path(str(out))) if out else None) or {}
+    recipe: dict[str, Any] = (load_saved_config(Path(str(out)).expanduser()) if out else None) or {}
     # The recipe's student kind replaces the saved one (the saved file names both keys).
     _merge(recipe, given)
     return build_config(recipe, flags)
