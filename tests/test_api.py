@@ -60,3 +60,26 @@ def test_readme_python_block_executes(tmp_path: Path, monkeypatch, capsys) -> No
     out = capsys.readouterr().out
     assert "student dev accuracy" in out
     assert (tmp_path / "runs" / "api-example" / "summary.json").is_file()
+
+
+def test_a_runconfig_means_what_stark_run_means(tmp_path: Path) -> None:
+    """RunConfig() is the fast preset; a RunConfig's preset brings its values; a recipe file works; the run
+    folder's saved options apply under the config, as with `stark run --out`."""
+    from stark.api import config_from_options
+    from stark.cli import build_parser
+    from stark.commands.common import config_from_args
+    from stark.config import Preset, build_config, to_dict
+    from stark.pipeline import save_resolved_config
+
+    assert to_dict(stark.RunConfig()) == to_dict(build_config({}))
+    out = str(tmp_path / "o")
+    cli = config_from_args(build_parser().parse_args(["run", "--out", out]))
+    assert to_dict(config_from_options(stark.RunConfig(out=out))) == to_dict(cli)
+    reference = config_from_options(stark.RunConfig(out=out, preset=Preset.REFERENCE))
+    assert (reference.distill.epochs, reference.distill.lr) == (10, 3e-5)
+    recipe = Path(__file__).resolve().parents[1] / "recipes" / "rte_2layer.yaml"
+    assert config_from_options(str(recipe), out=out).student.layers == 2
+    save_resolved_config(build_config({}, {"out": out, "data": {"task": "rte"}}), Path(out))
+    assert config_from_options(out=out, sparsities=[0, 90]).data.task == "rte"
+    with pytest.raises(StarkInputError, match="config must be a RunConfig or a recipe file"):
+        config_from_options(3)

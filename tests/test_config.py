@@ -267,3 +267,50 @@ def test_paths_under_home_are_expanded(tmp_path, monkeypatch):
     assert (cfg.data.train, cfg.data.dev) == (str(tmp_path / "d" / "train.csv"), str(tmp_path / "d" / "dev.csv"))
     hub = build_config({"data": {"dataset": "glue", "text_cols": ["s"], "label_col": "y"}})
     assert hub.data.dataset == "glue"  # a hub name stays as it is
+
+
+def test_the_default_folder_keeps_its_saved_options_too(tmp_path, monkeypatch):
+    """No --out and no recipe out: runs/stark is the folder, and its saved options apply as with --out."""
+    from stark.cli import build_parser
+    from stark.pipeline import save_resolved_config
+
+    monkeypatch.chdir(tmp_path)
+    save_resolved_config(build_config({}, {"data": {"task": "rte"}, "finetune": {"epochs": 1}}), Path("runs/stark"))
+    cfg = config_from_args(build_parser().parse_args(["run", "--sparsities", "0,50"]))
+    assert cfg.data.task == "rte" and cfg.finetune.epochs == 1 and cfg.sparsify.sparsities == [0.0, 50.0]
+
+
+def test_another_preset_on_a_run_folder_brings_its_values(tmp_path):
+    """The saved config.yaml lists every value; --preset reference over a fast folder must still give the
+    reference values (not the fast ones labelled 'reference'), and flags still win over it."""
+    from stark.cli import build_parser
+    from stark.pipeline import save_resolved_config
+
+    out = tmp_path / "o"
+    save_resolved_config(build_config({}, {"out": str(out), "data": {"task": "rte"}}), out)
+    argv = ["run", "--out", str(out), "--preset", "reference"]
+    cfg = config_from_args(build_parser().parse_args(argv))
+    assert cfg.preset == Preset.REFERENCE and cfg.data.task == "rte"
+    assert (cfg.distill.epochs, cfg.distill.lr, cfg.distill.eval_every) == (10, 3e-5, 10)
+    cfg = config_from_args(build_parser().parse_args([*argv, "--student-epochs", "2"]))
+    assert cfg.distill.epochs == 2 and cfg.finetune.epochs == 10
+    again = config_from_args(build_parser().parse_args(["run", "--out", str(out), "--preset", "fast"]))
+    assert again.distill.epochs == 3  # the saved (fast) values, the preset unchanged
+
+
+def test_yes_no_flags_can_be_switched_off_on_a_rerun(tmp_path):
+    from stark.cli import build_parser
+    from stark.pipeline import save_resolved_config
+
+    out = tmp_path / "o"
+    save_resolved_config(build_config({}, {"out": str(out), "sparsify": {"save_teachers": True}}), out)
+    assert config_from_args(build_parser().parse_args(["run", "--out", str(out)])).sparsify.save_teachers
+    cfg = config_from_args(build_parser().parse_args(["run", "--out", str(out), "--no-save-teachers"]))
+    assert cfg.sparsify.save_teachers is False
+
+
+def test_own_data_from_a_recipe_is_a_custom_task_and_choices_are_checked():
+    own = {"train": "t.csv", "dev": "d.csv", "text_cols": ["s"], "label_col": "y"}
+    assert build_config({"data": own}).data.task == "custom"
+    with pytest.raises(StarkInputError, match=r"distill\.mixed_precision 'fp8' is not one of no, fp16, bf16"):
+        build_config({"distill": {"mixed_precision": "fp8"}})

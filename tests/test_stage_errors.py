@@ -198,3 +198,17 @@ def test_sparsify_level_writes_that_level_only(tiny_run: Path, tmp_path: Path, t
     printed = json.loads(capsys.readouterr().out)
     expected = json.loads((folder / "metrics.json").read_text())["dev"]
     assert printed["dev"]["accuracy"] == expected["accuracy"]
+
+
+def test_evaluate_uses_the_task_the_model_was_trained_on(tiny_run: Path, tiny_teacher: Path, tmp_path: Path, capsys):
+    """Two-label GLUE tasks all pass the label-count check, so stark evaluate takes the task from the model's
+    stark.json instead of the default task, and refuses another --task in one line."""
+    model = tmp_path / "rte_model"
+    shutil.copytree(tiny_teacher, model)
+    (model / "stark.json").write_text(json.dumps({"task": {"name": "rte"}}))
+    assert main(["evaluate", f"--model={model}", "--max-eval-samples=8", "--max-length=32"]) == 0
+    assert json.loads(capsys.readouterr().out)["task"] == "rte"
+    assert main(["evaluate", f"--model={model}", "--task=mrpc"]) == 2
+    assert capsys.readouterr().err == f"stark: error: model {model} was trained on rte, not on --task mrpc\n"
+    assert main(["evaluate", f"--model={tiny_run / 'trial_student'}"]) == 2
+    assert "was trained on your own data: give --train and --dev" in capsys.readouterr().err

@@ -2,7 +2,7 @@
 
 Keyword arguments are the ``stark run`` options with dashes as underscores (``student_epochs=1``,
 ``sparsities="0,50"`` or ``[0, 50]``), mapped onto :class:`stark.config.RunConfig` exactly as the
-CLI maps its flags; a :class:`RunConfig` may be given instead, or as the base the keywords override.
+CLI maps its flags; a :class:`RunConfig` or a recipe file may be given as the base the keywords override.
 
     >>> import stark
     >>> result = stark.run(task="rte", max_train_samples=96, student_epochs=1, sparsities=[0, 50], out="runs/x")
@@ -33,7 +33,7 @@ class RunResult:
     student_dev: float | None
     """Its dev metric (0-1 scale; mean over seeds when several)."""
     vanilla_kd_dev: float | None
-    """The vanilla-KD student's dev metric, for comparison."""
+    """The vanilla-KD students' dev metric (level 0's mean over seeds; the trial student's without level 0)."""
     teacher_dev: float | None
     summary: dict[str, Any]
 
@@ -45,6 +45,7 @@ class RunResult:
         m = typed.metric
         chosen = typed.level(typed.chosen_sparsity)
         vanilla = typed.vanilla_kd.get("student_dev") or {}
+        dense = typed.level(0.0)
         teacher = typed.teacher_dense.get("dev") or {}
         return cls(
             out=Path(typed.config["out"]),
@@ -53,7 +54,8 @@ class RunResult:
             reason=typed.chosen_reason,
             student_dir=Path(chosen.student_dir) if chosen and chosen.student_dir else None,
             student_dev=chosen.student_dev_mean if chosen else None,
-            vanilla_kd_dev=vanilla.get(m),
+            # Level 0 is vanilla KD too: its mean over seeds is what student_dev is compared with.
+            vanilla_kd_dev=dense.student_dev_mean if dense and dense.student_dev_mean is not None else vanilla.get(m),
             teacher_dev=teacher.get(m),
             summary=summary,
         )
@@ -68,13 +70,18 @@ def _run_options() -> set[str]:
     return {a.dest for a in parser._actions if a.dest not in ("help", "func")}
 
 
-def config_from_options(config: RunConfig | None = None, **options: Any) -> RunConfig:
-    """``stark run``'s flags as keywords (over ``config``, if given), validated like the CLI's."""
+def config_from_options(config: RunConfig | str | Path | None = None, **options: Any) -> RunConfig:
+    """``stark run``'s flags as keywords over ``config`` (a RunConfig or a recipe file), validated like the CLI's.
+
+    Layered as ``stark run`` layers them: the preset, the run folder's saved config.yaml, then ``config``
+    (a RunConfig counts by the fields it changes from ``RunConfig()``: the rest is left to the preset and
+    the folder, as a recipe leaves them), then the keywords.
+    """
     from stark.commands.common import flags_from_args
-    from stark.config import build_config, to_dict
+    from stark.config import changed_fields, layered_config, load_recipe
     from stark.errors import StarkInputError
 
-    known = _run_options()
+    known = _run_options() - {"config"}
     unknown = sorted(set(options) - known)
     if unknown:
         raise StarkInputError(f"unknown option(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})")
@@ -82,15 +89,21 @@ def config_from_options(config: RunConfig | None = None, **options: Any) -> RunC
         if isinstance(options.get(key), (list, tuple)):
             options[key] = ",".join(str(v) for v in options[key])
     flags = flags_from_args(argparse.Namespace(**options))
-    # The config plays the recipe's part: the preset, then it, then the keywords, validated once.
-    return build_config(to_dict(config) if config is not None else {}, flags)
+    if config is None or isinstance(config, RunConfig):
+        recipe = changed_fields(config) if config is not None else {}
+    elif isinstance(config, (str, Path)):
+        recipe = load_recipe(config)
+    else:
+        raise StarkInputError(f"config must be a RunConfig or a recipe file, not {type(config).__name__}")
+    return layered_config(flags, recipe)
 
 
-def run(config: RunConfig | None = None, *, progress: bool = True, **options: Any) -> RunResult:
+def run(config: RunConfig | str | Path | None = None, *, progress: bool = True, **options: Any) -> RunResult:
     """Run the whole pipeline (fine-tune, student, trial KD, score, sparsify, rewind, choose).
 
     Args:
-        config: a full configuration; keyword options override it (or the defaults when it is None).
+        config: a RunConfig or a recipe file (YAML); keyword options override it. As with ``stark run``, a
+            run folder's saved options apply under it, and a preset under those.
         progress: show progress bars.
         **options: ``stark run`` options, e.g. ``task="mrpc"``, ``teacher="path/to/model"``, ``seeds=3``.
 

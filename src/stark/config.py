@@ -304,7 +304,11 @@ class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     student: StudentConfig = field(default_factory=StudentConfig)
     finetune: TrainConfig = field(default_factory=TrainConfig)
-    distill: TrainConfig = field(default_factory=TrainConfig)
+    distill: TrainConfig = option(
+        help="the students' training (trial and rewound); its defaults are the fast preset's, a higher learning "
+        "rate than fine-tuning's, so that RunConfig() is what `stark run` runs",
+        factory=lambda: TrainConfig(lr=1e-4),
+    )
     score: ScoreConfig = field(default_factory=ScoreConfig)
     sparsify: SparsifyConfig = field(default_factory=SparsifyConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
@@ -524,12 +528,59 @@ def build_config(recipe: dict[str, Any] | None = None, flags: dict[str, Any] | N
     return cfg
 
 
+def layered_config(flags: dict[str, Any], recipe: dict[str, Any] | None = None) -> RunConfig:
+    """What ``stark run`` and ``stark.run`` use: preset < the run folder's saved config.yaml < recipe < flags.
+
+    The folder is the one the flags name, else the recipe's ``out``, else the default: its saved options
+    apply whichever way it is named, or a resumed run would silently redo the stages built with the first
+    run's options. A preset other than the saved one applies its values over the saved ones (the saved
+    file lists every value, so it would otherwise hide the new preset while being labelled with it).
+    """
+    given = one_student_kind(_upgrade(dict(recipe or {})))
+    out = flags.get("out") or given.get("out") or RunConfig.out
+    saved = load_saved_config(Path(os.path.expanduser(str(out)))) or {}
+    preset = flags.get("preset") or given.get("preset")
+    if saved and preset is not None and str(_coerce(preset, Preset, "preset").value) != saved.get("preset"):
+        _merge(saved, preset_overrides(_coerce(preset, Preset, "preset")))
+    # The recipe's student kind replaces the saved one (the saved file names both keys).
+    _merge(saved, given)
+    return build_config(saved, flags)
+
+
+def changed_fields(cfg: RunConfig) -> dict[str, Any]:
+    """The values of ``cfg`` that differ from ``RunConfig()``'s, nested as in a recipe: what a user who
+    built the config set (the rest is left to the preset and the run folder, as in a recipe)."""
+
+    def diff(now: dict[str, Any], default: dict[str, Any]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, value in now.items():
+            if isinstance(value, dict):
+                inner = diff(value, default[key])
+                if inner:
+                    out[key] = inner
+            elif value != default[key]:
+                out[key] = value
+        return out
+
+    return diff(to_dict(cfg), to_dict(RunConfig()))
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> None:
+    for k, v in extra.items():
+        if isinstance(v, dict) and isinstance(base.get(k), dict):
+            _merge(base[k], v)
+        else:
+            base[k] = v
+
+
 def normalize(cfg: RunConfig) -> None:
     """Spellings that mean the same thing: task names are case-insensitive (``--task RTE`` is rte), and a
     path that starts with ``~`` is in the home folder (a shell expands it in ``--out ~/x`` but not in
     ``--out=~/x`` or a recipe, which would make a folder named ``~``)."""
     if cfg.data.task is not None:
         cfg.data.task = cfg.data.task.strip().lower()
+    if cfg.data.train is not None or cfg.data.dataset is not None:
+        cfg.data.task = "custom"  # own data, whichever source named it (a flag, a recipe, a RunConfig)
     cfg.out = os.path.expanduser(cfg.out)
     for name in ("train", "dev", "dataset"):
         value = getattr(cfg.data, name)
@@ -537,8 +588,20 @@ def normalize(cfg: RunConfig) -> None:
             setattr(cfg.data, name, os.path.expanduser(value))
 
 
+def _check_choices(obj: Any, where: str) -> None:
+    """Every string field with listed choices holds one of them (the CLI checks flags; recipes and a
+    RunConfig given to the API reach here unchecked)."""
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if dataclasses.is_dataclass(value):
+            _check_choices(value, f"{where}{f.name}.")
+        elif f.metadata.get("choices") and value is not None and value not in f.metadata["choices"]:
+            raise StarkInputError(f"{where}{f.name} {value!r} is not one of {', '.join(f.metadata['choices'])}")
+
+
 def validate(cfg: RunConfig) -> None:
     """Range checks with one-line messages (the CLI turns them into exit code 2)."""
+    _check_choices(cfg, "")
     lam = cfg.sparsify.lam
     if not 0.0 <= lam <= 1.0:
         raise StarkInputError(f"--lam {lam:g} is out of range: use 0 to 1")

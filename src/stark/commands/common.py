@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 from enum import Enum
-from pathlib import Path
 from typing import Any
 
 from stark.config import (
@@ -14,11 +13,9 @@ from stark.config import (
     RunConfig,
     TrainConfig,
     base_type,
-    build_config,
     cli_fields,
+    layered_config,
     load_recipe,
-    load_saved_config,
-    one_student_kind,
 )
 
 
@@ -51,7 +48,8 @@ def _add_field(group: argparse._ArgumentGroup, f: CliField, help_text: str | Non
     if f.default not in (None, False, ""):
         text += f" (default {_shown(f.default)})".replace("%", "%%")
     if base is bool:
-        group.add_argument(f.flag, action="store_true", default=None, help=text)
+        # --no-X too: a run folder's saved True must be switchable off on a re-run.
+        group.add_argument(f.flag, action=argparse.BooleanOptionalAction, default=None, help=text)
     elif isinstance(base, type) and issubclass(base, Enum):
         group.add_argument(f.flag, choices=[e.value for e in base], help=text)
     elif base is int:
@@ -134,20 +132,5 @@ def flags_from_args(args: argparse.Namespace) -> dict[str, Any]:
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
     """Preset < the run folder's saved config.yaml < --config recipe < flags."""
-    flags = flags_from_args(args)
-    given = one_student_kind(load_recipe(args.config)) if getattr(args, "config", None) else {}
-    # The folder may be named by the recipe alone (recipes/mpnet_mrpc.yaml sets out:): its saved options
-    # still apply, or a resumed run would silently redo the stages built with the first run's flags.
-    out = flags.get("out") or given.get("out")
-    recipe: dict[str, Any] = (load_saved_config(Path(str(out)).expanduser()) if out else None) or {}
-    # The recipe's student kind replaces the saved one (the saved file names both keys).
-    _merge(recipe, given)
-    return build_config(recipe, flags)
-
-
-def _merge(base: dict, extra: dict) -> None:
-    for k, v in extra.items():
-        if isinstance(v, dict) and isinstance(base.get(k), dict):
-            _merge(base[k], v)
-        else:
-            base[k] = v
+    recipe = load_recipe(args.config) if getattr(args, "config", None) else None
+    return layered_config(flags_from_args(args), recipe)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
+from typing import Any
 
 from stark.commands import common
 
@@ -28,6 +30,7 @@ def run(args: argparse.Namespace) -> int:
 
     flags = common.flags_from_args(args)
     flags["teacher"] = args.model
+    _task_of_model(args.model, flags.setdefault("data", {}))
     cfg = build_config({}, flags)
     model = load_model(args.model)
     data = prepare_data(cfg, load_tokenizer(args.model))
@@ -40,3 +43,23 @@ def run(args: argparse.Namespace) -> int:
     metrics = evaluate_on(model, data.dev, data.spec, data.pad_id, args.batch_size)
     print(json.dumps({"model": args.model, "task": data.spec.name, "dev": metrics}, indent=2))
     return 0
+
+
+def _task_of_model(model: str, data: dict[str, Any]) -> None:
+    """Evaluate on the task the model was trained on (recorded in its stark.json), not the default task:
+    two-label tasks would all pass the label-count check, so a wrong task would print wrong metrics."""
+    from stark.errors import StarkInputError
+
+    facts = Path(model) / "stark.json"
+    if not facts.is_file():
+        return  # not a stark stage output: the flags (or the default task) decide
+    recorded = (json.loads(facts.read_text()).get("task") or {}).get("name")
+    given = data.get("task")
+    if recorded is None or given == "custom":
+        return
+    if recorded == "custom" and given is None:
+        raise StarkInputError(f"model {model} was trained on your own data: give --train and --dev (or --dataset)")
+    if given is None:
+        data["task"] = recorded
+    elif given.strip().lower() != recorded:
+        raise StarkInputError(f"model {model} was trained on {recorded}, not on --task {given}")
