@@ -522,8 +522,30 @@ def mpnet_section() -> list[str]:
         f"| {'yes' if machine['quiet'] else 'NO'} |",
         "",
         f"- stark run: {rec['choice']}.",
+        *_mpnet_reading(DOCS / "mpnet_mrpc" / "summary.json", machine),
         "",
     ]
+
+
+def _mpnet_reading(summary_path: Path, machine: dict) -> list[str]:
+    """What the published summary adds: every level's student that ran to the end, stage times, quietness."""
+    lines = []
+    if summary_path.is_file():
+        summary = json.loads(summary_path.read_text())
+        full = [
+            f"{lv['teacher_sparsity']:g} % {100 * lv['student_dev_mean']:.2f}"
+            for lv in summary["levels"]
+            if lv.get("student_full_budget") and lv.get("student_dev_mean") is not None
+        ]
+        lines.append(f"- Students distilled to the end (dev {summary['metric']}): {', '.join(full)}; one seed each.")
+        walls = summary.get("stage_wall_s") or {}
+        lines.append(
+            "- Stages (the last segment): " + ", ".join(f"{k} {_hours(v)}" for k, v in walls.items() if v >= 60) + "."
+        )
+    killed = sum(1 for seg in machine.get("segments", []) if "after" not in seg)
+    if killed:
+        lines.append(f"- Not quiet: {killed} segment(s) ended with their session (no after-probe; work redone counted).")
+    return lines
 
 
 def results_page(rows: list[dict]) -> str:

@@ -441,3 +441,14 @@ def test_results_page_reads_the_mpnet_run_when_published(tmp_path: Path, monkeyp
     page = quality.results_page([])
     assert "| f1 | 90.00 | 81.22 | 85.00 | 30% | 86.12 | 2 h 30 min | NO |" in page
     assert "wall (2 segment(s))" in page and "at commit abc1234" in page
+    assert "- Not quiet: 2 segment(s) ended with their session" in page
+    levels = [
+        {"teacher_sparsity": 0.0, "student_full_budget": True, "student_dev_mean": 0.85},
+        {"teacher_sparsity": 10.0, "student_full_budget": False, "student_dev_mean": None},
+        {"teacher_sparsity": 30.0, "student_full_budget": True, "student_dev_mean": 0.8612},
+    ]
+    summary = {"metric": "f1", "levels": levels, "stage_wall_s": {"finetune": 2700.0, "score": 30.0}}
+    (tmp_path / "mpnet_mrpc" / "summary.json").write_text(json.dumps(summary))
+    page = quality.results_page([])
+    assert "- Students distilled to the end (dev f1): 0 % 85.00, 30 % 86.12; one seed each." in page
+    assert "- Stages (the last segment): finetune 0 h 45 min." in page
