@@ -544,7 +544,8 @@ def _mpnet_reading(summary_path: Path, machine: dict) -> list[str]:
         )
     killed = sum(1 for seg in machine.get("segments", []) if "after" not in seg)
     if killed:
-        lines.append(f"- Not quiet: {killed} segment(s) ended with their session (no after-probe; work redone counted).")
+        why = "no after-probe; work redone counted"
+        lines.append(f"- Not quiet: {killed} segment(s) ended with their session ({why}).")
     return lines
 
 
