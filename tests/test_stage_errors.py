@@ -212,3 +212,7 @@ def test_evaluate_uses_the_task_the_model_was_trained_on(tiny_run: Path, tiny_te
     assert capsys.readouterr().err == f"stark: error: model {model} was trained on rte, not on --task mrpc\n"
     assert main(["evaluate", f"--model={tiny_run / 'trial_student'}"]) == 2
     assert "was trained on your own data: give --train and --dev" in capsys.readouterr().err
+    (model / "stark.json").write_text("{not json")
+    assert main(["evaluate", f"--model={model}"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{model / 'stark.json'} is not readable JSON" in err

@@ -539,9 +539,10 @@ def layered_config(flags: dict[str, Any], recipe: dict[str, Any] | None = None) 
     given = one_student_kind(_upgrade(dict(recipe or {})))
     out = flags.get("out") or given.get("out") or RunConfig.out
     saved = load_saved_config(Path(os.path.expanduser(str(out)))) or {}
-    preset = flags.get("preset") or given.get("preset")
-    if saved and preset is not None and str(_coerce(preset, Preset, "preset").value) != saved.get("preset"):
-        _merge(saved, preset_overrides(_coerce(preset, Preset, "preset")))
+    named = flags.get("preset") or given.get("preset")
+    preset = _coerce(named, Preset, "preset") if named is not None else None
+    if saved and preset is not None and preset.value != saved.get("preset"):
+        _merge(saved, preset_overrides(preset))
     # The recipe's student kind replaces the saved one (the saved file names both keys).
     _merge(saved, given)
     return build_config(saved, flags)

@@ -53,7 +53,11 @@ def _task_of_model(model: str, data: dict[str, Any]) -> None:
     facts = Path(model) / "stark.json"
     if not facts.is_file():
         return  # not a stark stage output: the flags (or the default task) decide
-    recorded = (json.loads(facts.read_text()).get("task") or {}).get("name")
+    try:
+        saved = json.loads(facts.read_text())
+    except (OSError, ValueError) as exc:
+        raise StarkInputError(f"{facts} is not readable JSON ({exc}): its model's task is unknown") from exc
+    recorded = ((saved.get("task") if isinstance(saved, dict) else None) or {}).get("name")
     given = data.get("task")
     if recorded is None or given == "custom":
         return
