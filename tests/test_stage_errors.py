@@ -33,7 +33,7 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     "sparsify": ("sparsify", "--teacher-dir={model}", "--scores-dir={run}/scores", *DATA, "--out={out}"),
     "rewind": ("rewind", *DATA, "--out={out}"),
     "evaluate": ("evaluate", "--model={model}", *DATA),
-    "export": ("export", "--model={model}", "--onnx={out}/model.onnx"),
+    "export": ("export", "--model={model}", "--out={out}", "--repeats=0"),
     "report": ("report", "{out}"),
     "bench-inference": ("bench-inference", "--run={out}", "--repeats=1", "--warmup=0"),
 }
@@ -143,10 +143,11 @@ def test_stage_commands_refuse_cleanly(
         assert (tmp_path / "occupied").read_text() == "x"
 
 
-def test_export_to_a_folder_is_refused(tiny_run: Path, tmp_path: Path, capsys) -> None:
-    assert main(["export", f"--model={tiny_run / 'trial_student'}", f"--onnx={tmp_path}"]) == 2
-    assert capsys.readouterr().err.startswith(f"stark: error: --onnx {tmp_path} is a folder: give a file name")
-    assert list(tmp_path.iterdir()) == []
+def test_export_into_another_folder_is_refused(tiny_run: Path, tmp_path: Path, capsys) -> None:
+    (tmp_path / "notes.txt").write_text("keep")
+    assert main(["export", f"--model={tiny_run / 'trial_student'}", f"--out={tmp_path}"]) == 2
+    assert capsys.readouterr().err.startswith(f"stark: error: --out {tmp_path} exists and is not an ONNX export")
+    assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
 
 
 def _unsaved_level(run: Path) -> float:
@@ -165,7 +166,7 @@ def test_sparse_teacher_without_weights_names_the_way_out(
     train, dev = tiny_task
     data = [f"--train={train}", f"--dev={dev}", "--text-cols=sentence", "--label-col=label"]
     argv = {
-        "export": ["export", f"--model={folder}", f"--onnx={tmp_path / 'm.onnx'}"],
+        "export": ["export", f"--model={folder}", f"--out={tmp_path / 'onnx'}"],
         "evaluate": ["evaluate", f"--model={folder}", *data],
     }[command]
     assert main(argv) == 2
@@ -173,7 +174,7 @@ def test_sparse_teacher_without_weights_names_the_way_out(
     assert err.count("\n") == 1 and err.startswith(f"stark: error: {folder} holds no model"), err
     for way_out in (f"{tiny_run / 'teacher'}", f"stark sparsify --out {tiny_run} --level {level:g}", "--save-teachers"):
         assert way_out in err
-    assert not (tmp_path / "m.onnx").exists()
+    assert not (tmp_path / "onnx").exists()
 
 
 def test_sparsify_level_writes_that_level_only(tiny_run: Path, tmp_path: Path, tiny_task, capsys, one_thread) -> None:

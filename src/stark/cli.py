@@ -8,7 +8,7 @@ import sys
 
 from stark import __version__
 
-COMMANDS = ("run", "stages", "evaluate", "report", "export", "bench_inference", "teacher", "env")
+COMMANDS = ("run", "stages", "evaluate", "predict", "report", "export", "bench_inference", "teacher", "env")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -10,6 +10,8 @@ Why the TorchScript exporter (``dynamo=False``): with torch 2.13 it exports unev
 correctly (a layer with no heads reshapes an empty tensor, which the traced graph keeps symbolic),
 while the dynamo exporter bakes a head count into a Reshape that ONNX Runtime rejects for a layer
 with no heads, and takes about 20x longer on a tiny model.
+
+:mod:`stark.deploy` builds the folder users deploy (``stark export``) from this verified graph.
 """
 
 from __future__ import annotations
@@ -215,12 +217,12 @@ def _export(model: PreTrainedModel, names: list[str], path: Path, opset: int) ->
 def _make_parent(out_path: Path) -> None:
     """Create the output's folder, or refuse in one line (a file in the way, no permission)."""
     if out_path.is_dir():
-        raise StarkInputError(f"--onnx {out_path} is a folder: give a file name, e.g. {out_path / 'model.onnx'}")
+        raise StarkInputError(f"{out_path} is a folder: give a file name, e.g. {out_path / 'model.onnx'}")
     try:
         out_path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         reason = "a file is in the way" if isinstance(exc, (FileExistsError, NotADirectoryError)) else exc.strerror
-        raise StarkInputError(f"--onnx {out_path}: its folder cannot be created ({reason})") from None
+        raise StarkInputError(f"{out_path}: its folder cannot be created ({reason})") from None
 
 
 def _write_graph(model: PreTrainedModel, names: list[str], path: Path, opset: int, model_dir: str | Path) -> float:
@@ -258,55 +260,86 @@ def export_onnx(
     atol: float = DEFAULT_ATOL,
     threads: int | None = None,
 ) -> dict:
-    """Export a stark (or plain Hugging Face) sequence classifier to ONNX and verify it.
+    """Export a stark (or plain Hugging Face) sequence classifier to one ONNX file and verify it.
+
+    Loads the model folder and its tokenizer (if saved) and calls :func:`export_model`.
+
+    Args:
+        model_dir: model folder (config.json + model.safetensors, tokenizer files if any).
+        out_path: the .onnx file to write.
+        opset, check_texts, atol, threads: as in :func:`export_model`.
+
+    Returns:
+        As :func:`export_model`.
+    """
+    model = load_model(str(model_dir)).float().eval()
+    result, _ = export_model(
+        model, saved_tokenizer(model_dir), out_path, opset, check_texts, atol, threads, source=model_dir
+    )
+    return result
+
+
+def export_model(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase | None,
+    out_path: str | Path,
+    opset: int = DEFAULT_OPSET,
+    check_texts: list[str] | None = None,
+    atol: float = DEFAULT_ATOL,
+    threads: int | None = None,
+    source: str | Path = "the model",
+) -> tuple[dict, list[CheckBatch]]:
+    """Export a loaded classifier (float32, eval mode) to ONNX and verify it against PyTorch.
 
     The graph is written to a temporary file beside ``out_path``, checked with ``onnx.checker``, run in
     ONNX Runtime on the check batches and compared with PyTorch; only then is it renamed to
     ``out_path``. On any failure nothing is left at ``out_path`` (an earlier file there is kept).
 
     Args:
-        model_dir: model folder (config.json + model.safetensors, tokenizer files if any).
+        model: the classifier.
+        tokenizer: its tokenizer (None: checked on random ids, and no segment input unless the model has segments).
         out_path: the .onnx file to write.
         opset: ONNX opset version.
         check_texts: sentences for the check (default: :data:`CHECK_TEXTS`); ignored without a tokenizer.
         atol: the largest accepted absolute logit difference between ONNX Runtime and PyTorch.
         threads: ONNX Runtime intra-op threads for the check (None: its default).
+        source: what messages call the model (its folder).
 
     Returns:
-        ``onnx`` (path), ``inputs``, ``opset``, ``check_inputs`` (tokenizer / random ids), ``checks``
-        (batch, seq_len, max_abs_diff per batch), ``max_abs_diff``, ``atol``, ``bytes``, ``export_s``.
+        (record, check batches): the record has ``onnx`` (path), ``inputs``, ``opset``, ``check_inputs``
+        (tokenizer / random ids), ``checks`` (batch, seq_len, max_abs_diff per batch), ``max_abs_diff``,
+        ``atol``, ``bytes``, ``export_s``; the batches are the inputs the graph was checked on.
 
     Raises:
         ExportMismatchError: export failed or the difference exceeds ``atol``.
     """
     out_path = Path(out_path)
-    model = load_model(str(model_dir)).float().eval()
-    tokenizer = saved_tokenizer(model_dir)
     names = input_names(model, tokenizer)
     _make_parent(out_path)
     tmp = out_path.with_name(f".{out_path.name}.{os.getpid()}.tmp")
     try:
-        export_s = _write_graph(model, names, tmp, opset, model_dir)
-        batches, source = check_batches(model, tokenizer, names, check_texts)
+        export_s = _write_graph(model, names, tmp, opset, source)
+        batches, kind = check_batches(model, tokenizer, names, check_texts)
         checks = _compare(model, ort_session(tmp, threads), batches)
         worst = max(c["max_abs_diff"] for c in checks)
         if not worst <= atol:  # written this way round so that a NaN difference fails too
             raise ExportMismatchError(
-                f"ONNX export of {model_dir} disagrees with PyTorch: max abs logit difference {worst:.3g} > {atol:g}"
+                f"ONNX export of {source} disagrees with PyTorch: max abs logit difference {worst:.3g} > {atol:g}"
             )
         os.replace(tmp, out_path)
     finally:
         tmp.unlink(missing_ok=True)
-    return {
+    record = {
         "onnx": str(out_path),
-        "model_dir": str(model_dir),
+        "model_dir": str(source),
         "inputs": names,
         "output": "logits",
         "opset": opset,
-        "check_inputs": source,
+        "check_inputs": kind,
         "checks": checks,
         "max_abs_diff": worst,
         "atol": atol,
         "bytes": out_path.stat().st_size,
         "export_s": export_s,
     }
+    return record, batches

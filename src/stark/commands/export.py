@@ -1,22 +1,46 @@
-"""``stark export``: write a model folder as ONNX, verified against PyTorch in ONNX Runtime."""
+"""``stark export``: a model folder as an ONNX folder to deploy, verified against PyTorch, optionally int8."""
 
 from __future__ import annotations
 
 import argparse
 
-from stark.config import DEFAULT_ATOL, DEFAULT_OPSET
+from stark.config import DEFAULT_ATOL, DEFAULT_OPSET, BenchConfig
+
+_BENCH = BenchConfig()
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "export",
-        help="export a model to ONNX (checked against PyTorch)",
-        description="Export any stark checkpoint (uneven or empty layers included) to ONNX with dynamic batch and "
-        "sequence axes. The graph is run in ONNX Runtime on sentences tokenised with the model's own tokenizer and "
-        "compared with PyTorch; above --atol the command fails and writes nothing.",
+        help="export a model to an ONNX folder (checked against PyTorch; --quantize int8)",
+        description="Write OUT/model.onnx (dynamic batch and sequence axes; any stark checkpoint, uneven or empty "
+        "layers included) with the model's config.json, tokenizer and stark.json beside it: the layout of Optimum's "
+        "ORTModelForSequenceClassification.from_pretrained(OUT), and plain onnxruntime.InferenceSession loads "
+        "OUT/model.onnx. The graph is run in ONNX Runtime on sentences tokenised with the model's own tokenizer and "
+        "compared with PyTorch; above --atol the command fails and writes nothing. --quantize int8 adds "
+        "OUT/model_quantized.onnx (dynamic quantisation, int8 weights; Optimum: file_name='model_quantized.onnx'; "
+        "model.onnx stays fp32 and is what loads by default). OUT/export.json records the logit differences, the "
+        "latency of each graph at batch 1 and 32 and, with --eval or --dev, the dev metrics of PyTorch, ONNX fp32 "
+        "and int8. The folder is written under a temporary name and renamed when complete; an earlier export at "
+        "OUT is replaced, any other non-empty folder refused.",
     )
     p.add_argument("--model", required=True, help="model folder (a stage output of stark, or any HF classifier)")
-    p.add_argument("--onnx", required=True, help="output file, e.g. model.onnx")
+    p.add_argument("--out", required=True, help="output folder, e.g. RUN/onnx")
+    p.add_argument(
+        "--quantize",
+        choices=("int8",),
+        help="int8: also write model_quantized.onnx (dynamic int8 quantisation of the weights; activations "
+        "quantised at run time)",
+    )
+    p.add_argument(
+        "--eval",
+        action="store_true",
+        help="score PyTorch, ONNX fp32 and int8 on dev: the GLUE dev split of the task in the model's stark.json "
+        "(data/glue or STARK_DATA_DIR), or --dev",
+    )
+    p.add_argument("--dev", help="dev file with the text and label columns the model was trained on (implies --eval)")
+    p.add_argument("--batch-size", type=int, default=32, help="dev rows per forward pass (default 32)")
+    p.add_argument("--max-length", type=int, default=128, help="dev tokens per row, as in training (default 128)")
     p.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset version (default {DEFAULT_OPSET})")
     p.add_argument(
         "--atol",
@@ -24,18 +48,43 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=DEFAULT_ATOL,
         help=f"largest accepted |ONNX - PyTorch| logit difference (default {DEFAULT_ATOL:g})",
     )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=_BENCH.threads,
+        help=f"ONNX Runtime threads for the checks, dev scoring and timing (default {_BENCH.threads})",
+    )
+    p.add_argument(
+        "--repeats",
+        type=int,
+        default=_BENCH.repeats,
+        help=f"timed passes per graph and batch size, median reported; 0: no timing (default {_BENCH.repeats})",
+    )
+    p.add_argument("--warmup", type=int, default=_BENCH.warmup, help=f"untimed passes first (default {_BENCH.warmup})")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from stark.export import export_onnx
+    from stark.deploy import export_folder, summary_lines
+    from stark.errors import StarkInputError
 
-    result = export_onnx(args.model, args.onnx, opset=args.opset, atol=args.atol)
-    shapes = ", ".join(f"{c['batch']}x{c['seq_len']}" for c in result["checks"])
-    print(f"inputs: {', '.join(result['inputs'])} (batch and sequence axes dynamic); output: logits")
-    print(
-        f"max abs diff vs PyTorch: {result['max_abs_diff']:.3g} (limit {result['atol']:g}; "
-        f"{result['check_inputs']}, batch x length {shapes})"
+    if args.threads < 1:
+        raise StarkInputError(f"--threads must be at least 1, got {args.threads}")
+    record = export_folder(
+        args.model,
+        args.out,
+        opset=args.opset,
+        atol=args.atol,
+        quantize=args.quantize,
+        evaluate=args.eval,
+        dev=args.dev,
+        batch_size=args.batch_size,
+        max_length=args.max_length,
+        threads=args.threads,
+        warmup=args.warmup,
+        repeats=args.repeats,
+        log=print,
     )
-    print(f"wrote {result['onnx']} ({result['bytes'] / 1e6:.1f} MB, opset {result['opset']})")
+    for line in summary_lines(record, args.out):
+        print(line)
     return 0

@@ -48,6 +48,45 @@ def read_rows(path: Path) -> tuple[list[str], list[dict[str, str]]]:
     return table.header, table.rows
 
 
+TABLE_FORMATS = ("csv", "tsv", "jsonl", "json")
+"""Formats :func:`parse_table` reads (a file's suffix picks one of them, parquet aside)."""
+
+
+def read_table(path: Path) -> _Table:
+    """A data file as a table: its header, one dict per row and the file line of each (for error messages).
+
+    Same formats and checks as :func:`read_rows`.
+    """
+    return _read_table(Path(path))
+
+
+def parse_table(source: Path, text: str, fmt: str) -> _Table:
+    """Text already read (standard input) as a table in ``fmt``: csv, tsv, jsonl or json (an array, or lines).
+
+    Args:
+        source: what errors name (e.g. ``<stdin>``).
+        text: the decoded content.
+        fmt: one of :data:`TABLE_FORMATS`.
+    """
+    source = Path(source)
+    if fmt not in TABLE_FORMATS:
+        raise StarkInputError(f"{source}: unknown format {fmt!r} (expected {', '.join(TABLE_FORMATS)})")
+    if not text.strip():
+        raise StarkInputError(f"{source}: no input")
+    if fmt == "csv":
+        return _read_delimited(source, text, ",", csv.QUOTE_MINIMAL, None)
+    if fmt == "tsv":
+        return _read_delimited(source, text, "\t", csv.QUOTE_NONE, None)
+    if fmt == "json" and text.lstrip().startswith("["):
+        return _read_json_array(source, text)
+    return _read_jsonl(source, text)
+
+
+def column(table: _Table, col: str) -> list[str]:
+    """Every row's value of ``col``; a missing column or a row without it is one line naming file and line."""
+    return _column(table, col)
+
+
 def _read_table(path: Path) -> _Table:
     if path.suffix.lower() == ".parquet":
         from stark.datasets_io import read_parquet
