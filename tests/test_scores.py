@@ -1,4 +1,4 @@
-"""Hook-based mask gradients equal a plain-autograd reference; normalisation and mixing follow METHOD.md."""
+"""Hook-based mask gradients equal a plain-autograd reference; normalisation and mixing follow docs/method.md."""
 
 from __future__ import annotations
 

@@ -250,7 +250,7 @@ class ScoreConfig:
         0,
         flag=True,
         help="score on the selection split topped up from train to N examples (0: selection only; the teacher and "
-        "trial student were fit on train, so its gradients are smaller: bench/score_data.py measures the change)",
+        "trial student were fit on train, so their gradients there are smaller: docs/method.md, step 4)",
     )
 
 
@@ -293,7 +293,10 @@ class RunConfig:
     out: str = option("runs/stark", flag=True, help="run folder; a re-run with the same folder reuses finished stages")
     seed: int = option(776, flag=True, help="seed of every stage (students of seed i use seed + i)")
     preset: Preset = option(
-        Preset.FAST, flag=True, help="fast: CPU-sized epochs; reference: METHOD.md hyper-parameters"
+        Preset.FAST,
+        flag=True,
+        help="fast: CPU-sized epochs; reference: the hyper-parameters of the paper's reference scripts "
+        "(docs/method.md)",
     )
     require_teacher_learned: bool = option(
         False,
@@ -328,8 +331,8 @@ def preset_overrides(preset: Preset) -> dict[str, Any]:
     ``fast`` fits the default run (full MRPC, MiniLM teacher, 70 %-pruned student) in under 20 minutes
     on two CPU cores: 3 teacher epochs (2 leave MiniLM short of MRPC F1 86), 3 student epochs at a
     higher learning rate, and 4 evaluations per epoch.
-    ``reference`` is METHOD.md: lr 3e-5, batch 16, eval batch 32, 10 epochs, evaluation every 10 steps,
-    early stopping after 5 epochs without improvement.
+    ``reference`` is the paper's reference scripts (docs/method.md, "Presets"): lr 3e-5, batch 16, eval batch
+    32, 10 epochs, evaluation every 10 steps, early stopping after 5 epochs without improvement.
     """
     if preset == Preset.REFERENCE:
         train = {

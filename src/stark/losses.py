@@ -1,4 +1,4 @@
-"""Task and distillation losses (METHOD.md, "Distillation loss").
+"""Task and distillation losses (docs/method.md, step 3).
 
 Classification::
 

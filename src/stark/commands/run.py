@@ -13,7 +13,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="run every stage and choose the teacher sparsity",
         description="Fine-tune the teacher, build the student, distill a trial student, score and sparsify the "
         "teacher, re-distill the student from each sparse teacher and choose the best level on the selection "
-        "split. With no options: full MRPC, all-MiniLM-L6-v2 teacher, 70 %%-pruned student, on two CPU cores in "
+        "split. With no options: full MRPC, all-MiniLM-L6-v2 teacher, 70 %-pruned student, on two CPU cores in "
         "under 20 minutes.",
     )
     common.add_data_args(p), common.add_run_args(p), common.add_train_args(p)

@@ -7,7 +7,7 @@ All maths here is pure and shape-driven so that tests can pin it exactly:
   unchanged.
 * :func:`sparsity_map` turns a score matrix and a global sparsity into per-layer kept counts:
   the round(s * L * H) heads and round(s * L * F) neurons with the lowest scores over the whole
-  model go, FFN widths are then rounded to multiples of 8 (METHOD.md step 5).
+  model go, FFN widths are then rounded to multiples of 8 (docs/method.md, step 5).
 * :func:`prune_model` slices every layer to the requested kept indices; a layer may keep nothing,
   in which case only the residual path (plus the projection bias) remains.
 """
@@ -161,7 +161,7 @@ def sparsity_map(
     sparsity: float,
     multiple: int = NEURON_MULTIPLE,
 ) -> tuple[list[int], list[int]]:
-    """Per-layer kept head and neuron counts for one global sparsity (METHOD.md step 5).
+    """Per-layer kept head and neuron counts for one global sparsity (docs/method.md, step 5).
 
     Removes the round(s * sum H_l) lowest-scored heads and round(s * sum F_l) lowest-scored neurons
     across all layers, then rounds each layer's FFN width to a multiple of ``multiple``.

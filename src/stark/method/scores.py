@@ -1,4 +1,4 @@
-"""Knowledgeable scores of a teacher's heads and FFN neurons (METHOD.md step 4).
+"""Knowledgeable scores of a teacher's heads and FFN neurons (docs/method.md, step 4).
 
 For masks ``M`` (all ones) on heads and neurons, summed over the scoring data batch by batch:
 
@@ -145,7 +145,7 @@ def score_teacher(
                 _add_abs(e_sum, torch.autograd.grad(loss_task, masks, retain_graph=f_sum is not None))
                 if f_sum is not None:
                     z_s = student_logits[idx.cpu()].to(device)
-                    # Roles per METHOD.md: the student's logits are the fixed target side of L_kd and the
+                    # Roles per docs/method.md: the student's logits are the fixed target side of L_kd and the
                     # masked teacher is differentiated; the hard-label term has no teacher dependence.
                     loss_kd = kd_loss(z_s, logits, labels, spec.task_type, temperature)
                     _add_abs(f_sum, torch.autograd.grad(loss_kd, masks))
