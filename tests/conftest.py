@@ -158,13 +158,22 @@ TINY_WORDS = [
 ]
 
 
-def make_teacher_dir(path, dropout: float = 0.1, layers: int = 2, seed: int = 0, arch: str = "bert"):
-    """Save a tiny random classifier plus a word-level tokenizer to ``path`` (a local "hub" model).
+def make_teacher_dir(
+    path, dropout: float = 0.1, layers: int = 2, seed: int = 0, arch: str = "bert", classifier: bool = False
+):
+    """Save a tiny random encoder plus a word-level tokenizer to ``path`` (a local "hub" model).
+
+    Its weights hold a random 2-class head, but its config names the base model (``BertModel``), as a
+    pretrained encoder's does: ``stark run`` fine-tunes it, starting from that head (the golden runs were
+    recorded so).
 
     Args:
         dropout: hidden and attention dropout; 0 makes training a pure function of the batches.
         arch: any family of ``tiny_config`` (all read BERT's word-piece vocabulary here).
+        classifier: keep the ``...ForSequenceClassification`` architecture instead, as a fine-tuned
+            classifier is saved (its labels unnamed: ``LABEL_0``, ``LABEL_1``), which stark run uses as it is.
     """
+    import json
     from pathlib import Path
 
     from transformers import BertTokenizerFast
@@ -180,6 +189,10 @@ def make_teacher_dir(path, dropout: float = 0.1, layers: int = 2, seed: int = 0,
         arch, len(TINY_WORDS), layers, num_labels=2, dropout=dropout, segments=0 if arch.startswith("deberta") else 2
     )
     cls(config).save_pretrained(path)
+    if not classifier:
+        saved = json.loads((path / "config.json").read_text())
+        saved["architectures"] = [a.replace("ForSequenceClassification", "Model") for a in saved["architectures"]]
+        (path / "config.json").write_text(json.dumps(saved, indent=2))
     if arch in ("distilbert", "mpnet", "modernbert"):  # their own tokenizers return no segment ids
         tokenizer.model_input_names = ["input_ids", "attention_mask"]
     tokenizer.save_pretrained(path)

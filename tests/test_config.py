@@ -62,7 +62,8 @@ def test_default_recipe_is_the_default_run():
         ({}, {"finetune": {"epochs": 0}}, "finetune epochs 0 must be greater than 0"),
         ({"distill": {"soft_weight": 1.5}}, {}, "distill soft_weight 1.5 is out of range"),
         ({}, {"search": {"search": "random"}}, "not a valid value"),
-        ({}, {"data": {"train": "a.csv"}}, "give both --train and --dev"),
+        ({}, {"data": {"dev": "b.csv"}}, "--dev needs --train"),
+        ({}, {"data": {"train": "a.csv", "dev_fraction": 1.0}}, "--dev-fraction 1 must be between 0 and 1"),
         ({}, {"data": {"train": "a.csv", "dev": "b.csv"}}, "--text-cols"),
     ],
 )

@@ -25,6 +25,7 @@ GLUE = {"rte", "mrpc", "stsb", "cola", "sst2"}
 
 WHAT = {
     "finetune": "the teacher, fine-tuned on the task",
+    "adopted": "the teacher, a classifier already fine-tuned for the task's labels and used as it is",
     "distill": "a student distilled with stark (StarK: student-friendly sparse teachers)",
     "sparsify": "a sparse teacher: the fine-tuned teacher with its lowest-scored heads and FFN neurons removed",
 }

@@ -146,9 +146,20 @@ on average over 5 seeds; bench/results/teacher_curves.md)."""
 class DataConfig:
     task: str | None = option("mrpc", flag=True, help="GLUE task: rte, mrpc, stsb, cola, sst2 (unused with --train)")
     train: str | None = option(
-        None, flag=True, help="your own training file (.csv, .tsv, .jsonl, .json, .parquet) instead of --task"
+        None,
+        flag=True,
+        help="your own training file (.csv, .tsv, .jsonl, .json, .parquet) instead of --task; without --dev, a dev "
+        "split is held out of it (--dev-fraction)",
     )
-    dev: str | None = option(None, flag=True, help="your own dev file (same format as --train)")
+    dev: str | None = option(
+        None, flag=True, help="your own dev file (same format as --train; default: held out of --train)"
+    )
+    dev_fraction: float = option(
+        0.1,
+        flag=True,
+        help="--train without --dev: share of the file held out as the dev split (seeded; stratified by label, or "
+        "by quantile bins of a regression target), at least 4 rows, leaving enough to train and select on",
+    )
     dataset: str | None = option(
         None, flag=True, help="a datasets save_to_disk folder or a hub dataset name (online only), instead of files"
     )
@@ -289,6 +300,13 @@ class SearchConfig:
 class RunConfig:
     teacher: str = option(
         "minilm", flag=True, help="pretrained encoder: local HF folder, hub id, or 'minilm' (bundled all-MiniLM-L6-v2)"
+    )
+    finetune_teacher: bool | None = option(
+        None,
+        flag=True,
+        help="--finetune-teacher: always fine-tune --teacher; --no-finetune-teacher: never (refused unless it is a "
+        "classifier fine-tuned for the task's labels); default: use such a classifier as it is, fine-tune anything "
+        "else",
     )
     out: str = option("runs/stark", flag=True, help="run folder; a re-run with the same folder reuses finished stages")
     seed: int = option(776, flag=True, help="seed of every stage (students of seed i use seed + i)")
@@ -655,8 +673,10 @@ def validate(cfg: RunConfig) -> None:
         raise StarkInputError(f"score batch size {cfg.score.batch_size} must be at least 1")
     if cfg.search.seeds < 1:
         raise StarkInputError(f"--seeds {cfg.search.seeds} must be at least 1")
-    if (d.train is None) != (d.dev is None):
-        raise StarkInputError("give both --train and --dev (or neither, to use --task)")
+    if d.dev is not None and d.train is None:
+        raise StarkInputError("--dev needs --train (give --train alone to hold a dev split out of it)")
+    if not 0.0 < d.dev_fraction < 1.0:
+        raise StarkInputError(f"--dev-fraction {d.dev_fraction:g} must be between 0 and 1")
     if d.train is not None and d.dataset is not None:
         raise StarkInputError("give either --train/--dev or --dataset, not both")
     if (d.train is not None or d.dataset is not None) and (not d.text_cols or not d.label_col):

@@ -92,8 +92,8 @@ def make_accelerator(mixed_precision: str = "no"):
 
 def prepare_run(cfg: RunConfig, check_student: bool = True) -> TaskData:
     """Check everything that can be refused before anything is written: the teacher, the student's
-    shape (``check_student``), the data files and the tokenizer. A refused run leaves no output
-    folder behind.
+    shape and the teacher's head (``check_student``: what stark run itself builds), the data files and the
+    tokenizer. A refused run leaves no output folder behind.
 
     Raises:
         StarkInputError: with a one-line message naming the problem.
@@ -105,7 +105,12 @@ def prepare_run(cfg: RunConfig, check_student: bool = True) -> TaskData:
             raise StarkInputError(
                 f"--student-layers {cfg.student.layers} is more than the teacher's {total} layers (use 1-{total})"
             )
-    return prepare_data(cfg)
+    data = prepare_data(cfg)
+    if check_student:  # a classifier head for other labels is refused now, not after the run folder exists
+        from stark.teacher_head import adopts_teacher
+
+        adopts_teacher(cfg, data.spec)
+    return data
 
 
 def _timed_stage(clock: Clock, name: str, stage_dir: Path, fn):
@@ -272,12 +277,29 @@ def _run(cfg: RunConfig, data: TaskData, accelerator, start: float) -> dict:
     paths = RunDir(out)
     clock = Clock()
 
-    teacher_dir = _timed_stage(
-        clock,
-        "finetune",
-        paths.teacher,
-        lambda: finetune_teacher(cfg.teacher, cfg.teacher_training(), data, out, accelerator),
-    )
+    from stark.stages import adopt_teacher
+    from stark.teacher_head import adopts_teacher
+
+    if adopts_teacher(cfg, data.spec):
+        if is_main(accelerator):
+            task = "your data" if data.spec.name == "custom" else data.spec.name
+            print(
+                f"stark: using {cfg.teacher} as the teacher as it is (a fine-tuned classifier for {task}'s labels): "
+                "no fine-tuning (--finetune-teacher to fine-tune it again)",
+                file=sys.stderr,
+                flush=True,
+            )
+        bs = cfg.finetune.eval_batch_size
+        teacher_dir = _timed_stage(
+            clock, "adopt_teacher", paths.teacher, lambda: adopt_teacher(cfg.teacher, data, out, bs, accelerator)
+        )
+    else:
+        teacher_dir = _timed_stage(
+            clock,
+            "finetune",
+            paths.teacher,
+            lambda: finetune_teacher(cfg.teacher, cfg.teacher_training(), data, out, accelerator),
+        )
     check = check_teacher_learned(cfg, data, teacher_dir, accelerator)
     student_init = _timed_stage(
         clock,

@@ -23,7 +23,7 @@ from stark.models import count_parameters, encoder_flops, layer_widths, load_mod
 from stark.processes import barrier, is_main
 from stark.provenance import versions
 from stark.records import ModelSize, SparseTeacherRecord, StudentInitRecord, TrainedStage, recorded_source
-from stark.rundir import RunDir, finalize, is_done, read_metrics, work_dir_of, write_json
+from stark.rundir import RunDir, finalize, is_done, read_metrics, replace_folder, work_dir_of, write_json
 from stark.task_data import (
     MIN_SELECT,
     MIN_TRAIN,
@@ -45,6 +45,7 @@ __all__ = [  # the stages, and names kept importable from here for code written 
     "LogitCache",
     "SparseTeachers",
     "TaskData",
+    "adopt_teacher",
     "barrier",
     "build_student",
     "distill",
@@ -160,6 +161,37 @@ def finetune_teacher(teacher: str, train: TrainConfig, data: TaskData, out: Path
     model = load_model(teacher, data.spec)
     facts = _stage_info("finetune", data, teacher, train.seed, train=asdict(train))
     _train_stage(model, data, train, out_dir, facts, accelerator=accelerator)
+    return out_dir
+
+
+def adopt_teacher(teacher: str, data: TaskData, out: Path, eval_batch_size: int, accelerator=None) -> Path:
+    """Stage 1 for a teacher that is already a classifier fine-tuned for the task's labels (see
+    ``stark.teacher_head.finetuned_head``): use it as it is, no training.
+
+    Writes the teacher folder as fine-tuning would (the model in stark's layout with the run's tokenizer, and a
+    ``TrainedStage`` metrics.json with its selection and dev metrics, 0 steps and epochs, ``stage`` "adopted"
+    and ``finetuned`` False), atomically; a finished folder is reused.
+    """
+    out_dir = RunDir(Path(out)).teacher
+    if is_done(out_dir):
+        return out_dir
+    start = time.perf_counter()
+    model = on_device(load_model(teacher), accelerator)
+    select = evaluate(model, data.select, data.spec, data.pad_id, eval_batch_size, accelerator)
+    dev = evaluate(model, data.dev, data.spec, data.pad_id, eval_batch_size, accelerator)
+    facts = {**_stage_info("adopted", data, teacher), "finetuned": False}
+    stage = TrainedStage(select, dev, 0, 0, 0, 0.0, time.perf_counter() - start, [], facts)
+    if is_main(accelerator):
+
+        def fill(folder: Path) -> None:
+            from stark.card import write_card
+
+            save_model(model, data.tokenizer, folder, facts)
+            write_json(folder / "metrics.json", stage.to_dict())
+            write_card(folder, stage.to_dict())
+
+        replace_folder(out_dir, fill)
+    barrier(accelerator)
     return out_dir
 
 

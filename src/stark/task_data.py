@@ -13,16 +13,36 @@ from stark.config import NEAR_DUP, WARN_NEAR_DUP, Protocol, RunConfig
 from stark.data.batching import TaskData, encode
 from stark.data.glue import load_glue
 from stark.data.labels import load_custom
-from stark.data.splits import close_selection, near_duplicate_share, split_selection, thinned_classes
+from stark.data.splits import (
+    HeldOutDev,
+    close_selection,
+    hold_out_dev,
+    near_duplicate_share,
+    split_selection,
+    thinned_classes,
+)
 from stark.data.tasks import GLUE_TASKS, Examples, TaskSpec, TaskType
 from stark.errors import StarkInputError
 from stark.models import load_tokenizer
 
 
 def load_examples(cfg: RunConfig) -> tuple[TaskSpec, Examples, Examples]:
+    """The task and its train and dev examples (see ``load_task``)."""
+    spec, train, dev, _ = load_task(cfg)
+    return spec, train, dev
+
+
+def load_task(cfg: RunConfig) -> tuple[TaskSpec, Examples, Examples, HeldOutDev | None]:
+    """The task, its train and dev examples (subsampled as asked) and, for a training file given without a
+    dev file, how the dev split was held out of it (before subsampling: ``--max-train-samples`` leaves dev
+    alone)."""
     d = cfg.data
+    heldout = None
     if d.train is not None:
-        spec, train, dev = load_custom(Path(d.train), Path(d.dev), d.text_cols, d.label_col, d.task_type)
+        dev_file = Path(d.dev if d.dev is not None else d.train)
+        spec, train, dev = load_custom(Path(d.train), dev_file, d.text_cols, d.label_col, d.task_type)
+        if d.dev is None:
+            train, dev, heldout = _hold_out_dev(cfg, spec, train)
     elif d.dataset is not None:
         from stark.data.labels import custom_task
         from stark.datasets_io import load_splits
@@ -37,7 +57,30 @@ def load_examples(cfg: RunConfig) -> tuple[TaskSpec, Examples, Examples]:
         train = train.subset(sample_indices(len(train), d.max_train_samples, cfg.seed))
     if d.max_eval_samples is not None:
         dev = dev.subset(sample_indices(len(dev), d.max_eval_samples, cfg.seed))
-    return spec, train, dev
+    return spec, train, dev, heldout
+
+
+def _hold_out_dev(cfg: RunConfig, spec: TaskSpec, examples: Examples) -> tuple[Examples, Examples, HeldOutDev]:
+    """``dev_fraction`` of the training file (at least ``MIN_DEV`` rows) as the dev split, seeded with the run's
+    seed; refused when what is left could not give ``MIN_TRAIN`` to train on and, under the held-out protocol,
+    ``MIN_SELECT`` to select with."""
+    n, f = len(examples), cfg.data.dev_fraction
+    reference = cfg.data.protocol == Protocol.REFERENCE
+    need = MIN_TRAIN if reference else MIN_TRAIN + MIN_SELECT
+    left = f"{MIN_TRAIN} to train" + ("" if reference else f", {MIN_SELECT} for selection")
+    if n - MIN_DEV < need:
+        raise StarkInputError(
+            f"{cfg.data.train} has {n} row(s), too few to hold a dev split out of (no --dev given): stark needs at "
+            f"least {need + MIN_DEV} ({left}, {MIN_DEV} for dev); give more rows or a --dev file"
+        )
+    size = max(MIN_DEV, round(f * n))
+    rest, dev, heldout = hold_out_dev(examples, size, cfg.seed, spec.task_type is TaskType.REGRESSION)
+    if len(rest) < need:
+        raise StarkInputError(
+            f"--dev-fraction {f:g} holds {len(dev)} of the {n} rows of {cfg.data.train} out as the dev split, "
+            f"leaving {len(rest)}: stark needs at least {need} ({left}); lower --dev-fraction or give a --dev file"
+        )
+    return rest, dev, heldout
 
 
 def sample_indices(n: int, k: int, seed: int) -> list[int]:
@@ -59,6 +102,10 @@ MIN_SELECT = 4
 """Fewest examples in the selection split (early stopping, scores, the sparsity choice)."""
 
 
+MIN_DEV = 4
+"""Fewest examples in a dev split held out of the training file (no --dev given)."""
+
+
 WARN_SELECT = 50
 """Below this many selection examples one example moves the metric by more than 2 points: warn."""
 
@@ -66,9 +113,15 @@ WARN_SELECT = 50
 def split_examples(cfg: RunConfig) -> tuple[TaskSpec, Examples, Examples, Examples]:
     """Load and split, before tokenising: ``(spec, train, select, dev)``; ``select`` is a held-out slice of
     train (closed under near-duplicates with ``--select-near-dup``), or dev under the reference protocol."""
-    spec, train, dev = load_examples(cfg)
+    spec, train, select, dev, _ = _split(cfg)
+    return spec, train, select, dev
+
+
+def _split(cfg: RunConfig) -> tuple[TaskSpec, Examples, Examples, Examples, HeldOutDev | None]:
+    """``split_examples`` and how the dev split was held out of the training file (None: not held out)."""
+    spec, train, dev, heldout = load_task(cfg)
     if cfg.data.protocol == Protocol.REFERENCE:
-        return spec, train, dev, dev
+        return spec, train, dev, dev, heldout
     _check_train_size(cfg, len(train))
     train, select = split_selection(train, selection_fraction(cfg, len(train)), cfg.seed)
     if cfg.data.select_near_dup > 0:
@@ -81,7 +134,7 @@ def split_examples(cfg: RunConfig) -> tuple[TaskSpec, Examples, Examples, Exampl
                 f"slice ({len(select)} of {n} examples, more than half): the data is mostly near-copies of itself; "
                 "raise the threshold or leave the option off"
             )
-    return spec, train, select, dev
+    return spec, train, select, dev, heldout
 
 
 def prepare_data(cfg: RunConfig, tokenizer: PreTrainedTokenizerBase | None = None) -> TaskData:
@@ -91,7 +144,7 @@ def prepare_data(cfg: RunConfig, tokenizer: PreTrainedTokenizerBase | None = Non
     Raises:
         StarkInputError: too few examples to train on (``MIN_TRAIN``) or to select with (``MIN_SELECT``).
     """
-    spec, train, select, dev = split_examples(cfg)
+    spec, train, select, dev, heldout = _split(cfg)
     _check_split_sizes(cfg, len(train), len(select))
     reference = cfg.data.protocol == Protocol.REFERENCE
     share = None if reference else near_duplicate_share(select, train, NEAR_DUP, seed=cfg.seed)
@@ -107,6 +160,7 @@ def prepare_data(cfg: RunConfig, tokenizer: PreTrainedTokenizerBase | None = Non
         pad_id,
         select_near_dup_share=share,
         select_closed_at=0.0 if reference else cfg.data.select_near_dup,
+        dev_heldout=heldout,
     )
 
 
@@ -166,7 +220,11 @@ def warn_selection(data: TaskData) -> None:
     class that closing the slice under near-duplicates left thin in training.
 
     Printed by commands once the run folder is locked, so that a refused command still prints
-    exactly one line (its error)."""
+    exactly one line (its error). Before them, where no dev file was given, one line saying how the dev
+    split was held out of the training file."""
+    heldout = getattr(data, "dev_heldout", None)
+    if heldout is not None:
+        print(f"stark: no --dev given: {heldout.message()}", file=sys.stderr, flush=True)
     n = len(data.select)
     if n < WARN_SELECT:
         _warn(

@@ -14,6 +14,8 @@ from stark.errors import StarkInputError
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
+    from stark.data.splits import HeldOutDev
+
 from stark.data.tasks import Examples, TaskSpec
 
 
@@ -48,6 +50,9 @@ class TaskData:
     select_closed_at: float = 0.0
     """The word-set Jaccard threshold at which the selection slice was closed under near-duplicates
     (``--select-near-dup``; 0: not closed)."""
+    dev_heldout: HeldOutDev | None = None
+    """How the dev split was held out of the training file when no dev file was given (None: a dev file or
+    split was given); ``rows`` is the number of examples held out."""
 
 
 def encode(examples: Examples, tokenizer: Any, max_length: int, batch_size: int = 1000) -> Encoded:

@@ -133,7 +133,9 @@ def load_custom(
     Raises:
         StarkInputError: any problem with the files, columns or labels.
     """
-    return custom_task(_read_table(Path(train_path)), _read_table(Path(dev_path)), text_cols, label_col, task_type)
+    train = _read_table(Path(train_path))
+    dev = train if Path(dev_path) == Path(train_path) else _read_table(Path(dev_path))  # the caller splits it
+    return custom_task(train, dev, text_cols, label_col, task_type)
 
 
 def custom_task(

@@ -1,10 +1,12 @@
-"""The held-out selection slice of train: stratified by label, seeded, optionally closed under near-duplicates."""
+"""The held-out selection slice of train (stratified by label, seeded, optionally closed under near-duplicates), and
+the dev split held out of a training file given alone."""
 
 from __future__ import annotations
 
 import math
 import re
 from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 
 import numpy as np
 from scipy.sparse import csr_matrix
@@ -20,7 +22,9 @@ _BLOCK_ENTRIES = 1 << 22
 copies): big training sets get fewer query rows per block rather than more memory."""
 
 
-def split_selection(examples: Examples, fraction: float, seed: int) -> tuple[Examples, Examples]:
+def split_selection(
+    examples: Examples, fraction: float, seed: int, strata: Sequence[int] | None = None
+) -> tuple[Examples, Examples]:
     """Hold out part of the training data for early stopping / checkpoint selection.
 
     GLUE dev sets double as test sets, so selecting on them would overstate results; this carves
@@ -34,6 +38,8 @@ def split_selection(examples: Examples, fraction: float, seed: int) -> tuple[Exa
         examples: the training examples.
         fraction: share of examples to hold out, strictly between 0 and 1.
         seed: makes the split reproducible.
+        strata: a group id per example to stratify by instead of the labels (e.g. the quantile bins of
+            a regression target, see ``quantile_bins``).
 
     Returns:
         ``(train_part, select_part)``, each in ascending original order.
@@ -48,7 +54,7 @@ def split_selection(examples: Examples, fraction: float, seed: int) -> tuple[Exa
         raise StarkInputError(f"selection fraction must be between 0 and 1 (exclusive), got {fraction}")
     target = min(max(1, round(fraction * n)), n - 1)
     rng = np.random.default_rng(seed)
-    labels = examples.labels
+    labels = examples.labels if strata is None else strata
     stratify = all(isinstance(y, (int, np.integer)) and not isinstance(y, bool) for y in labels)
     if stratify:
         by_class: dict[int, list[int]] = {}
@@ -86,6 +92,60 @@ def _allocate(counts: list[int], fraction: float, target: int) -> list[int]:
         worst = min(spare, key=lambda i: (ideal[i] - take[i], -counts[i], i))
         take[worst] -= 1
     return take
+
+
+DEV_BINS = 10
+"""Quantile bins of a regression target that a dev split held out of the training file is stratified by."""
+
+
+@dataclass(frozen=True)
+class HeldOutDev:
+    """A dev split held out of the training file (no dev file given): how many rows, of how many, and how."""
+
+    rows: int
+    of_rows: int
+    stratified_by: str
+    """``label`` (classification), or ``<k> quantile bins of the target`` (regression)."""
+    seed: int
+
+    def to_dict(self) -> dict[str, int | str]:
+        return asdict(self)
+
+    def message(self) -> str:
+        share = f"{100 * self.rows / self.of_rows:.1f}".removesuffix(".0")
+        return (
+            f"held out {self.rows:,} of {self.of_rows:,} rows ({share} %, stratified by {self.stratified_by}, "
+            f"seed {self.seed}) as the dev split"
+        )
+
+
+def quantile_bins(values: Sequence[float], bins: int) -> list[int]:
+    """Each value's quantile bin (0 .. ``bins`` - 1) by rank, ties in file order: every bin holds
+    ``n / bins`` values even where many targets are equal (STS-B's 0s and 5s)."""
+    n = len(values)
+    order = np.argsort(np.asarray(values, dtype=np.float64), kind="stable")
+    out = np.empty(n, dtype=np.int64)
+    out[order] = np.arange(n) * bins // max(1, n)
+    return out.tolist()
+
+
+def hold_out_dev(examples: Examples, size: int, seed: int, regression: bool) -> tuple[Examples, Examples, HeldOutDev]:
+    """Hold ``size`` examples of the training file out as the dev split (the caller checks what is left).
+
+    Classification is stratified by label, regression by ``DEV_BINS`` quantile bins of the target (fewer
+    when the split is smaller), so the dev split covers the range of the labels as the file does; the
+    selection slice is later held out of what is left, as from any training file.
+
+    Returns:
+        ``(rest, dev, how)``, the parts in file order.
+    """
+    n = len(examples)
+    strata, how = None, "label"
+    if regression:
+        bins = max(1, min(DEV_BINS, size))
+        strata, how = quantile_bins([float(y) for y in examples.labels], bins), f"{bins} quantile bins of the target"
+    rest, dev = split_selection(examples, size / n, seed, strata=strata)
+    return rest, dev, HeldOutDev(len(dev), n, how, seed)
 
 
 def word_sets(examples: Examples, vocab: dict[str, int]) -> list[list[int]]:
