@@ -6,8 +6,8 @@ CLI maps its flags; a :class:`RunConfig` or a recipe file may be given as the ba
 
     >>> import stark
     >>> result = stark.run(task="rte", max_train_samples=96, student_epochs=1, sparsities=[0, 50], out="runs/x")
-    >>> result.chosen_sparsity, result.student_dir
-    >>> model, tokenizer = stark.load("runs/x/trial_student")
+    >>> print(result.model.line())  # the delivered model: path, size, speed and dev metric against the teacher
+    >>> model, tokenizer = stark.load(result.model_dir)
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from stark.config import RunConfig
+from stark.records import DeliveredModel, DistillationGain
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,12 @@ class RunResult:
     """The vanilla-KD students' dev metric (level 0's mean over seeds; the trial student's without level 0)."""
     teacher_dev: float | None
     summary: dict[str, Any]
+    model_dir: Path | None = None
+    """The delivered model (``<out>/model/``): the folder to load, predict with or export."""
+    model: DeliveredModel | None = None
+    """Its source, size, CPU speed and dev metric against the teacher (``model.line()`` says it in one line)."""
+    labels_only: DistillationGain | None = None
+    """What distillation adds over the same student trained on the labels alone (None: not trained)."""
 
     @classmethod
     def from_summary(cls, summary: dict[str, Any]) -> RunResult:
@@ -58,6 +65,9 @@ class RunResult:
             vanilla_kd_dev=dense.student_dev_mean if dense and dense.student_dev_mean is not None else vanilla.get(m),
             teacher_dev=teacher.get(m),
             summary=summary,
+            model_dir=Path(typed.model.dir) if typed.model is not None else None,
+            model=typed.model,
+            labels_only=typed.labels_only,
         )
 
 

@@ -70,6 +70,133 @@ class LevelRecord:
         return record
 
 
+@dataclass(frozen=True)
+class DistillationGain:
+    """What the teacher adds: vanilla KD's students against the same students trained on the labels alone
+    (same initialisation, budget and seeds; soft weight 0).
+
+    ``margin`` is vanilla KD minus labels-only on the selection split (seed means of the main metric, 0-1
+    scale), with its paired-bootstrap standard error; the dev figures are seed means and standard deviations.
+    """
+
+    metric: str
+    margin: float
+    margin_se: float
+    select_kd: float
+    select_labels: float
+    dev_kd: float | None = None
+    dev_kd_std: float | None = None
+    dev_labels: float | None = None
+    dev_labels_std: float | None = None
+    seeds: int = 1
+    examples: int = 0
+
+    @property
+    def measurable(self) -> bool:
+        """Distillation leads labels-only by more than one standard error (the bar of one compared level)."""
+        return self.margin > self.margin_se
+
+    @property
+    def labels_lead(self) -> bool:
+        """Labels alone lead vanilla KD by more than one standard error."""
+        return -self.margin > self.margin_se
+
+    def message(self) -> str:
+        amount = f"{100 * self.margin:+.2f} ± {100 * self.margin_se:.2f} {self.metric} on selection"
+        dev = ""
+        if self.dev_kd is not None and self.dev_labels is not None:
+            dev = (
+                f"; dev {100 * self.dev_kd:.2f} ± {100 * (self.dev_kd_std or 0):.2f} vanilla KD vs "
+                f"{100 * self.dev_labels:.2f} ± {100 * (self.dev_labels_std or 0):.2f} labels only"
+            )
+        if self.measurable:
+            verdict = "the teacher's knowledge helps the student on this task"
+        elif self.labels_lead:
+            verdict = "the student learns better from the labels alone on this task"
+        else:
+            verdict = (
+                "the teacher makes no measurable difference on this task, so a sparse teacher cannot be "
+                "expected to help"
+            )
+        return f"distillation adds {amount}{dev}: {verdict}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "measurable": self.measurable, "message": self.message()}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> DistillationGain:
+        return cls(**_known(cls, d))
+
+
+@dataclass
+class Speed:
+    """Median CPU forward time of the teacher and the model on the same random batch (ms)."""
+
+    batch: int
+    seq_len: int
+    teacher_ms: float
+    model_ms: float
+    threads: int
+
+    @property
+    def speedup(self) -> float:
+        return self.teacher_ms / self.model_ms if self.model_ms > 0 else float("nan")
+
+
+@dataclass
+class DeliveredModel:
+    """``summary.json``'s ``model``: where the delivered model is, what it is, and how it compares."""
+
+    dir: str
+    source: str
+    """The student folder it was copied from."""
+    kind: str
+    """``vanilla_kd`` (dense teacher), ``sparse_teacher`` (a sparse level's student) or ``labels_only``."""
+    teacher_sparsity: float | None
+    seed_index: int
+    params: int
+    teacher_params: int
+    size_mb: float
+    teacher_size_mb: float
+    metric: str
+    dev: float | None
+    teacher_dev: float | None
+    constant_dev: float | None
+    speed: list[Speed] = field(default_factory=list)
+
+    def line(self) -> str:
+        """The one line a run ends with."""
+        m = self.metric
+        parts = [
+            f"model: {self.dir}",
+            f"{self.params / 1e6:.1f} M parameters, {self.size_mb:.0f} MB "
+            f"(teacher {self.teacher_params / 1e6:.1f} M, {self.teacher_size_mb:.0f} MB)",
+        ]
+        if self.dev is not None:
+            vs = [f"teacher {_pct(self.teacher_dev)}"] if self.teacher_dev is not None else []
+            vs += [f"constant {_pct(self.constant_dev)}"] if self.constant_dev is not None else []
+            parts.append(f"dev {m} {_pct(self.dev)}" + (f" ({', '.join(vs)})" if vs else ""))
+        if self.speed:
+            parts.append("CPU speed-up " + ", ".join(f"{s.speedup:.1f}x at batch {s.batch}" for s in self.speed))
+        return "; ".join(parts)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        for s, d in zip(self.speed, out["speed"], strict=True):
+            d["speedup"] = s.speedup
+        return out
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> DeliveredModel:
+        kept = _known(cls, d)
+        kept["speed"] = [Speed(**{k: v for k, v in s.items() if k != "speedup"}) for s in d.get("speed", [])]
+        return cls(**kept)
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.2f}"
+
+
 @dataclass
 class RunSummary:
     """Everything ``summary.json`` holds about a finished run."""
@@ -105,6 +232,17 @@ class RunSummary:
     threads: int = 1
     choice: dict[str, Any] | None = None
     """The vanilla-KD check behind the choice (margin, standard error, bar); absent when nothing was chosen."""
+    labels_only: DistillationGain | None = None
+    """What distillation adds over the same students trained on the labels alone (None: not trained)."""
+    labels_only_seeds: list[SeedRecord] = field(default_factory=list)
+    final_reason: str = ""
+    """Why the delivered model is the student it is (the sparsity choice, or the labels-only baseline)."""
+    model: DeliveredModel | None = None
+    """The delivered model (``<out>/model/``): its source, size, speed and dev metric against the teacher."""
+    teacher_finetuned: bool = True
+    """False when ``--teacher`` was a classifier fine-tuned for the task's labels, used as it is."""
+    dev_heldout: dict[str, Any] | None = None
+    """The dev split held out of ``--train`` (no dev file): rows, of how many, how stratified, seed."""
 
     def level(self, sparsity: float | None) -> LevelRecord | None:
         return next((lv for lv in self.levels if lv.teacher_sparsity == sparsity), None)
@@ -113,12 +251,19 @@ class RunSummary:
         out = asdict(self)
         if out["choice"] is None:
             del out["choice"]
+        out["labels_only"] = self.labels_only.to_dict() if self.labels_only is not None else None
+        out["model"] = self.model.to_dict() if self.model is not None else None
         return out
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> RunSummary:
         summary = cls(**_known(cls, d))
         summary.levels = [LevelRecord.from_dict(lv) for lv in d.get("levels", [])]
+        summary.labels_only_seeds = [SeedRecord(**_known(SeedRecord, s)) for s in d.get("labels_only_seeds", [])]
+        if d.get("labels_only") is not None:
+            summary.labels_only = DistillationGain.from_dict(d["labels_only"])
+        if d.get("model") is not None:
+            summary.model = DeliveredModel.from_dict(d["model"])
         return summary
 
     @classmethod

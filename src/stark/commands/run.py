@@ -29,7 +29,11 @@ def print_summary(summary: dict) -> None:
     print(results_table(typed))
     chosen, out = typed.chosen_sparsity, typed.config["out"]
     print(f"\nchosen teacher sparsity: {chosen:g}%" if chosen is not None else "\nno sparsity chosen")
+    if typed.labels_only is not None:
+        print(typed.labels_only.message())
     print(f"summary: {out}/summary.json   report: {out}/report.md")
+    if typed.model is not None:
+        print(typed.model.line())
 
 
 def run(args: argparse.Namespace) -> int:

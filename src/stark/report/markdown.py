@@ -177,6 +177,7 @@ def write_report(run_dir: Path, summary: RunSummary | dict, html: bool = True) -
     figures = build_figures(run_dir, summary, notes)
     widths = sparse_teacher_widths(run_dir)
     lines = [
+        *_model_section(summary),
         *_intro_section(summary, widths, dense_shape(run_dir, widths)),
         *_results_section(summary, figures),
         *(_teachers_section(summary, widths, figures) if widths else []),
@@ -197,6 +198,58 @@ def _image(figures: dict[str, Path], key: str, alt: str) -> list[str]:
     return [f"![{alt}]({FIGURES}/{figures[key].name})", ""] if key in figures else []
 
 
+def _model_section(summary: RunSummary) -> list[str]:
+    """The deliverable first: where the model is, its size, speed and metric against the teacher, and why."""
+    model, m = summary.model, summary.metric
+    lines = [f"# stark run: {summary.task} ({m})", ""]
+    if model is None:
+        return lines
+    rows = [
+        "| | model | teacher |",
+        "|---|---:|---:|",
+        f"| parameters | {model.params / 1e6:.2f} M | {model.teacher_params / 1e6:.2f} M |",
+        f"| size on disk | {model.size_mb:.1f} MB | {model.teacher_size_mb:.1f} MB |",
+        f"| dev {m} | {_points(model.dev)} | {_points(model.teacher_dev)} |",
+    ]
+    for s in model.speed:
+        rows.append(
+            f"| CPU forward, batch {s.batch} x {s.seq_len} tokens | {s.model_ms:.1f} ms ({s.speedup:.1f}x faster) "
+            f"| {s.teacher_ms:.1f} ms |"
+        )
+    lines += [
+        f"**Your model: `{model.dir}`** ({_KIND_TEXT.get(model.kind, model.kind)}, seed {model.seed_index}). "
+        "Load it with `transformers` (`trust_remote_code=True` when its layers have uneven widths), "
+        "`stark predict` or `stark export`.",
+        "",
+        *rows,
+        "",
+        f"A constant prediction scores dev {m} {_points(model.constant_dev)}. Why this student: "
+        f"{summary.final_reason}.",
+        "",
+    ]
+    if summary.labels_only is not None:
+        lines += [f"**What the teacher adds:** {summary.labels_only.message()}.", ""]
+    return lines
+
+
+_KIND_TEXT = {
+    "vanilla_kd": "distilled from the dense teacher",
+    "sparse_teacher": "distilled from a sparse teacher",
+    "labels_only": "trained on the labels alone",
+}
+
+
+def _held_out_text(held: dict) -> str:
+    return (
+        f"held out {held['rows']:,} of {held['of_rows']:,} training rows (stratified by {held['stratified_by']}, "
+        f"seed {held['seed']}) as the dev split"
+    )
+
+
+def _points(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.2f}"
+
+
 def _intro_section(
     summary: RunSummary, widths: dict[float, SparseTeacherRecord], shape: tuple[int, int, int] | None
 ) -> list[str]:
@@ -204,9 +257,15 @@ def _intro_section(
     teacher_shape = f" ({shape[0]} layers x {shape[1]} heads, FFN {shape[2]})" if shape else ""
     levels_text = ", ".join(f"{lv.teacher_sparsity:g}%" for lv in summary.levels)
     return [
-        f"# stark run: {summary.task} ({m})",
+        "## How it was made",
         "",
-        f"Teacher `{summary.teacher}`{teacher_shape} was fine-tuned on {summary.task}; the student is "
+        f"Teacher `{summary.teacher}`{teacher_shape} "
+        + (
+            f"was fine-tuned on {summary.task}"
+            if summary.teacher_finetuned
+            else f"was used as it is (a classifier already fine-tuned for {summary.task}'s labels: no fine-tuning)"
+        )
+        + f"; the student is "
         f"{_describe_student(summary.student)}. StarK scored every attention head and FFN neuron of the "
         f"teacher, removed the lowest-scored ones to build sparse teachers at {levels_text}, and distilled fresh "
         f"students from them (search `{summary.search}`, {summary.seeds} seed(s), protocol "
@@ -214,6 +273,7 @@ def _intro_section(
         "",
         _why(summary, widths, shape),
         "",
+        *([f"No dev file was given: stark {_held_out_text(summary.dev_heldout)}.", ""] if summary.dev_heldout else []),
         f"Dense teacher dev {m}: {fmt_metric(summary.teacher_dense.get('dev'), m)} (a constant prediction: "
         f"{fmt_metric(summary.majority_dev, m)}); vanilla KD student dev {m}: "
         f"{fmt_metric(summary.vanilla_kd.get('student_dev'), m)}.",
