@@ -38,8 +38,56 @@ def bench_config(
     return build_config({}, flags)
 
 
+TEACHERS = {
+    "minilm": {"teacher": "minilm"},
+    "mpnet": {"teacher": "~/.cache/stark/teachers/all-mpnet-base-v2", "finetune": {"lr": 3e-5}},
+}
+"""Teachers of the benchmarks by short name: all-MiniLM-L6-v2 (bundled) and all-mpnet-base-v2 (``stark teacher
+get mpnet``; fine-tuned at recipes/mpnet_mrpc.yaml's learning rate)."""
+
+STUDENTS = {
+    "layers2": {"layers": 2},
+    "layers4": {"layers": 4},
+    "pruned70": {"layers": None, "sparsity": 70},
+}
+"""Students of the benchmarks by short name: the teacher's bottom 2 / 4 layers, or 70 % of heads and neurons
+removed by expressive score."""
+
+
+def teacher_flags(teacher: str, teacher_epochs: float) -> dict:
+    """The flags of a named teacher (its path and fine-tuning settings) for ``bench_config(**flags)``."""
+    spec = dict(TEACHERS[teacher])
+    finetune = {**spec.pop("finetune", {}), "epochs": teacher_epochs}
+    return {**spec, "finetune": finetune}
+
+
+def replay_log(metrics: dict, main: str) -> dict:
+    """One student's compact log: [step, selection metric, selection loss, train loss] per evaluation."""
+    evals = [
+        [h["step"], _pts(h["select"][main]), h["select"].get("task_loss"), h.get("train_loss")]
+        for h in metrics["history"]
+    ]
+    return {
+        "total_steps": metrics["total_steps"],
+        "epochs": metrics["epochs"],
+        "best_step": metrics["best_step"],
+        "dev": _pts(metrics["dev"][main]),
+        "select": _pts(metrics["select"][main]),
+        "select_loss": metrics["select"].get("task_loss"),
+        "evals": evals,
+    }
+
+
+def _pts(x: float | None) -> float | None:
+    return None if x is None else 100 * x
+
+
 def shared_teacher(
-    task: str, max_train_samples: int | None, teacher_epochs: float, teacher_seed: int | None = None
+    task: str,
+    max_train_samples: int | None,
+    teacher_epochs: float,
+    teacher_seed: int | None = None,
+    teacher: str = "minilm",
 ) -> tuple[TaskData, Path]:
     """Fine-tune the task's teacher once for all benchmarks (fine-tuning is excluded from their timings).
 
@@ -47,8 +95,11 @@ def shared_teacher(
     splits: the data is always prepared with the default seed, so every teacher sees the same examples.
     """
     name = f"{task}-{max_train_samples or 'all'}-e{teacher_epochs:g}"
+    if teacher != "minilm":
+        name = f"{teacher}-{name}"
     out = WORK / "teachers" / (name if teacher_seed is None else f"{name}-ts{teacher_seed}")
-    cfg = bench_config(task, out, max_train_samples, 1, teacher_epochs)
+    flags = teacher_flags(teacher, teacher_epochs)
+    cfg = bench_config(task, out, max_train_samples, 1, teacher_epochs, **flags)
     data = prepare_data(cfg)
     if teacher_seed is not None:
         cfg.seed = teacher_seed

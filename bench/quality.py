@@ -37,23 +37,27 @@ from pathlib import Path
 import torch
 from common import (
     RESULTS,
+    STUDENTS,
+    TEACHERS,
     WORK,
     bench_config,
     cell_students,
     commit,
     load_rows,
+    replay_log,
     save_rows,
     seed_run_folder,
     shared_teacher,
+    teacher_flags,
 )
 
 from stark.pipeline import run
 from stark.provenance import cpu_kind
 from stark.proxy import measure
 from stark.records import RunSummary
+from stark.rundir import RunDir
 from stark.stages import load_sparse_teachers, prepare_data, read_metrics
 
-STUDENTS = {"layers2": {"layers": 2}, "pruned70": {"layers": None, "sparsity": 70}}
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 DEFAULT_SAMPLES = {"sst2": 8000}
 """Training examples per task (before the selection slice); tasks not named use the whole file."""
@@ -61,23 +65,6 @@ DEFAULT_SAMPLES = {"sst2": 8000}
 
 def _pts(x: float | None) -> float | None:
     return None if x is None else 100 * x
-
-
-def replay_log(metrics: dict, main: str) -> dict:
-    """One student's compact log: [step, selection metric, selection loss, train loss] per evaluation."""
-    evals = [
-        [h["step"], _pts(h["select"][main]), h["select"].get("task_loss"), h.get("train_loss")]
-        for h in metrics["history"]
-    ]
-    return {
-        "total_steps": metrics["total_steps"],
-        "epochs": metrics["epochs"],
-        "best_step": metrics["best_step"],
-        "dev": _pts(metrics["dev"][main]),
-        "select": _pts(metrics["select"][main]),
-        "select_loss": metrics["select"].get("task_loss"),
-        "evals": evals,
-    }
 
 
 def level_curve(students: dict[float, list[Path]], summary: dict, m: str) -> tuple[list[dict], list[dict]]:
@@ -135,10 +122,41 @@ def proxy_signals(cfg, out: Path, levels: list[float], data) -> list[dict]:
     return [p.to_dict() for p in measure(teachers, levels, out / "trial_student", data, bs, t)]
 
 
+def cell_name(teacher: str, task: str, student: str) -> str:
+    """A cell's folder and figure name (MiniLM cells keep the names they had before other teachers)."""
+    return f"{task}-{student}" if teacher == "minilm" else f"{teacher}-{task}-{student}"
+
+
+def row_key(row: dict) -> tuple[str, str, str]:
+    return row.get("teacher", "minilm"), row["task"], row["student"]
+
+
+def labels_only_entry(summary: dict, out: Path, data, m: str, batch_size: int) -> dict | None:
+    """The labels-only students of a finished run: dev mean and std, selection mean, what distillation adds
+    (vanilla KD minus labels-only, points, with the paired-bootstrap standard error) and every seed's log."""
+    gain = summary.get("labels_only")
+    if gain is None:
+        return None
+    dirs = [RunDir(out).labels_only(k) for k in range(gain["seeds"])]
+    tagged = [{"sparsity": "labels", "seed": k, **replay_log(read_metrics(d), m)} for k, d in enumerate(dirs)]
+    selection_predictions(data, {"labels": dirs}, tagged, batch_size)
+    runs = [{k: v for k, v in r.items() if k != "sparsity"} for r in tagged]
+    devs = [r["dev"] for r in runs]
+    return {
+        "dev_mean": statistics.fmean(devs),
+        "dev_std": statistics.stdev(devs) if len(devs) > 1 else 0.0,
+        "select_mean": statistics.fmean(r["select"] for r in runs),
+        "kd_minus_labels_select": _pts(gain["margin"]),
+        "kd_minus_labels_select_se": _pts(gain["margin_se"]),
+        "message": gain["message"],
+        "runs": runs,
+    }
+
+
 def bench_cell(task: str, student: str, args: argparse.Namespace) -> dict:
     samples = DEFAULT_SAMPLES.get(task) if args.max_train_samples is None else args.max_train_samples or None
-    _, teacher_dir = shared_teacher(task, samples, args.teacher_epochs)
-    out = WORK / "quality" / f"{task}-{student}"
+    _, teacher_dir = shared_teacher(task, samples, args.teacher_epochs, teacher=args.teacher)
+    out = WORK / "quality" / cell_name(args.teacher, task, student)
     seed_run_folder(teacher_dir, out)
     cfg = bench_config(
         task,
@@ -146,6 +164,7 @@ def bench_cell(task: str, student: str, args: argparse.Namespace) -> dict:
         samples,
         args.epochs,
         args.teacher_epochs,
+        **teacher_flags(args.teacher, args.teacher_epochs),
         student=STUDENTS[student],
         search={"search": "full", "seeds": args.seeds},
         sparsify={"teachers_on_dev": True},
@@ -166,6 +185,7 @@ def bench_cell(task: str, student: str, args: argparse.Namespace) -> dict:
     chosen = next(c for c in curve if c["sparsity"] == summary["chosen_sparsity"])
     oracle = max(curve, key=lambda c: c["dev_mean"])
     return {
+        "teacher": args.teacher,
         "task": task,
         "student": student,
         "metric": m,
@@ -198,6 +218,7 @@ def bench_cell(task: str, student: str, args: argparse.Namespace) -> dict:
         "select_labels": select_labels,
         "task_type": data.spec.task_type.value,
         "proxy": proxy,
+        "labels_only": labels_only_entry(summary, out, data, m, cfg.distill.eval_batch_size),
         "wall_s": summary["total_wall_s"],
         "commit": commit(),
         "threads": torch.get_num_threads(),
@@ -610,9 +631,9 @@ def harvest(worktree: Path) -> list[tuple[str, str]]:
     if not source.is_file():
         raise SystemExit(f"--harvest-from {worktree}: no {source} (not a sweep worktree?)")
     rows = load_rows(path)
-    have = {(r["task"], r["student"]) for r in rows}
-    new = [r for r in load_rows(source) if (r["task"], r["student"]) not in have]
-    figures = [f"quality_{r['task']}_{r['student']}.png" for r in new]
+    have = {row_key(r) for r in rows}
+    new = [r for r in load_rows(source) if row_key(r) not in have]
+    figures = [f"quality_{cell_name(*row_key(r)).replace('-', '_')}.png" for r in new]
     missing = [name for name in figures if not (worktree / "docs" / "figures" / name).is_file()]
     if missing:
         raise SystemExit(f"--harvest-from {worktree}: figure(s) {', '.join(missing)} missing; nothing copied")
@@ -630,6 +651,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tasks", default="mrpc,stsb,cola,rte,sst2", help="comma-separated GLUE tasks, run in this order")
     p.add_argument("--students", default="layers2,pruned70", help=f"comma-separated, from {', '.join(STUDENTS)}")
     p.add_argument("--seeds", type=int, default=3, help="student seeds per level")
+    p.add_argument("--teacher", default="minilm", choices=sorted(TEACHERS), help="teacher of every cell")
     p.add_argument(
         "--max-train-samples",
         type=int,
@@ -664,25 +686,27 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     torch.set_num_threads(args.threads)
     path = RESULTS / "quality.json"
-    redo = {tuple(c.split("/")) for c in args.redo.split(",") if c}
-    previous = {(r["task"], r["student"]): r for r in load_rows(path)}
-    rows = [r for r in load_rows(path) if (r["task"], r["student"]) not in redo]
+    redo = {(args.teacher, *c.split("/")) for c in args.redo.split(",") if c}
+    previous = {row_key(r): r for r in load_rows(path)}
+    rows = [r for r in load_rows(path) if row_key(r) not in redo]
     for student in args.students.split(","):
         for task in args.tasks.split(","):
-            if any(r["task"] == task and r["student"] == student for r in rows):
+            key = (args.teacher, task, student)
+            if any(row_key(r) == key for r in rows):
                 print(f"{task}/{student}: done, skipped")
                 continue
-            if (task, student) in redo and not (WORK / "quality" / f"{task}-{student}" / "summary.json").is_file():
+            name = cell_name(args.teacher, task, student)
+            if key in redo and not (WORK / "quality" / name / "summary.json").is_file():
                 # A rebuild must not train: without a finished run folder the row would carry stale values.
                 raise SystemExit(f"--redo {task}/{student}: no finished run folder to rebuild from")
             row = bench_cell(task, student, args)
-            if (task, student) in redo and (task, student) in previous:
+            if key in redo and key in previous:
                 # A rebuild trains nothing: the row keeps its training's commit, wall time, threads and CPU.
                 row["rebuilt_with"] = row["commit"]
-                old = previous[(task, student)]
+                old = previous[key]
                 row.pop("cpu", None)  # the rebuilding machine's, unless the training recorded its own
                 row.update({k: old[k] for k in ("commit", "wall_s", "threads", "cpu") if k in old})
-            plot_cell(row, DOCS / "figures" / f"quality_{task}_{student}.png")
+            plot_cell(row, DOCS / "figures" / f"quality_{name.replace('-', '_')}.png")
             rows.append(row)
             save_rows(path, rows)
             write_pages(rows)

@@ -109,3 +109,64 @@ def check_metric_spec(spec: TaskSpec) -> TaskSpec:
 
     need = "pearson" if spec.task_type is TaskType.REGRESSION else "accuracy"
     return spec if need in spec.metrics else replace(spec, metrics=(*spec.metrics, need))
+
+
+@dataclass(frozen=True)
+class DistillationGain:
+    """What the teacher adds: vanilla KD's students against the same students trained on the labels alone
+    (same initialisation, budget and seeds; soft weight 0).
+
+    ``margin`` is vanilla KD minus labels-only on the selection split (seed means of the main metric, 0-1
+    scale), with its paired-bootstrap standard error; the dev figures are seed means and standard deviations.
+    """
+
+    metric: str
+    margin: float
+    margin_se: float
+    select_kd: float
+    select_labels: float
+    dev_kd: float | None = None
+    dev_kd_std: float | None = None
+    dev_labels: float | None = None
+    dev_labels_std: float | None = None
+    seeds: int = 1
+    examples: int = 0
+
+    @property
+    def measurable(self) -> bool:
+        """Distillation leads labels-only by more than one standard error (the bar of one compared level)."""
+        return self.margin > self.margin_se
+
+    @property
+    def labels_lead(self) -> bool:
+        """Labels alone lead vanilla KD by more than one standard error."""
+        return -self.margin > self.margin_se
+
+    def message(self) -> str:
+        amount = f"{100 * self.margin:+.2f} ± {100 * self.margin_se:.2f} {self.metric} on selection"
+        dev = ""
+        if self.dev_kd is not None and self.dev_labels is not None:
+            dev = (
+                f"; dev {100 * self.dev_kd:.2f} ± {100 * (self.dev_kd_std or 0):.2f} vanilla KD vs "
+                f"{100 * self.dev_labels:.2f} ± {100 * (self.dev_labels_std or 0):.2f} labels only"
+            )
+        if self.measurable:
+            verdict = "the teacher's knowledge helps the student on this task"
+        elif self.labels_lead:
+            verdict = "the student learns better from the labels alone on this task"
+        else:
+            verdict = (
+                "the teacher makes no measurable difference on this task, so a sparse teacher cannot be "
+                "expected to help"
+            )
+        return f"distillation adds {amount}{dev}: {verdict}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "measurable": self.measurable, "message": self.message()}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> DistillationGain:
+        from dataclasses import fields
+
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})

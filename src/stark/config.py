@@ -276,6 +276,12 @@ class SearchConfig:
         help="halving: rank candidates by the selection task loss (continuous from the first step) or the main "
         "metric (ties while students still predict one class)",
     )
+    labels_baseline: bool = option(
+        True,
+        flag=True,
+        help="also train the student on the labels alone (no teacher; same start, budget and seeds) to measure what "
+        "distillation adds; that student is kept as the model only where it beats vanilla KD by the bar",
+    )
     choose_by: RungSignal = option(
         RungSignal.METRIC,
         flag=True,

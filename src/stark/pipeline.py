@@ -20,13 +20,14 @@ import torch
 import yaml
 from transformers import PreTrainedModel
 
-from stark.baselines import TeacherCheck, check_metric_spec, check_teacher, constant_metrics
+from stark.baselines import DistillationGain, TeacherCheck, check_metric_spec, check_teacher, constant_metrics
 from stark.config import RunConfig, Search, to_dict
 from stark.data.batching import TaskData
+from stark.delivery import DeliveredModel, copy_model, folder_mb, measure_speed
 from stark.errors import StarkInputError
 from stark.lock import RunLock
 from stark.method.sparse_teachers import LogitCache, SparseTeachers, split_fingerprint
-from stark.models import load_config, load_model
+from stark.models import count_parameters, load_config, load_model
 from stark.processes import barrier, is_main
 from stark.provenance import versions
 from stark.records import LevelRecord, RunSummary, SeedRecord, SparseTeacherRecord, StudentInitRecord, TrainedStage
@@ -92,8 +93,8 @@ def make_accelerator(mixed_precision: str = "no"):
 
 def prepare_run(cfg: RunConfig, check_student: bool = True) -> TaskData:
     """Check everything that can be refused before anything is written: the teacher, the student's
-    shape (``check_student``), the data files and the tokenizer. A refused run leaves no output
-    folder behind.
+    shape and the teacher's head (``check_student``: what stark run itself builds), the data files and the
+    tokenizer. A refused run leaves no output folder behind.
 
     Raises:
         StarkInputError: with a one-line message naming the problem.
@@ -293,6 +294,10 @@ def _run(cfg: RunConfig, data: TaskData, accelerator, start: float) -> dict:
     if is_done(paths.trial):
         clock.add("trial_kd", TrainedStage.read(paths.trial).wall_s)
     rewinder.train_seed(0, 0, rewinder.total_steps)
+    # Early, before the search: whether the teacher matters at all is the first thing worth knowing.
+    labels_dirs = []
+    if cfg.search.labels_baseline:
+        labels_dirs = train_labels_only(cfg, data, paths, student_init, clock, accelerator)
 
     trial = cfg.student_training()
     scores_dir = _timed_stage(
@@ -311,6 +316,11 @@ def _run(cfg: RunConfig, data: TaskData, accelerator, start: float) -> dict:
 
     finalists, searched, search_log = _search(cfg, data, paths, rewinder, teachers, accelerator)
     rewinder.parked.clear()
+    gain = None
+    if labels_dirs:
+        gain = distillation_gain(cfg, data, vanilla_kd_dirs(cfg, paths), labels_dirs, accelerator)
+        if is_main(accelerator):
+            print(f"stark: {gain.message()}", file=sys.stderr, flush=True)
     choice = choose(cfg, data, paths, finalists, searched, accelerator)
     chosen = choice.chosen if choice is not None else None
     if choice is not None and is_main(accelerator):
@@ -320,7 +330,13 @@ def _run(cfg: RunConfig, data: TaskData, accelerator, start: float) -> dict:
         finish_chosen(data, teachers, chosen, teacher_dirs[chosen], eval_batch_size=bs, accelerator=accelerator)
         barrier(accelerator)
         clock.add("sparsify", time.perf_counter() - t0)
-    outcome = Outcome(teacher_dirs, finalists, choice, check, search_log)
+    final = final_candidate(cfg, data, paths, choice, gain)
+    if is_main(accelerator):
+        print(f"stark: delivered model: {final.reason}", file=sys.stderr, flush=True)
+    t0 = time.perf_counter()
+    delivered = deliver_model(cfg, data, paths, final, accelerator)
+    clock.add("deliver", time.perf_counter() - t0)
+    outcome = Outcome(teacher_dirs, finalists, choice, check, search_log, gain, final, delivered)
     summary = summarize(cfg, data, paths, rewinder, outcome, clock, start)
     if is_main(accelerator):
         write_json(out / "summary.json", summary)
@@ -451,15 +467,14 @@ def choose(
     if best is None:
         return decide(None, None, None, main, n)
 
-    def preds(level: float) -> list[np.ndarray]:
-        bs = cfg.distill.eval_batch_size
-        return [
-            predict(on_device(load_model(str(d)), accelerator), data.select, data.pad_id, bs, accelerator).numpy()
-            for d in done[level]
-        ]
-
     compare = paired_bootstrap_loss if by_loss else paired_bootstrap
-    margin, se = compare(data.spec, data.select.labels, preds(best), preds(0.0), seed=cfg.seed)
+    margin, se = compare(
+        data.spec,
+        data.select.labels,
+        _select_preds(cfg, data, done[best], accelerator),
+        _select_preds(cfg, data, done[0.0], accelerator),
+        seed=cfg.seed,
+    )
     return decide(best, margin, se, main, n, n_compared=searched, by_loss=by_loss)
 
 
@@ -472,13 +487,156 @@ def _better(a: dict | None, b: dict | None, main: str) -> dict | None:
 
 @dataclass
 class Outcome:
-    """What the sweep or search found: every level's teacher folder, the finalists, the choice and its log."""
+    """What the sweep or search found: every level's teacher folder, the finalists, the choice and its log,
+    what distillation adds over the labels alone, and the model handed over."""
 
     teacher_dirs: dict[float, Path]
     finalists: list[float]
     choice: Choice | None
     check: TeacherCheck
     search_log: list[dict]
+    gain: DistillationGain | None = None
+    final: FinalCandidate | None = None
+    delivered: DeliveredModel | None = None
+
+
+def vanilla_kd_dirs(cfg: RunConfig, paths: RunDir) -> list[Path]:
+    """The vanilla-KD students: level 0's seeds where all finished, else the trial student alone."""
+    seeds = [paths.student(0, k) for k in range(cfg.search.seeds)]
+    return seeds if all(is_done(d) for d in seeds) else [paths.trial]
+
+
+def train_labels_only(
+    cfg: RunConfig, data: TaskData, paths: RunDir, student_init: Path, clock: Clock, accelerator=None
+) -> list[Path]:
+    """Train the student on the labels alone (no teacher logits: the KD loss with soft weight 0), with the
+    same initialisation, budget and seeds as vanilla KD. Finished seeds are reused (their recorded time is
+    charged to the ``labels_only`` stage)."""
+    labels_dirs = []
+    for k in range(cfg.search.seeds):
+        out_dir = paths.labels_only(k)
+        labels_dirs.append(out_dir)
+        if training_done(out_dir, accelerator):
+            clock.add("labels_only", TrainedStage.read(out_dir).wall_s)
+            continue
+        t0 = time.perf_counter()
+        extra = {"stage": "labels_only", "seed_index": k}
+        distill(cfg.student_training(k), data, student_init, None, out_dir, accelerator=accelerator, extra=extra)
+        clock.add("labels_only", time.perf_counter() - t0)
+    return labels_dirs
+
+
+def distillation_gain(
+    cfg: RunConfig, data: TaskData, kd_dirs: list[Path], labels_dirs: list[Path], accelerator=None
+) -> DistillationGain:
+    """Vanilla KD's students against the labels-only ones: the paired bootstrap on the selection split
+    (seed means of the main metric), and dev means and spreads."""
+    spec, main = data.spec, data.spec.main_metric
+    margin, se = paired_bootstrap(
+        spec,
+        data.select.labels,
+        _select_preds(cfg, data, kd_dirs, accelerator),
+        _select_preds(cfg, data, labels_dirs, accelerator),
+        seed=cfg.seed,
+    )
+    kd = [TrainedStage.read(d) for d in kd_dirs]
+    lo = [TrainedStage.read(d) for d in labels_dirs]
+    kd_dev, lo_dev = _dev_values(kd, main), _dev_values(lo, main)
+    return DistillationGain(
+        metric=main,
+        margin=margin,
+        margin_se=se,
+        select_kd=statistics.fmean(s.select[main] for s in kd),
+        select_labels=statistics.fmean(s.select[main] for s in lo),
+        dev_kd=statistics.fmean(kd_dev) if kd_dev else None,
+        dev_kd_std=statistics.stdev(kd_dev) if len(kd_dev) > 1 else 0.0,
+        dev_labels=statistics.fmean(lo_dev) if lo_dev else None,
+        dev_labels_std=statistics.stdev(lo_dev) if len(lo_dev) > 1 else 0.0,
+        seeds=len(lo),
+        examples=len(data.select),
+    )
+
+
+def _dev_values(stages: list[TrainedStage], main: str) -> list[float]:
+    return [s.dev[main] for s in stages if s.dev is not None and main in s.dev]
+
+
+def _select_preds(cfg: RunConfig, data: TaskData, dirs: list[Path], accelerator=None) -> list[np.ndarray]:
+    """Each model's predictions on the selection split (logits, or values for regression)."""
+    bs = cfg.distill.eval_batch_size
+    return [
+        predict(on_device(load_model(str(d)), accelerator), data.select, data.pad_id, bs, accelerator).numpy()
+        for d in dirs
+    ]
+
+
+@dataclass(frozen=True)
+class FinalCandidate:
+    """Which students the delivered model comes from, and why."""
+
+    kind: str
+    """``vanilla_kd``, ``sparse_teacher`` or ``labels_only``."""
+    teacher_sparsity: float | None
+    dirs: list[Path]
+    reason: str
+
+
+def final_candidate(
+    cfg: RunConfig, data: TaskData, paths: RunDir, choice: Choice | None, gain: DistillationGain | None
+) -> FinalCandidate:
+    """The sparsity choice, unless the labels-only student beats vanilla KD by more than the bar (one
+    standard error: one candidate compared) and is at least as good as the chosen level on selection."""
+    level = choice.chosen if choice is not None else 0.0
+    seeds = range(cfg.search.seeds)
+    if level == 0:
+        picked = FinalCandidate("vanilla_kd", 0.0, vanilla_kd_dirs(cfg, paths), "vanilla KD (the dense teacher)")
+    else:
+        dirs = [paths.student(level, k) for k in seeds]
+        picked = FinalCandidate("sparse_teacher", level, dirs, f"the {level:g}% sparse teacher's student")
+    if gain is None or not gain.labels_lead:
+        return picked
+    main = data.spec.main_metric
+    picked_select = statistics.fmean(TrainedStage.read(d).select[main] for d in picked.dirs)
+    if gain.select_labels < picked_select:
+        return picked
+    reason = (
+        f"the labels-only student: it leads vanilla KD by {100 * -gain.margin:.2f} ± {100 * gain.margin_se:.2f} "
+        f"points of selection {main} (needs 1.00 standard error)"
+    )
+    return FinalCandidate("labels_only", None, [paths.labels_only(k) for k in seeds], reason)
+
+
+def deliver_model(
+    cfg: RunConfig, data: TaskData, paths: RunDir, final: FinalCandidate, accelerator=None
+) -> DeliveredModel | None:
+    """Copy the best seed of the final candidate (selection metric, then loss) to ``<out>/model/`` and
+    measure it against the teacher: size, CPU speed at batch 1 and 32, dev metric."""
+    if not is_main(accelerator):
+        return None
+    main = data.spec.main_metric
+    stages = [TrainedStage.read(d) for d in final.dirs]
+    best = max(range(len(stages)), key=lambda i: _standing(stages[i].select, main).key(RungSignal.METRIC))
+    source = final.dirs[best]
+    copy_model(source, paths.model)
+    dev = stages[best].dev or {}
+    teacher = TrainedStage.read(paths.teacher).dev or {}
+    constant = constant_metrics(data.spec, data.train.labels, data.dev.labels)
+    return DeliveredModel(
+        dir=str(paths.model),
+        source=str(source),
+        kind=final.kind,
+        teacher_sparsity=final.teacher_sparsity,
+        seed_index=best,
+        params=count_parameters(load_model(str(paths.model))),
+        teacher_params=count_parameters(load_model(str(paths.teacher))),
+        size_mb=folder_mb(paths.model),
+        teacher_size_mb=folder_mb(paths.teacher),
+        metric=main,
+        dev=dev.get(main),
+        teacher_dev=teacher.get(main),
+        constant_dev=constant.get(main),
+        speed=measure_speed(paths.teacher, paths.model),
+    )
 
 
 def summarize(
@@ -527,5 +685,16 @@ def summarize(
         versions=versions(),
         threads=torch.get_num_threads(),
         choice=choice.to_dict() if choice is not None else None,
+        labels_only=outcome.gain,
+        labels_only_seeds=[_labels_seed(paths.labels_only(k)) for k in range(cfg.search.seeds)]
+        if outcome.gain is not None
+        else [],
+        final_reason=outcome.final.reason if outcome.final is not None else "",
+        model=outcome.delivered,
     )
     return summary.to_dict()
+
+
+def _labels_seed(sdir: Path) -> SeedRecord:
+    m = TrainedStage.read(sdir)
+    return SeedRecord(str(sdir), m.select, m.dev, m.epochs, finished=True)

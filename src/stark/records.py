@@ -12,6 +12,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from stark.baselines import DistillationGain
+from stark.delivery import DeliveredModel
 from stark.rundir import read_metrics
 
 
@@ -105,6 +107,13 @@ class RunSummary:
     threads: int = 1
     choice: dict[str, Any] | None = None
     """The vanilla-KD check behind the choice (margin, standard error, bar); absent when nothing was chosen."""
+    labels_only: DistillationGain | None = None
+    """What distillation adds over the same students trained on the labels alone (None: not trained)."""
+    labels_only_seeds: list[SeedRecord] = field(default_factory=list)
+    final_reason: str = ""
+    """Why the delivered model is the student it is (the sparsity choice, or the labels-only baseline)."""
+    model: DeliveredModel | None = None
+    """The delivered model (``<out>/model/``): its source, size, speed and dev metric against the teacher."""
 
     def level(self, sparsity: float | None) -> LevelRecord | None:
         return next((lv for lv in self.levels if lv.teacher_sparsity == sparsity), None)
@@ -113,12 +122,19 @@ class RunSummary:
         out = asdict(self)
         if out["choice"] is None:
             del out["choice"]
+        out["labels_only"] = self.labels_only.to_dict() if self.labels_only is not None else None
+        out["model"] = self.model.to_dict() if self.model is not None else None
         return out
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> RunSummary:
         summary = cls(**_known(cls, d))
         summary.levels = [LevelRecord.from_dict(lv) for lv in d.get("levels", [])]
+        summary.labels_only_seeds = [SeedRecord(**_known(SeedRecord, s)) for s in d.get("labels_only_seeds", [])]
+        if d.get("labels_only") is not None:
+            summary.labels_only = DistillationGain.from_dict(d["labels_only"])
+        if d.get("model") is not None:
+            summary.model = DeliveredModel.from_dict(d["model"])
         return summary
 
     @classmethod

@@ -7,6 +7,8 @@
     <out>/teachers/s<P>/             sparse teacher at P %: metrics.json (widths, size, dev); weights if saved
     <out>/cache/s<P>.safetensors     that teacher's logits on the training split (filled lazily)
     <out>/students/s<P>/seed<k>/     the student re-distilled from that teacher (rewinding)
+    <out>/labels_only/seed<k>/       the same student trained on the labels alone (what the teacher adds)
+    <out>/model/                     the delivered model: a copy of the chosen student
     <out>/<stage>.work/              a training stage until it is finished and published
 
 A stage is finished exactly when its folder holds ``metrics.json`` (written last, then the folder is
@@ -76,6 +78,15 @@ class RunDir:
     def cache(self, level: float | None) -> Path:
         """The logit cache of the dense teacher (``level`` None) or of a sparse level."""
         return self.out / "cache" / ("teacher.safetensors" if level is None else f"{level_name(level)}.safetensors")
+
+    @property
+    def model(self) -> Path:
+        """The delivered model: a copy of the chosen student, the folder a user loads."""
+        return self.out / "model"
+
+    def labels_only(self, seed_index: int) -> Path:
+        """The student trained on the labels alone (no teacher), seed ``seed_index``."""
+        return self.out / "labels_only" / f"seed{seed_index}"
 
     def student(self, level: float, seed_index: int) -> Path:
         if level == 0 and seed_index == 0:
