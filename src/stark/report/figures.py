@@ -35,40 +35,72 @@ def _save(fig, path: Path) -> Path:
 
 
 def plot_student_vs_sparsity(summary: RunSummary | dict, path: Path) -> Path:
-    """Student dev (full-budget levels) and selection metric against teacher sparsity, the sparse
-    teachers' metrics beside, the choice marked. Levels the search stopped early have no dev point."""
+    """Student dev against teacher sparsity, with what the run did at each level.
+
+    Only students trained to the full budget have a dev point (mean ± std over seeds); a line joins
+    neighbouring full-budget levels only, never across a level without one. Levels the search stopped
+    early show their selection metric as hollow markers; levels it never distilled are marked on the axis.
+    The constant predictor, vanilla KD and the labels-only students are horizontal references.
+    """
     summary = RunSummary.coerce(summary)
     m = summary.metric
-    levels = [lv for lv in summary.levels if lv.student_dev_mean is not None]
     fig = _figure(9.5, 4.2)
     ax = fig.add_subplot()
-    x = np.array([lv.teacher_sparsity for lv in levels], dtype=float)
-    dev = np.array([100 * lv.student_dev_mean for lv in levels])
-    std = np.array([100 * (lv.student_dev_std or 0.0) for lv in levels])
-    full = np.array([bool(lv.student_full_budget) for lv in levels])
-    ax.errorbar(x, dev, yerr=std if std.any() else None, color="C0", lw=2, capsize=3, label=f"student dev {m}")
-    ax.scatter(x[full], dev[full], color="C0", s=40, zorder=3)
-    if (~full).any():
-        ax.scatter(
-            x[~full], dev[~full], facecolor="white", edgecolor="C0", s=40, zorder=3, label="stopped early by search"
+    full = [lv for lv in summary.levels if lv.student_full_budget and lv.student_dev_mean is not None]
+    for run in _contiguous(summary.levels, full):
+        ax.plot([lv.teacher_sparsity for lv in run], [100 * lv.student_dev_mean for lv in run], color="C0", lw=2)
+    if full:
+        ax.errorbar(
+            [lv.teacher_sparsity for lv in full],
+            [100 * lv.student_dev_mean for lv in full],
+            yerr=[100 * (lv.student_dev_std or 0.0) for lv in full],
+            fmt="o",
+            color="C0",
+            capsize=3,
+            ms=6,
+            zorder=3,
+            label=f"student dev {m} (full budget)",
         )
-    sel = [(lv.teacher_sparsity, lv.student_select_mean) for lv in summary.levels]
-    sel = [(s, 100 * v) for s, v in sel if v is not None]
-    if sel:
-        ax.plot(*zip(*sel, strict=True), color="C0", ls=":", alpha=0.6, marker=".", label=f"student selection {m}")
-    for key, style, what in (("teacher_select", ":", "selection"), ("teacher_dev", "--", "dev")):
-        teacher = [(lv.teacher_sparsity, metric_points(getattr(lv, key), m)) for lv in summary.levels]
-        teacher = [(s, v) for s, v in teacher if v is not None]
-        if teacher:
-            xs, ys = zip(*teacher, strict=True)
-            ax.plot(xs, ys, color="C1", ls=style, marker="s", ms=4, label=f"sparse teacher {what} {m}")
-    vanilla = metric_points(summary.vanilla_kd.get("student_dev"), m)
-    if vanilla is not None:
-        ax.axhline(vanilla, color="grey", lw=1, ls="-.", label="vanilla KD student (sparsity 0)")
+    short = [lv for lv in summary.levels if lv.seeds and not lv.student_full_budget]
+    if short:
+        ax.scatter(
+            [lv.teacher_sparsity for lv in short],
+            [100 * lv.student_select_mean for lv in short],
+            facecolor="white",
+            edgecolor="C0",
+            s=40,
+            zorder=3,
+            label=f"stopped early by the search (selection {m})",
+        )
+    skipped = [lv.teacher_sparsity for lv in summary.levels if not lv.seeds]
+    if skipped:
+        ax.scatter(
+            skipped,
+            [0.02] * len(skipped),
+            transform=ax.get_xaxis_transform(),
+            marker="x",
+            color="grey",
+            label="not distilled (ranked out by the proxy)",
+        )
+    teacher = [(lv.teacher_sparsity, metric_points(lv.teacher_select, m)) for lv in summary.levels]
+    teacher = [(s, v) for s, v in teacher if v is not None]
+    if teacher:
+        ax.plot(
+            *zip(*teacher, strict=True), color="C1", ls=":", marker="s", ms=4, label=f"sparse teacher selection {m}"
+        )
+    _references(ax, summary)
     chosen = summary.chosen_sparsity
-    if chosen is not None and chosen in x:
-        y = dev[list(x).index(chosen)]
-        ax.scatter([chosen], [y], marker="*", s=300, color="C3", zorder=4, label=f"chosen: {chosen:g}%")
+    marked = next((lv for lv in full if lv.teacher_sparsity == chosen), None)
+    if marked is not None:
+        ax.scatter(
+            [chosen],
+            [100 * marked.student_dev_mean],
+            marker="*",
+            s=300,
+            color="C3",
+            zorder=4,
+            label=f"chosen: {chosen:g}%",
+        )
     ax.set_xlabel("teacher sparsity (% of heads and FFN neurons removed)")
     ax.set_ylabel(f"{m} (%)")
     ax.set_xticks([lv.teacher_sparsity for lv in summary.levels] or [0])
@@ -76,6 +108,68 @@ def plot_student_vs_sparsity(summary: RunSummary | dict, path: Path) -> Path:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside: never hides a point
     return _save(fig, path)
+
+
+def _contiguous(levels: list, full: list) -> list[list]:
+    """Runs of neighbouring levels that all reached the full budget (a line may join only those)."""
+    keep = {id(lv) for lv in full}
+    runs, current = [], []
+    for lv in levels:
+        if id(lv) in keep:
+            current.append(lv)
+        else:
+            runs, current = [*runs, current], []
+    runs.append(current)
+    return [r for r in runs if len(r) > 1]
+
+
+def _references(ax, summary: RunSummary) -> None:
+    """Horizontal lines: the constant predictor, vanilla KD's students and the labels-only students (dev)."""
+    m = summary.metric
+    constant = metric_points(summary.majority_dev, m)
+    if constant is not None:
+        ax.axhline(constant, color="black", lw=1, ls=":", label=f"constant prediction ({constant:.2f})")
+    vanilla = summary.level(0.0)
+    if vanilla is not None and vanilla.student_dev_mean is not None:
+        ax.axhline(100 * vanilla.student_dev_mean, color="grey", lw=1, ls="-.", label="vanilla KD (sparsity 0)")
+    gain = summary.labels_only
+    if gain is not None and gain.dev_labels is not None:
+        ax.axhline(100 * gain.dev_labels, color="C2", lw=1, ls="--", label="labels only (no teacher)")
+
+
+def plot_candidate_leads(summary: RunSummary | dict, path: Path) -> Path:
+    """Each candidate's selection lead over vanilla KD (points, ± one standard error) against the lead it
+    needed to be kept (the bar): the best sparse level, and the labels-only student."""
+    summary = RunSummary.coerce(summary)
+    rows = candidate_leads(summary)
+    fig = _figure(8.0, 1.2 + 0.6 * len(rows))
+    ax = fig.add_subplot()
+    for i, (_, lead, se, z) in enumerate(rows):
+        ax.errorbar([lead], [i], xerr=[se], fmt="o", color="C0", capsize=4)
+        ax.scatter([z * se], [i], marker="|", s=400, color="C3", label="bar (needed lead)" if i == 0 else None)
+    ax.axvline(0, color="grey", lw=1)
+    ax.set_yticks(range(len(rows)), [r[0] for r in rows])
+    ax.set_ylim(-0.7, len(rows) - 0.3)
+    ax.set_xlabel(f"lead over vanilla KD, selection {summary.metric} (points, ± 1 s.e.)")
+    ax.set_title("Kept only when the lead passes the bar")
+    ax.grid(alpha=0.3, axis="x")
+    ax.legend(fontsize=8, loc="lower right")
+    return _save(fig, path)
+
+
+def candidate_leads(summary: RunSummary) -> list[tuple[str, float, float, float]]:
+    """(name, lead in points, standard error in points, bar in standard errors) of each candidate that was
+    compared with vanilla KD on the selection metric."""
+    rows = []
+    choice = summary.choice or {}
+    by_loss = (summary.config.get("search") or {}).get("choose_by") == "loss"
+    if choice.get("margin") is not None and choice.get("margin_se") is not None and not by_loss:
+        name = f"{choice['best_sparse']:g}% sparse teacher"
+        rows.append((name, 100 * choice["margin"], 100 * choice["margin_se"], choice.get("bar_z") or 1.0))
+    gain = summary.labels_only
+    if gain is not None:
+        rows.append(("labels only", -100 * gain.margin, 100 * gain.margin_se, 1.0))
+    return rows
 
 
 def plot_kept_per_layer(widths: dict[float, SparseTeacherRecord], shape: tuple[int, int, int], path: Path) -> Path:
@@ -224,6 +318,9 @@ def build_figures(run_dir: Path, summary: RunSummary | dict, notes: list[str]) -
             notes, "student figure", plot_student_vs_sparsity, summary, fig_dir / "student_vs_sparsity.png"
         ):
             made["student"] = p
+    if candidate_leads(summary):
+        for p in _try_figure(notes, "candidates figure", plot_candidate_leads, summary, fig_dir / "candidates.png"):
+            made["candidates"] = p
     widths = sparse_teacher_widths(run_dir)
     shape = dense_shape(run_dir, widths)
     if widths and shape is not None:

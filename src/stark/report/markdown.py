@@ -288,6 +288,7 @@ def _results_section(summary: RunSummary, figures: dict[str, Path]) -> list[str]
         *_image(figures, "student", "student metric against teacher sparsity"),
         results_table(summary),
         "",
+        *_image(figures, "candidates", "each candidate's selection lead over vanilla KD against its bar"),
         "Student dev is what a user gets; the choice uses the selection split only (dev stays unseen). Levels "
         "marked *stopped by search* were dropped early by successive halving: they show their selection score at "
         "the budget they reached and no dev metric; levels *not distilled* were ranked out by the proxy search "
