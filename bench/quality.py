@@ -16,7 +16,7 @@ teacher per task (the full bundled training set; SST-2 a seeded random 8,000), t
 
 Metric values are in points (0-100). Writes ``bench/results/quality.json`` after every finished cell
 (each row records the commit it was measured with), a figure per cell under ``docs/figures/`` and
-``docs/RESULTS.md``; a re-run skips finished cells and resumes an unfinished one where it stopped
+``docs/results.md``; a re-run skips finished cells and resumes an unfinished one where it stopped
 (finished students are kept on disk by the run folder). Run it from a git worktree pinned at one
 commit, alone on the machine (two torch processes on two cores slow each other 5-15x).
 
@@ -571,7 +571,7 @@ def _mpnet_reading(summary_path: Path, machine: dict) -> list[str]:
 
 
 def results_page(rows: list[dict]) -> str:
-    """docs/RESULTS.md: settings, the table, a curve table and figure per cell, the old table as an appendix."""
+    """docs/results.md: settings, the table, a curve table and figure per cell, the old table as an appendix."""
     lines = [
         "# Results: vanilla KD vs StarK at full size",
         "",
@@ -619,14 +619,14 @@ def results_page(rows: list[dict]) -> str:
 
 
 def write_pages(rows: list[dict]) -> None:
-    """quality.md and docs/RESULTS.md, both from ``rows`` (and the other results files RESULTS.md reads)."""
+    """quality.md and docs/results.md, both from ``rows`` (and the other results files results.md reads)."""
     (RESULTS / "quality.md").write_text(markdown(rows))
-    (DOCS / "RESULTS.md").write_text(results_page(rows))
+    (DOCS / "results.md").write_text(results_page(rows))
 
 
 def harvest(worktree: Path) -> list[tuple[str, str]]:
     """Copy the cells a sweep worktree finished and this checkout lacks (the row and its figure), then
-    rewrite quality.md and RESULTS.md with this checkout's code. Returns the cells copied."""
+    rewrite quality.md and results.md with this checkout's code. Returns the cells copied."""
     path, source = RESULTS / "quality.json", worktree / "bench" / "results" / "quality.json"
     if not source.is_file():
         raise SystemExit(f"--harvest-from {worktree}: no {source} (not a sweep worktree?)")
@@ -666,7 +666,7 @@ def main(argv: list[str] | None = None) -> int:
         "--redo", default="", help="task/student cells to rebuild from their finished run folders (no training)"
     )
     p.add_argument(
-        "--rewrite", action="store_true", help="rewrite quality.md and RESULTS.md from the results files, train nothing"
+        "--rewrite", action="store_true", help="rewrite quality.md and results.md from the results files, train nothing"
     )
     p.add_argument(
         "--harvest-from",

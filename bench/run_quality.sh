@@ -8,7 +8,7 @@
 # skipped and an unfinished one resumes from its finished students (bench/work/ inside the worktree).
 # After the cells, bench/teacher_seeds.py (MRPC and STS-B, 3 teacher seeds). Output goes to
 # WORKTREE/bench/logs/quality.log; results to WORKTREE/bench/results/quality.json (teacher_seeds.json) and
-# WORKTREE/docs/RESULTS.md - copy them to main when a cell finishes. Run nothing else heavy meanwhile:
+# WORKTREE/docs/results.md - copy them to main when a cell finishes. Run nothing else heavy meanwhile:
 # two torch processes on two cores slow each other 5-15x.
 set -euo pipefail
 # One block, read whole before it runs: editing this file while a long run executes it (a commit in main)

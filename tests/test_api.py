@@ -44,7 +44,10 @@ def test_readme_example_runs(tiny_teacher: Path, tiny_task: tuple[Path, Path], t
     assert result.chosen_sparsity == summary["chosen_sparsity"]
     assert result.metric == summary["metric"] and result.reason == summary["chosen_reason"]
     assert result.student_dir is not None and (result.student_dir / "config.json").is_file()
-    model, tokenizer = stark.load(result.student_dir)
+    # The README loads the delivered model and prints its line.
+    assert result.model_dir == tmp_path / "run" / "model" and result.model is not None
+    assert result.model.line().startswith(f"model: {result.model_dir}")
+    model, tokenizer = stark.load(result.model_dir)
     batch = tokenizer(["good day"], return_tensors="pt")
     with torch.no_grad():
         assert model(**batch).logits.shape == (1, 2)

@@ -104,7 +104,7 @@ def test_harvest_copies_only_missing_cells_with_their_figures(tmp_path: Path, mo
     assert rows == [*mine, last]
     assert (here / "docs" / "figures" / figure).read_bytes() == b"png"
     assert f"| {last['task']} |" in (here / "bench" / "results" / "quality.md").read_text()
-    assert (here / "docs" / "RESULTS.md").is_file()
+    assert (here / "docs" / "results.md").is_file()
     assert quality.harvest(there) == []
     with pytest.raises(SystemExit, match="not a sweep worktree"):
         quality.harvest(tmp_path / "nowhere")

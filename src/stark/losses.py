@@ -11,7 +11,7 @@ Regression::
 with T = 2 in the reference. Logits only; no hidden-state or attention transfer. ``soft_weight`` w
 generalises the 1/2 to ``w * soft + (1 - w) * hard``; w = 0.5 gives the reference bit for bit (halving
 is exact in floating point). Why offer it: on the full-size benchmark the label term carries the
-students so far that even a teacher at the constant predictor barely hurts them (docs/RESULTS.md,
+students so far that even a teacher at the constant predictor barely hurts them (docs/results.md,
 "how much do the students need their teacher"), which bounds what any teacher choice can add.
 """
 
