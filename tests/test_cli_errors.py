@@ -291,6 +291,7 @@ def test_thinned_class_warning(capsys: pytest.CaptureFixture[str]) -> None:
         spec=spec,
         select_near_dup_share=0.0,
         select_closed_at=0.8,
+        empty_texts=(),
     )
     warn_selection(data)
     assert capsys.readouterr().err == (
@@ -313,7 +314,9 @@ def test_selection_warning_threshold(n_select: int, warns: bool, capsys: pytest.
 
     from stark.stages import warn_selection
 
-    data = SimpleNamespace(select=[0] * n_select, spec=_REGRESSION, select_near_dup_share=0, select_closed_at=0.0)
+    data = SimpleNamespace(
+        select=[0] * n_select, spec=_REGRESSION, select_near_dup_share=0, select_closed_at=0.0, empty_texts=()
+    )
     warn_selection(data)
     assert capsys.readouterr().err.startswith("stark: warning: ") == warns
 
@@ -324,7 +327,10 @@ def test_near_duplicate_warning_threshold(share: float | None, warns: bool, caps
 
     from stark.stages import warn_selection
 
-    warn_selection(SimpleNamespace(select=[0] * 500, spec=_REGRESSION, select_near_dup_share=share, select_closed_at=0))
+    data = SimpleNamespace(
+        select=[0] * 500, spec=_REGRESSION, select_near_dup_share=share, select_closed_at=0, empty_texts=()
+    )
+    warn_selection(data)
     err = capsys.readouterr().err
     assert ("have a near-duplicate in train" in err) == warns
     if warns:

@@ -393,6 +393,8 @@ def _coerce(value: Any, typ: Any, where: str) -> Any:
     base = base_type(typ)
     if value is None:
         return None
+    if base is bool:
+        return _yes_no(value, where)
     try:
         if isinstance(base, type) and issubclass(base, Enum):
             return base(value)
@@ -409,12 +411,27 @@ def _coerce(value: Any, typ: Any, where: str) -> Any:
             if math.isnan(out):
                 raise ValueError(value)
             return out
-        if base is bool:
-            return bool(value)
         return str(value)
     except (ValueError, TypeError):
         name = getattr(base, "__name__", str(base))
         raise StarkInputError(f"{where}: {value!r} is not a valid value ({name})") from None
+
+
+YES = frozenset({"true", "yes", "1", "on"})
+NO = frozenset({"false", "no", "0", "off"})
+"""Spellings of a yes/no option in a recipe or a ``stark.run`` keyword (any case)."""
+
+
+def _yes_no(value: Any, where: str) -> bool:
+    """A yes/no value: a bool, 0 / 1, or one of ``YES`` / ``NO``. ``bool("false")`` is True, so a string is
+    never passed to ``bool``; anything else is refused rather than guessed."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in YES | NO:
+        return value.strip().lower() in YES
+    raise StarkInputError(f"{where}: {value!r} is not a yes/no value (use true or false)")
 
 
 SECTIONS: dict[str, tuple[type, str]] = {
@@ -465,7 +482,7 @@ def apply_overrides(obj: Any, overrides: dict[str, Any], where: str = "config") 
     for key, value in overrides.items():
         name = key.replace("-", "_")
         if name not in hints:
-            raise StarkInputError(f"{where}: unknown key {key!r} (known: {', '.join(sorted(hints))})")
+            raise StarkInputError(_unknown_key(obj, key, value, where, sorted(hints)))
         current = getattr(obj, name)
         if dataclasses.is_dataclass(current):
             if not isinstance(value, dict):
@@ -476,13 +493,62 @@ def apply_overrides(obj: Any, overrides: dict[str, Any], where: str = "config") 
     return obj
 
 
+def _homes(name: str, value: Any) -> list[str]:
+    """The places of a recipe where ``name: value`` fits: ``""`` for the top level, else a section's name. A
+    mapping fits only a section key (``search: {...}``), anything else only an option (``search: full``)."""
+    types_ = field_types(RunConfig)
+    mapping = isinstance(value, dict)
+    homes = [""] if name in types_ and dataclasses.is_dataclass(types_[name]) == mapping else []
+    if not mapping:
+        for section, typ in types_.items():
+            if dataclasses.is_dataclass(typ) and name in {f.name for f in dataclasses.fields(typ)}:
+                homes.append(section)
+    return homes
+
+
+def _unknown_key(obj: Any, key: str, value: Any, where: str, known: list[str]) -> str:
+    """The message for a key ``obj`` does not have: where it belongs when another place of a recipe has it
+    (``task:`` at the top level is ``data: {task: ...}``), else the keys known here."""
+    here = "" if isinstance(obj, RunConfig) else where.rsplit(".", 1)[-1]
+    homes = [h for h in _homes(key.replace("-", "_"), value) if h != here]
+    if not homes:
+        return f"{where}: unknown key {key!r} (known: {', '.join(known)})"
+    place = " at the top level" if here == "" else ""
+    names = ["at the top level"] if "" in homes else []
+    sections = [f"'{h}:'" for h in homes if h]
+    if sections:
+        names.append(f"under {' or '.join(sections)}")
+    try:
+        flow = yaml.safe_dump({key: value}, default_flow_style=True, width=1 << 30).strip()
+    except yaml.YAMLError:
+        flow = ""
+    # The first place as a recipe would write it: a top-level key bare (``teacher: x``), else in its section.
+    example = flow[1:-1] if homes[0] == "" else f"{homes[0]}: {flow}"
+    shown = f" ({example})" if flow and len(example) <= 80 else ""
+    return f"{where}: unknown key {key!r}{place}: it belongs {' or '.join(names)}{shown}"
+
+
 def load_saved_config(out: Path) -> dict[str, Any] | None:
     """A run folder's saved ``config.yaml`` as a recipe (None if there is none), read the way the folder's
-    stages were built: ``out`` left out, and what older versions implied made explicit."""
+    stages were built: ``out`` left out, and what older versions implied made explicit.
+
+    Raises:
+        StarkInputError: the file is not one stark wrote (a folder of the user's own files): stark would
+            otherwise read it as its options, or write its stages among those files.
+    """
     saved = Path(out) / "config.yaml"
     if not saved.is_file():
         return None
-    recipe = load_recipe(saved)
+    try:
+        recipe = load_recipe(saved)
+    except StarkInputError:
+        recipe = {}
+    # Saved options are RunConfig's (no top-level key was ever renamed or removed); another tool's file is not.
+    if not recipe or not set(recipe) <= {f.name for f in dataclasses.fields(RunConfig)}:
+        raise StarkInputError(
+            f"--out {out} holds a config.yaml that stark did not write, so it is not a stark run folder: "
+            "choose a new or empty folder"
+        )
     recipe.pop("out", None)
     # A run folder from before the selection floor existed keeps its split (its stages were built on it).
     data = recipe.get("data")

@@ -25,6 +25,7 @@ from pathlib import Path
 from types import TracebackType
 
 from stark.errors import StarkInputError
+from stark.rundir import RunDir, work_dir_of
 
 LOCK_NAME = ".lock"
 # What a failed start may leave in a folder it created; anything else is real work and is kept.
@@ -83,6 +84,41 @@ def make_run_folder(out: Path) -> None:
         raise StarkInputError(f"--out {out} is not writable: choose another --out")
 
 
+def run_markers(out: Path) -> frozenset[str]:
+    """Names of what a stark command writes at the top of a run folder: its saved options, summary, stage
+    folders (finished or in progress) and the folders of sparse teachers, students and logit caches."""
+    paths = RunDir(Path(out))
+    stages = (paths.teacher, paths.student_init, paths.trial, paths.scores)
+    groups = (paths.sparse_teacher(0).parent, paths.student(0, 1).parent.parent, paths.cache(None).parent)
+    names = {"config.yaml", paths.summary.name}
+    names |= {d.name for d in (*stages, *groups)} | {work_dir_of(d).name for d in stages}
+    return frozenset(names)
+
+
+def check_run_folder(out: Path) -> None:
+    """Refuse an existing folder that holds files but nothing stark wrote: the run's stages would land among
+    the user's files (and deleting the run folder later would take those along). A missing or empty folder
+    is a new run; one with stark's config.yaml or a stage folder is a run to resume.
+
+    Raises:
+        StarkInputError: naming the folder and a few of the files in it.
+    """
+    out = Path(out)
+    if not out.is_dir():
+        return  # missing: the lock creates it; a file: make_run_folder refuses it
+    try:
+        names = {p.name for p in out.iterdir()} - {LOCK_NAME, "config.yaml.tmp"}
+    except OSError as exc:
+        raise StarkInputError(f"--out {out} cannot be read ({_reason(exc)}): choose another --out") from None
+    if not names or names & run_markers(out):
+        return
+    shown = ", ".join(sorted(names)[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+    raise StarkInputError(
+        f"--out {out} is a folder with other files in it ({shown}), not a stark run folder: "
+        "choose a new or empty folder"
+    )
+
+
 def holder_pid(out: Path) -> int | None:
     """The PID written by the process that holds (or last held) the lock of ``out``, if readable."""
     try:
@@ -100,7 +136,8 @@ class RunLock:
             the main process's lock (the launcher stops the others if the main one refuses).
 
     Raises:
-        StarkInputError: on entry, if the folder cannot be created or another process holds the lock.
+        StarkInputError: on entry, if the folder cannot be created, holds other files but no stark run
+            (``check_run_folder``) or another process holds the lock.
     """
 
     def __init__(self, out: str | Path, enabled: bool = True):
@@ -112,6 +149,7 @@ class RunLock:
     def __enter__(self) -> RunLock:
         if not self.enabled:
             return self
+        check_run_folder(self.out)
         self._created = not self.out.exists()
         make_run_folder(self.out)
         key = self.out.resolve()

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
-import tempfile
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -266,6 +266,27 @@ def family_of(config: PretrainedConfig) -> Family:
         return FAMILIES[kind]
     why = REFUSED.get(kind, "it is not one of the encoder families stark knows")
     raise StarkInputError(f"model type {kind!r} cannot be pruned by stark: {why} (supported: {', '.join(FAMILIES)})")
+
+
+def max_positions(config: PretrainedConfig) -> int | None:
+    """The most tokens one input may have: the rows of the learned position table a model can index, or None
+    where positions are only relative or rotary (ModernBERT; DeBERTa-v2/v3 without ``position_biased_input``),
+    which run on longer inputs.
+
+    RoBERTa-like models number positions from ``pad_token_id + 1`` (their 514 rows hold 512 tokens); MPNet
+    from 2 (transformers fixes its padding index at 1). A longer input fails inside the embeddings.
+    """
+    kind = config.model_type
+    if kind == "modernbert" or (kind == "deberta-v2" and not getattr(config, "position_biased_input", True)):
+        return None
+    rows = getattr(config, "max_position_embeddings", None)
+    if rows is None:
+        return None
+    if kind in ("roberta", "xlm-roberta", "camembert") and config.pad_token_id is not None:
+        return rows - config.pad_token_id - 1
+    if kind == "mpnet":
+        return rows - 2
+    return rows
 
 
 BUNDLED_HUB_ID = "sentence-transformers/all-MiniLM-L6-v2"
@@ -536,6 +557,24 @@ def load_tokenizer(path: str) -> PreTrainedTokenizerBase:
     return tokenizer
 
 
+def new_folder_beside(path: Path) -> Path:
+    """A new, uniquely named hidden folder beside ``path``, to fill and then rename to ``path``.
+
+    Made with the permissions of any folder the process makes (0o777 less its umask): ``tempfile.mkdtemp``
+    makes 0o700 folders, and the renamed folder keeps them, so other users of a shared server could not
+    read the saved model.
+    """
+    path = Path(path)
+    for _ in range(100):
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
+        try:
+            tmp.mkdir()
+        except FileExistsError:
+            continue
+        return tmp
+    raise FileExistsError(f"no free temporary name beside {path}")
+
+
 def save_model(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase | None,
@@ -556,7 +595,7 @@ def save_model(
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     record_widths(model)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    tmp = new_folder_beside(out_dir)
     try:
         model.save_pretrained(tmp, safe_serialization=True)
         if tokenizer is not None:

@@ -10,7 +10,7 @@ import numpy as np
 from transformers import PreTrainedTokenizerBase
 
 from stark.config import NEAR_DUP, WARN_NEAR_DUP, Protocol, RunConfig
-from stark.data.batching import TaskData, encode
+from stark.data.batching import Encoded, TaskData, encode
 from stark.data.glue import load_glue
 from stark.data.labels import load_custom
 from stark.data.splits import (
@@ -21,9 +21,9 @@ from stark.data.splits import (
     split_selection,
     thinned_classes,
 )
-from stark.data.tasks import GLUE_TASKS, Examples, TaskSpec, TaskType
+from stark.data.tasks import GLUE_TASKS, EmptyTexts, Examples, TaskSpec, TaskType
 from stark.errors import StarkInputError
-from stark.models import load_tokenizer
+from stark.models import load_config, load_tokenizer, max_positions
 
 
 def load_examples(cfg: RunConfig) -> tuple[TaskSpec, Examples, Examples]:
@@ -151,17 +151,53 @@ def prepare_data(cfg: RunConfig, tokenizer: PreTrainedTokenizerBase | None = Non
     tokenizer = tokenizer or load_tokenizer(cfg.teacher)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     n = cfg.data.max_length
+    parts = {"training": encode(train, tokenizer, n), "selection": encode(select, tokenizer, n)}
+    parts["dev"] = encode(dev, tokenizer, n)
+    _check_positions(cfg, parts)
     return TaskData(
         spec,
-        encode(train, tokenizer, n),
-        encode(select, tokenizer, n),
-        encode(dev, tokenizer, n),
+        parts["training"],
+        parts["selection"],
+        parts["dev"],
         tokenizer,
         pad_id,
         select_near_dup_share=share,
         select_closed_at=0.0 if reference else cfg.data.select_near_dup,
+        empty_texts=empty_texts(spec, [train] if reference else [train, select], dev),
         dev_heldout=heldout,
     )
+
+
+def _check_positions(cfg: RunConfig, parts: dict[str, Encoded]) -> None:
+    """Refuse a ``--max-length`` that lets examples past the model's position table: they would fail inside
+    its embeddings mid-run, after the run folder was written. A larger value that no example reaches does
+    nothing and is left alone (batches are padded to their longest example, not to ``--max-length``)."""
+    limit = max_positions(load_config(cfg.teacher))
+    if limit is None:
+        return
+    over = {name: [n for n in enc.lengths() if n > limit] for name, enc in parts.items()}
+    count = sum(len(v) for v in over.values())
+    if not count:
+        return
+    longest, where = max((max(v), name) for name, v in over.items() if v)
+    raise StarkInputError(
+        f"--max-length {cfg.data.max_length} is more than the {limit} tokens model {cfg.teacher} can take (its "
+        f"position embeddings): {count} example(s) are longer (up to {longest} tokens, in the {where} split); "
+        f"use --max-length {limit} or less"
+    )
+
+
+def empty_texts(spec: TaskSpec, training: list[Examples], dev: Examples) -> tuple[EmptyTexts, ...]:
+    """The splits with rows of empty (or whitespace-only) text: the training rows (``training``: the parts
+    of the training data, the selection slice included) and dev."""
+    names = list(spec.text_cols) or ["text_a", "text_b"]
+    found = []
+    for split, parts in (("training", training), ("dev", [dev])):
+        counts = [sum(p.empty_counts()[i] for p in parts) for i in range(2)]
+        columns = tuple((names[i], n) for i, n in enumerate(counts[: len(names)]) if n)
+        if columns:
+            found.append(EmptyTexts(split, sum(len(p) for p in parts), columns))
+    return tuple(found)
 
 
 def selection_fraction(cfg: RunConfig, n_train: int) -> float:
@@ -225,6 +261,8 @@ def warn_selection(data: TaskData) -> None:
     heldout = getattr(data, "dev_heldout", None)
     if heldout is not None:
         print(f"stark: no --dev given: {heldout.message()}", file=sys.stderr, flush=True)
+    for empty in data.empty_texts:
+        _warn(empty.message())
     n = len(data.select)
     if n < WARN_SELECT:
         _warn(

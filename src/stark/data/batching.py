@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
     from stark.data.splits import HeldOutDev
 
-from stark.data.tasks import Examples, TaskSpec
+from stark.data.tasks import EmptyTexts, Examples, TaskSpec
 
 
 @dataclass
@@ -50,6 +50,8 @@ class TaskData:
     select_closed_at: float = 0.0
     """The word-set Jaccard threshold at which the selection slice was closed under near-duplicates
     (``--select-near-dup``; 0: not closed)."""
+    empty_texts: tuple[EmptyTexts, ...] = ()
+    """Splits with rows of empty text (warned about once the run folder is locked)."""
     dev_heldout: HeldOutDev | None = None
     """How the dev split was held out of the training file when no dev file was given (None: a dev file or
     split was given); ``rows`` is the number of examples held out."""

@@ -105,6 +105,11 @@ class Examples:
     def __len__(self) -> int:
         return len(self.text_a)
 
+    def empty_counts(self) -> tuple[int, int]:
+        """Rows whose first / second text is empty or only whitespace (0 for a missing second column)."""
+        first = sum(not t.strip() for t in self.text_a)
+        return first, sum(not t.strip() for t in self.text_b) if self.text_b is not None else 0
+
     def subset(self, indices: Sequence[int]) -> Examples:
         """Select rows in the given order (used for train/selection splits and debugging subsets)."""
         idx = list(indices)
@@ -112,6 +117,28 @@ class Examples:
             text_a=[self.text_a[i] for i in idx],
             text_b=None if self.text_b is None else [self.text_b[i] for i in idx],
             labels=[self.labels[i] for i in idx],
+        )
+
+
+@dataclass(frozen=True)
+class EmptyTexts:
+    """Rows of one split with an empty (or whitespace-only) text, per text column. They are kept: an empty
+    text is only special tokens to the model, legitimate at times, but more often a broken export or a
+    wrong column, which the user should hear about once."""
+
+    split: str
+    """How the message names the split's rows: "training" or "dev"."""
+    rows: int
+    columns: tuple[tuple[str, int], ...]
+    """(column name, rows empty there) for every text column with at least one."""
+
+    def message(self) -> str:
+        """One line: ``3 of 1200 training rows have an empty text in column 'sentence'`` (and the second column's)."""
+        (col, n), *more = self.columns
+        also = "".join(f" and {m} in column {c!r}" for c, m in more)
+        return (
+            f"{n} of {self.rows} {self.split} rows have an empty text in column {col!r}{also} "
+            "(kept: the model sees only the special tokens there)"
         )
 
 
