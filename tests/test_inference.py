@@ -91,6 +91,6 @@ def test_interleaved_rounds_rotate_and_time_everyone():
 
 
 def test_cli_needs_a_teacher(tmp_path, capsys):
-    assert main(["bench-inference", "--run", str(tmp_path)]) == 2
+    assert main(["bench-inference", "--out", str(tmp_path)]) == 2
     assert "no fine-tuned teacher" in capsys.readouterr().err
-    assert main(["bench-inference", "--run", str(tmp_path), "--repeats", "0"]) == 2
+    assert main(["bench-inference", "--out", str(tmp_path), "--repeats", "0"]) == 2

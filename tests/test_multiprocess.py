@@ -89,7 +89,7 @@ def cli_chain(paths: dict, root: Path, batch_size: int) -> None:
 
     stages = str(root / "stages")
     assert main(["finetune", *stage_args(paths, stages, batch_size)]) == 0
-    assert main(["student", *stage_args(paths, stages, None), "--layers=1"]) == 0
+    assert main(["student", *stage_args(paths, stages, None), "--student-layers=1"]) == 0
     assert main(["distill", *stage_args(paths, stages, batch_size)]) == 0
     run = [*stage_args(paths, str(root / "run"), batch_size), "--student-layers=1", "--sparsities=0,50"]
     assert main(["run", *run]) == 0

@@ -170,10 +170,10 @@ def test_inference_table_in_report(tmp_path):
 
 def test_cli_report(tmp_path, capsys):
     run = make_run(tmp_path, fake_summary())
-    assert main(["report", str(run)]) == 0
+    assert main(["report", "--out", str(run)]) == 0
     out = capsys.readouterr().out
     assert "report.md" in out and "report.html" in out and out.count("figure:") == len(FIGURES)
-    assert main(["report", str(tmp_path / "nowhere")]) == 2
+    assert main(["report", "--out", str(tmp_path / "nowhere")]) == 2
     assert "summary.json not found" in capsys.readouterr().err
 
 

@@ -34,8 +34,8 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     "rewind": ("rewind", *DATA, "--out={out}"),
     "evaluate": ("evaluate", "--model={model}", *DATA),
     "export": ("export", "--model={model}", "--out={out}", "--repeats=0"),
-    "report": ("report", "{out}"),
-    "bench-inference": ("bench-inference", "--run={out}", "--repeats=1", "--warmup=0"),
+    "report": ("report", "--out={out}"),
+    "bench-inference": ("bench-inference", "--out={out}", "--repeats=1", "--warmup=0"),
 }
 # Commands that read a whole run: the case works on a copy of the finished run (its teacher is {model}).
 ON_A_RUN = ("rewind", "report", "bench-inference")

@@ -129,7 +129,11 @@ class TrainConfig:
         "(distillation only; the friendliness score keeps the reference loss)",
     )
     checkpoint_every: int = option(50, help="write a resumable checkpoint every N steps (and at every epoch end)")
-    mixed_precision: str = option("no", choices=("no", "fp16", "bf16"), help="passed to accelerate")
+    mixed_precision: str = option(
+        "no",
+        choices=("no", "fp16", "bf16"),
+        help="16-bit mixed precision on a GPU (fp16 or bf16, passed to accelerate); no: full 32-bit precision",
+    )
 
 
 NEAR_DUP = 0.8
@@ -234,7 +238,13 @@ class StudentConfig:
 
 @dataclass
 class SparsifyConfig:
-    lam: float = option(0.5, flag=True, help="S = lam * expressiveness + (1 - lam) * friendliness")
+    lam: float = option(
+        0.5,
+        flag=True,
+        help="weight of the two scores that decide which heads and neurons a sparse teacher keeps (the lowest go): "
+        "S = lam * expressiveness (how much the teacher's own task loss depends on the unit) + (1 - lam) * "
+        "friendliness (how much the teacher-student gap depends on it); 0 to 1",
+    )
     sparsities: list[float] = option(
         flag=True,
         factory=lambda: [0, 10, 20, 30, 40, 50, 60, 70, 80, 90],
@@ -275,17 +285,25 @@ class SearchConfig:
     )
     seeds: int = option(1, flag=True, help="student runs per level; the choice and the table use the mean")
     min_budget: float = option(
-        1 / 12, flag=True, help="halving: first rung's share of the student budget (past the 10 percent warm-up)"
+        1 / 12,
+        flag=True,
+        help="successive halving (--search halving or proxy): share of a full student training that every level "
+        "gets in the first round, or rung (past the 10 percent warm-up)",
     )
     eta: int = option(
-        3, flag=True, help="halving: each rung keeps 1/eta of the candidates at eta times the budget (9 -> 3 -> 1)"
+        3,
+        flag=True,
+        help="successive halving: each round keeps the best 1/eta of the levels and trains them eta times as long "
+        "(9 -> 3 -> 1 levels)",
     )
-    proxy_top: int = option(3, flag=True, help="proxy search: levels passed on to halving")
+    proxy_top: int = option(
+        3, flag=True, help="proxy search: how many of the best-ranked levels go on to successive halving"
+    )
     rung_signal: RungSignal = option(
         RungSignal.LOSS,
         flag=True,
-        help="halving: rank candidates by the selection task loss (continuous from the first step) or the main "
-        "metric (ties while students still predict one class)",
+        help="successive halving: what ranks the levels after each round, the selection task loss (continuous "
+        "from the first step) or the main metric (ties while students still predict one class)",
     )
     labels_baseline: bool = option(
         True,

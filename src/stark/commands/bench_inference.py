@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from stark.config import BenchConfig, Engine
+from stark.config import BenchConfig, Engine, RunConfig
 
 _DEFAULT = BenchConfig()
 
@@ -21,11 +21,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "bench-inference",
         help="time the dense teacher, sparse teachers and student (PyTorch and ONNX Runtime)",
-        description="Latency at batch 1 and throughput at batch 32 (sequence 128) of RUN/teacher, every "
-        "RUN/teachers/s*/ and RUN/trial_student, in PyTorch and ONNX Runtime, with speed-ups beside the encoder "
-        "FLOP ratio. Writes RUN/inference.json and RUN/inference.md; finished cells are kept, so a re-run resumes.",
+        description="Latency at batch 1 and throughput at batch 32 (sequence 128) of OUT/teacher, every "
+        "OUT/teachers/s*/ and OUT/trial_student, in PyTorch and ONNX Runtime, with speed-ups beside the encoder "
+        "FLOP ratio. Writes OUT/inference.json and OUT/inference.md; finished cells are kept, so a re-run resumes.",
     )
-    p.add_argument("--run", required=True, help="run folder of stark run")
+    p.add_argument("--out", default=RunConfig.out, help=f"run folder of stark run (default {RunConfig.out})")
     p.add_argument(
         "--repeats", type=int, default=_DEFAULT.repeats, help=f"timed passes per cell (default {_DEFAULT.repeats})"
     )
@@ -54,6 +54,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import os
     from pathlib import Path
 
     from stark.errors import StarkInputError
@@ -72,8 +73,9 @@ def run(args: argparse.Namespace) -> int:
         threads=args.threads,
         engines=args.engines,
     )
-    results = bench_inference(args.run, cfg)
+    run_dir = Path(os.path.expanduser(args.out))
+    results = bench_inference(run_dir, cfg)
     print()
     print(inference_table(results))
-    print(f"\nthreads: {cfg.threads}; table and goal check: {Path(args.run) / RESULTS_MD}")
+    print(f"\nthreads: {cfg.threads}; table and goal check: {run_dir / RESULTS_MD}")
     return 0

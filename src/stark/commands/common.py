@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
 from enum import Enum
+from functools import partial
 from typing import Any
 
 from stark.config import (
@@ -34,14 +37,17 @@ def _integer(text: str) -> int:
 
 
 def _shown(value: Any) -> str:
+    """A default as the help shows it: numbers to at most 4 significant digits (1/12 is 0.08333)."""
     if isinstance(value, Enum):
         return value.value
+    if isinstance(value, bool):  # a --X / --no-X pair
+        return "on" if value else "off"
     if isinstance(value, list):
-        return ",".join(f"{v:g}" if isinstance(v, float | int) else str(v) for v in value)
-    return f"{value:g}" if isinstance(value, float) else str(value)
+        return ",".join(_shown(v) for v in value)
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
-def _add_field(group: argparse._ArgumentGroup, f: CliField, help_text: str | None = None) -> None:
+def _add_field(group: Any, f: CliField, help_text: str | None = None) -> None:
     """One flag from its config field: parser, choices and help (with the default) all come from the dataclass."""
     base = base_type(f.type)
     text = (help_text or f.help).replace("%", "%%")
@@ -60,47 +66,111 @@ def _add_field(group: argparse._ArgumentGroup, f: CliField, help_text: str | Non
         group.add_argument(f.flag, choices=f.choices, help=text)
 
 
-def _add_section(p: argparse.ArgumentParser, title: str, section: str, **help_overrides: str) -> None:
-    group = p.add_argument_group(title)
-    for f in cli_fields(section):
-        _add_field(group, f, help_overrides.get(f.dest))
+COMMON = (
+    "--task",
+    "--train",
+    "--dev",
+    "--text-cols",
+    "--label-col",
+    "--teacher",
+    "--out",
+    "--config",
+    "--student-layers",
+    "--student-sparsity",
+    "--epochs",
+    "--teacher-epochs",
+    "--student-epochs",
+    "--lr",
+    "--batch-size",
+    "--max-length",
+    "--seeds",
+    "--search",
+)
+"""The flags most runs need, in the order ``--help`` lists them under "common options"; every other flag
+is listed after them, under "advanced: <section>"."""
 
 
-def add_data_args(p: argparse.ArgumentParser) -> None:
-    _add_section(p, "data", "data")
+@dataclass(frozen=True)
+class _Option:
+    """One flag of a section, not yet placed in a group: ``add`` puts it in the group it is given."""
+
+    flag: str
+    add: Callable[[Any], None]
 
 
-def add_run_args(p: argparse.ArgumentParser, out_help: str | None = None) -> None:
-    _add_section(p, "run", "", **({"out": out_help} if out_help else {}))
-    p.add_argument("--config", help="recipe YAML with the same options (flags override it)")
+def _field_options(section: str, **help_overrides: str) -> list[_Option]:
+    fields = cli_fields(section)
+    return [_Option(f.flag, partial(_add_field, f=f, help_text=help_overrides.get(f.dest))) for f in fields]
 
 
-def add_train_args(p: argparse.ArgumentParser) -> None:
+def _train_options() -> list[_Option]:
     # These set both training stages at once (or one of them): not one field each, so written here.
-    g = p.add_argument_group("training")
     helps = {f.name: f.metadata["help"] for f in dataclasses.fields(TrainConfig)}
-    g.add_argument(
-        "--epochs", type=_number, help="epochs for both fine-tuning and distillation (default: the preset's)"
-    )
-    g.add_argument("--teacher-epochs", type=_number, help="fine-tuning epochs (overrides --epochs)")
-    g.add_argument("--student-epochs", type=_number, help="distillation epochs (overrides --epochs)")
-    g.add_argument("--batch-size", type=_integer, help=helps["batch_size"] + ", both stages")
-    g.add_argument("--lr", type=_number, help=helps["lr"] + " for both fine-tuning and distillation")
     mp = next(f for f in dataclasses.fields(TrainConfig) if f.name == "mixed_precision")
-    g.add_argument("--mixed-precision", choices=mp.metadata["choices"], help=helps["mixed_precision"])
+    both = "epochs for both fine-tuning and distillation (default: the preset's)"
+    flags: tuple[tuple[str, dict[str, Any]], ...] = (
+        ("--epochs", {"type": _number, "help": both}),
+        ("--teacher-epochs", {"type": _number, "help": "fine-tuning epochs (overrides --epochs)"}),
+        ("--student-epochs", {"type": _number, "help": "distillation epochs (overrides --epochs)"}),
+        ("--batch-size", {"type": _integer, "help": helps["batch_size"] + ", both stages"}),
+        ("--lr", {"type": _number, "help": helps["lr"] + " for both fine-tuning and distillation"}),
+        ("--mixed-precision", {"choices": mp.metadata["choices"], "help": helps["mixed_precision"]}),
+    )
+    return [_Option(flag, lambda g, flag=flag, kw=kw: g.add_argument(flag, **kw)) for flag, kw in flags]
 
 
-def add_student_args(p: argparse.ArgumentParser) -> None:
-    _add_section(p, "student", "student")
+def _run_options(out_help: str | None) -> list[_Option]:
+    config = _Option(
+        "--config", lambda g: g.add_argument("--config", help="recipe YAML with the same options (flags override it)")
+    )
+    return [*_field_options("", **({"out": out_help} if out_help else {})), config]
 
 
-def add_sparsify_args(p: argparse.ArgumentParser) -> None:
-    _add_section(p, "scoring", "score")
-    _add_section(p, "sparse teachers", "sparsify")
+SECTION_TITLES = {
+    "data": "data",
+    "run": "run",
+    "train": "training",
+    "student": "student",
+    "score": "scoring",
+    "sparsify": "sparse teachers",
+    "search": "choosing the sparsity",
+}
+"""The option sections a command can take (``add_options``), and the title of each one's advanced group."""
 
 
-def add_search_args(p: argparse.ArgumentParser) -> None:
-    _add_section(p, "choosing the sparsity", "search")
+def add_options(p: argparse.ArgumentParser, *sections: str, out_help: str | None = None) -> None:
+    """The flags of ``sections`` (keys of ``SECTION_TITLES``): the ``COMMON`` ones first, in one group, then
+    the others under "advanced: <title>", one group per section. Every command that takes config options
+    goes through here, so their ``--help`` pages share one layout.
+
+    Args:
+        p: the command's parser (its own options, added before, come first under "options").
+        sections: which sections the command takes, in the order their advanced groups are listed.
+        out_help: the command's own help for ``--out`` (default: the config field's).
+    """
+    builders: dict[str, Callable[[], list[_Option]]] = {
+        "data": lambda: _field_options("data"),
+        "run": lambda: _run_options(out_help),
+        "train": _train_options,
+        "student": lambda: _field_options("student"),
+        "score": lambda: _field_options("score"),
+        "sparsify": lambda: _field_options("sparsify"),
+        "search": lambda: _field_options("search"),
+    }
+    placed = [(section, option) for section in sections for option in builders[section]()]
+    by_flag = {option.flag: option for _, option in placed}
+    common = [by_flag[flag] for flag in COMMON if flag in by_flag]
+    if common:
+        group = p.add_argument_group("common options")
+        for option in common:
+            option.add(group)
+    advanced: dict[str, Any] = {}
+    for section, option in placed:
+        if option.flag in COMMON:
+            continue
+        if section not in advanced:
+            advanced[section] = p.add_argument_group(f"advanced: {SECTION_TITLES[section]}")
+        option.add(advanced[section])
 
 
 def flags_from_args(args: argparse.Namespace) -> dict[str, Any]:

@@ -17,8 +17,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Load any stark checkpoint (uneven widths included) and report its dev metrics.",
     )
     p.add_argument("--model", required=True, help="model folder (a stage output of stark)")
-    common.add_data_args(p)
-    p.add_argument("--batch-size", type=int, default=64, help="examples per forward pass")
+    common.add_options(p, "data")
+    p.add_argument("--batch-size", type=int, default=64, help="examples per forward pass (default 64)")
     p.set_defaults(func=run)
 
 

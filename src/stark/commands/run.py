@@ -16,8 +16,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "split. With no options: full MRPC, all-MiniLM-L6-v2 teacher, 70 %-pruned student, on two CPU cores in "
         "under 20 minutes.",
     )
-    common.add_data_args(p), common.add_run_args(p), common.add_train_args(p)
-    common.add_student_args(p), common.add_sparsify_args(p), common.add_search_args(p)
+    common.add_options(p, "data", "run", "train", "student", "score", "sparsify", "search")
     p.set_defaults(func=run)
 
 

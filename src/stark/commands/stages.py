@@ -234,8 +234,8 @@ class StageCommand:
     run: Callable[[argparse.Namespace], int]
     help: str
     description: str
-    groups: tuple[Callable[[argparse.ArgumentParser], None], ...]
-    """The shared option groups (``stark.commands.common.add_*_args``)."""
+    sections: tuple[str, ...]
+    """The config sections it takes (``stark.commands.common.add_options``)."""
     options: tuple[tuple[str, dict[str, Any]], ...] = ()
     """(flag, argparse keyword arguments) of the options only this stage has."""
 
@@ -247,23 +247,16 @@ STAGE_COMMANDS = (
         "stage 1: fine-tune the teacher",
         "Fine-tune the teacher on the task; writes <out>/teacher (best checkpoint on the selection split) with "
         "metrics.json.",
-        (common.add_data_args, common.add_run_args, common.add_train_args),
+        ("data", "run", "train"),
     ),
     StageCommand(
         "student",
         run_student,
         "stage 2: build the student",
-        "Build the student from the fine-tuned teacher: bottom-K layers (--layers) or pruned by expressive score "
-        "(--sparsity); writes <out>/student_init.",
-        (common.add_data_args, common.add_run_args),
-        (
-            ("--layers", {"dest": "student_layers", "type": int, "help": "keep the teacher's bottom K layers"}),
-            (
-                "--sparsity",
-                {"dest": "student_sparsity", "type": float, "help": "prune S%% of heads and neurons instead"},
-            ),
-            _TEACHER_DIR,
-        ),
+        "Build the student from the fine-tuned teacher: bottom-K layers (--student-layers) or pruned by "
+        "expressive score (--student-sparsity); writes <out>/student_init.",
+        ("data", "run", "student"),
+        (_TEACHER_DIR,),
     ),
     StageCommand(
         "distill",
@@ -271,7 +264,7 @@ STAGE_COMMANDS = (
         "stage 3: distill a student from a teacher",
         "Distill a student from a teacher's cached logits (the teacher runs once, before training); writes "
         "<out>/<name>.",
-        (common.add_data_args, common.add_run_args, common.add_train_args),
+        ("data", "run", "train"),
         (
             ("--student-dir", {"help": "student to start from (default <out>/student_init)"}),
             ("--teacher-dir", {"help": "teacher (default <out>/teacher)"}),
@@ -284,7 +277,7 @@ STAGE_COMMANDS = (
         "stage 4: score the teacher's heads and neurons",
         "Expressiveness (task-loss gradient) and friendliness (KD-loss gradient against the trial student) of "
         "every head and FFN neuron; writes <out>/scores.",
-        (common.add_data_args, common.add_run_args, common.add_sparsify_args),
+        ("data", "run", "score", "sparsify"),
         (_TEACHER_DIR, ("--student-dir", {"help": "trial student (default <out>/trial_student)"})),
     ),
     StageCommand(
@@ -293,7 +286,7 @@ STAGE_COMMANDS = (
         "stage 5: write sparse teachers",
         "Reorder the teacher by score and slice one sparse teacher per level (or only --level P) into "
         "<out>/teachers/s<P>: weights, widths, selection and dev metrics.",
-        (common.add_data_args, common.add_run_args, common.add_sparsify_args),
+        ("data", "run", "score", "sparsify"),
         (
             _TEACHER_DIR,
             ("--scores-dir", {"help": "scores (default <out>/scores)"}),
@@ -314,13 +307,7 @@ STAGE_COMMANDS = (
         "Distill fresh students from the sparse teachers (the default: a forward-pass proxy keeps the best few, "
         "then successive halving; or halving over every level; or a full sweep), choose the level on the "
         "selection split, write summary.json and report.md.",
-        (
-            common.add_data_args,
-            common.add_run_args,
-            common.add_train_args,
-            common.add_sparsify_args,
-            common.add_search_args,
-        ),
+        ("data", "run", "train", "score", "sparsify", "search"),
     ),
 )
 
@@ -328,8 +315,8 @@ STAGE_COMMANDS = (
 def register(sub: argparse._SubParsersAction) -> None:
     for stage in STAGE_COMMANDS:
         p = sub.add_parser(stage.name, help=stage.help, description=stage.description)
-        for add_group in stage.groups:
-            add_group(p)
+        # Its own options first (under "options"), then the shared ones: common, then advanced.
         for flag, kwargs in stage.options:
             p.add_argument(flag, **kwargs)
+        common.add_options(p, *stage.sections)
         p.set_defaults(func=stage.run)
