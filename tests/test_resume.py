@@ -318,10 +318,12 @@ def kill_when(argv: list[str], out: Path, patterns: list[str], while_stopped=Non
 
 
 def comparable(summary_path: Path, out: Path) -> dict:
-    """summary.json with wall times removed and the run folder's path replaced by a placeholder."""
+    """summary.json with wall times (and the delivered model's CPU timings) removed and the run folder's path
+    replaced by a placeholder."""
     text = summary_path.read_text().replace(str(out), "<out>")
     summary = json.loads(text)
     summary.pop("total_wall_s"), summary.pop("stage_wall_s")
+    (summary.get("model") or {}).pop("speed", None)  # CPU timings of the delivered model
     return summary
 
 

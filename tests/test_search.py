@@ -193,6 +193,7 @@ def _run(tiny_teacher: Path, tiny_task: tuple[Path, Path], tmp_path: Path, out: 
     # The dense teacher's logits (vanilla KD needs them too) are timed apart from the sparse teachers'.
     assert {"teacher_logits", "sparse_teacher_logits", "trial_kd", "rewind"} <= set(summary["stage_wall_s"])
     summary.pop("total_wall_s"), summary.pop("stage_wall_s")
+    (summary.get("model") or {}).pop("speed", None)  # CPU timings of the delivered model
     return summary
 
 
