@@ -17,8 +17,8 @@ from stark.cli import main
 from stark.config import build_config
 from stark.data.tasks import TaskSpec, TaskType
 from stark.errors import StarkInputError
-from stark.records import TrainedStage
-from stark.teacher_head import adopts_teacher, finetuned_head
+from stark.models.teacher_head import adopts_teacher, finetuned_head
+from stark.rundir.records import TrainedStage
 
 TASK = TaskSpec("custom", TaskType.CLASSIFICATION, ("neg", "pos"), ("accuracy", "f1"), "accuracy")
 """What ``conftest.write_task``'s files are: labels sorted by name."""

@@ -9,12 +9,13 @@ import numpy as np
 import pytest
 from conftest import write_task
 
-from stark.baselines import check_teacher, constant_metrics, constant_predictions
 from stark.config import build_config
 from stark.data import TaskSpec, TaskType
+from stark.data.prepare import prepare_data
 from stark.errors import StarkInputError
-from stark.pipeline import check_teacher_learned
-from stark.stages import finetune_teacher, prepare_data
+from stark.pipeline.baselines import check_teacher, constant_metrics, constant_predictions
+from stark.pipeline.run import check_teacher_learned
+from stark.pipeline.stages import finetune_teacher
 
 CLS = TaskSpec(
     name="toy", task_type=TaskType.CLASSIFICATION, labels=("a", "b", "c"), metrics=("accuracy",), main_metric="accuracy"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from stark.card import base_model_of, card_text, read_front_matter
+from stark.models.card import base_model_of, card_text, read_front_matter
 
 
 def test_cards_of_a_run_match_its_metrics(tiny_run: Path) -> None:

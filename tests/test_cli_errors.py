@@ -25,7 +25,7 @@ import pytest
 from stark.cli import main
 from stark.data import Encoded, TaskSpec, TaskType
 from stark.errors import StarkInputError
-from stark.lock import RunLock, holder_pid
+from stark.rundir.lock import RunLock, holder_pid
 
 
 @dataclass
@@ -278,7 +278,7 @@ def test_thinned_class_warning(capsys: pytest.CaptureFixture[str]) -> None:
     """A selection slice that took most of one class (closure under near-duplicates) is named in one line."""
     from types import SimpleNamespace
 
-    from stark.stages import warn_selection
+    from stark.data.prepare import warn_selection
 
     spec = TaskSpec("cola", TaskType.CLASSIFICATION, ("unacceptable", "acceptable"), ("mcc",), "mcc")
 
@@ -312,7 +312,7 @@ def test_thinned_class_warning(capsys: pytest.CaptureFixture[str]) -> None:
 def test_selection_warning_threshold(n_select: int, warns: bool, capsys: pytest.CaptureFixture[str]) -> None:
     from types import SimpleNamespace
 
-    from stark.stages import warn_selection
+    from stark.data.prepare import warn_selection
 
     data = SimpleNamespace(
         select=[0] * n_select, spec=_REGRESSION, select_near_dup_share=0, select_closed_at=0.0, empty_texts=()
@@ -325,7 +325,7 @@ def test_selection_warning_threshold(n_select: int, warns: bool, capsys: pytest.
 def test_near_duplicate_warning_threshold(share: float | None, warns: bool, capsys: pytest.CaptureFixture[str]) -> None:
     from types import SimpleNamespace
 
-    from stark.stages import warn_selection
+    from stark.data.prepare import warn_selection
 
     data = SimpleNamespace(
         select=[0] * 500, spec=_REGRESSION, select_near_dup_share=share, select_closed_at=0, empty_texts=()
@@ -341,8 +341,8 @@ def test_leaky_selection_is_measured_and_closed(tmp_path: Path, tiny_teacher: Pa
     """Training data made of pairs of near-identical rows: most of a random selection slice has its twin in
     train; --select-near-dup moves the twins over, so none is left and no example is lost."""
     from stark.config import build_config
-    from stark.models import load_tokenizer
-    from stark.stages import prepare_data
+    from stark.data.prepare import prepare_data
+    from stark.models.checkpoint import load_tokenizer
 
     rows = ["sentence,label"]
     for i in range(100):
@@ -371,8 +371,8 @@ def test_smallest_splits(n: int, sizes: tuple[int, int], tmp_path: Path, tiny_te
     from conftest import write_task
 
     from stark.config import build_config
-    from stark.models import load_tokenizer
-    from stark.stages import prepare_data
+    from stark.data.prepare import prepare_data
+    from stark.models.checkpoint import load_tokenizer
 
     train, dev = write_task(tmp_path, n_train=n)
     data = {"train": str(train), "dev": str(dev), "text_cols": ["sentence"], "label_col": "label"}
@@ -396,7 +396,7 @@ def test_divergence_exits_3_naming_stage_and_step(inputs: Inputs, capsys, one_th
 
 HOLD = """
 import sys, time
-from stark.lock import RunLock
+from stark.rundir.lock import RunLock
 with RunLock(sys.argv[1]):
     print("locked", flush=True)
     time.sleep(120)
@@ -428,7 +428,8 @@ def test_lock_is_reentrant_and_exclusive(tmp_path: Path) -> None:
     with RunLock(out), RunLock(out):  # nested in one process (stark rewind -> pipeline.run)
         assert holder_pid(out) == os.getpid()
         holder = subprocess.run(
-            [sys.executable, "-c", "import sys; from stark.lock import RunLock\nwith RunLock(sys.argv[1]): pass", out],
+            [sys.executable, "-c", "import sys; from stark.rundir.lock import RunLock\nwith RunLock(sys.argv[1]): pass",
+             out],
             capture_output=True,
             text=True,
         )

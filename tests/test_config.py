@@ -107,7 +107,7 @@ def test_cli_flags_mapping(tmp_path):
 
 def test_task_names_are_case_insensitive():
     from stark.cli import build_parser
-    from stark.stages import load_examples
+    from stark.data.prepare import load_examples
 
     from_flag = config_from_args(build_parser().parse_args(["run", "--task", "RTE"]))
     from_recipe = build_config({"data": {"task": "Rte"}})
@@ -119,7 +119,7 @@ def test_task_names_are_case_insensitive():
 def test_run_folder_config_is_reused(tmp_path):
     """Stage commands pointed at a run folder inherit its saved options (no need to repeat --task)."""
     from stark.cli import build_parser
-    from stark.pipeline import save_resolved_config
+    from stark.pipeline.run import save_resolved_config
 
     out = tmp_path / "o"
     save_resolved_config(build_config({}, {"out": str(out), "data": {"task": "cola"}, "sparsify": {"lam": 0.2}}), out)
@@ -133,7 +133,7 @@ def test_a_recipe_on_a_run_folder_names_the_student_kind(tmp_path):
     import yaml
 
     from stark.cli import build_parser
-    from stark.pipeline import save_resolved_config
+    from stark.pipeline.run import save_resolved_config
 
     recipes = Path(__file__).resolve().parents[1] / "recipes"
     out = tmp_path / "o"
@@ -151,14 +151,14 @@ def test_a_recipe_on_a_run_folder_names_the_student_kind(tmp_path):
 
 def test_build_student_refuses_an_ambiguous_student_config(tmp_path):
     from stark.config import StudentConfig
-    from stark.stages import build_student
+    from stark.pipeline.stages import build_student
 
     with pytest.raises(StarkInputError, match="one kind of student"):
         build_student(StudentConfig(layers=2), None, tmp_path / "teacher", tmp_path)  # sparsity keeps its 70
 
 
 def test_max_samples_is_a_seeded_random_subset_in_file_order():
-    from stark.stages import sample_indices
+    from stark.data.prepare import sample_indices
 
     idx = sample_indices(1000, 50, seed=776)
     assert len(idx) == len(set(idx)) == 50 and idx == sorted(idx)
@@ -245,7 +245,7 @@ def test_a_run_folder_named_by_the_recipe_keeps_its_saved_options(tmp_path):
     import yaml
 
     from stark.cli import build_parser
-    from stark.pipeline import save_resolved_config
+    from stark.pipeline.run import save_resolved_config
 
     out = tmp_path / "o"
     save_resolved_config(build_config({}, {"out": str(out), "data": {"task": "cola"}, "sparsify": {"lam": 0.2}}), out)
@@ -273,7 +273,7 @@ def test_paths_under_home_are_expanded(tmp_path, monkeypatch):
 def test_the_default_folder_keeps_its_saved_options_too(tmp_path, monkeypatch):
     """No --out and no recipe out: runs/stark is the folder, and its saved options apply as with --out."""
     from stark.cli import build_parser
-    from stark.pipeline import save_resolved_config
+    from stark.pipeline.run import save_resolved_config
 
     monkeypatch.chdir(tmp_path)
     save_resolved_config(build_config({}, {"data": {"task": "rte"}, "finetune": {"epochs": 1}}), Path("runs/stark"))
@@ -285,7 +285,7 @@ def test_another_preset_on_a_run_folder_brings_its_values(tmp_path):
     """The saved config.yaml lists every value; --preset reference over a fast folder must still give the
     reference values (not the fast ones labelled 'reference'), and flags still win over it."""
     from stark.cli import build_parser
-    from stark.pipeline import save_resolved_config
+    from stark.pipeline.run import save_resolved_config
 
     out = tmp_path / "o"
     save_resolved_config(build_config({}, {"out": str(out), "data": {"task": "rte"}}), out)
@@ -301,7 +301,7 @@ def test_another_preset_on_a_run_folder_brings_its_values(tmp_path):
 
 def test_yes_no_flags_can_be_switched_off_on_a_rerun(tmp_path):
     from stark.cli import build_parser
-    from stark.pipeline import save_resolved_config
+    from stark.pipeline.run import save_resolved_config
 
     out = tmp_path / "o"
     save_resolved_config(build_config({}, {"out": str(out), "sparsify": {"save_teachers": True}}), out)

@@ -10,8 +10,8 @@ import pytest
 from stark.cli import main
 from stark.config import build_config
 from stark.data import load_custom
+from stark.data.prepare import load_examples
 from stark.errors import StarkInputError
-from stark.stages import load_examples
 
 ROWS = [
     {"sentence": "a good day", "label": "pos"},

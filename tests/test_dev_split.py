@@ -14,11 +14,11 @@ from conftest import TINY_RUN_RECIPE, make_teacher_dir
 
 from stark.cli import main
 from stark.config import build_config
+from stark.data.prepare import MIN_DEV, MIN_SELECT, MIN_TRAIN, load_task, prepare_data, split_examples, warn_selection
 from stark.data.splits import HeldOutDev, hold_out_dev, quantile_bins
 from stark.data.tasks import Examples
 from stark.errors import StarkInputError
-from stark.models import load_tokenizer
-from stark.task_data import MIN_DEV, MIN_SELECT, MIN_TRAIN, load_task, prepare_data, split_examples, warn_selection
+from stark.models.checkpoint import load_tokenizer
 
 
 def _write(path: Path, labels: list) -> Path:

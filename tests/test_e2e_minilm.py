@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from stark.cli import main
-from stark.models import layer_widths, load_model
+from stark.models.checkpoint import load_model
+from stark.models.families import layer_widths
 
 
 @pytest.mark.slow

@@ -11,14 +11,14 @@ import torch
 from conftest import heads_for, tiny_config, tiny_model
 from transformers import BertTokenizer
 
-import stark.export
+import stark.deploy.export
 from stark.cli import main
 from stark.data.tasks import GLUE_TASKS, TaskSpec
-from stark.deploy import export_folder, onnx_latency, read_record
+from stark.deploy.export import ExportMismatchError, export_onnx, input_names, ort_session
+from stark.deploy.onnx import export_folder, onnx_latency, read_record
 from stark.errors import StarkInputError
-from stark.export import ExportMismatchError, export_onnx, input_names, ort_session
 from stark.method.pruning import prune_model
-from stark.models import save_model
+from stark.models.checkpoint import save_model
 
 WORDS = ["the", "a", "cat", "dog", "sat", "on", "mat", "was", "not", "good", "film", "it", "she", "did", "like"]
 
@@ -88,8 +88,8 @@ def test_tokenizer_decides_segment_input(bert_dir, tmp_path):
 
 
 def test_mismatch_fails_and_writes_nothing(bert_dir, tmp_path, monkeypatch):
-    real = stark.export.torch_logits
-    monkeypatch.setattr(stark.export, "torch_logits", lambda model, batch: real(model, batch) + 0.01)
+    real = stark.deploy.export.torch_logits
+    monkeypatch.setattr(stark.deploy.export, "torch_logits", lambda model, batch: real(model, batch) + 0.01)
     out = tmp_path / "out" / "model.onnx"
     with pytest.raises(ExportMismatchError, match="max abs logit difference"):
         export_onnx(bert_dir, out)
@@ -109,8 +109,8 @@ def test_cli_export_folder(bert_dir, tmp_path, capsys, monkeypatch):
     assert "max abs logit diff vs PyTorch" in printed and f"wrote {out}/" in printed
     assert (out / "model.onnx").is_file() and not (out / "model_quantized.onnx").exists()
 
-    real = stark.export.torch_logits
-    monkeypatch.setattr(stark.export, "torch_logits", lambda model, batch: real(model, batch) + 1.0)
+    real = stark.deploy.export.torch_logits
+    monkeypatch.setattr(stark.deploy.export, "torch_logits", lambda model, batch: real(model, batch) + 1.0)
     assert main(["export", "--model", str(bert_dir), "--out", str(tmp_path / "bad")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("stark: error:") and "\n" not in err
@@ -194,7 +194,7 @@ def test_int8_leaves_the_emptied_layer_in_fp32(tmp_path):
     repeats itself and keeps the fp32 class on most rows."""
     import onnx
 
-    from stark.deploy import empty_weight_nodes, quantize_int8
+    from stark.deploy.onnx import empty_weight_nodes, quantize_int8
 
     model_dir, _, _ = labelled_dir(tmp_path)
     fp32 = tmp_path / "m.onnx"
@@ -256,12 +256,12 @@ def test_a_new_export_replaces_the_old_one_only_when_complete(tmp_path, bert_dir
     out = tmp_path / "onnx"
     export_folder(bert_dir, out, repeats=0)
     first = (out / "model.onnx").read_bytes()
-    real = stark.export.torch_logits
-    monkeypatch.setattr(stark.export, "torch_logits", lambda model, batch: real(model, batch) + 1.0)
+    real = stark.deploy.export.torch_logits
+    monkeypatch.setattr(stark.deploy.export, "torch_logits", lambda model, batch: real(model, batch) + 1.0)
     with pytest.raises(ExportMismatchError):
         export_folder(bert_dir, out, quantize="int8", repeats=0)
     assert (out / "model.onnx").read_bytes() == first and not (out / "model_quantized.onnx").exists()
-    monkeypatch.setattr(stark.export, "torch_logits", real)
+    monkeypatch.setattr(stark.deploy.export, "torch_logits", real)
     export_folder(bert_dir, out, quantize="int8", repeats=0)
     assert (out / "model_quantized.onnx").is_file()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bert", "onnx"]

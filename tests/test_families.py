@@ -10,9 +10,9 @@ from conftest import make_teacher_dir
 from transformers import AutoConfig
 
 from stark.cli import main
+from stark.deploy.export import export_onnx
 from stark.errors import StarkInputError
-from stark.export import export_onnx
-from stark.models import REFUSED, family_of
+from stark.models.families import REFUSED, family_of
 
 
 @pytest.mark.parametrize("arch", ["distilbert", "mpnet", "deberta-v2", "deberta-v2-sep", "modernbert"])

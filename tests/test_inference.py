@@ -8,12 +8,12 @@ import pytest
 from conftest import tiny_model
 from test_export import tiny_tokenizer
 
-import stark.export
-import stark.inference
+import stark.deploy.export
+import stark.deploy.inference
 from stark.cli import main
-from stark.inference import BenchConfig, bench_inference, discover_models
+from stark.deploy.inference import BenchConfig, bench_inference, discover_models
 from stark.method.pruning import drop_layers, prune_model
-from stark.models import save_model
+from stark.models.checkpoint import save_model
 
 TINY = BenchConfig(seq_len=16, throughput_batch=4, warmup=0, repeats=2, threads=1)
 
@@ -59,8 +59,8 @@ def test_bench_writes_results_and_resumes(run_dir, monkeypatch):
     def forbidden(*args, **kwargs):
         raise AssertionError("a finished cell was redone")
 
-    monkeypatch.setattr(stark.inference, "time_interleaved", forbidden)
-    monkeypatch.setattr(stark.export, "export_onnx", forbidden)
+    monkeypatch.setattr(stark.deploy.inference, "time_interleaved", forbidden)
+    monkeypatch.setattr(stark.deploy.export, "export_onnx", forbidden)
     again = bench_inference(run_dir, TINY, log=lambda line: None)
     assert [r["cells"] for r in again["models"]] == [r["cells"] for r in results["models"]]
 
@@ -85,7 +85,7 @@ def test_changed_settings_are_timed_again(run_dir):
 def test_interleaved_rounds_rotate_and_time_everyone():
     calls = []
     runners = {k: (lambda k=k: calls.append(k)) for k in "abc"}
-    timings = stark.inference.time_interleaved(runners, warmup=1, repeats=3)
+    timings = stark.deploy.inference.time_interleaved(runners, warmup=1, repeats=3)
     assert calls == list("abc") + list("abc") + list("bca") + list("cab")
     assert all(len(t["times_s"]) == 3 and t["min_s"] <= t["median_s"] <= t["max_s"] for t in timings.values())
 

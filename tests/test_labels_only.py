@@ -15,12 +15,13 @@ from safetensors.torch import load_file
 
 from stark.config import RunConfig, SearchConfig
 from stark.data import Encoded, TaskData, TaskSpec, TaskType
-from stark.losses import kd_loss, task_loss
-from stark.pipeline import final_candidate
-from stark.records import DeliveredModel, DistillationGain, RunSummary, Speed
-from stark.rundir import RunDir, write_json
-from stark.search import Choice
+from stark.pipeline.run import final_candidate
+from stark.rundir.io import write_json
+from stark.rundir.layout import RunDir
+from stark.rundir.records import DeliveredModel, DistillationGain, RunSummary, Speed
+from stark.search.choice import Choice
 from stark.training import TrainConfig, fit
+from stark.training.losses import kd_loss, task_loss
 
 SPEC = TaskSpec("toy", TaskType.CLASSIFICATION, ("a", "b", "c"), ("accuracy",), "accuracy")
 
@@ -91,7 +92,7 @@ def test_no_labels_baseline_trains_none(tiny_teacher, tiny_task, tmp_path: Path,
 
 def test_the_delivered_model_is_the_chosen_student(tiny_run: Path, capsys) -> None:
     from stark.commands.run import print_summary
-    from stark.models import load_model
+    from stark.models.checkpoint import load_model
 
     summary = json.loads((tiny_run / "summary.json").read_text())
     model = RunSummary.from_dict(summary).model
@@ -171,7 +172,7 @@ def test_gain_and_model_records_round_trip() -> None:
 
 
 def test_the_model_folder_is_replaced_whole(tmp_path: Path) -> None:
-    from stark.delivery import copy_model
+    from stark.pipeline.delivery import copy_model
 
     src = tmp_path / "student"
     (src / "tb").mkdir(parents=True)

@@ -9,7 +9,7 @@ import pytest
 from scipy import stats
 
 from stark.data import GLUE_TASKS, TaskSpec, TaskType
-from stark.metrics import accuracy, better, compute_metrics, f1, matthews, pearson, spearman
+from stark.training.metrics import accuracy, better, compute_metrics, f1, matthews, pearson, spearman
 
 # Confusion matrix used below: tp=2, fp=1, fn=1, tn=1.
 PRED = np.array([1, 1, 0, 0, 1])

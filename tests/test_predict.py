@@ -24,9 +24,9 @@ from test_export import WORDS, tiny_tokenizer
 
 from stark.cli import main
 from stark.data.tasks import TaskSpec
+from stark.deploy.predict import Classifier, batched_logits, predict_file, torch_forward
 from stark.method.pruning import prune_model
-from stark.models import save_model
-from stark.predict import Classifier, batched_logits, predict_file, torch_forward
+from stark.models.checkpoint import save_model
 
 LABELS = ("contradiction", "neutral", "entailment")
 

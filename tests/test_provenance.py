@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import platform
 
-from stark.provenance import cpu_kind, versions
+from stark.rundir.provenance import cpu_kind, versions
 
 X86 = """processor\t: 0
 vendor_id\t: AuthenticAMD

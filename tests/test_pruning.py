@@ -11,7 +11,8 @@ from conftest import heads_for, random_batch, tiny_model
 from stark.errors import StarkInputError
 from stark.method.masks import masked, ones_masks
 from stark.method.pruning import drop_layers, prune_model, reorder_model, round_width, sparsify, sparsity_map
-from stark.models import _get, encoder_layers, family_of, layer_widths, load_model, save_model
+from stark.models.checkpoint import load_model, save_model
+from stark.models.families import encoder_layers, family_of, get_path, layer_widths
 
 # Layer 0 keeps heads {3, 1} (out of order) and some neurons; layer 1 keeps nothing at all.
 KEEP_HEADS = [[3, 1], []]
@@ -126,7 +127,7 @@ def test_save_load_round_trip_uneven(arch, tmp_path):
     assert loaded.config.stark_heads == [2, len(keep[1])] and loaded.config.stark_ffn == [9, 0]
     family = family_of(loaded.config)
     if family.heads_attr:  # ModernBERT keeps no head count: its attention infers it from shapes
-        assert getattr(_get(encoder_layers(loaded)[0], family.attention), family.heads_attr) == 2
+        assert getattr(get_path(encoder_layers(loaded)[0], family.attention), family.heads_attr) == 2
     torch.testing.assert_close(loaded(**batch).logits, expected, atol=0, rtol=0)
 
 

@@ -13,7 +13,8 @@ import torch
 from conftest import ARCHS, heads_for, random_batch, tiny_model
 
 from stark.method.pruning import prune_model
-from stark.models import layer_widths, load_model, save_model
+from stark.models.checkpoint import load_model, save_model
+from stark.models.families import layer_widths
 
 # Uneven widths, including layer 1 with no heads and no neurons at all (3 layers, 4 heads, FFN 40).
 KEEP_HEADS = [[2, 0, 3], [], [1]]

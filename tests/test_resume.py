@@ -240,11 +240,11 @@ def test_stage_killed_while_publishing(
 ):
     """Publishing a stage = move logs into best/, write metrics.json, rename best/ -> stage, delete
     the work folder. A kill between any two of these still ends in the same finished stage."""
-    import stark.rundir
+    import stark.rundir.layout
 
     ref, out = tmp_path / "ref", tmp_path / "out"
     assert main(_finetune_argv(tiny_teacher, tiny_task, ref)) == 0
-    real_write_json, real_rmtree = stark.rundir.write_json, stark.rundir.shutil.rmtree
+    real_write_json, real_rmtree = stark.rundir.layout.write_json, stark.rundir.layout.shutil.rmtree
 
     def write_json(path, obj):
         if where == "before-metrics" and Path(path).name == "metrics.json":
@@ -256,8 +256,8 @@ def test_stage_killed_while_publishing(
             raise Killed
         real_rmtree(path, *args, **kwargs)
 
-    monkeypatch.setattr(stark.rundir, "write_json", write_json)
-    monkeypatch.setattr(stark.rundir.shutil, "rmtree", rmtree)
+    monkeypatch.setattr(stark.rundir.layout, "write_json", write_json)
+    monkeypatch.setattr(stark.rundir.layout.shutil, "rmtree", rmtree)
     with pytest.raises(Killed):
         main(_finetune_argv(tiny_teacher, tiny_task, out))
     monkeypatch.undo()
@@ -402,7 +402,7 @@ def test_no_pickle_loading_in_the_source() -> None:
 def test_a_folder_swap_replaces_a_stale_old_copy(tmp_path: Path) -> None:
     """A kill after the second rename of a swap leaves ``<path>.old`` beside a complete ``<path>``; the next
     swap (e.g. the next checkpoint) must still succeed and keep only the new folder."""
-    from stark.rundir import replace_folder
+    from stark.rundir.io import replace_folder
 
     path = tmp_path / "checkpoint"
     replace_folder(path, lambda tmp: (tmp / "step").write_text("1"))

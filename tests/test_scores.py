@@ -8,11 +8,11 @@ import pytest
 import torch
 from conftest import tiny_model
 
-from stark import losses as stark_losses
 from stark.data import Encoded, TaskSpec, TaskType, collate, length_grouped_batches
-from stark.losses import kd_loss, task_loss
 from stark.method.scores import TeacherScores, normalize_rows, score_teacher
-from stark.models import family_of
+from stark.models.families import family_of
+from stark.training import losses as stark_losses
+from stark.training.losses import kd_loss, task_loss
 
 SPEC_CLS = TaskSpec("t", TaskType.CLASSIFICATION, ("a", "b", "c"), ("accuracy",), "accuracy")
 SPEC_REG = TaskSpec("t", TaskType.REGRESSION, (), ("pearson",), "pearson")

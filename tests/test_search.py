@@ -9,24 +9,15 @@ import numpy as np
 import pytest
 import torch
 
-import stark.pipeline
+import stark.pipeline.run
 from stark.cli import main
-from stark.config import build_config, load_recipe
+from stark.config import RungSignal, build_config, load_recipe
 from stark.data import TaskSpec, TaskType
-from stark.models import load_model
-from stark.search import (
-    RungScore,
-    RungSignal,
-    decide,
-    example_losses,
-    halving_rungs,
-    paired_bootstrap,
-    paired_bootstrap_loss,
-    rank,
-    required_z,
-    successive_halving,
-)
-from stark.stages import finish_chosen, load_sparse_teachers, prepare_data
+from stark.data.prepare import prepare_data
+from stark.models.checkpoint import load_model
+from stark.pipeline.stages import finish_chosen, load_sparse_teachers
+from stark.search.choice import decide, example_losses, paired_bootstrap, paired_bootstrap_loss, required_z
+from stark.search.halving import RungScore, halving_rungs, rank, successive_halving
 
 
 def test_halving_rungs_nine_candidates() -> None:
@@ -107,7 +98,7 @@ def test_paired_bootstrap_by_hand() -> None:
 
 
 def test_example_losses_average_to_the_task_loss() -> None:
-    from stark.losses import task_loss
+    from stark.training.losses import task_loss
 
     g = torch.Generator().manual_seed(0)
     logits, labels = torch.randn(40, 3, generator=g), torch.randint(0, 3, (40,), generator=g)
@@ -203,7 +194,7 @@ def test_parking_and_lazy_teachers_change_no_result(
     """Paused runs kept in memory == paused through disk checkpoints; sparse teachers sliced in
     memory == written and reloaded. Only the chosen sparse teacher is written by default."""
     parked = _run(tiny_teacher, tiny_task, tmp_path, tmp_path / "parked")
-    monkeypatch.setattr(stark.pipeline, "default_park_bytes", lambda: 0)
+    monkeypatch.setattr(stark.pipeline.run, "default_park_bytes", lambda: 0)
     on_disk = _run(tiny_teacher, tiny_task, tmp_path, tmp_path / "disk", "--save-teachers")
     capsys.readouterr()
     # The default search: the proxy keeps its top 3 (all three here), then halving 3 -> 2 -> 1.
@@ -287,7 +278,7 @@ def test_logit_cache_refuses_another_split(tmp_path: Path) -> None:
     """Cached teacher logits are read by training-split position: another split must not reuse them."""
     from stark.data import Encoded
     from stark.errors import StarkInputError
-    from stark.stages import LogitCache, split_fingerprint
+    from stark.method.sparse_teachers import LogitCache, split_fingerprint
 
     a = Encoded([[1, 2], [3, 4, 5], [6]], None, [0, 1, 0])
     b = Encoded([[1, 2], [6], [3, 4, 5]], None, [0, 0, 1])  # same examples, other order
@@ -325,8 +316,8 @@ def test_old_run_folder_keeps_its_selection_split(tmp_path: Path) -> None:
 @pytest.mark.parametrize("metric", ["accuracy", "f1", "matthews", "pearson"])
 def test_weighted_metric_equals_the_metric_on_repeated_examples(metric: str) -> None:
     """Count weights == the plain metric (scikit-learn / scipy) on the data with each example repeated."""
-    from stark.metrics import METRICS
-    from stark.search import weighted_metric
+    from stark.search.choice import weighted_metric
+    from stark.training.metrics import METRICS
 
     rng = np.random.default_rng(4)
     n = 50
@@ -351,7 +342,7 @@ def test_scoring_data_tops_up_the_selection_split_from_train() -> None:
 
     from stark.config import ScoreConfig
     from stark.data import Encoded
-    from stark.stages import scoring_data
+    from stark.pipeline.stages import scoring_data
 
     select = Encoded([[1], [2]], None, [0, 1])
     train = Encoded([[10 + i] for i in range(8)], None, [i % 2 for i in range(8)])

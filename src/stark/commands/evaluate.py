@@ -24,8 +24,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from stark.config import build_config
-    from stark.models import load_model, load_tokenizer
-    from stark.task_data import prepare_data
+    from stark.data.prepare import prepare_data
+    from stark.models.checkpoint import load_model, load_tokenizer
     from stark.training.evaluation import evaluate as evaluate_on
 
     flags = common.flags_from_args(args)

@@ -65,7 +65,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from stark.deploy import export_folder, summary_lines
+    from stark.deploy.onnx import export_folder, summary_lines
     from stark.errors import StarkInputError
 
     if args.threads < 1:

@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from stark.data.readers import TABLE_FORMATS
-from stark.predict import DEFAULT_BATCH_SIZE, DEFAULT_MAX_LENGTH, OUTPUT_FORMATS
+from stark.deploy.predict import DEFAULT_BATCH_SIZE, DEFAULT_MAX_LENGTH, OUTPUT_FORMATS
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -48,7 +48,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from stark.predict import predict_file
+    from stark.deploy.predict import predict_file
 
     cols = args.text_cols.split(",") if args.text_cols else None
     result = predict_file(

@@ -16,13 +16,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "split. With no options: full MRPC, all-MiniLM-L6-v2 teacher, 70 %-pruned student, on two CPU cores in "
         "under 20 minutes.",
     )
-    common.add_options(p, "data", "run", "train", "student", "score", "sparsify", "search")
+    common.add_options(p, *common.RUN_SECTIONS)
     p.set_defaults(func=run)
 
 
 def print_summary(summary: dict) -> None:
-    from stark.records import RunSummary
     from stark.report import results_table
+    from stark.rundir.records import RunSummary
 
     typed = RunSummary.from_dict(summary)
     print(results_table(typed))
@@ -37,7 +37,7 @@ def print_summary(summary: dict) -> None:
 
 def run(args: argparse.Namespace) -> int:
     cfg = common.config_from_args(args)  # refused options answer before torch is imported
-    from stark.pipeline import run as run_pipeline
+    from stark.pipeline.run import run as run_pipeline
 
     summary = run_pipeline(cfg)
     from accelerate import PartialState

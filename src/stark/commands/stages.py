@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 from stark.commands import common
 from stark.errors import StarkInputError
-from stark.records import TrainedStage
-from stark.rundir import RunDir
+from stark.rundir.layout import RunDir
+from stark.rundir.records import TrainedStage
 
 if TYPE_CHECKING:  # imported lazily at run time: `stark --help` should not load torch
     from accelerate import Accelerator
@@ -35,14 +35,14 @@ def _require(path: Path, what: str, hint: str) -> Path:
 def _require_model(path: Path, what: str, hint: str) -> Path:
     """``_require`` for a model folder, which must also load: its config (a supported family) and
     the header of its weights (not truncated) are read now, before the command writes anything."""
-    from stark.models import load_config
+    from stark.models.checkpoint import load_config
 
     load_config(str(_require(path, what, hint)))
     return path
 
 
 def _require_scores(path: Path) -> Path:
-    from stark.models import check_safetensors
+    from stark.models.checkpoint import check_safetensors
 
     if not (path / "scores.safetensors").is_file():
         raise StarkInputError(f"scores {path} not found: run stark score first")
@@ -66,9 +66,9 @@ def _checked(args: argparse.Namespace, free: tuple[str, ...] = ()) -> tuple[RunC
 
     A stage command rewrites the folder's config.yaml, which the next ``stark run`` trusts: like stark run,
     it refuses settings that differ from those a started stage there was built with (except ``free``
-    ones, see ``stark.stale.stale_change``)."""
-    from stark.pipeline import prepare_run
-    from stark.stale import check_not_stale
+    ones, see ``stark.rundir.stale.stale_change``)."""
+    from stark.pipeline.run import prepare_run
+    from stark.rundir.stale import check_not_stale
 
     cfg = common.config_from_args(args)
     data = prepare_run(cfg, check_student=False)
@@ -84,10 +84,10 @@ def _locked(
     yields the accelerator (with the mixed precision of ``stage``, 'finetune' or 'distill'). Commands check
     all their input (``_checked``, ``_require``) before entering, so refused input writes nothing and
     prints only its error line."""
-    from stark.lock import RunLock
-    from stark.pipeline import make_accelerator, save_resolved_config
-    from stark.processes import barrier
-    from stark.task_data import warn_selection
+    from stark.data.prepare import warn_selection
+    from stark.pipeline.run import make_accelerator, save_resolved_config
+    from stark.rundir.lock import RunLock
+    from stark.training.processes import barrier
 
     accelerator = make_accelerator(getattr(cfg, stage).mixed_precision)
     with RunLock(out, enabled=accelerator.is_main_process):
@@ -100,7 +100,7 @@ def _locked(
 
 
 def run_finetune(args: argparse.Namespace) -> int:
-    from stark.stages import finetune_teacher
+    from stark.pipeline.stages import finetune_teacher
 
     cfg, data, out = _checked(args)
     with _locked(cfg, data, out, "finetune") as acc:
@@ -111,8 +111,8 @@ def run_finetune(args: argparse.Namespace) -> int:
 
 
 def run_student(args: argparse.Namespace) -> int:
-    from stark.records import StudentInitRecord
-    from stark.stages import build_student
+    from stark.pipeline.stages import build_student
+    from stark.rundir.records import StudentInitRecord
 
     cfg, data, out = _checked(args)
     teacher = _teacher_dir(args, out)
@@ -133,7 +133,7 @@ def run_student(args: argparse.Namespace) -> int:
 
 
 def run_distill(args: argparse.Namespace) -> int:
-    from stark.stages import distill, teacher_logits_full
+    from stark.pipeline.stages import distill, teacher_logits_full
 
     # A student distilled under another --name is a side experiment: its training settings (--lr sets both
     # stages) are saved in its own folder and neither checked against nor written into the run's
@@ -154,7 +154,7 @@ def run_distill(args: argparse.Namespace) -> int:
 
 
 def run_score(args: argparse.Namespace) -> int:
-    from stark.stages import score
+    from stark.pipeline.stages import score
 
     cfg, data, out = _checked(args)
     teacher = _teacher_dir(args, out)
@@ -173,8 +173,8 @@ def run_score(args: argparse.Namespace) -> int:
 def run_sparsify(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from stark.records import SparseTeacherRecord
-    from stark.stages import sparsify_teachers
+    from stark.pipeline.stages import sparsify_teachers
+    from stark.rundir.records import SparseTeacherRecord
 
     if args.level is not None and not 0.0 <= args.level <= 95.0:
         raise StarkInputError(f"--level {args.level:g} is out of range: use 0 to 95 (percent)")
@@ -202,7 +202,7 @@ def run_sparsify(args: argparse.Namespace) -> int:
 
 def run_rewind(args: argparse.Namespace) -> int:
     from stark.commands.run import print_summary
-    from stark.pipeline import run
+    from stark.pipeline.run import run
 
     cfg = common.config_from_args(args)
     out = Path(cfg.out)
@@ -214,7 +214,7 @@ def run_rewind(args: argparse.Namespace) -> int:
         _require_model(out / name, name, f"run {hint} first (or stark run)")
     _require(RunDir(out).scores, "scores", "run stark score first (or stark run)")
     _require_scores(RunDir(out).scores)
-    from stark.pipeline import make_accelerator
+    from stark.pipeline.run import make_accelerator
 
     acc = make_accelerator(cfg.distill.mixed_precision)
     summary = run(cfg, acc)

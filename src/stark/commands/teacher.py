@@ -21,7 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from stark.teachers import KNOWN, fetch
+    from stark.models.teachers import KNOWN, fetch
 
     folder = fetch(KNOWN[args.name], Path(args.dir) if args.dir else None)
     print(folder)

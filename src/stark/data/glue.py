@@ -12,8 +12,8 @@ from stark.errors import StarkInputError
 if TYPE_CHECKING:
     pass
 
-from stark.data.labels import _to_class_ids, _to_floats
-from stark.data.readers import _column, _label_cells, _read_delimited, _read_text
+from stark.data.labels import to_class_ids, to_floats
+from stark.data.readers import column, label_cells, read_delimited, read_text
 from stark.data.tasks import GLUE_TASKS, Examples, TaskSpec, TaskType
 
 _GLUE_FOLDERS = {"rte": "RTE", "mrpc": "MRPC", "stsb": "STS-B", "cola": "CoLA", "sst2": "SST-2"}
@@ -63,12 +63,12 @@ def load_glue(task: str, data_dir: Path | None = None) -> tuple[TaskSpec, Exampl
     splits = []
     for split in ("train", "dev"):
         path = folder / f"{split}.tsv"
-        table = _read_delimited(path, _read_text(path), "\t", csv.QUOTE_NONE, header)
-        texts = [_column(table, col) for col in spec.text_cols]
-        cells = _label_cells(table, spec.label_col)
+        table = read_delimited(path, read_text(path), "\t", csv.QUOTE_NONE, header)
+        texts = [column(table, col) for col in spec.text_cols]
+        cells = label_cells(table, spec.label_col)
         if spec.task_type is TaskType.REGRESSION:
-            labels: list[Any] = _to_floats(table.path, cells, spec.label_col)
+            labels: list[Any] = to_floats(table.path, cells, spec.label_col)
         else:
-            labels = _to_class_ids(table.path, cells, spec.labels, numeric=False, where=f"task {key}")
+            labels = to_class_ids(table.path, cells, spec.labels, numeric=False, where=f"task {key}")
         splits.append(Examples(texts[0], texts[1] if len(texts) == 2 else None, labels))
     return spec, splits[0], splits[1]

@@ -12,7 +12,7 @@ from stark.errors import StarkInputError
 if TYPE_CHECKING:
     pass
 
-from stark.data.readers import _column, _label_cells, _read_table, _Table
+from stark.data.readers import Table, column, label_cells, read_table
 from stark.data.tasks import Examples, TaskSpec, TaskType
 
 
@@ -33,7 +33,7 @@ def _canonical_int(value: str) -> str | None:
     return str(int(number))
 
 
-def _to_floats(path: Path, cells: list[tuple[str, int]], col: str) -> list[float]:
+def to_floats(path: Path, cells: list[tuple[str, int]], col: str) -> list[float]:
     out = []
     for value, line in cells:
         number = _as_number(value)
@@ -46,7 +46,7 @@ def _to_floats(path: Path, cells: list[tuple[str, int]], col: str) -> list[float
     return out
 
 
-def _to_class_ids(
+def to_class_ids(
     path: Path, cells: list[tuple[str, int]], labels: tuple[str, ...], numeric: bool, where: str
 ) -> list[int]:
     """Map label cells to class ids, reporting every distinct unknown label at once."""
@@ -133,13 +133,13 @@ def load_custom(
     Raises:
         StarkInputError: any problem with the files, columns or labels.
     """
-    train = _read_table(Path(train_path))
-    dev = train if Path(dev_path) == Path(train_path) else _read_table(Path(dev_path))  # the caller splits it
+    train = read_table(Path(train_path))
+    dev = train if Path(dev_path) == Path(train_path) else read_table(Path(dev_path))  # the caller splits it
     return custom_task(train, dev, text_cols, label_col, task_type)
 
 
 def custom_task(
-    train: _Table, dev: _Table, text_cols: Sequence[str], label_col: str, task_type: TaskType | str | None = None
+    train: Table, dev: Table, text_cols: Sequence[str], label_col: str, task_type: TaskType | str | None = None
 ) -> tuple[TaskSpec, Examples, Examples]:
     """A task from two tables (any source): text columns, labels checked and typed, class names from train."""
     cols = (text_cols,) if isinstance(text_cols, str) else tuple(text_cols)
@@ -148,21 +148,21 @@ def custom_task(
     if label_col in cols:
         raise StarkInputError(f"column {label_col!r} is used both as text and as the label")
     forced = _task_type(task_type) if task_type else None
-    texts = {name: [_column(t, c) for c in cols] for name, t in (("train", train), ("dev", dev))}
-    train_cells, dev_cells = _label_cells(train, label_col), _label_cells(dev, label_col)
+    texts = {name: [column(t, c) for c in cols] for name, t in (("train", train), ("dev", dev))}
+    train_cells, dev_cells = label_cells(train, label_col), label_cells(dev, label_col)
     kind = forced or _infer_task_type(train.path, train_cells, label_col)
 
     if kind is TaskType.REGRESSION:
         labels: tuple[str, ...] = ()
         metrics: tuple[str, ...] = ("pearson", "spearman")
-        train_y: list[Any] = _to_floats(train.path, train_cells, label_col)
-        dev_y: list[Any] = _to_floats(dev.path, dev_cells, label_col)
+        train_y: list[Any] = to_floats(train.path, train_cells, label_col)
+        dev_y: list[Any] = to_floats(dev.path, dev_cells, label_col)
     else:
         labels, numeric = _class_names(train.path, train_cells, label_col)
         metrics = ("accuracy", "f1") if len(labels) == 2 else ("accuracy",)
         where = f"column {label_col!r} (labels come from the training file {train.path})"
-        train_y = _to_class_ids(train.path, train_cells, labels, numeric, where)
-        dev_y = _to_class_ids(dev.path, dev_cells, labels, numeric, where)
+        train_y = to_class_ids(train.path, train_cells, labels, numeric, where)
+        dev_y = to_class_ids(dev.path, dev_cells, labels, numeric, where)
 
     spec = TaskSpec("custom", kind, labels, metrics, metrics[0], cols, label_col)
 

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 
 @dataclass
-class _Table:
+class Table:
     """Parsed rows plus the physical line of each, so later errors can point at the file."""
 
     path: Path
@@ -52,7 +52,7 @@ TABLE_FORMATS = ("csv", "tsv", "jsonl", "json")
 """Formats :func:`parse_table` reads (a file's suffix picks one of them, parquet aside)."""
 
 
-def read_table(path: Path) -> _Table:
+def read_table(path: Path) -> Table:
     """A data file as a table: its header, one dict per row and the file line of each (for error messages).
 
     Same formats and checks as :func:`read_rows`.
@@ -60,7 +60,7 @@ def read_table(path: Path) -> _Table:
     return _read_table(Path(path))
 
 
-def parse_table(source: Path, text: str, fmt: str) -> _Table:
+def parse_table(source: Path, text: str, fmt: str) -> Table:
     """Text already read (standard input) as a table in ``fmt``: csv, tsv, jsonl or json (an array, or lines).
 
     Args:
@@ -74,36 +74,34 @@ def parse_table(source: Path, text: str, fmt: str) -> _Table:
     if not text.strip():
         raise StarkInputError(f"{source}: no input")
     if fmt == "csv":
-        return _read_delimited(source, text, ",", csv.QUOTE_MINIMAL, None)
+        return read_delimited(source, text, ",", csv.QUOTE_MINIMAL, None)
     if fmt == "tsv":
-        return _read_delimited(source, text, "\t", csv.QUOTE_NONE, None)
+        return read_delimited(source, text, "\t", csv.QUOTE_NONE, None)
     if fmt == "json" and text.lstrip().startswith("["):
         return _read_json_array(source, text)
     return _read_jsonl(source, text)
 
 
-def column(table: _Table, col: str) -> list[str]:
+def column(table: Table, col: str) -> list[str]:
     """Every row's value of ``col``; a missing column or a row without it is one line naming file and line."""
     return _column(table, col)
 
 
-def _read_table(path: Path) -> _Table:
+def _read_table(path: Path) -> Table:
     if path.suffix.lower() == ".parquet":
-        from stark.datasets_io import read_parquet
-
         return read_parquet(path)
-    text = _read_text(path)
+    text = read_text(path)
     suffix = path.suffix.lower()
     if suffix == ".json" and text.lstrip().startswith("["):
         return _read_json_array(path, text)
     if suffix == ".csv":
-        return _read_delimited(path, text, ",", csv.QUOTE_MINIMAL, None)
+        return read_delimited(path, text, ",", csv.QUOTE_MINIMAL, None)
     if suffix == ".tsv":
-        return _read_delimited(path, text, "\t", csv.QUOTE_NONE, None)
+        return read_delimited(path, text, "\t", csv.QUOTE_NONE, None)
     return _read_jsonl(path, text)
 
 
-def _read_text(path: Path) -> str:
+def read_text(path: Path) -> str:
     """Decode the whole file up front: one clear encoding error beats a failure mid-parse."""
     suffix = path.suffix.lower()
     if not path.exists():
@@ -135,7 +133,7 @@ def _read_text(path: Path) -> str:
     return text
 
 
-def _read_delimited(path: Path, text: str, delimiter: str, quoting: int, header: Sequence[str] | None) -> _Table:
+def read_delimited(path: Path, text: str, delimiter: str, quoting: int, header: Sequence[str] | None) -> Table:
     kind = "TSV" if delimiter == "\t" else "CSV"
     reader = csv.reader(
         io.StringIO(text, newline=""), delimiter=delimiter, quoting=quoting, strict=quoting != csv.QUOTE_NONE
@@ -170,10 +168,10 @@ def _read_delimited(path: Path, text: str, delimiter: str, quoting: int, header:
             raise StarkInputError(f"{path}: line {line} has {len(fields)} fields but the header has {width}{hint}")
         rows.append(dict(zip(names, fields, strict=True)))
         lines.append(line)
-    return _Table(path, names, rows, lines)
+    return Table(path, names, rows, lines)
 
 
-def _read_jsonl(path: Path, text: str) -> _Table:
+def _read_jsonl(path: Path, text: str) -> Table:
     keys: dict[str, None] = {}  # insertion-ordered set of column names
     rows: list[dict[str, str]] = []
     lines: list[int] = []
@@ -198,7 +196,7 @@ def _read_jsonl(path: Path, text: str) -> _Table:
             )
         rows.append(_json_row(path, lineno, obj, keys))
         lines.append(lineno)
-    return _Table(path, list(keys), rows, lines)
+    return Table(path, list(keys), rows, lines)
 
 
 def _json_row(path: Path, lineno: int, obj: dict, keys: dict[str, None]) -> dict[str, str]:
@@ -214,7 +212,7 @@ def _json_row(path: Path, lineno: int, obj: dict, keys: dict[str, None]) -> dict
     return row
 
 
-def _read_json_array(path: Path, text: str) -> _Table:
+def _read_json_array(path: Path, text: str) -> Table:
     """A JSON file holding one array of objects (what ``json.dump(rows)`` and pandas' ``orient='records'`` write)."""
     try:
         items = json.loads(text)
@@ -225,7 +223,7 @@ def _read_json_array(path: Path, text: str) -> _Table:
     return records_table(path, items, "element")
 
 
-def records_table(path: Path, items: Any, unit: str) -> _Table:
+def records_table(path: Path, items: Any, unit: str) -> Table:
     """Rows given as a sequence of mappings (a JSON array, a parquet file, a ``datasets`` split) as a table.
 
     ``unit`` names what a row is in error messages ("element", "row"); rows are numbered from 1.
@@ -240,7 +238,7 @@ def records_table(path: Path, items: Any, unit: str) -> _Table:
         if not isinstance(obj, dict):
             raise StarkInputError(f"{path}: {unit} {n} is a {_json_type(obj)}, expected an object")
         rows.append(_json_row(path, n, obj, keys))
-    return _Table(path, list(keys), rows, list(range(1, len(rows) + 1)))
+    return Table(path, list(keys), rows, list(range(1, len(rows) + 1)))
 
 
 def _json_type(value: Any) -> str:
@@ -279,7 +277,7 @@ def _check_encodable(path: Path, lineno: int, text: str) -> None:
         raise StarkInputError(f"{path}: line {lineno} contains an invalid \\u escape (lone surrogate)") from None
 
 
-def _column(table: _Table, col: str) -> list[str]:
+def _column(table: Table, col: str) -> list[str]:
     if col not in table.header:
         available = ", ".join(repr(c) for c in table.header) or "none"
         raise StarkInputError(f"{table.path}: no column {col!r} (available columns: {available})")
@@ -292,7 +290,7 @@ def _column(table: _Table, col: str) -> list[str]:
     return out
 
 
-def _label_cells(table: _Table, col: str) -> list[tuple[str, int]]:
+def label_cells(table: Table, col: str) -> list[tuple[str, int]]:
     cells = []
     for value, line in zip(_column(table, col), table.lines, strict=True):
         value = value.strip()
@@ -300,3 +298,29 @@ def _label_cells(table: _Table, col: str) -> list[tuple[str, int]]:
             raise StarkInputError(f"{table.path}: line {line}: empty label in column {col!r}")
         cells.append((value, line))
     return cells
+
+
+def read_parquet(path: Path):
+    """A parquet file as a table (``datasets`` reads it through pyarrow)."""
+    if not path.is_file():
+        raise StarkInputError(f"{path}: file not found")
+    try:
+        from datasets import Dataset
+
+        ds = Dataset.from_parquet(str(path))
+    except Exception as exc:  # pyarrow raises its own types for every kind of damage
+        raise StarkInputError(f"{path}: not a readable parquet file ({str(exc).splitlines()[0]})") from None
+    return records_table(path, dataset_rows(ds), "row")
+
+
+def dataset_rows(ds) -> list[dict[str, Any]]:
+    """Rows as plain dicts, ``ClassLabel`` ids replaced by their names."""
+    from datasets import ClassLabel
+
+    names = {col: feat for col, feat in ds.features.items() if isinstance(feat, ClassLabel)}
+    rows = ds.to_list()
+    for row in rows:
+        for col, feat in names.items():
+            if isinstance(row.get(col), int) and row[col] >= 0:
+                row[col] = feat.int2str(row[col])
+    return rows

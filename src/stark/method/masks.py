@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from transformers import PreTrainedModel
 
-from stark.models import family_of, head_dim, layer_widths
+from stark.models.families import family_of, head_dim, layer_widths
 
 
 def ones_masks(model: PreTrainedModel, requires_grad: bool = False) -> tuple[list[torch.Tensor], list[torch.Tensor]]:

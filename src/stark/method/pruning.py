@@ -23,7 +23,16 @@ from torch import nn
 from transformers import PreTrainedModel
 
 from stark.errors import StarkInputError
-from stark.models import Family, _get, _set, empty_linear, encoder_layers, family_of, head_dim, layer_widths
+from stark.models.families import (
+    Family,
+    empty_linear,
+    encoder_layers,
+    family_of,
+    get_path,
+    head_dim,
+    layer_widths,
+    set_path,
+)
 
 NEURON_MULTIPLE = 8
 
@@ -86,7 +95,7 @@ def slice_layer(
     for name in family.projections():
         family.replace(layer, name, _slice_rows(getattr(p, name), qkv_rows))
     for path in family.head_row_paths(layer):
-        _set(layer, path, _slice_rows(_get(layer, path), rows))
+        set_path(layer, path, _slice_rows(get_path(layer, path), rows))
     family.replace(layer, "attn_out", _slice_cols(p.attn_out, rows))
     family.replace(layer, "ffn_in", _slice_rows(p.ffn_in, in_rows))
     family.replace(layer, "ffn_out", _slice_cols(p.ffn_out, neurons))
@@ -202,7 +211,7 @@ def drop_layers(model: PreTrainedModel, keep: int) -> PreTrainedModel:
         raise StarkInputError(f"student layers {keep} is out of range: the teacher has {total} layers (use 1-{total})")
     student = copy.deepcopy(model)
     family = family_of(student.config)
-    _set(student.base_model, family.layers, nn.ModuleList(list(family.layer_list(student))[:keep]))
+    set_path(student.base_model, family.layers, nn.ModuleList(list(family.layer_list(student))[:keep]))
     student.config.num_hidden_layers = keep
     heads, ffn = layer_widths(student)
     student.config.stark_heads, student.config.stark_ffn = heads, ffn

@@ -24,10 +24,11 @@ from transformers import PreTrainedModel
 from stark.data.batching import Encoded, collate, length_grouped_batches
 from stark.data.tasks import TaskSpec
 from stark.errors import StarkInputError
-from stark.losses import kd_loss, task_loss
 from stark.method.masks import masked, ones_masks
-from stark.models import layer_widths, load_safetensors
+from stark.models.checkpoint import load_safetensors
+from stark.models.families import layer_widths
 from stark.training.log import progress_enabled
+from stark.training.losses import kd_loss, task_loss
 
 NORM_EPS = 1e-7
 
@@ -60,7 +61,7 @@ class TeacherScores:
         if self.friendly_heads is not None:
             tensors["friendly_heads"] = self.friendly_heads
             tensors["friendly_neurons"] = self.friendly_neurons
-        from stark.rundir import replace_atomically
+        from stark.rundir.io import replace_atomically
 
         replace_atomically(path, lambda tmp: save_file({k: v.contiguous().cpu() for k, v in tensors.items()}, str(tmp)))
 

@@ -19,10 +19,10 @@ from transformers import PreTrainedModel
 from stark.data.batching import Encoded, TaskData
 from stark.errors import StarkInputError
 from stark.method.pruning import reorder_model, sparsify, sparsity_map
-from stark.models import load_model, save_model
-from stark.processes import barrier, is_main
-from stark.rundir import replace_atomically
+from stark.models.checkpoint import load_model, save_model
+from stark.rundir.io import replace_atomically
 from stark.training.evaluation import on_device, predict
+from stark.training.processes import barrier, is_main
 
 
 class SparseTeachers:

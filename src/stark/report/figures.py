@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
-from stark.records import RunSummary, SparseTeacherRecord
 from stark.report.inputs import dense_shape, load_scores, metric_points, sparse_teacher_widths
-from stark.rundir import replace_atomically
+from stark.rundir.io import replace_atomically
+from stark.rundir.records import RunSummary, SparseTeacherRecord
 
 FIGURES = "figures"
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from stark.records import SparseTeacherRecord
-from stark.rundir import RunDir
+from stark.rundir.layout import RunDir
+from stark.rundir.records import SparseTeacherRecord
 
 
 def read_json(path: Path) -> dict | None:

@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from stark.config import NEAR_DUP, WARN_NEAR_DUP
-from stark.records import RunSummary, SeedRecord, SparseTeacherRecord
 from stark.report.figures import FIGURES, NEURON_BUCKETS, build_figures
 from stark.report.html import markdown_to_html
 from stark.report.inputs import dense_shape, fmt_metric, metric_points, read_json, sparse_teacher_widths
-from stark.rundir import write_text
+from stark.rundir.io import write_text
+from stark.rundir.records import RunSummary, SeedRecord, SparseTeacherRecord
 
 
 def results_table(summary: RunSummary | dict) -> str:
@@ -144,7 +144,7 @@ def _inference_section(run_dir: Path) -> list[str]:
     results = read_json(Path(run_dir) / "inference.json")
     if not results or "models" not in results:
         return []
-    from stark.inference import GOAL_NOTE, goal_table, inference_table, settings_text
+    from stark.deploy.inference import GOAL_NOTE, goal_table, inference_table, settings_text
 
     return [
         "## Inference speed",

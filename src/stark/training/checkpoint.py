@@ -19,7 +19,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from stark.config import TrainConfig
-from stark.rundir import replace_folder, write_json
+from stark.rundir.io import replace_folder, write_json
 
 
 @dataclass

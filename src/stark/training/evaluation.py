@@ -8,8 +8,8 @@ from transformers import PreTrainedModel
 
 from stark.data.batching import Encoded, collate, length_grouped_batches
 from stark.data.tasks import TaskSpec
-from stark.losses import task_loss
-from stark.metrics import compute_metrics
+from stark.training.losses import task_loss
+from stark.training.metrics import compute_metrics
 
 
 def on_device(model: torch.nn.Module, accelerator=None) -> torch.nn.Module:

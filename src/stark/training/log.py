@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from contextvars import ContextVar
 from pathlib import Path
 
-from stark.rundir import write_text
+from stark.rundir.io import write_text
 
 _PROGRESS: ContextVar[bool] = ContextVar("stark_progress", default=True)
 

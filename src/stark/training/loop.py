@@ -21,13 +21,13 @@ from transformers import PreTrainedModel
 import stark.training.checkpoint as checkpoint
 from stark.config import TrainConfig
 from stark.data.batching import TaskData, collate
-from stark.losses import kd_loss, task_loss
-from stark.metrics import better
-from stark.models import save_model
+from stark.models.checkpoint import save_model
 from stark.training.checkpoint import ParkedRun, Standing
 from stark.training.embedding_grad import EmbeddingGrad
 from stark.training.evaluation import evaluate
 from stark.training.log import RunLog, progress_enabled
+from stark.training.losses import kd_loss, task_loss
+from stark.training.metrics import better
 from stark.training.optim import make_optimizer, make_scheduler
 from stark.training.schedule import epoch_batches, steps_per_epoch, total_steps_for
 

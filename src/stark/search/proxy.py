@@ -19,9 +19,9 @@ import torch
 import torch.nn.functional as F
 
 from stark.data.tasks import TaskSpec, TaskType
-from stark.losses import soft_cross_entropy
-from stark.metrics import compute_metrics
-from stark.models import load_model
+from stark.models.checkpoint import load_model
+from stark.training.losses import soft_cross_entropy
+from stark.training.metrics import compute_metrics
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,7 @@ def signals_for(
     temperature: float,
 ) -> ProxySignals:
     """Pure: the three signals from logits already computed on the selection split."""
-    from stark.losses import task_loss
+    from stark.training.losses import task_loss
 
     gold = torch.as_tensor(np.asarray(labels))
     metric = compute_metrics(spec, teacher_logits.numpy(), gold.numpy())[spec.main_metric]

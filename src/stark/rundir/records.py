@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from stark.rundir import read_metrics
+from stark.rundir.io import read_metrics
 
 
 def recorded_source(metrics: dict[str, Any]) -> str | None:
@@ -134,9 +134,10 @@ class Speed:
 
     batch: int
     seq_len: int
-    teacher_ms: float
-    model_ms: float
-    threads: int
+    teacher_ms: float = float("nan")
+    model_ms: float = float("nan")
+    """Absent (NaN) only where a record was stripped of its timings (e.g. a golden test's copy)."""
+    threads: int = 1
 
     @property
     def speedup(self) -> float:

@@ -18,12 +18,12 @@ folder name or parses one back into a number.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
+
+from stark.rundir.io import write_json
 
 
 def level_name(sparsity: float) -> str:
@@ -104,60 +104,6 @@ def work_dir_of(out_dir: Path) -> Path:
     return out_dir.with_name(out_dir.name + ".work")
 
 
-def read_metrics(stage_dir: Path) -> dict:
-    return json.loads((Path(stage_dir) / "metrics.json").read_text())
-
-
-def replace_atomically(path: Path, write: Callable[[Path], object]) -> Path:
-    """``write(tmp)`` to a temp path beside ``path``, then rename it over ``path``: readers never see half a file."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    os.replace(tmp, path)
-    return path
-
-
-def replace_folder(path: Path, fill: Callable[[Path], object]) -> Path:
-    """``fill(tmp)`` a fresh folder beside ``path``, then swap it in: ``path`` becomes ``<path>.old``, the new
-    folder ``path``, and the old one is removed. A kill between the two renames leaves only ``.old``, the
-    last complete folder (``stark.training.checkpoint.recover`` puts it back)."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    fill(tmp)
-    old = path.with_name(path.name + ".old")
-    if path.exists():
-        # A stale .old beside a complete folder (a kill after the second rename) would make the rename fail.
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(path, old)
-    os.replace(tmp, path)
-    shutil.rmtree(old, ignore_errors=True)
-    return path
-
-
-def write_text(path: Path, text: str) -> Path:
-    """Atomic text write (temp file, then rename)."""
-    return replace_atomically(path, lambda tmp: tmp.write_text(text))
-
-
-def write_json(path: Path, obj: dict) -> Path:
-    """Atomic JSON write (temp file, then rename)."""
-    return write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
-
-
-def _json_default(obj):
-    import numpy as np  # only when a value needs it: the CLI imports this module before anything heavy
-
-    if isinstance(obj, Path):
-        return str(obj)
-    if isinstance(obj, (np.floating, np.integer)):
-        return obj.item()
-    if hasattr(obj, "__dataclass_fields__"):
-        return asdict(obj)
-    raise TypeError(f"not JSON serialisable: {type(obj)}")
-
-
 def finalize(work_dir: Path, final_dir: Path, metrics: dict) -> Path:
     """Turn a finished run's work folder into the stage folder: best model + logs + metrics.json.
 
@@ -178,7 +124,7 @@ def finalize(work_dir: Path, final_dir: Path, metrics: dict) -> Path:
             shutil.move(str(src), str(dst))
     write_json(best / "metrics.json", metrics)
     if (best / "config.json").is_file():
-        from stark.card import write_card
+        from stark.models.card import write_card
 
         write_card(best, metrics)
     if final_dir.exists():

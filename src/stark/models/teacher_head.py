@@ -20,7 +20,7 @@ from safetensors import SafetensorError, safe_open
 from stark.config import RunConfig
 from stark.data.tasks import TaskSpec, TaskType
 from stark.errors import StarkInputError
-from stark.models import load_config, resolve_model_path
+from stark.models.checkpoint import load_config, resolve_model_path
 
 DEFAULT_NAME = re.compile(r"LABEL_\d+")
 """transformers' name for a class nobody named (``LABEL_0``, ``LABEL_1``...)."""

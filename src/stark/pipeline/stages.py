@@ -16,57 +16,23 @@ from transformers import PreTrainedModel
 
 from stark.config import ScoreConfig, SparsifyConfig, StudentConfig, TrainConfig
 from stark.data.batching import Encoded, TaskData
+from stark.data.prepare import (
+    sample_indices,
+)
 from stark.method.pruning import drop_layers, reorder_model, sparsify, sparsity_map
 from stark.method.scores import TeacherScores, score_teacher
-from stark.method.sparse_teachers import LogitCache, SparseTeachers, split_fingerprint
-from stark.models import count_parameters, encoder_flops, layer_widths, load_model, save_model
-from stark.processes import barrier, is_main
-from stark.provenance import versions
-from stark.records import ModelSize, SparseTeacherRecord, StudentInitRecord, TrainedStage, recorded_source
-from stark.rundir import RunDir, finalize, is_done, read_metrics, replace_folder, work_dir_of, write_json
-from stark.task_data import (
-    MIN_SELECT,
-    MIN_TRAIN,
-    WARN_SELECT,
-    load_examples,
-    prepare_data,
-    sample_indices,
-    selection_fraction,
-    warn_selection,
-)
+from stark.method.sparse_teachers import SparseTeachers
+from stark.models.checkpoint import load_model, save_model
+from stark.models.families import layer_widths
+from stark.models.sizes import count_parameters, encoder_flops
+from stark.rundir.io import read_metrics, replace_folder, write_json
+from stark.rundir.layout import RunDir, finalize, is_done, work_dir_of
+from stark.rundir.provenance import versions
+from stark.rundir.records import ModelSize, SparseTeacherRecord, StudentInitRecord, TrainedStage, recorded_source
 from stark.training.checkpoint import checkpoint_step
 from stark.training.evaluation import evaluate, on_device, predict
 from stark.training.loop import Budget, FitResult, fit
-
-__all__ = [  # the stages, and names kept importable from here for code written before they moved
-    "MIN_SELECT",
-    "MIN_TRAIN",
-    "WARN_SELECT",
-    "LogitCache",
-    "SparseTeachers",
-    "TaskData",
-    "adopt_teacher",
-    "barrier",
-    "build_student",
-    "distill",
-    "finetune_teacher",
-    "finish_chosen",
-    "is_main",
-    "load_examples",
-    "load_sparse_teachers",
-    "prepare_data",
-    "read_metrics",
-    "sample_indices",
-    "score",
-    "scoring_data",
-    "selection_fraction",
-    "source_of",
-    "sparsify_teachers",
-    "split_fingerprint",
-    "teacher_logits_full",
-    "versions",
-    "warn_selection",
-]
+from stark.training.processes import barrier, is_main
 
 
 def training_step(out_dir: Path) -> int:
@@ -87,8 +53,6 @@ def training_done(out_dir: Path, accelerator=None) -> bool:
     return True
 
 
-evaluate_on = evaluate
-"""Kept for callers of the old name: ``stark.training.evaluate`` (metrics plus the selection loss)."""
 
 
 def source_of(model_dir: Path) -> str:
@@ -166,7 +130,7 @@ def finetune_teacher(teacher: str, train: TrainConfig, data: TaskData, out: Path
 
 def adopt_teacher(teacher: str, data: TaskData, out: Path, eval_batch_size: int, accelerator=None) -> Path:
     """Stage 1 for a teacher that is already a classifier fine-tuned for the task's labels (see
-    ``stark.teacher_head.finetuned_head``): use it as it is, no training.
+    ``stark.models.teacher_head.finetuned_head``): use it as it is, no training.
 
     Writes the teacher folder as fine-tuning would (the model in stark's layout with the run's tokenizer, and a
     ``TrainedStage`` metrics.json with its selection and dev metrics, 0 steps and epochs, ``stage`` "adopted"
@@ -184,7 +148,7 @@ def adopt_teacher(teacher: str, data: TaskData, out: Path, eval_batch_size: int,
     if is_main(accelerator):
 
         def fill(folder: Path) -> None:
-            from stark.card import write_card
+            from stark.models.card import write_card
 
             save_model(model, data.tokenizer, folder, facts)
             write_json(folder / "metrics.json", stage.to_dict())
@@ -467,6 +431,6 @@ def finish_chosen(
 def _card_if_saved(out_dir: Path, record: SparseTeacherRecord, info: dict) -> None:
     """A sparse teacher folder with weights gets a model card (its metrics alone need none)."""
     if teacher_saved(out_dir):
-        from stark.card import write_card
+        from stark.models.card import write_card
 
         write_card(out_dir, {**info, **record.to_dict()})

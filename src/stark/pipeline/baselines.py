@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from stark.data.tasks import TaskSpec, TaskType
-from stark.metrics import accuracy, compute_metrics
+from stark.training.metrics import accuracy, compute_metrics
 
 
 def constant_predictions(spec: TaskSpec, train_labels: Any, n: int) -> np.ndarray:

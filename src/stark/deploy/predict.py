@@ -31,7 +31,7 @@ from stark.errors import StarkInputError
 
 if TYPE_CHECKING:
     from stark.data.batching import Encoded
-    from stark.data.readers import _Table
+    from stark.data.readers import Table
 
 STDIN = "-"
 OUTPUT_FORMATS = ("csv", "jsonl")
@@ -167,7 +167,7 @@ class Classifier:
     @classmethod
     def load(cls, path: str | Path) -> Classifier:
         """Load ``path``; one-line StarkInputError for a folder that is not a trained classifier with a tokenizer."""
-        from stark.models import load_config, load_model, load_tokenizer
+        from stark.models.checkpoint import load_config, load_model, load_tokenizer
 
         path = str(path)
         config = load_config(path)  # refuses a missing folder, a folder without weights, another family
@@ -229,7 +229,7 @@ def predictions_from_logits(logits: np.ndarray, class_names: tuple[str, ...]) ->
     return Predictions(class_names, logits if not class_names else softmax(logits))
 
 
-def read_input(source: str, fmt: str | None = None) -> _Table:
+def read_input(source: str, fmt: str | None = None) -> Table:
     """The rows of a file, or of standard input for ``-``.
 
     The format follows ``fmt`` or else the file's suffix; standard input is sniffed: ``{`` starts JSON lines,
@@ -282,7 +282,7 @@ def _is_numeric(values: list[str | None]) -> bool:
     return seen
 
 
-def choose_text_cols(table: _Table, given: Sequence[str] | None, task: TaskSpec | None) -> tuple[list[str], str]:
+def choose_text_cols(table: Table, given: Sequence[str] | None, task: TaskSpec | None) -> tuple[list[str], str]:
     """The one or two text columns to read, and where the choice came from (said on stderr when guessed).
 
     ``given`` (``--text-cols``) wins; then the columns the model was trained on (its ``stark.json``) when the
@@ -325,7 +325,7 @@ def output_columns(class_names: Sequence[str]) -> list[str]:
     return ["prediction", *(f"prob_{name}" for name in class_names)]
 
 
-def _refuse_clash(table: _Table, out_cols: list[str]) -> None:
+def _refuse_clash(table: Table, out_cols: list[str]) -> None:
     clash = [c for c in out_cols if c in table.header]
     if clash:
         raise StarkInputError(
@@ -334,7 +334,7 @@ def _refuse_clash(table: _Table, out_cols: list[str]) -> None:
         )
 
 
-def format_predictions(table: _Table, preds: Predictions, fmt: str) -> str:
+def format_predictions(table: Table, preds: Predictions, fmt: str) -> str:
     """The input's columns followed by the prediction columns, as CSV or JSON lines."""
     if fmt not in OUTPUT_FORMATS:
         raise StarkInputError(f"--format {fmt!r}: use one of {', '.join(OUTPUT_FORMATS)}")
@@ -358,7 +358,7 @@ def format_predictions(table: _Table, preds: Predictions, fmt: str) -> str:
 
 def write_output(text: str, output: str | None) -> None:
     """To stdout (None or ``-``) or atomically to a file (temp file beside it, then rename)."""
-    from stark.rundir import write_text
+    from stark.rundir.io import write_text
 
     if output in (None, STDIN):
         sys.stdout.write(text)

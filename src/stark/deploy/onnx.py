@@ -37,11 +37,11 @@ import numpy as np
 
 from stark.config import DEFAULT_ATOL, DEFAULT_OPSET, BenchConfig
 from stark.data.tasks import Examples, TaskSpec, TaskType
+from stark.deploy.predict import DEFAULT_BATCH_SIZE, DEFAULT_MAX_LENGTH, Forward
 from stark.errors import StarkInputError
-from stark.predict import DEFAULT_BATCH_SIZE, DEFAULT_MAX_LENGTH, Forward
 
 if TYPE_CHECKING:
-    from stark.predict import Classifier
+    from stark.deploy.predict import Classifier
 
 ONNX_FILE = "model.onnx"
 INT8_FILE = "model_quantized.onnx"
@@ -191,7 +191,7 @@ def quantize_int8(src: Path, dst: Path) -> list[str]:
 
 
 def onnx_forward(session) -> Forward:
-    """An ONNX Runtime session as a :data:`~stark.predict.Forward`: inputs the graph lacks are dropped, and
+    """An ONNX Runtime session as a :data:`~stark.deploy.predict.Forward`: inputs the graph lacks are dropped, and
     segment ids it needs but the tokenizer does not produce are zeros."""
     names = [i.name for i in session.get_inputs()]
 
@@ -215,7 +215,7 @@ def onnx_latency(
     """Milliseconds per batch of each ONNX graph, median of ``repeats`` timed passes after ``warmup`` untimed ones.
 
     Inputs are random token ids above the special tokens with full attention (every position is real work).
-    The graphs of one batch size are timed round-robin (:func:`stark.inference.time_interleaved`), so load
+    The graphs of one batch size are timed round-robin (:func:`stark.deploy.inference.time_interleaved`), so load
     drifting on a shared machine hits them alike and their ratio stays fair.
 
     Args:
@@ -228,8 +228,8 @@ def onnx_latency(
     Returns:
         name -> batch size (as text) -> median milliseconds.
     """
-    from stark.export import ort_session
-    from stark.inference import random_inputs, time_interleaved
+    from stark.deploy.export import ort_session
+    from stark.deploy.inference import random_inputs, time_interleaved
 
     sessions = {name: ort_session(path, threads) for name, path in graphs.items()}
     out: dict[str, dict[str, float]] = {name: {} for name in graphs}
@@ -369,9 +369,9 @@ def _evaluate(
     threads: int | None,
 ) -> EvalRecord:
     """Score the PyTorch model and each graph (``onnx_fp32``, ``onnx_int8``) on the same tokenised dev rows."""
-    from stark.export import ort_session
-    from stark.metrics import compute_metrics
-    from stark.predict import batched_logits, torch_forward
+    from stark.deploy.export import ort_session
+    from stark.deploy.predict import batched_logits, torch_forward
+    from stark.training.metrics import compute_metrics
 
     data = clf.encode(examples.text_a, examples.text_b, max_length)
     gold = np.asarray(examples.labels)
@@ -400,7 +400,7 @@ def _evaluate(
 
 def _quantized(tmp: Path, batches: list[dict[str, np.ndarray]], threads: int | None) -> GraphRecord:
     """Write the int8 graph beside the fp32 one and compare their logits on the export's check batches."""
-    from stark.export import ort_session
+    from stark.deploy.export import ort_session
 
     excluded = quantize_int8(tmp / ONNX_FILE, tmp / INT8_FILE)
     fp32, int8 = ort_session(tmp / ONNX_FILE, threads), ort_session(tmp / INT8_FILE, threads)
@@ -448,10 +448,10 @@ def export_folder(
     """
     import onnxruntime
 
-    from stark.export import export_model, saved_tokenizer
-    from stark.models import load_model
-    from stark.predict import Classifier, saved_task
-    from stark.provenance import versions
+    from stark.deploy.export import export_model, saved_tokenizer
+    from stark.deploy.predict import Classifier, saved_task
+    from stark.models.checkpoint import load_model
+    from stark.rundir.provenance import versions
 
     say = log or (lambda line: None)
     model_dir, out_dir = Path(model_dir).expanduser(), Path(out_dir).expanduser()

@@ -25,7 +25,7 @@ from pathlib import Path
 from types import TracebackType
 
 from stark.errors import StarkInputError
-from stark.rundir import RunDir, work_dir_of
+from stark.rundir.layout import RunDir, work_dir_of
 
 LOCK_NAME = ".lock"
 # What a failed start may leave in a folder it created; anything else is real work and is kept.

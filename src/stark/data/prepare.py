@@ -23,7 +23,8 @@ from stark.data.splits import (
 )
 from stark.data.tasks import GLUE_TASKS, EmptyTexts, Examples, TaskSpec, TaskType
 from stark.errors import StarkInputError
-from stark.models import load_config, load_tokenizer, max_positions
+from stark.models.checkpoint import load_config, load_tokenizer
+from stark.models.families import max_positions
 
 
 def load_examples(cfg: RunConfig) -> tuple[TaskSpec, Examples, Examples]:
@@ -44,8 +45,8 @@ def load_task(cfg: RunConfig) -> tuple[TaskSpec, Examples, Examples, HeldOutDev 
         if d.dev is None:
             train, dev, heldout = _hold_out_dev(cfg, spec, train)
     elif d.dataset is not None:
+        from stark.data.datasets_io import load_splits
         from stark.data.labels import custom_task
-        from stark.datasets_io import load_splits
 
         tables = load_splits(d.dataset, d.dataset_config, d.train_split, d.dev_split)
         spec, train, dev = custom_task(*tables, d.text_cols, d.label_col, d.task_type)

@@ -16,8 +16,8 @@ from typing import Any
 
 from stark.config import RunConfig, build_config, load_saved_config, to_dict
 from stark.errors import StarkInputError
-from stark.models import BUNDLED_NAMES, resolve_model_path
-from stark.rundir import RunDir, is_done, work_dir_of
+from stark.models.checkpoint import BUNDLED_NAMES, resolve_model_path
+from stark.rundir.layout import RunDir, is_done, work_dir_of
 
 FREE = (
     "out",

@@ -11,8 +11,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from stark.records import Speed
-from stark.rundir import replace_folder
+from stark.rundir.io import replace_folder
+from stark.rundir.records import Speed
 
 MODEL_FILES_SKIPPED = ("tb", "log.jsonl")
 """Training logs stay with the stage folder; the delivered model holds what loading and reading it need."""
@@ -48,8 +48,8 @@ def measure_speed(
     """
     import torch
 
-    from stark.inference import random_inputs, time_interleaved
-    from stark.models import load_model
+    from stark.deploy.inference import random_inputs, time_interleaved
+    from stark.models.checkpoint import load_model
 
     models = {"teacher": load_model(str(teacher_dir)).eval(), "model": load_model(str(model_dir)).eval()}
     names = ["input_ids", "attention_mask"]

@@ -110,7 +110,7 @@ def license_of(model: str | None) -> str | None:
     if not model:
         return None
     try:
-        from stark.models import resolve_model_path
+        from stark.models.checkpoint import resolve_model_path
 
         card = Path(resolve_model_path(model)) / "README.md"
         lic = read_front_matter(card).get("license") if card.is_file() else None
@@ -122,8 +122,8 @@ def license_of(model: str | None) -> str | None:
 def base_model_of(metrics: dict[str, Any]) -> str | None:
     """The pretrained encoder a stage started from (its recorded source; older runs: the run's teacher),
     with the bundled teacher's alias spelled as its Hub id, which is what the Hub's tools look up."""
-    from stark.models import BUNDLED_HUB_ID, BUNDLED_NAMES
-    from stark.records import recorded_source
+    from stark.models.checkpoint import BUNDLED_HUB_ID, BUNDLED_NAMES
+    from stark.rundir.records import recorded_source
 
     base = recorded_source(metrics)
     return BUNDLED_HUB_ID if base in BUNDLED_NAMES else base
@@ -132,7 +132,7 @@ def base_model_of(metrics: dict[str, Any]) -> str | None:
 def write_card(folder: Path, metrics: dict[str, Any]) -> Path:
     """Write ``folder/README.md`` from the stage's metrics (temp file, then rename)."""
     base = base_model_of(metrics)
-    from stark.rundir import write_text
+    from stark.rundir.io import write_text
 
     return write_text(Path(folder) / "README.md", card_text(metrics, base, license_of(base)))
 

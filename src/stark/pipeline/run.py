@@ -20,38 +20,16 @@ import torch
 import yaml
 from transformers import PreTrainedModel
 
-from stark.baselines import TeacherCheck, check_metric_spec, check_teacher, constant_metrics
-from stark.config import RunConfig, Search, to_dict
+from stark.config import RunConfig, RungSignal, Search, to_dict
 from stark.data.batching import TaskData
-from stark.delivery import copy_model, folder_mb, measure_speed
+from stark.data.prepare import prepare_data, warn_selection
 from stark.errors import StarkInputError
-from stark.lock import RunLock
 from stark.method.sparse_teachers import LogitCache, SparseTeachers, split_fingerprint
-from stark.models import count_parameters, load_config, load_model
-from stark.processes import barrier, is_main
-from stark.provenance import versions
-from stark.records import (
-    DeliveredModel,
-    DistillationGain,
-    LevelRecord,
-    RunSummary,
-    SeedRecord,
-    SparseTeacherRecord,
-    StudentInitRecord,
-    TrainedStage,
-)
-from stark.rundir import RunDir, is_done, level_name, read_metrics, work_dir_of, write_json, write_text
-from stark.search import (
-    Choice,
-    RungScore,
-    RungSignal,
-    decide,
-    paired_bootstrap,
-    paired_bootstrap_loss,
-    rank,
-    successive_halving,
-)
-from stark.stages import (
+from stark.models.checkpoint import load_config, load_model
+from stark.models.sizes import count_parameters
+from stark.pipeline.baselines import TeacherCheck, check_metric_spec, check_teacher, constant_metrics
+from stark.pipeline.delivery import copy_model, folder_mb, measure_speed
+from stark.pipeline.stages import (
     build_student,
     distill,
     finetune_teacher,
@@ -62,16 +40,29 @@ from stark.stages import (
     training_done,
     training_step,
 )
-from stark.stale import check_not_stale
-from stark.task_data import prepare_data, warn_selection
+from stark.rundir.io import read_metrics, write_json, write_text
+from stark.rundir.layout import RunDir, is_done, level_name, work_dir_of
+from stark.rundir.lock import RunLock
+from stark.rundir.provenance import versions
+from stark.rundir.records import (
+    DeliveredModel,
+    DistillationGain,
+    LevelRecord,
+    RunSummary,
+    SeedRecord,
+    SparseTeacherRecord,
+    StudentInitRecord,
+    TrainedStage,
+)
+from stark.rundir.stale import check_not_stale
+from stark.search.choice import Choice, decide, paired_bootstrap, paired_bootstrap_loss
+from stark.search.halving import RungScore, rank, successive_halving
 from stark.training.checkpoint import ParkedRun, standing
 from stark.training.evaluation import evaluate, on_device, predict
 from stark.training.log import progress_bars
 from stark.training.loop import Budget
+from stark.training.processes import barrier, is_main
 from stark.training.schedule import total_steps_for, visited_examples
-
-RunPaths = RunDir
-"""Kept for callers of the old name (the run folder's layout is ``stark.rundir.RunDir``)."""
 
 
 @dataclass
@@ -117,7 +108,7 @@ def prepare_run(cfg: RunConfig, check_student: bool = True) -> TaskData:
             )
     data = prepare_data(cfg)
     if check_student:  # a classifier head for other labels is refused now, not after the run folder exists
-        from stark.teacher_head import adopts_teacher
+        from stark.models.teacher_head import adopts_teacher
 
         adopts_teacher(cfg, data.spec)
     return data
@@ -224,7 +215,7 @@ def _proxy_candidates(
 ) -> tuple[list[float], list[dict]]:
     """The ``proxy_top`` sparse levels whose teachers the trial student already follows best (soft-KD gap
     on the selection split, forward passes only), and a log entry with every level's signals."""
-    from stark.proxy import measure
+    from stark.search.proxy import measure
 
     bs, t = cfg.distill.eval_batch_size, cfg.distill.temperature
     signals = measure(teachers, levels, paths.trial, data, bs, t, accelerator)
@@ -287,8 +278,8 @@ def _run(cfg: RunConfig, data: TaskData, accelerator, start: float) -> dict:
     paths = RunDir(out)
     clock = Clock()
 
-    from stark.stages import adopt_teacher
-    from stark.teacher_head import adopts_teacher
+    from stark.models.teacher_head import adopts_teacher
+    from stark.pipeline.stages import adopt_teacher
 
     if adopts_teacher(cfg, data.spec):
         if is_main(accelerator):

@@ -15,7 +15,7 @@ that an ideal implementation would reach.
 
 Finished cells are written to ``<run>/inference/cells.json`` as soon as their round ends, keyed by
 the model's weights and the settings, so an interrupted benchmark resumes from the last finished
-round. ONNX graphs (verified by :func:`stark.export.export_onnx`) are kept under
+round. ONNX graphs (verified by :func:`stark.deploy.export.export_onnx`) are kept under
 ``<run>/inference/onnx/``. The results are ``<run>/inference.json`` and the table ``<run>/inference.md``.
 """
 
@@ -33,7 +33,8 @@ import numpy as np
 
 from stark.config import BenchConfig, Engine
 from stark.errors import StarkInputError
-from stark.rundir import RunDir, write_json, write_text
+from stark.rundir.io import write_json, write_text
+from stark.rundir.layout import RunDir
 
 RESULTS_JSON = "inference.json"
 RESULTS_MD = "inference.md"
@@ -129,7 +130,8 @@ def _weights_id(path: Path) -> list[int]:
 
 
 def _model_facts(model, seq_len: int) -> dict:
-    from stark.models import count_parameters, encoder_flops, layer_widths
+    from stark.models.families import layer_widths
+    from stark.models.sizes import count_parameters, encoder_flops
 
     heads, ffn = layer_widths(model)
     return {
@@ -164,7 +166,7 @@ def _onnx_for(m: BenchModel, work: Path, threads: int) -> tuple[Path, dict]:
     """The model's verified ONNX graph, exported once per weights file."""
     import json
 
-    from stark.export import export_onnx
+    from stark.deploy.export import export_onnx
 
     onnx_path = work / "onnx" / f"{m.key}.onnx"
     record_path = work / "onnx" / f"{m.key}.export.json"
@@ -206,8 +208,8 @@ class _Loaded:
 
 
 def _load(m: BenchModel, cfg: BenchConfig) -> _Loaded:
-    from stark.export import input_names, saved_tokenizer
-    from stark.models import load_model
+    from stark.deploy.export import input_names, saved_tokenizer
+    from stark.models.checkpoint import load_model
 
     model = load_model(str(m.path)).float().eval()
     max_len = model.config.max_position_embeddings - 2  # RoBERTa-style models offset positions by 2
@@ -281,8 +283,8 @@ def bench_inference(run_dir: str | Path, cfg: BenchConfig | None = None, log: Ca
     import onnxruntime
     import torch
 
-    from stark.export import ort_session
-    from stark.provenance import versions
+    from stark.deploy.export import ort_session
+    from stark.rundir.provenance import versions
 
     cfg = cfg or BenchConfig()
     run_dir = Path(run_dir)

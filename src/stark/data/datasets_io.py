@@ -9,37 +9,8 @@ as the dataset names them.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from stark.errors import StarkInputError
-
-
-def read_parquet(path: Path):
-    """A parquet file as a table (``datasets`` reads it through pyarrow)."""
-    from stark.data.readers import records_table
-
-    if not path.is_file():
-        raise StarkInputError(f"{path}: file not found")
-    try:
-        from datasets import Dataset
-
-        ds = Dataset.from_parquet(str(path))
-    except Exception as exc:  # pyarrow raises its own types for every kind of damage
-        raise StarkInputError(f"{path}: not a readable parquet file ({str(exc).splitlines()[0]})") from None
-    return records_table(path, _rows(ds), "row")
-
-
-def _rows(ds) -> list[dict[str, Any]]:
-    """Rows as plain dicts, ``ClassLabel`` ids replaced by their names."""
-    from datasets import ClassLabel
-
-    names = {col: feat for col, feat in ds.features.items() if isinstance(feat, ClassLabel)}
-    rows = ds.to_list()
-    for row in rows:
-        for col, feat in names.items():
-            if isinstance(row.get(col), int) and row[col] >= 0:
-                row[col] = feat.int2str(row[col])
-    return rows
 
 
 def load_splits(source: str, config: str | None, train_split: str, dev_split: str):
@@ -48,7 +19,7 @@ def load_splits(source: str, config: str | None, train_split: str, dev_split: st
     Raises:
         StarkInputError: unknown split, unreadable folder, or a hub name that cannot be fetched (offline).
     """
-    from stark.data.readers import records_table
+    from stark.data.readers import dataset_rows, records_table
 
     where = Path(source)
     try:
@@ -73,5 +44,5 @@ def load_splits(source: str, config: str | None, train_split: str, dev_split: st
     for split in (train_split, dev_split):
         if split not in loaded:
             raise StarkInputError(f"--dataset {source} has no split {split!r} (splits: {', '.join(loaded)})")
-        tables.append(records_table(Path(f"{source}[{split}]"), _rows(loaded[split]), "row"))
+        tables.append(records_table(Path(f"{source}[{split}]"), dataset_rows(loaded[split]), "row"))
     return tables[0], tables[1]

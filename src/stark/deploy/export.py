@@ -29,7 +29,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from stark.config import DEFAULT_ATOL, DEFAULT_OPSET
 from stark.errors import StarkInputError
-from stark.models import load_model, load_tokenizer, resolve_model_path
+from stark.models.checkpoint import load_model, load_tokenizer, resolve_model_path
 
 CHECK_TEXTS = (
     "The cat sat on the mat.",
