@@ -80,7 +80,7 @@ def test_a_runconfig_means_what_stark_run_means(tmp_path: Path) -> None:
     assert to_dict(config_from_options(stark.RunConfig(out=out))) == to_dict(cli)
     reference = config_from_options(stark.RunConfig(out=out, preset=Preset.REFERENCE))
     assert (reference.distill.epochs, reference.distill.lr) == (10, 3e-5)
-    recipe = Path(__file__).resolve().parents[1] / "recipes" / "rte_2layer.yaml"
+    recipe = Path(__file__).resolve().parents[1] / "src" / "stark" / "recipes" / "rte_2layer.yaml"
     assert config_from_options(str(recipe), out=out).student.layers == 2
     save_resolved_config(build_config({}, {"out": out, "data": {"task": "rte"}}), Path(out))
     assert config_from_options(out=out, sparsities=[0, 90]).data.task == "rte"

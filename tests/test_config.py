@@ -10,7 +10,7 @@ from stark.commands.common import config_from_args, flags_from_args
 from stark.config import Preset, Protocol, Search, build_config, load_recipe
 from stark.errors import StarkInputError
 
-RECIPES = sorted((Path(__file__).resolve().parents[1] / "recipes").glob("*.yaml"))
+RECIPES = sorted((Path(__file__).resolve().parents[1] / "src" / "stark" / "recipes").glob("*.yaml"))
 
 
 def test_defaults_are_the_bundled_run():
@@ -46,7 +46,7 @@ def test_shipped_recipes_parse(recipe):
 def test_default_recipe_is_the_default_run():
     from dataclasses import asdict
 
-    written_out = build_config(load_recipe(Path(__file__).resolve().parents[1] / "recipes" / "default.yaml"))
+    written_out = build_config(load_recipe("default"))  # a shipped recipe, by name
     assert asdict(written_out) == asdict(build_config())
 
 
@@ -135,7 +135,7 @@ def test_a_recipe_on_a_run_folder_names_the_student_kind(tmp_path):
     from stark.cli import build_parser
     from stark.pipeline.run import save_resolved_config
 
-    recipes = Path(__file__).resolve().parents[1] / "recipes"
+    recipes = Path(__file__).resolve().parents[1] / "src" / "stark" / "recipes"
     out = tmp_path / "o"
     save_resolved_config(build_config({}, {"out": str(out)}), out)  # the default: 70 %-pruned
     for command in ("run", "student"):
@@ -227,6 +227,26 @@ def test_a_source_that_names_one_student_kind_replaces_the_other():
         cfg_of("--student-layers", "2", "--student-sparsity", "50")
     with pytest.raises(StarkInputError, match="no student"):
         build_config({"student": {"sparsity": None}})
+
+
+def test_a_shipped_recipe_is_found_by_name_and_an_unknown_one_is_listed(tmp_path: Path):
+    from stark.config import RECIPES_DIR, find_recipe
+
+    assert find_recipe("mpnet_mrpc") == RECIPES_DIR / "mpnet_mrpc.yaml"
+    assert find_recipe("default.yaml") == RECIPES_DIR / "default.yaml"
+    with pytest.raises(StarkInputError, match="shipped recipes: default, mpnet_mrpc"):
+        load_recipe("nonesuch")
+    with pytest.raises(StarkInputError, match="does not exist"):
+        load_recipe(tmp_path / "default.yaml")  # a path is a path: no fallback to the shipped one
+
+
+def test_the_package_data_ships_every_recipe():
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+
+    pyproject = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
+    globs = pyproject["tool"]["setuptools"]["package-data"]["stark"]
+    shipped = {p.relative_to(RECIPES[0].parent.parent) for p in RECIPES}
+    assert RECIPES and all(any(p.match(g) for g in globs) for p in shipped)
 
 
 def test_recipes_of_older_versions_still_load():

@@ -578,10 +578,27 @@ def load_saved_config(out: Path) -> dict[str, Any] | None:
     return recipe
 
 
-def load_recipe(path: str | Path) -> dict[str, Any]:
+RECIPES_DIR = Path(__file__).with_name("recipes")
+"""The recipes that ship with the package: ``--config default`` names ``default.yaml`` there."""
+
+
+def shipped_recipes() -> list[str]:
+    return sorted(p.stem for p in RECIPES_DIR.glob("*.yaml"))
+
+
+def find_recipe(path: str | Path) -> Path:
+    """A recipe file: ``path`` itself, or a shipped recipe named without folder or suffix (``default``)."""
     p = Path(path)
-    if not p.is_file():
-        raise StarkInputError(f"recipe {path} does not exist")
+    if p.is_file():
+        return p
+    shipped = RECIPES_DIR / f"{p.stem}.yaml"
+    if p.parent == Path(".") and p.suffix in ("", ".yaml") and shipped.is_file():
+        return shipped
+    raise StarkInputError(f"recipe {path} does not exist (shipped recipes: {', '.join(shipped_recipes())})")
+
+
+def load_recipe(path: str | Path) -> dict[str, Any]:
+    p = find_recipe(path)
     try:
         data = yaml.safe_load(p.read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
