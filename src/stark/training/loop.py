@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -34,6 +35,12 @@ from stark.training.schedule import epoch_batches, steps_per_epoch, total_steps_
 
 class TrainingDiverged(RuntimeError):
     """The loss or the gradient norm became NaN/inf; nothing was saved over the last good checkpoint."""
+
+
+StepHook = Callable[[int, float], None]
+"""Called by ``fit`` after every optimisation step with the step number and the step's wall seconds: forward,
+loss, backward, clipping, optimiser and scheduler step, zeroing the gradients; not the periodic evaluation,
+checkpoint or log line. (On a GPU the time is the host's: kernels may still be running.)"""
 
 
 @dataclass
@@ -140,6 +147,8 @@ def fit(
     budget: Budget | None = None,
     accelerator=None,
     facts: dict | None = None,
+    on_step: StepHook | None = None,
+    row_embedding_grad: bool = True,
 ) -> FitResult:
     """Train ``model`` on ``data.train``; keep the checkpoint with the best selection metric in ``work_dir/best``.
 
@@ -148,6 +157,11 @@ def fit(
         teacher_logits: (N_train, C) cached teacher logits for KD, or None for plain fine-tuning.
         budget: pause after a number of steps, park the paused run in memory, or continue a parked one.
         facts: saved in ``stark.json`` beside the best model; ``facts["stage"]`` names the run in logs.
+        on_step: called after every optimisation step with its number and wall seconds (``StepHook``), e.g. to
+            time the steps without the evaluations and checkpoints between them.
+        row_embedding_grad: on one CPU process, clear only the embedding rows a batch used after each step
+            (``EmbeddingGrad``); False keeps the dense gradient. The weights are the same bit for bit either
+            way: only the time differs, which is what a benchmark compares.
 
     Returns:
         A FitResult; ``finished`` is False when paused by the budget.
@@ -155,7 +169,9 @@ def fit(
     from tqdm.auto import tqdm
 
     budget = budget or Budget()
-    run, state = _start(model, data, cfg, Path(work_dir), teacher_logits, budget, accelerator, facts)
+    run, state = _start(
+        model, data, cfg, Path(work_dir), teacher_logits, budget, accelerator, facts, row_embedding_grad
+    )
     limit = run.total_steps if budget.stop_after_steps is None else min(run.total_steps, budget.stop_after_steps)
     shown = progress_enabled() and run.main
     bar = tqdm(total=run.total_steps, initial=state.step, desc=run.name, disable=not shown, leave=False)
@@ -164,8 +180,11 @@ def fit(
         while state.step < limit and not state.stopped:
             epoch, offset = divmod(state.step, run.per_epoch)
             for indices, weight in epoch_batches(data.train, cfg, epoch, *_rank_world(run))[offset:]:
+                started = time.perf_counter()
                 loss = _train_step(run, state.step + 1, indices, weight)
                 state.step += 1
+                if on_step is not None:
+                    on_step(state.step, time.perf_counter() - started)
                 bar.update(1)
                 _record_loss(run, state, loss)
                 if state.step % run.eval_every == 0 or state.step == run.total_steps:
@@ -188,7 +207,9 @@ def _rank_world(run: _Run) -> tuple[int, int]:
     return run.accelerator.process_index, run.accelerator.num_processes
 
 
-def _start(model, data, cfg, work_dir, teacher_logits, budget, accelerator, facts) -> tuple[_Run, LoopState]:
+def _start(
+    model, data, cfg, work_dir, teacher_logits, budget, accelerator, facts, row_embedding_grad
+) -> tuple[_Run, LoopState]:
     """The run's fixed parts and its state: fresh, continued from a parked run, or restored from disk."""
     from accelerate import Accelerator
 
@@ -248,7 +269,9 @@ def _start(model, data, cfg, work_dir, teacher_logits, budget, accelerator, fact
         prior_wall=state.wall_s,
         saved_step=resume_step,
         # One process on the CPU: the exact row-wise embedding gradient (DDP and GPU kernels keep theirs).
-        embedding_grad=EmbeddingGrad(model, enabled=world == 1 and accelerator.device.type == "cpu"),
+        embedding_grad=EmbeddingGrad(
+            model, enabled=row_embedding_grad and world == 1 and accelerator.device.type == "cpu"
+        ),
     )
     return run, state
 
