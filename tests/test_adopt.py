@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 from transformers import BertModel
 
 from stark.cli import main
-from stark.config import build_config
+from stark.config.recipes import build_config
 from stark.data.tasks import TaskSpec, TaskType
 from stark.errors import StarkInputError
 from stark.models.teacher_head import adopts_teacher, finetuned_head

@@ -71,7 +71,8 @@ def test_a_runconfig_means_what_stark_run_means(tmp_path: Path) -> None:
     from stark.api import config_from_options
     from stark.cli import build_parser
     from stark.commands.common import config_from_args
-    from stark.config import Preset, build_config, to_dict
+    from stark.config.recipes import build_config
+    from stark.config.schema import Preset, to_dict
     from stark.pipeline.run import save_resolved_config
 
     assert to_dict(stark.RunConfig()) == to_dict(build_config({}))

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from conftest import write_task
 
-from stark.config import build_config
+from stark.config.recipes import build_config
 from stark.data import TaskSpec, TaskType
 from stark.data.prepare import prepare_data
 from stark.errors import StarkInputError

@@ -340,7 +340,7 @@ def test_near_duplicate_warning_threshold(share: float | None, warns: bool, caps
 def test_leaky_selection_is_measured_and_closed(tmp_path: Path, tiny_teacher: Path) -> None:
     """Training data made of pairs of near-identical rows: most of a random selection slice has its twin in
     train; --select-near-dup moves the twins over, so none is left and no example is lost."""
-    from stark.config import build_config
+    from stark.config.recipes import build_config
     from stark.data.prepare import prepare_data
     from stark.models.checkpoint import load_tokenizer
 
@@ -370,7 +370,7 @@ def test_smallest_splits(n: int, sizes: tuple[int, int], tmp_path: Path, tiny_te
     """At least 8 examples train and 4 select whenever the data has 12 (--select-fraction 0.1 is raised)."""
     from conftest import write_task
 
-    from stark.config import build_config
+    from stark.config.recipes import build_config
     from stark.data.prepare import prepare_data
     from stark.models.checkpoint import load_tokenizer
 

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from stark.commands.common import config_from_args, flags_from_args
-from stark.config import Preset, Protocol, Search, build_config, load_recipe
+from stark.config.recipes import build_config, load_recipe
+from stark.config.schema import Preset, Protocol, Search
 from stark.errors import StarkInputError
 
 RECIPES = sorted((Path(__file__).resolve().parents[1] / "src" / "stark" / "recipes").glob("*.yaml"))
@@ -150,7 +151,7 @@ def test_a_recipe_on_a_run_folder_names_the_student_kind(tmp_path):
 
 
 def test_build_student_refuses_an_ambiguous_student_config(tmp_path):
-    from stark.config import StudentConfig
+    from stark.config.schema import StudentConfig
     from stark.pipeline.stages import build_student
 
     with pytest.raises(StarkInputError, match="one kind of student"):
@@ -181,7 +182,8 @@ def test_every_config_field_has_help_and_the_cli_is_generated_from_it():
     """Help text and defaults are written once, on the dataclass fields; the flags are built from them."""
     import dataclasses
 
-    from stark.config import SECTIONS, DataConfig, RunConfig, TrainConfig, cli_fields
+    from stark.config.fields import SECTIONS, cli_fields
+    from stark.config.schema import DataConfig, RunConfig, TrainConfig
 
     for cls in (RunConfig, DataConfig, TrainConfig, *(c for c, _ in SECTIONS.values())):
         for f in dataclasses.fields(cls):
@@ -230,7 +232,7 @@ def test_a_source_that_names_one_student_kind_replaces_the_other():
 
 
 def test_a_shipped_recipe_is_found_by_name_and_an_unknown_one_is_listed(tmp_path: Path):
-    from stark.config import RECIPES_DIR, find_recipe
+    from stark.config.recipes import RECIPES_DIR, find_recipe
 
     assert find_recipe("mpnet_mrpc") == RECIPES_DIR / "mpnet_mrpc.yaml"
     assert find_recipe("default.yaml") == RECIPES_DIR / "default.yaml"

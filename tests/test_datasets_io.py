@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from stark.cli import main
-from stark.config import build_config
+from stark.config.recipes import build_config
 from stark.data import load_custom
 from stark.data.prepare import load_examples
 from stark.errors import StarkInputError

@@ -13,7 +13,7 @@ import pytest
 from conftest import TINY_RUN_RECIPE, make_teacher_dir
 
 from stark.cli import main
-from stark.config import build_config
+from stark.config.recipes import build_config
 from stark.data.prepare import MIN_DEV, MIN_SELECT, MIN_TRAIN, load_task, prepare_data, split_examples, warn_selection
 from stark.data.splits import HeldOutDev, hold_out_dev, quantile_bins
 from stark.data.tasks import Examples

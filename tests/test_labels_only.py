@@ -13,9 +13,9 @@ import torch
 from conftest import TINY_RUN_RECIPE, run_args, tiny_model
 from safetensors.torch import load_file
 
-from stark.config import RunConfig, SearchConfig
+from stark.config.schema import RunConfig, SearchConfig
 from stark.data import Encoded, TaskData, TaskSpec, TaskType
-from stark.pipeline.run import final_candidate
+from stark.pipeline.delivery import final_candidate
 from stark.rundir.io import write_json
 from stark.rundir.layout import RunDir
 from stark.rundir.records import DeliveredModel, DistillationGain, RunSummary, Speed

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-import stark.pipeline.run
+import stark.pipeline.rewind
 from stark.cli import main
 from stark.method.scores import TeacherScores
 from stark.report import bucket_by_score, marked_level, results_table, write_report
@@ -191,7 +191,7 @@ def test_dense_teacher_dev_in_the_0_percent_row(
     metrics["select"]["accuracy"] = 1.0  # the best sparse level: 50 %
     student.write_text(json.dumps(metrics))
     # ... and a measurable lead over vanilla KD, so 50 % is chosen and nothing evaluates level 0 on dev.
-    monkeypatch.setattr(stark.pipeline.run, "paired_bootstrap", lambda *a, **k: (0.5, 0.01))
+    monkeypatch.setattr(stark.pipeline.rewind, "paired_bootstrap", lambda *a, **k: (0.5, 0.01))
     assert main(["rewind", f"--out={run}"]) == 0
     capsys.readouterr()
 

@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-import stark.pipeline.run
+import stark.pipeline.rewind
 from stark.cli import main
-from stark.config import RungSignal, build_config, load_recipe
+from stark.config.recipes import build_config, load_recipe
+from stark.config.schema import RungSignal
 from stark.data import TaskSpec, TaskType
 from stark.data.prepare import prepare_data
 from stark.models.checkpoint import load_model
@@ -194,7 +195,7 @@ def test_parking_and_lazy_teachers_change_no_result(
     """Paused runs kept in memory == paused through disk checkpoints; sparse teachers sliced in
     memory == written and reloaded. Only the chosen sparse teacher is written by default."""
     parked = _run(tiny_teacher, tiny_task, tmp_path, tmp_path / "parked")
-    monkeypatch.setattr(stark.pipeline.run, "default_park_bytes", lambda: 0)
+    monkeypatch.setattr(stark.pipeline.rewind, "default_park_bytes", lambda: 0)
     on_disk = _run(tiny_teacher, tiny_task, tmp_path, tmp_path / "disk", "--save-teachers")
     capsys.readouterr()
     # The default search: the proxy keeps its top 3 (all three here), then halving 3 -> 2 -> 1.
@@ -340,7 +341,7 @@ def test_weighted_metric_equals_the_metric_on_repeated_examples(metric: str) -> 
 def test_scoring_data_tops_up_the_selection_split_from_train() -> None:
     from types import SimpleNamespace
 
-    from stark.config import ScoreConfig
+    from stark.config.schema import ScoreConfig
     from stark.data import Encoded
     from stark.pipeline.stages import scoring_data
 

@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 
 from stark.cli import main
-from stark.config import build_config
+from stark.config.recipes import build_config
 from stark.rundir.io import write_json
 from stark.rundir.layout import RunDir, work_dir_of
 from stark.rundir.stale import stale_change

@@ -14,7 +14,7 @@ import torch
 from conftest import ARCHS, make_teacher_dir, tiny_config, tiny_model
 
 from stark.cli import main
-from stark.config import build_config
+from stark.config.recipes import build_config
 from stark.data.tasks import EmptyTexts
 from stark.errors import StarkInputError
 from stark.models.checkpoint import save_model

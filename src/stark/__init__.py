@@ -19,7 +19,7 @@ def __getattr__(name: str) -> Any:
 
         return getattr(api, name)
     if name == "RunConfig":
-        from stark.config import RunConfig
+        from stark.config.schema import RunConfig
 
         return RunConfig
     raise AttributeError(f"module 'stark' has no attribute {name!r}")

@@ -1,7 +1,7 @@
 """The Python entry point: ``stark.run(...)`` does what ``stark run`` does and returns a typed result.
 
 Keyword arguments are the ``stark run`` options with dashes as underscores (``student_epochs=1``,
-``sparsities="0,50"`` or ``[0, 50]``), mapped onto :class:`stark.config.RunConfig` exactly as the
+``sparsities="0,50"`` or ``[0, 50]``), mapped onto :class:`stark.config.schema.RunConfig` exactly as the
 CLI maps its flags; a :class:`RunConfig` or a recipe file may be given as the base the keywords override.
 
     >>> import stark
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from stark.config import RunConfig
+from stark.config.schema import RunConfig
 from stark.rundir.records import DeliveredModel, DistillationGain
 
 
@@ -79,7 +79,7 @@ def config_from_options(config: RunConfig | str | Path | None = None, **options:
     the folder, as a recipe leaves them), then the keywords.
     """
     from stark.commands.common import RUN_SECTIONS, flags_from_args, option_names
-    from stark.config import changed_fields, layered_config, load_recipe
+    from stark.config.recipes import changed_fields, layered_config, load_recipe
     from stark.errors import StarkInputError
 
     known = option_names(*RUN_SECTIONS) - {"config"}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from stark.config import BenchConfig, Engine, RunConfig
+from stark.config.schema import BenchConfig, Engine, RunConfig
 
 _DEFAULT = BenchConfig()
 

@@ -1,4 +1,4 @@
-"""Options shared by several subcommands and the mapping from flags to :class:`stark.config.RunConfig`."""
+"""Options shared by several subcommands and the mapping from flags to :class:`stark.config.schema.RunConfig`."""
 
 from __future__ import annotations
 
@@ -10,16 +10,9 @@ from enum import Enum
 from functools import partial
 from typing import Any
 
-from stark.config import (
-    SECTIONS,
-    CliField,
-    RunConfig,
-    TrainConfig,
-    base_type,
-    cli_fields,
-    layered_config,
-    load_recipe,
-)
+from stark.config.fields import SECTIONS, CliField, base_type, cli_fields
+from stark.config.recipes import layered_config, load_recipe
+from stark.config.schema import RunConfig, TrainConfig
 
 
 def _number(text: str) -> float:

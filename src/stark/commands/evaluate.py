@@ -23,7 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from stark.config import build_config
+    from stark.config.recipes import build_config
     from stark.data.prepare import prepare_data
     from stark.models.checkpoint import load_model, load_tokenizer
     from stark.training.evaluation import evaluate as evaluate_on

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from stark.config import DEFAULT_ATOL, DEFAULT_OPSET, BenchConfig
+from stark.config.schema import DEFAULT_ATOL, DEFAULT_OPSET, BenchConfig
 
 _BENCH = BenchConfig()
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from stark.config import RunConfig
+from stark.config.schema import RunConfig
 
 
 def register(sub: argparse._SubParsersAction) -> None:

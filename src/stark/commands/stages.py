@@ -22,7 +22,7 @@ from stark.rundir.records import TrainedStage
 if TYPE_CHECKING:  # imported lazily at run time: `stark --help` should not load torch
     from accelerate import Accelerator
 
-    from stark.config import RunConfig
+    from stark.config.schema import RunConfig
     from stark.data.batching import TaskData
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from transformers import PreTrainedTokenizerBase
 
-from stark.config import NEAR_DUP, WARN_NEAR_DUP, Protocol, RunConfig
+from stark.config.schema import NEAR_DUP, WARN_NEAR_DUP, Protocol, RunConfig
 from stark.data.batching import Encoded, TaskData, encode
 from stark.data.glue import load_glue
 from stark.data.labels import load_custom

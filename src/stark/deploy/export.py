@@ -27,7 +27,7 @@ import torch
 from torch import nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from stark.config import DEFAULT_ATOL, DEFAULT_OPSET
+from stark.config.schema import DEFAULT_ATOL, DEFAULT_OPSET
 from stark.errors import StarkInputError
 from stark.models.checkpoint import load_model, load_tokenizer, resolve_model_path
 

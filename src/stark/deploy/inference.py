@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from stark.config import BenchConfig, Engine
+from stark.config.schema import BenchConfig, Engine
 from stark.errors import StarkInputError
 from stark.rundir.io import write_json, write_text
 from stark.rundir.layout import RunDir

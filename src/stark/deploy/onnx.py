@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from stark.config import DEFAULT_ATOL, DEFAULT_OPSET, BenchConfig
+from stark.config.schema import DEFAULT_ATOL, DEFAULT_OPSET, BenchConfig
 from stark.data.tasks import Examples, TaskSpec, TaskType
 from stark.deploy.predict import DEFAULT_BATCH_SIZE, DEFAULT_MAX_LENGTH, Forward
 from stark.errors import StarkInputError

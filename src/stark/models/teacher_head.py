@@ -17,7 +17,7 @@ from pathlib import Path
 
 from safetensors import SafetensorError, safe_open
 
-from stark.config import RunConfig
+from stark.config.schema import RunConfig
 from stark.data.tasks import TaskSpec, TaskType
 from stark.errors import StarkInputError
 from stark.models.checkpoint import load_config, resolve_model_path

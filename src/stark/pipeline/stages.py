@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from transformers import PreTrainedModel
 
-from stark.config import ScoreConfig, SparsifyConfig, StudentConfig, TrainConfig
+from stark.config.schema import ScoreConfig, SparsifyConfig, StudentConfig, TrainConfig
 from stark.data.batching import Encoded, TaskData
 from stark.data.prepare import (
     sample_indices,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from stark.config import NEAR_DUP, WARN_NEAR_DUP
+from stark.config.schema import NEAR_DUP, WARN_NEAR_DUP
 from stark.report.figures import FIGURES, NEURON_BUCKETS, build_figures
 from stark.report.html import markdown_to_html
 from stark.report.inputs import dense_shape, fmt_metric, metric_points, read_json, sparse_teacher_widths

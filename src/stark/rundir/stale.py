@@ -14,7 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from stark.config import RunConfig, build_config, load_saved_config, to_dict
+from stark.config.recipes import build_config, load_saved_config
+from stark.config.schema import RunConfig, to_dict
 from stark.errors import StarkInputError
 from stark.models.checkpoint import BUNDLED_NAMES, resolve_model_path
 from stark.rundir.layout import RunDir, is_done, work_dir_of

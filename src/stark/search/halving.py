@@ -6,7 +6,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from stark.config import RungSignal
+from stark.config.schema import RungSignal
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ with batch size B therefore follow the same trajectory as one process with batch
 float rounding), which the multi-process tests check.
 """
 
-from stark.config import TrainConfig
+from stark.config.schema import TrainConfig
 from stark.training.checkpoint import ParkedRun, Standing
 from stark.training.evaluation import evaluate, on_device, predict
 from stark.training.log import progress_bars

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from stark.config import TrainConfig
+from stark.config.schema import TrainConfig
 from stark.rundir.io import replace_folder, write_json
 
 

@@ -20,7 +20,7 @@ import torch
 from transformers import PreTrainedModel
 
 import stark.training.checkpoint as checkpoint
-from stark.config import TrainConfig
+from stark.config.schema import TrainConfig
 from stark.data.batching import TaskData, collate
 from stark.models.checkpoint import save_model
 from stark.training.checkpoint import ParkedRun, Standing

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from transformers import get_linear_schedule_with_warmup
 
-from stark.config import TrainConfig
+from stark.config.schema import TrainConfig
 
 
 def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:

@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from stark.config import TrainConfig
+from stark.config.schema import TrainConfig
 from stark.data.batching import Encoded, length_grouped_batches
 
 

@@ -1,0 +1,1 @@
+"""Configuration: the schema (dataclasses with help text), flags from fields, recipes and layering, validation."""
