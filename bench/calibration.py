@@ -31,17 +31,19 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from common import RESULTS, WORK, cell_students, commit, load_rows, save_rows
 from scipy.optimize import minimize_scalar
 from scipy.special import softmax
 
-from stark.config import StudentConfig, build_config, load_recipe
+from bench.common import WORK, cell_students
+from bench.store import RESULTS, commit, load_rows, save_rows, write_page
+from stark.config.recipes import build_config, load_recipe
+from stark.config.schema import StudentConfig
 from stark.data.batching import TaskData
+from stark.data.prepare import prepare_data
 from stark.data.tasks import TaskType
-from stark.models import load_model
-from stark.records import RunSummary
-from stark.search import cross_entropy, decide, paired_bootstrap_loss
-from stark.stages import prepare_data
+from stark.models.checkpoint import load_model
+from stark.rundir.records import RunSummary
+from stark.search.choice import cross_entropy, decide, paired_bootstrap_loss
 from stark.training.evaluation import predict
 
 BINS = 15
@@ -243,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         rows = [r for r in rows if (r["task"], r["student"]) != (row["task"], row["student"])] + [row]
         save_rows(path, rows)
-    (RESULTS / "calibration.md").write_text(markdown(rows))
+    write_page(RESULTS / "calibration.md", markdown(rows))
     print(markdown(rows))
     return 0
 

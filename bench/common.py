@@ -1,23 +1,33 @@
-"""Pieces shared by the benchmark scripts: one fine-tuned teacher per (task, subsample) and result files."""
+"""What the studies share about stark runs: their settings, teachers and students, and the sweep's cells.
+
+One fine-tuned teacher per (task, subsample) serves every study (``shared_teacher``; fine-tuning is left
+out of their timings), a run folder starts from it (``seed_run_folder``), and a cell of the quality sweep
+is named, keyed and read back the same way by every study that reads it (``cell_name``, ``row_key``,
+``replay_log``, ``selection_predictions``). Results files: bench/store.py; machine probes: bench/machine.py.
+"""
 
 from __future__ import annotations
 
-import json
-import re
 import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from stark.config import RunConfig, build_config
-from stark.records import RunSummary
-from stark.rundir import RunDir
-from stark.stages import TaskData, finetune_teacher, prepare_data
+from stark.config.recipes import build_config
+from stark.config.schema import RunConfig
+from stark.data.batching import TaskData
+from stark.data.prepare import prepare_data
+from stark.pipeline.stages import finetune_teacher
+from stark.rundir.layout import RunDir
+from stark.rundir.records import RunSummary
 
 if TYPE_CHECKING:
     import torch
 
 WORK = Path("bench/work")
-RESULTS = Path(__file__).resolve().parent / "results"
+"""Scratch models and run folders (git-ignored), relative to the repository root the studies run from."""
+DEFAULT_SAMPLES = {"sst2": 8000}
+"""Training examples per task in the quality sweep (before the selection slice); tasks not named use the whole
+file."""
 
 
 def bench_config(
@@ -52,6 +62,8 @@ STUDENTS = {
 }
 """Students of the benchmarks by short name: the teacher's bottom 2 / 4 layers, or 70 % of heads and neurons
 removed by expressive score."""
+SWEEP_SEED = build_config().seed
+"""The default seed: the quality sweep's teachers and students were trained with it."""
 
 
 def teacher_flags(teacher: str, teacher_epochs: float) -> dict:
@@ -64,21 +76,22 @@ def teacher_flags(teacher: str, teacher_epochs: float) -> dict:
 def replay_log(metrics: dict, main: str) -> dict:
     """One student's compact log: [step, selection metric, selection loss, train loss] per evaluation."""
     evals = [
-        [h["step"], _pts(h["select"][main]), h["select"].get("task_loss"), h.get("train_loss")]
+        [h["step"], pts(h["select"][main]), h["select"].get("task_loss"), h.get("train_loss")]
         for h in metrics["history"]
     ]
     return {
         "total_steps": metrics["total_steps"],
         "epochs": metrics["epochs"],
         "best_step": metrics["best_step"],
-        "dev": _pts(metrics["dev"][main]),
-        "select": _pts(metrics["select"][main]),
+        "dev": pts(metrics["dev"][main]),
+        "select": pts(metrics["select"][main]),
         "select_loss": metrics["select"].get("task_loss"),
         "evals": evals,
     }
 
 
-def _pts(x: float | None) -> float | None:
+def pts(x: float | None) -> float | None:
+    """A metric in points (0-100), as every results file holds them."""
     return None if x is None else 100 * x
 
 
@@ -106,6 +119,37 @@ def shared_teacher(
     return data, finetune_teacher(cfg.teacher, cfg.teacher_training(), data, out)
 
 
+def cell_name(teacher: str, task: str, student: str) -> str:
+    """A sweep cell's folder and figure name (MiniLM cells keep the names they had before other teachers)."""
+    return f"{task}-{student}" if teacher == "minilm" else f"{teacher}-{task}-{student}"
+
+
+def row_key(row: dict) -> tuple[str, str, str]:
+    """The (teacher, task, student) a quality row measured (rows from before other teachers are MiniLM's)."""
+    return row.get("teacher", "minilm"), row["task"], row["student"]
+
+
+def selection_predictions(
+    data: TaskData, students: dict[float, list[Path]], runs: list[dict], batch_size: int
+) -> list[int | float]:
+    """Every student's predictions on the selection split (logits, or scores for regression), added to its
+    run record: with them a replay applies stark run's paired-bootstrap check exactly, on the main metric
+    or on the task loss (``--choose-by loss``). Returns the labels."""
+    from stark.models.checkpoint import load_model
+    from stark.training import predict
+
+    for run_record in runs:
+        logits = predict(
+            load_model(str(students[run_record["sparsity"]][run_record["seed"]])), data.select, data.pad_id, batch_size
+        )
+        if logits.shape[1] == 1:
+            run_record["select_pred"] = [round(float(x), 5) for x in logits[:, 0]]
+        else:
+            # Logits, not class ids: the loss-based check needs them (rows written before kept ids only).
+            run_record["select_pred"] = [[round(float(x), 4) for x in row] for row in logits]
+    return list(data.select.labels)
+
+
 def cell_students(folder: Path, summary: RunSummary) -> dict[float, list[Path]]:
     """Every saved student of a finished run, per teacher sparsity and seed, found under ``folder`` (the
     summary's own paths are relative to wherever the run was started, e.g. a worktree)."""
@@ -123,118 +167,6 @@ def seed_run_folder(teacher_dir: Path, out: Path) -> None:
         shutil.copytree(teacher_dir, out / "teacher", dirs_exist_ok=True)
 
 
-REFERENCE_PEAK_GFLOPS = {1: 88.0, 2: 160.0}
-"""fp32 2048^3 matmul GFLOP/s of the machine kind the earlier timings ran on, when nothing else runs
-(measured, 1 and 2 threads; its CPU kind was not recorded then)."""
-PEAK_BY_CPU = {
-    "AMD EPYC family 25 model 1 stepping 1 (avx2 fma)": {2: 107.0},
-    "Intel(R) Xeon(R) Processor family 6 model 167 stepping 8 (avx2 fma avx512f avx512_bf16 amx_tile)": {2: 200.0},
-}
-"""The same probe on later machine kinds, by ``provenance.cpu_kind()``: 2026-12-02, best of the probes taken
-before three vanilla-KD timings while other jobs used 0.5-1 % of the CPU (101-107 GFLOP/s; 160 is out of
-this kind's reach, so judging it by the first kind's peak marked every timing busy). The Intel kind of
-2026-12-02: 201-204 GFLOP/s before and after a 16-minute default run with others at 0-0.5 % of the CPU
-(likely the first kind too: its earlier default runs probed 189-200)."""
-
-
-def reference_peak(cpu: str | None, threads: int) -> float | None:
-    """The quiet-machine matmul probe of this CPU kind (the first kind's when unrecorded), or None."""
-    if cpu is None:
-        return REFERENCE_PEAK_GFLOPS.get(threads)
-    return PEAK_BY_CPU.get(cpu, {}).get(threads)
-
-
-def matmul_probe(n: int = 2048, repeats: int = 3) -> float:
-    """Best-of-``repeats`` fp32 GFLOP/s of an n x n matmul on the current thread count (~0.5 s)."""
-    import time
-
-    import torch
-
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    torch.matmul(a, b)
-    best = 0.0
-    for _ in range(repeats):
-        start = time.perf_counter()
-        torch.matmul(a, b)
-        best = max(best, 2 * n**3 / (time.perf_counter() - start) / 1e9)
-    return best
-
-
-def others_busy(window_s: float = 1.0) -> float | None:
-    """Share of the machine's CPU time spent busy over ``window_s`` while this process sleeps: the load of
-    other jobs, now. (The 1-minute load average also carries our own previous cell for a minute or two, so
-    back-to-back cells of one benchmark looked busy by it.) None where /proc/stat does not exist."""
-    import time
-
-    def snapshot() -> tuple[int, int]:
-        values = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:9]]
-        return values[3] + values[4], sum(values)  # idle + iowait, all
-
-    try:
-        idle0, total0 = snapshot()
-        time.sleep(window_s)
-        idle1, total1 = snapshot()
-    except (OSError, ValueError, IndexError):
-        return None
-    return round(1.0 - (idle1 - idle0) / max(1, total1 - total0), 3)
-
-
-def machine_state() -> dict:
-    """Others' CPU use, load average and a matmul probe: what a timing needs beside it to be believed."""
-    import os
-
-    import torch
-
-    from stark.provenance import cpu_kind
-
-    threads, cpu = torch.get_num_threads(), cpu_kind()
-    return {
-        "cpu": cpu,
-        "others_busy": others_busy(),
-        "load_avg_1m": round(os.getloadavg()[0], 2),
-        "threads": threads,
-        "matmul_gflops": round(matmul_probe(), 1),
-        "reference_gflops": reference_peak(cpu, threads),
-    }
-
-
-def quiet(before: dict, after: dict, share: float = 0.85, busy: float = 0.15) -> bool:
-    """A timing was taken alone: the probe reached ``share`` of the reference peak before and after, and
-    nothing else used the CPU when it started (others under ``busy`` of it over a second while we slept;
-    records without that measure fall back to a 1-minute load average under 1)."""
-    # Judged by the record's own CPU kind where known; otherwise by the reference stored with it.
-    known = reference_peak(before["cpu"], before.get("threads", 2)) if "cpu" in before else None
-    ref = known or before.get("reference_gflops")
-    if ref is None:
-        return False
-    probes_ok = min(before["matmul_gflops"], after["matmul_gflops"]) >= share * ref
-    others = before.get("others_busy")
-    alone = others < busy if others is not None else before["load_avg_1m"] < 1.0
-    return probes_ok and alone
-
-
-def settle(max_wait_s: float = 240.0, below: float = 1.0) -> float:
-    """Wait (at most ``max_wait_s``) until the 1-minute load average falls below ``below``: a timing that
-    starts right after our own heavy step would otherwise be marked busy by our own load. Returns it."""
-    import os
-    import time
-
-    deadline = time.monotonic() + max_wait_s
-    while os.getloadavg()[0] >= below and time.monotonic() < deadline:
-        time.sleep(5)
-    return os.getloadavg()[0]
-
-
-def machine_line(machine: dict) -> str:
-    """The machine state around a timing, in words: load, matmul probe, and whether it can be believed."""
-    b, a = machine["before"], machine["after"]
-    verdict = "quiet" if machine["quiet"] else "BUSY, not a valid timing"
-    return (
-        f"load {b['load_avg_1m']} -> {a['load_avg_1m']}, matmul {b['matmul_gflops']} -> {a['matmul_gflops']} "
-        f"GFLOP/s: {verdict}"
-    )
-
-
 def step_timing_models(
     task: str, out: Path, student: dict | None = None
 ) -> tuple[RunConfig, TaskData, Path, Path, torch.Tensor]:
@@ -244,8 +176,9 @@ def step_timing_models(
     logits)."""
     import torch
 
-    from stark.models import load_model, save_model
-    from stark.stages import build_student, prepare_data
+    from stark.data.prepare import prepare_data
+    from stark.models.checkpoint import load_model, save_model
+    from stark.pipeline.stages import build_student
 
     cfg = bench_config(task, out, None, 3, 3, **({"student": student} if student else {}))
     data = prepare_data(cfg)
@@ -255,63 +188,3 @@ def step_timing_models(
     student_dir = build_student(cfg.student, data, teacher_dir, out, score_batch_size=cfg.score.batch_size)
     logits = torch.randn(len(data.train), data.spec.num_labels, generator=torch.Generator().manual_seed(0))
     return cfg, data, teacher_dir, student_dir, logits
-
-
-def timed_cell(fn):
-    """Run ``fn()`` between two machine probes; returns (its result, {"before", "after", "quiet"})."""
-    before = machine_state()
-    result = fn()
-    after = machine_state()
-    return result, {"before": before, "after": after, "quiet": quiet(before, after)}
-
-
-def commit() -> str:
-    """The code a row was measured with (results outlive the code that produced them); ``+uncommitted``
-    when the library (src/) or a bench script (bench/**/*.py, untracked ones included) differs from that
-    commit, so such a row is not mistaken for it. Recipes, tests and pyproject.toml are not looked at."""
-    import subprocess
-
-    def git(*args: str) -> str:
-        return subprocess.run(
-            ["git", *args], capture_output=True, text=True, check=True, cwd=Path(__file__).parent
-        ).stdout.strip()
-
-    try:
-        sha = git("rev-parse", "--short", "HEAD")
-        changed = git("status", "--porcelain", "--untracked-files=all", "--", "../src", "*.py")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return f"{sha}+uncommitted" if changed else sha
-
-
-def load_rows(path: Path) -> list[dict]:
-    return json.loads(path.read_text())["tasks"] if path.is_file() else []
-
-
-_NUMBER_LIST = re.compile(r"\[\s*(-?[0-9][-+0-9.eE]*(?:,\s*-?[0-9][-+0-9.eE]*)*)\s*\]")
-_LIST_OF_NUMBER_LISTS = re.compile(r"\[\s*(\[[-+0-9.eE, ]*\](?:,\s*\[[-+0-9.eE, ]*\])*)\s*\]")
-
-
-def compact_json(obj: object) -> str:
-    """Indented JSON with every list of numbers, and every list of such lists (per-example logits), on
-    one line: results hold per-example predictions (thousands of numbers per run), which one number or
-    one example per indented line would bloat many times over."""
-
-    def one_line(m: re.Match) -> str:
-        return "[" + ", ".join(x.strip() for x in m.group(1).split(",")) + "]"
-
-    def rows_one_line(m: re.Match) -> str:
-        return "[" + re.sub(r"\],\s*\[", "], [", m.group(1)) + "]"
-
-    plain = json.dumps(obj, indent=2)
-    folded = _LIST_OF_NUMBER_LISTS.sub(rows_one_line, _NUMBER_LIST.sub(one_line, plain))
-    # The patterns also match inside strings (a value "[1,2]"): never let them change what is written.
-    return folded if json.loads(folded) == json.loads(plain) else plain
-
-
-def save_rows(path: Path, rows: list[dict]) -> None:
-    """Atomic write of a results file, after every finished cell."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(compact_json({"tasks": rows}) + "\n")
-    tmp.replace(path)

@@ -30,7 +30,6 @@ os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="stark-inductor-
 
 import argparse
 import atexit
-import json
 import shutil
 import statistics
 import sys
@@ -38,12 +37,14 @@ import time
 from pathlib import Path
 
 import torch
-from common import RESULTS, WORK, commit, machine_line, machine_state, quiet, step_timing_models
 
-from stark.config import TrainConfig
+from bench.common import WORK, step_timing_models
+from bench.machine import machine_line, timed_cell
+from bench.store import RESULTS, commit, table, write_json, write_page
+from stark.config.schema import TrainConfig
 from stark.data.batching import TaskData, collate
-from stark.losses import kd_loss, task_loss
-from stark.models import load_model
+from stark.models.checkpoint import load_model
+from stark.training.losses import kd_loss, task_loss
 from stark.training.optim import make_optimizer
 from stark.training.schedule import epoch_batches, total_steps_for
 
@@ -130,17 +131,26 @@ def markdown(result: dict) -> str:
         f"Commit {result['commit']}, torch {result['torch']}, {result['threads']} threads; "
         f"{machine_line(result['machine'])}.",
         "",
-        "| model | tokens/step | eager ms/step | compiled ms/step | step speed-up | compile s | "
-        "3-epoch run, eager s | 3-epoch run, compiled s | eval logits max abs diff |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for r in result["rows"]:
-        lines.append(
-            f"| {r['model']} | {r['tokens_per_step']} | {r['ms_per_step']['eager']} | {r['ms_per_step']['compiled']} "
-            f"| {r['step_speedup']:.2f}x | {r['compile_s']} | {r['run_s_3_epochs']['eager']} "
-            f"| {r['run_s_3_epochs']['compiled']} | {r['eval_logits_max_abs_diff']:.1e} |"
+    header = (
+        "model", "tokens/step", "eager ms/step", "compiled ms/step", "step speed-up", "compile s",
+        "3-epoch run, eager s", "3-epoch run, compiled s", "eval logits max abs diff",
+    )  # fmt: skip
+    rows = [
+        (
+            r["model"],
+            r["tokens_per_step"],
+            r["ms_per_step"]["eager"],
+            r["ms_per_step"]["compiled"],
+            f"{r['step_speedup']:.2f}x",
+            r["compile_s"],
+            r["run_s_3_epochs"]["eager"],
+            r["run_s_3_epochs"]["compiled"],
+            f"{r['eval_logits_max_abs_diff']:.1e}",
         )
-    return "\n".join(lines) + "\n"
+        for r in result["rows"]
+    ]
+    return "\n".join([*lines, *table(header, "lrrrrrrrr", rows)]) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -153,23 +163,23 @@ def main(argv: list[str] | None = None) -> int:
     atexit.register(shutil.rmtree, os.environ["TORCHINDUCTOR_CACHE_DIR"], True)
     torch.set_num_threads(args.threads)
     cfg, data, teacher_dir, student_dir, logits = step_timing_models(args.task, WORK / "compile_step" / args.task)
-    before = machine_state()
-    rows = [
-        bench_model("teacher (fine-tuning step)", str(teacher_dir), data, cfg.teacher_training(), None, args),
-        bench_model("student, 2 layers (KD step)", str(student_dir), data, cfg.student_training(), logits, args),
-    ]
-    after = machine_state()
+    rows, machine = timed_cell(
+        lambda: [
+            bench_model("teacher (fine-tuning step)", str(teacher_dir), data, cfg.teacher_training(), None, args),
+            bench_model("student, 2 layers (KD step)", str(student_dir), data, cfg.student_training(), logits, args),
+        ]
+    )
     result = {
         "task": args.task,
         "rows": rows,
-        "machine": {"before": before, "after": after, "quiet": quiet(before, after)},
+        "machine": machine,
         "commit": commit(),
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
     }
     out = Path(args.out)
-    out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
-    out.with_suffix(".md").write_text(markdown(result))
+    write_json(out.with_suffix(".json"), result)
+    write_page(out.with_suffix(".md"), markdown(result))
     print(markdown(result))
     return 0
 

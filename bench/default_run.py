@@ -12,8 +12,8 @@ time of the run folder's last write as its end, marked estimated); the published
 of the segments, work redone after an interruption included, and the run is quiet only if every
 segment was. All segments must run the same commit.
 
-    PYTHONPATH=src:bench python bench/default_run.py
-    PYTHONPATH=src:bench python bench/default_run.py --config recipes/mpnet_mrpc.yaml --name mpnet_mrpc --resume
+    python -m bench.default_run
+    python -m bench.default_run --config recipes/mpnet_mrpc.yaml --name mpnet_mrpc --resume
 """
 
 from __future__ import annotations
@@ -27,9 +27,10 @@ import sys
 import time
 from pathlib import Path
 
-from common import WORK, commit, load_rows, machine_state, quiet, save_rows
-
-from stark.rundir import replace_folder
+from bench.common import WORK
+from bench.machine import machine_state, quiet
+from bench.store import commit, load_rows, save_rows
+from stark.rundir.io import replace_folder
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 PUBLISHED = ("summary.json", "report.md", "config.yaml")

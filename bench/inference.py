@@ -17,13 +17,12 @@ import json
 from pathlib import Path
 
 import torch
-from common import settle, timed_cell
 
-from stark.config import build_config
-from stark.inference import RESULTS_JSON, RESULTS_MD, BenchConfig, bench_inference
-from stark.pipeline import run
-
-RESULTS = Path(__file__).resolve().parent / "results"
+from bench.machine import settle, timed_cell
+from bench.store import RESULTS, write_json, write_page
+from stark.config.recipes import build_config
+from stark.deploy.inference import RESULTS_JSON, RESULTS_MD, BenchConfig, bench_inference
+from stark.pipeline.run import run
 
 
 def main() -> None:
@@ -48,18 +47,17 @@ def main() -> None:
     torch.set_num_threads(args.threads)  # the probes measure the peak at the benchmark's thread count
     settle()  # the run above loaded the machine itself
     _, machine = timed_cell(lambda: bench_inference(out, cfg))
-    RESULTS.mkdir(exist_ok=True)
     # The quiet-machine protocol (bench/common.py): load average and a matmul probe around the whole run.
     results = json.loads((out / RESULTS_JSON).read_text())
     results["machine"] = machine
-    (RESULTS / "inference_minilm.json").write_text(json.dumps(results, indent=2) + "\n")
+    write_json(RESULTS / "inference_minilm.json", results)
     verdict = "quiet" if machine["quiet"] else "BUSY: not a valid timing"
     b, a = machine["before"], machine["after"]
     note = (
         f"\nMachine: load average {b['load_avg_1m']} before, matmul probe {b['matmul_gflops']} -> "
         f"{a['matmul_gflops']} GFLOP/s (reference {b['reference_gflops']}): {verdict}.\n"
     )
-    (RESULTS / "inference_minilm.md").write_text((out / RESULTS_MD).read_text() + note)
+    write_page(RESULTS / "inference_minilm.md", (out / RESULTS_MD).read_text() + note)
     print((RESULTS / "inference_minilm.md").read_text())
 
 

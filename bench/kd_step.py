@@ -6,63 +6,55 @@ teacher's logits are random: a KD step costs the same whatever the teacher knows
 fine-tuned teacher is needed. For each student the two variants run ``--steps`` optimisation steps of
 ``stark.training.fit`` (only the step itself is timed: no evaluation or checkpoint), alternating A/B
 ``--repeats`` times so that a slow moment hits both; the median ms per step is reported, and the
-final weights of the two variants are compared bit for bit (they must be identical).
+final weights of the two variants are compared bit for bit (they must be identical). The variant is fit's
+``row_embedding_grad`` and the step times come from its ``on_step`` hook.
 
 Writes ``bench/results/kd_step.{json,md}`` with the machine state before and after (load average and a
 matmul probe; ``quiet`` says whether the timing can be believed). Takes about 2-4 minutes on 2 cores.
-Run it alone.
+Run it alone: ``python -m bench.kd_step``.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import statistics
 import sys
-import time
 from dataclasses import replace
 from pathlib import Path
 
 import torch
-from common import RESULTS, WORK, commit, machine_line, machine_state, quiet, step_timing_models
 from safetensors.torch import load_file
 
-import stark.training.loop as loop
-from stark.models import load_model, save_model
+from bench.common import STUDENTS, WORK, step_timing_models
+from bench.machine import machine_line, timed_cell
+from bench.store import RESULTS, commit, table, write_json, write_page
+from stark.models.checkpoint import load_model, save_model
 from stark.training import Budget, fit, progress_bars
-from stark.training.embedding_grad import EmbeddingGrad
 
-STUDENTS = {"layers2": {"layers": 2}, "pruned70": {"layers": None, "sparsity": 70}}
-
-
-def _dense_embedding_grad(model, enabled):
-    return EmbeddingGrad(model, enabled=False)
+KINDS = ("layers2", "pruned70")
+"""The students timed (keys of bench.common.STUDENTS)."""
 
 
 def timed_fit(student_dir: Path, cfg, data, logits: torch.Tensor, work: Path, rows: bool) -> float:
     """Mean seconds of one KD step (forward, backward, clipping, AdamW, zeroing) over ``cfg.steps`` steps
-    after 5 warm-up steps: fresh student, same seed, either gradient. Only ``_train_step`` is timed, so
-    the pause's evaluation and save are left out."""
+    after 5 warm-up steps: fresh student, same seed, either gradient. Only the steps are timed (fit's
+    ``on_step`` hook), so the pause's evaluation and save are left out."""
     spent: list[float] = []
-    real_step = loop._train_step
-
-    def timed_step(*a):
-        start = time.perf_counter()
-        loss = real_step(*a)
-        spent.append(time.perf_counter() - start)
-        return loss
-
-    loop._train_step = timed_step
-    loop.EmbeddingGrad = EmbeddingGrad if rows else _dense_embedding_grad
     shutil.rmtree(work, ignore_errors=True)
     model = load_model(str(student_dir)).train()
-    try:
-        with progress_bars(False):
-            budget = Budget(cfg.steps + 5, park=True)
-            result = fit(model, data, cfg.train, work, teacher_logits=logits, budget=budget)
-    finally:
-        loop._train_step, loop.EmbeddingGrad = real_step, EmbeddingGrad
+    with progress_bars(False):
+        budget = Budget(cfg.steps + 5, park=True)
+        result = fit(
+            model,
+            data,
+            cfg.train,
+            work,
+            teacher_logits=logits,
+            budget=budget,
+            on_step=lambda _step, seconds: spent.append(seconds),
+            row_embedding_grad=rows,
+        )
     save_model(result.parked.model, None, work / "final")
     return statistics.fmean(spent[5:])
 
@@ -102,40 +94,41 @@ def markdown(result: dict) -> str:
         f"KD steps, dense vs row-wise embedding gradient (commit {result['commit']}, {result['threads']} threads; "
         f"{machine_line(result['machine'])})",
         "",
-        "| task | student | batch | steps x repeats | dense ms/step | row-wise ms/step | speed-up | same weights |",
-        "|---|---|---:|---:|---:|---:|---:|:---:|",
     ]
-    for r in result["rows"]:
-        lines.append(
-            f"| {r['task']} | {r['student']} | {r['batch_size']} | {r['steps']} x {r['repeats']} "
-            f"| {r['ms_per_step_dense']:.1f} | {r['ms_per_step_rows']:.1f} | {r['speedup']:.2f}x "
-            f"| {'yes' if r['weights_identical'] else 'NO'} |"
+    header = (
+        "task", "student", "batch", "steps x repeats", "dense ms/step", "row-wise ms/step", "speed-up", "same weights",
+    )  # fmt: skip
+    rows = [
+        (
+            r["task"],
+            r["student"],
+            r["batch_size"],
+            f"{r['steps']} x {r['repeats']}",
+            f"{r['ms_per_step_dense']:.1f}",
+            f"{r['ms_per_step_rows']:.1f}",
+            f"{r['speedup']:.2f}x",
+            "yes" if r["weights_identical"] else "NO",
         )
-    return "\n".join(lines) + "\n"
+        for r in result["rows"]
+    ]
+    return "\n".join([*lines, *table(header, "llrrrrrc", rows)]) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--task", default="mrpc", help="GLUE task (full training set)")
-    p.add_argument("--students", default="layers2,pruned70", help=f"comma-separated, from {', '.join(STUDENTS)}")
+    p.add_argument("--students", default=",".join(KINDS), help=f"comma-separated, from {', '.join(STUDENTS)}")
     p.add_argument("--steps", type=int, default=60, help="KD steps per timed run")
     p.add_argument("--repeats", type=int, default=3, help="A/B alternations per student")
     p.add_argument("--threads", type=int, default=2, help="torch threads")
     p.add_argument("--out", default=str(RESULTS / "kd_step"), help="results path without extension")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
-    before = machine_state()
-    rows = [bench_student(name, args) for name in args.students.split(",")]
-    after = machine_state()
-    result = {
-        "rows": rows,
-        "machine": {"before": before, "after": after, "quiet": quiet(before, after)},
-        "commit": commit(),
-        "threads": torch.get_num_threads(),
-    }
+    rows, machine = timed_cell(lambda: [bench_student(name, args) for name in args.students.split(",")])
+    result = {"rows": rows, "machine": machine, "commit": commit(), "threads": torch.get_num_threads()}
     out = Path(args.out)
-    out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
-    out.with_suffix(".md").write_text(markdown(result))
+    write_json(out.with_suffix(".json"), result)
+    write_page(out.with_suffix(".md"), markdown(result))
     print(markdown(result))
     return 0
 

@@ -11,8 +11,8 @@ paired bootstrap against the row's stored vanilla-KD predictions when the select
 The sweep's students are not trained again, so the teacher here is a re-run of the row's teacher: its dev
 metric is recorded beside the row's (``teacher_dev``) to show how far the two differ.
 
-    PYTHONPATH=src:bench python bench/labels_only.py            # every row that lacks it, cheapest first
-    PYTHONPATH=src:bench python bench/labels_only.py --harvest-from /work/bench-lo   # rows -> this checkout
+    python -m bench.labels_only            # every row that lacks it, cheapest first
+    python -m bench.labels_only --harvest-from /work/bench-lo   # rows -> this checkout
 
 Run it alone, from a worktree pinned at one commit; a finished row is written at once, a re-run resumes.
 """
@@ -28,26 +28,29 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from common import (
-    RESULTS,
+
+from bench.common import (
+    DEFAULT_SAMPLES,
     STUDENTS,
     WORK,
     bench_config,
-    commit,
-    load_rows,
     replay_log,
-    save_rows,
+    row_key,
     seed_run_folder,
+    selection_predictions,
     shared_teacher,
 )
-from quality import DEFAULT_SAMPLES, row_key, selection_predictions, write_pages
-
-from stark.pipeline import Clock, train_labels_only
-from stark.provenance import cpu_kind
-from stark.records import TrainedStage
-from stark.rundir import RunDir, read_metrics
-from stark.search import paired_bootstrap
-from stark.stages import build_student, prepare_data
+from bench.quality_pages import write_pages
+from bench.store import RESULTS, commit, load_rows, save_rows
+from stark.data.prepare import prepare_data
+from stark.pipeline.clock import Clock
+from stark.pipeline.labels_only import train_labels_only
+from stark.pipeline.stages import build_student
+from stark.rundir.io import read_metrics
+from stark.rundir.layout import RunDir
+from stark.rundir.provenance import cpu_kind
+from stark.rundir.records import TrainedStage
+from stark.search.choice import paired_bootstrap
 
 ORDER = ["mrpc", "sst2", "cola", "stsb", "rte"]
 """Cheapest tasks first, so the most cells land in a session."""

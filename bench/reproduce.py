@@ -7,7 +7,7 @@ the committed row and the re-run side by side: the teacher's dev metric, vanilla
 every level's dev mean, with the largest difference. Bit-identical training gives differences of 0;
 anything else is reported as it is. No training.
 
-    PYTHONPATH=src:bench python bench/reproduce.py --committed bench/results/quality.json \\
+    python -m bench.reproduce --committed bench/results/quality.json \\
         --rerun <clone>/bench/results/quality.json --cell mrpc/pruned70
 """
 
@@ -17,7 +17,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from common import RESULTS, load_rows, save_rows
+from bench.store import RESULTS, load_rows, save_rows, write_page
+from bench.store import table as md_table
 
 CHOICES = ("chosen_sparsity", "sweep_best_sparsity")
 """stark run's answer and the full sweep's argmax on the selection split."""
@@ -91,12 +92,11 @@ def moves(result: dict) -> str:
 
 def table(result: dict) -> str:
     """The headline figures and every level's dev mean, committed beside re-run."""
-    lines = [
-        "| figure | committed | re-run |",
-        "|---|---:|---:|",
-        *[f"| {k} | {v['committed']:.4f} | {v['rerun']:.4f} |" for k, v in result["headline"].items()],
-        *[f"| dev mean at {v['sparsity']:g}% | {v['committed']:.4f} | {v['rerun']:.4f} |" for v in result["levels"]],
+    rows = [
+        *[(k, v["committed"], v["rerun"]) for k, v in result["headline"].items()],
+        *[(f"dev mean at {v['sparsity']:g}%", v["committed"], v["rerun"]) for v in result["levels"]],
     ]
+    lines = md_table(("figure", "committed", "re-run"), "lrr", [(k, f"{a:.4f}", f"{b:.4f}") for k, a, b in rows])
     return "\n".join(lines) + "\n"
 
 
@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     task, student = args.cell.split("/")
     result = compare(cell_row(args.committed, task, student), cell_row(args.rerun, task, student))
     save_rows(RESULTS / "reproduce.json", [result])
-    (RESULTS / "reproduce.md").write_text(markdown(result))
+    write_page(RESULTS / "reproduce.md", markdown(result))
     print(markdown(result))
     return 0
 

@@ -46,7 +46,17 @@ for t in "$sweep"/bench/work/teachers/*; do
   fi
 done
 cd "$wt"
-export PYTHONPATH="$wt/src:$wt/bench"
+# Runs a study of the checkout in the current folder: as a module where bench/ is a package; as a file, with
+# bench/ on the path, in a worktree pinned before it was one (those scripts import `common`).
+study() {
+  local name="$1"
+  shift
+  if [ -f bench/__init__.py ]; then
+    PYTHONPATH="$PWD/src" "$python" -m "bench.$name" "$@"
+  else
+    PYTHONPATH="$PWD/src:$PWD/bench" "$python" "bench/$name.py" "$@"
+  fi
+}
 stamp() { echo "=== $(date -u +%FT%T) $* at $(git rev-parse --short HEAD)"; }
 steps=" ${STEPS:-reproduce search_cost mpnet} "
 want() { [[ "$steps" == *" $1 "* ]]; }
@@ -58,16 +68,19 @@ if want reproduce && [ ! -f bench/results/reproduce.json ]; then
   [ -d "$clone" ] || git clone -q "$main" "$clone"
   git -C "$clone" fetch -q "$main"
   git -C "$clone" checkout -q --detach "$commit"
-  # The clone's copy of the results holds the committed row: drop it there, so the cell runs again.
-  (cd "$clone" && CELL="$cell" PYTHONPATH="$clone/src:$clone/bench" "$python" - <<'EOF'
-import os
-from common import RESULTS, load_rows, save_rows
-rows = load_rows(RESULTS / "quality.json")
-save_rows(RESULTS / "quality.json", [r for r in rows if f"{r['task']}/{r['student']}" != os.environ["CELL"]])
+  # The clone's copy of the results holds the committed row: drop it there, so the cell runs again (plain
+  # JSON, whatever the clone's bench layout; the sweep rewrites the file in its own format when the cell ends).
+  (cd "$clone" && CELL="$cell" "$python" - <<'EOF'
+import json, os
+from pathlib import Path
+path = Path("bench/results/quality.json")
+rows = json.loads(path.read_text())["tasks"]
+kept = [r for r in rows if f"{r['task']}/{r['student']}" != os.environ["CELL"]]
+path.write_text(json.dumps({"tasks": kept}, indent=2) + "\n")
 EOF
   )
-  (cd "$clone" && PYTHONPATH="$clone/src:$clone/bench" "$python" bench/quality.py --tasks "${cell%/*}" --students "${cell#*/}")
-  "$python" bench/reproduce.py --rerun "$clone/bench/results/quality.json" --cell "$cell"
+  (cd "$clone" && study quality --tasks "${cell%/*}" --students "${cell#*/}")
+  study reproduce --rerun "$clone/bench/results/quality.json" --cell "$cell"
   stamp "done reproduce"
 fi
 
@@ -75,15 +88,15 @@ if want search_cost; then
   stamp "start search_cost"
   # Cheapest tasks first (short sentences), so an interrupted session still lands whole tasks.
   # Rows with a cell not taken alone (MRPC's and CoLA's vanilla KD of 2026-12-02) are timed again.
-  "$python" bench/search_cost.py --no-full --proxy --retime-unquiet --tasks mrpc,cola,sst2,stsb
+  study search_cost --no-full --proxy --retime-unquiet --tasks mrpc,cola,sst2,stsb
   stamp "done search_cost"
 fi
 
 if want mpnet && [ ! -f docs/mpnet_mrpc/time.json ]; then
   stamp "start mpnet_mrpc"
-  "$stark" teacher get mpnet
+  PYTHONPATH="$PWD/src" "$stark" teacher get mpnet
   # --resume: hours, more than one session; every segment must run at the commit the run started at.
-  "$python" bench/default_run.py --config recipes/mpnet_mrpc.yaml --name mpnet_mrpc --resume
+  study default_run --config recipes/mpnet_mrpc.yaml --name mpnet_mrpc --resume
   stamp "done mpnet_mrpc"
 fi
 exit

@@ -25,6 +25,17 @@ if [ ! -d "$wt" ]; then
 fi
 mkdir -p "$wt/bench/logs"
 cd "$wt"
+# Runs a study of the checkout in the current folder: as a module where bench/ is a package; as a file, with
+# bench/ on the path, in a worktree pinned before it was one (those scripts import `common`).
+study() {
+  local name="$1"
+  shift
+  if [ -f bench/__init__.py ]; then
+    PYTHONPATH="$PWD/src" "$python" -m "bench.$name" "$@"
+  else
+    PYTHONPATH="$PWD/src:$PWD/bench" "$python" "bench/$name.py" "$@"
+  fi
+}
 cells=(
   "sst2 pruned70" "sst2 layers2" "cola pruned70" "cola layers2"
   "stsb pruned70" "stsb layers2" "mrpc layers2" "rte pruned70" "rte layers2"
@@ -32,12 +43,12 @@ cells=(
 for c in "${cells[@]}"; do
   set -- $c
   echo "=== $(date -u +%FT%T) start $1/$2 at $(git rev-parse --short HEAD)"
-  PYTHONPATH="$wt/src:$wt/bench" "$python" bench/quality.py --tasks "$1" --students "$2" || { echo "FAILED $1/$2"; exit 1; }
+  study quality --tasks "$1" --students "$2" || { echo "FAILED $1/$2"; exit 1; }
   echo "=== $(date -u +%FT%T) done $1/$2"
 done
 # Then the teacher-seed spread (issue 11: how far the students move with the teacher's own seed).
 echo "=== $(date -u +%FT%T) start teacher_seeds mrpc,stsb at $(git rev-parse --short HEAD)"
-PYTHONPATH="$wt/src:$wt/bench" "$python" bench/teacher_seeds.py --tasks mrpc,stsb || { echo "FAILED teacher_seeds"; exit 1; }
+study teacher_seeds --tasks mrpc,stsb || { echo "FAILED teacher_seeds"; exit 1; }
 echo "=== $(date -u +%FT%T) done teacher_seeds"
 exit
 }

@@ -20,14 +20,16 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
-from common import RESULTS, WORK, commit, load_rows, save_rows
 from scipy.stats import spearmanr
 
-from stark.config import build_config, load_recipe
+from bench.common import WORK
+from bench.store import RESULTS, commit, load_rows, save_rows, write_page
+from stark.config.recipes import build_config, load_recipe
+from stark.data.prepare import prepare_data
 from stark.method.pruning import sparsity_map
 from stark.method.scores import score_teacher
-from stark.models import load_model
-from stark.stages import prepare_data, scoring_data
+from stark.models.checkpoint import load_model
+from stark.pipeline.stages import scoring_data
 from stark.training import predict
 
 LEVELS = [10, 20, 30, 40, 50, 60, 70, 80, 90]
@@ -107,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         rows = [r for r in rows if Path(r["run"]).name != name] + [measure(run, args.examples)]
         save_rows(path, rows)
-        (RESULTS / "score_data.md").write_text(markdown(rows))
+        write_page(RESULTS / "score_data.md", markdown(rows))
     print(markdown(rows))
     return 0
 

@@ -42,22 +42,14 @@ import time
 from pathlib import Path
 
 import torch
-from common import (
-    RESULTS,
-    bench_config,
-    commit,
-    load_rows,
-    quiet,
-    save_rows,
-    seed_run_folder,
-    shared_teacher,
-    timed_cell,
-)
-from quality import DEFAULT_SAMPLES, STUDENTS
 
+from bench.common import DEFAULT_SAMPLES, STUDENTS, bench_config, seed_run_folder, shared_teacher
+from bench.machine import quiet, timed_cell
+from bench.store import RESULTS, commit, load_rows, save_rows, write_page
 from stark.data import TaskData
-from stark.pipeline import run
-from stark.stages import build_student, distill, read_metrics, teacher_logits_full
+from stark.pipeline.run import run
+from stark.pipeline.stages import build_student, distill, teacher_logits_full
+from stark.rundir.io import read_metrics
 
 
 def _work(task: str, args: argparse.Namespace) -> tuple[int | None, Path]:
@@ -404,7 +396,7 @@ def main(argv: list[str] | None = None) -> int:
             _, teacher_dir = shared_teacher(task, _work(task, args)[0], args.teacher_epochs)
             old["proxy"] = time_proxy(task, teacher_dir, args, old)
         save_rows(path, done)
-        (results / "search_cost.md").write_text(markdown(done))
+        write_page(results / "search_cost.md", markdown(done))
         print(markdown(done), flush=True)
     return 0
 

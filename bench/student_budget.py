@@ -18,10 +18,12 @@ import sys
 from dataclasses import replace
 
 import torch
-from common import RESULTS, WORK, bench_config, commit, load_rows, save_rows, shared_teacher
 
-from stark.baselines import check_metric_spec, check_teacher, constant_metrics
-from stark.stages import build_student, distill, read_metrics, teacher_logits_full
+from bench.common import WORK, bench_config, shared_teacher
+from bench.store import RESULTS, commit, load_rows, save_rows, write_page
+from stark.pipeline.baselines import check_metric_spec, check_teacher, constant_metrics
+from stark.pipeline.stages import build_student, distill, teacher_logits_full
+from stark.rundir.io import read_metrics
 
 
 def probe(task: str, lr: float, epochs: float, args: argparse.Namespace) -> dict:
@@ -106,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
                     continue
                 rows.append(probe(task, lr, epochs, args))
                 save_rows(path, rows)
-                (RESULTS / "student_budget.md").write_text(markdown(rows))
+                write_page(RESULTS / "student_budget.md", markdown(rows))
                 print(markdown(rows), flush=True)
     return 0
 

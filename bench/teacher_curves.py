@@ -18,7 +18,7 @@ runs of ``bench/work/teacher_tune``), one per distinct (task, protocol, lr, epoc
 Runs with ``--protocol reference`` select on dev, so their curve *is* the dev curve (the held-out runs
 only report dev at the kept checkpoint). Seconds: reading and splitting the data (no tokenising, no model).
 
-    PYTHONPATH=src:bench python bench/teacher_curves.py --roots <worktree>/bench/work/quality,bench/work/teacher_tune
+    python -m bench.teacher_curves --roots <worktree>/bench/work/quality,bench/work/teacher_tune
 """
 
 from __future__ import annotations
@@ -28,23 +28,18 @@ import statistics
 import sys
 from pathlib import Path
 
-from common import RESULTS, WORK, load_rows, save_rows
-
-from stark.baselines import constant_metrics
-from stark.config import NEAR_DUP, build_config, load_saved_config
+from bench.common import SWEEP_SEED, WORK, pts
+from bench.store import RESULTS, load_rows, save_rows, write_page
+from stark.config.recipes import build_config, load_saved_config
+from stark.config.schema import NEAR_DUP
+from stark.data.prepare import split_examples
 from stark.data.splits import near_duplicate_share
-from stark.records import TrainedStage
-from stark.task_data import split_examples
+from stark.pipeline.baselines import constant_metrics
+from stark.rundir.records import TrainedStage
 
 TARGETS = {"mrpc": 86.0, "stsb": 82.0, "sst2": 87.0, "cola": 30.0, "rte": 60.0}
 """Issue 11's guidance for a 6-layer, 384-wide teacher, main metric in points."""
-SWEEP_SEED = build_config().seed
-"""stark's default seed, the one bench/quality.py's teachers were fine-tuned with."""
 FIGURE = Path(__file__).resolve().parents[1] / "docs" / "figures" / "teacher_curves.png"
-
-
-def _pts(x: float | None) -> float | None:
-    return None if x is None else 100 * x
 
 
 def teacher_row(teacher_dir: Path) -> dict:
@@ -61,11 +56,11 @@ def teacher_row(teacher_dir: Path) -> dict:
     spec, data_train, data_select, data_dev = split_examples(cfg)
     main = spec.main_metric
     history = [
-        [round(h["epoch"], 4), _pts(h["select"][main]), h["select"].get("task_loss"), h.get("train_loss")]
+        [round(h["epoch"], 4), pts(h["select"][main]), h["select"].get("task_loss"), h.get("train_loss")]
         for h in stage.history
     ]
     peak = max(history, key=lambda h: h[1])
-    kept = _pts(stage.select[main])
+    kept = pts(stage.select[main])
     best_epoch = min(history, key=lambda h: abs(h[1] - kept))[0]  # the evaluation that set the kept score
     loss_floor = min((h for h in history if h[2] is not None), key=lambda h: h[2], default=None)
     return {
@@ -81,13 +76,13 @@ def teacher_row(teacher_dir: Path) -> dict:
         "select_examples": len(data_select),
         "metric": main,
         "target": TARGETS.get(spec.name),
-        "dev": _pts((stage.dev or {}).get(main)),
-        "select": _pts(stage.select[main]),
+        "dev": pts((stage.dev or {}).get(main)),
+        "select": pts(stage.select[main]),
         "best_epoch": best_epoch,
-        "constant_dev": _pts(constant_metrics(spec, data_train.labels, data_dev.labels)[main]),
-        "constant_select": _pts(constant_metrics(spec, data_train.labels, data_select.labels)[main]),
-        "select_near_dup": _pts(near_duplicate_share(data_select, data_train, NEAR_DUP, len(data_select))),
-        "dev_near_dup": _pts(near_duplicate_share(data_dev, data_train, NEAR_DUP, len(data_dev))),
+        "constant_dev": pts(constant_metrics(spec, data_train.labels, data_dev.labels)[main]),
+        "constant_select": pts(constant_metrics(spec, data_train.labels, data_select.labels)[main]),
+        "select_near_dup": pts(near_duplicate_share(data_select, data_train, NEAR_DUP, len(data_select))),
+        "dev_near_dup": pts(near_duplicate_share(data_dev, data_train, NEAR_DUP, len(data_dev))),
         "select_peak": peak[1],
         # Less optimistic than the peak when the curve is dev itself: where it sits over the second half.
         "second_half_mean": statistics.fmean(h[1] for h in history if h[0] >= history[-1][0] / 2),
@@ -313,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
     rows.sort(key=lambda r: (r["task"], r["protocol"], r["near_dup_closure"], r["seed"], r["lr"], r["epochs"]))
     save_rows(RESULTS / "teacher_curves.json", rows)
     plot(rows, FIGURE)
-    (RESULTS / "teacher_curves.md").write_text(markdown(rows))
+    write_page(RESULTS / "teacher_curves.md", markdown(rows))
     print(markdown(rows))
     return 0
 

@@ -29,17 +29,13 @@ import statistics
 import sys
 
 import torch
-from common import RESULTS, WORK, bench_config, commit, load_rows, save_rows, seed_run_folder, shared_teacher
-from quality import STUDENTS
-from search_replay import DEFAULT_POLICY, POLICIES, Cell
 
-from stark.config import RunConfig
-from stark.pipeline import run
-from stark.provenance import cpu_kind
-
-
-def _pts(x: float | None) -> float | None:
-    return None if x is None else 100 * x
+from bench.common import STUDENTS, WORK, bench_config, pts, seed_run_folder, shared_teacher
+from bench.policies import DEFAULT_POLICY, POLICIES, Cell
+from bench.store import RESULTS, commit, load_rows, save_rows, write_page
+from stark.config.schema import RunConfig
+from stark.pipeline.run import run
+from stark.rundir.provenance import cpu_kind
 
 
 def _level(summary: dict, sparsity: float) -> dict:
@@ -82,14 +78,14 @@ def teacher_cell(task: str, student: str, teacher_seed: int, args: argparse.Name
         "teacher_seed": teacher_seed,
         "metric": m,
         "student_seeds": args.seeds,
-        "teacher_dev": _pts(summary["teacher_dense"]["dev"][m]),
-        "majority_dev": _pts(summary["majority_dev"][m]),
+        "teacher_dev": pts(summary["teacher_dense"]["dev"][m]),
+        "majority_dev": pts(summary["majority_dev"][m]),
         "teacher_learned": summary["teacher_check"]["learned"],
         **_students(vanilla, stark),
         "chosen_sparsity": chosen,
         "chosen_reason": summary["chosen_reason"],
         "finalist_sparsity": finalist["teacher_sparsity"] if finalist else None,
-        "finalist_dev_mean": _pts(finalist["student_dev_mean"]) if finalist else None,
+        "finalist_dev_mean": pts(finalist["student_dev_mean"]) if finalist else None,
         "wall_s": summary["total_wall_s"],
         "commit": commit(),
         "threads": torch.get_num_threads(),
@@ -256,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
             taken = sweep_row(sweep, task, args.student, args) if reuse else None
             rows.append(taken or teacher_cell(task, args.student, seed, args))
             save_rows(path, rows)
-            md.write_text(markdown(rows))
+            write_page(md, markdown(rows))
             print(markdown(rows), flush=True)
     return 0
 

@@ -1,17 +1,16 @@
-"""The results files' JSON layout (bench/common.py): compact, and read back exactly."""
+"""The bench library (results store, machine probes) and the studies' pure parts: pages, replays, re-timing."""
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-
-from common import compact_json, load_rows, save_rows
+from bench import quality, quality_pages, reproduce, search_cost, teacher_curves
+from bench.machine import PEAK_BY_CPU, quiet, reference_peak
+from bench.store import RESULTS, compact_json, load_rows, save_rows, table
 
 
 def test_compact_json_puts_number_lists_and_logit_matrices_on_one_line() -> None:
@@ -34,7 +33,17 @@ def test_save_rows_round_trips(tmp_path: Path) -> None:
     rows = [{"task": "sst2", "select_pred": [[0.1234, -0.5], [2.0, 1.0]], "evals": [[3, 50.0, 0.69, None]]}]
     save_rows(tmp_path / "r.json", rows)
     assert load_rows(tmp_path / "r.json") == rows
-    assert not (tmp_path / "r.tmp").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["r.json"]  # no temp file left beside it
+    save_rows(tmp_path / "deeper" / "r.json", rows)  # a missing folder is made
+    assert load_rows(tmp_path / "deeper" / "r.json") == rows
+
+
+def test_table_writes_markdown_rows_and_refuses_ragged_ones() -> None:
+    assert table(("a", "b", "c"), "lrc", [(1, "x", 2.5)]) == ["| a | b | c |", "|---|---:|:---:|", "| 1 | x | 2.5 |"]
+    with pytest.raises(ValueError, match="a row of 2 cells under 3 columns"):
+        table(("a", "b", "c"), "lll", [(1, 2)])
+    with pytest.raises(ValueError, match="3 columns but alignment 'll'"):
+        table(("a", "b", "c"), "ll", [])
 
 
 def _repro_row(shift: float) -> dict:
@@ -53,8 +62,6 @@ def _repro_row(shift: float) -> dict:
 
 
 def test_reproduce_compares_headline_and_every_level() -> None:
-    import reproduce
-
     assert reproduce.compare(_repro_row(0.0), _repro_row(0.0))["max_abs_diff"] == 0.0
     result = reproduce.compare(_repro_row(0.0), _repro_row(-0.25))
     assert result["max_abs_diff"] == 0.25
@@ -69,22 +76,16 @@ def test_reproduce_compares_headline_and_every_level() -> None:
         reproduce.compare(_repro_row(0.0), _repro_row(0.0) | {"train_examples": 10})
 
 
-def test_results_page_reads_the_reproduction_when_there_is_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import quality
-    import reproduce
-
-    monkeypatch.setattr(quality, "RESULTS", tmp_path)
-    assert quality.reproduction_section() == []
+def test_results_page_reads_the_reproduction_when_there_is_one(tmp_path: Path) -> None:
+    assert quality_pages.reproduction_section(tmp_path) == []
     save_rows(tmp_path / "reproduce.json", [reproduce.compare(_repro_row(0.0), _repro_row(-0.25))])
-    page = quality.results_page([])
+    page = quality_pages.results_page([], results=tmp_path)
     assert "## Reproduction" in page and "**0.2500** points" in page
     assert "| dev mean at 60% | 85.5000 | 85.2500 |" in page
 
 
-def test_harvest_copies_only_missing_cells_with_their_figures(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import quality
-
-    committed = load_rows(quality.RESULTS / "quality.json")
+def test_harvest_copies_only_missing_cells_with_their_figures(tmp_path: Path) -> None:
+    committed = load_rows(RESULTS / "quality.json")
     here, there = tmp_path / "main", tmp_path / "wt"
     for root in (here, there):
         (root / "bench" / "results").mkdir(parents=True)
@@ -97,46 +98,41 @@ def test_harvest_copies_only_missing_cells_with_their_figures(tmp_path: Path, mo
     last = committed[-1]
     figure = f"quality_{last['task']}_{last['student']}.png"
     (there / "docs" / "figures" / figure).write_bytes(b"png")
-    monkeypatch.setattr(quality, "RESULTS", here / "bench" / "results")
-    monkeypatch.setattr(quality, "DOCS", here / "docs")
-    assert quality.harvest(there) == [(last["task"], last["student"])]
+    folders = (here / "bench" / "results", here / "docs")
+    assert quality.harvest(there, *folders) == [(last["task"], last["student"])]
     rows = load_rows(here / "bench" / "results" / "quality.json")
     assert rows == [*mine, last]
     assert (here / "docs" / "figures" / figure).read_bytes() == b"png"
     assert f"| {last['task']} |" in (here / "bench" / "results" / "quality.md").read_text()
     assert (here / "docs" / "results.md").is_file()
-    assert quality.harvest(there) == []
+    assert quality.harvest(there, *folders) == []
     with pytest.raises(SystemExit, match="not a sweep worktree"):
-        quality.harvest(tmp_path / "nowhere")
+        quality.harvest(tmp_path / "nowhere", *folders)
     # A finished row whose figure is missing copies nothing at all.
     save_rows(here / "bench" / "results" / "quality.json", mine)
     (there / "docs" / "figures" / figure).unlink()
     with pytest.raises(SystemExit, match="missing; nothing copied"):
-        quality.harvest(there)
+        quality.harvest(there, *folders)
     assert load_rows(here / "bench" / "results" / "quality.json") == mine
 
 
 def test_level_gains_averages_each_level_over_cells() -> None:
-    import quality
-
     def row(devs: list[float], std: float) -> dict:
         curve = [{"sparsity": s, "dev_mean": d} for s, d in zip((0, 50, 90), devs, strict=True)]
         return {"curve": curve, "vanilla_kd_student_mean": devs[0], "vanilla_kd_student_std": std}
 
-    gains = quality.level_gains([row([80.0, 81.0, 79.0], 0.5), row([60.0, 60.2, 62.0], 0.5)])
+    gains = quality_pages.level_gains([row([80.0, 81.0, 79.0], 0.5), row([60.0, 60.2, 62.0], 0.5)])
     assert list(gains) == [50, 90]
     assert gains[50] == (pytest.approx(0.6), 1, 2)  # +1.0 clears 0.5; +0.2 does not
     assert gains[90] == (pytest.approx(0.5), 1, 2)  # -1.0 and +2.0
     # A cell without a level is left out of that level's mean, not an error.
     short = row([70.0, 73.0, 70.0], 1.0)
     short["curve"] = short["curve"][:2]
-    assert quality.level_gains([row([80.0, 81.0, 79.0], 0.5), short])[90] == (pytest.approx(-1.0), 0, 1)
-    assert quality._signed(-0.001) == "+0.00" and quality._signed(-0.01) == "-0.01"
+    assert quality_pages.level_gains([row([80.0, 81.0, 79.0], 0.5), short])[90] == (pytest.approx(-1.0), 0, 1)
+    assert quality_pages.signed(-0.001) == "+0.00" and quality_pages.signed(-0.01) == "-0.01"
 
 
 def test_teacher_dependence_reads_the_sparsest_level() -> None:
-    import quality
-
     row = {
         "task": "mrpc",
         "student": "pruned70",
@@ -149,16 +145,16 @@ def test_teacher_dependence_reads_the_sparsest_level() -> None:
             {"sparsity": 90, "teacher_dev": 81.2, "dev_mean": 84.6},
         ],
     }
-    line = quality.teacher_dependence([row, row | {"task": "rte", "curve": [{"sparsity": 90, "teacher_dev": None}]}])
+    line = quality_pages.teacher_dependence(
+        [row, row | {"task": "rte", "curve": [{"sparsity": 90, "teacher_dev": None}]}]
+    )
     assert "mrpc/pruned70 teacher 81.20 (dense 87.00, constant 81.20), students 84.60 vs 85.00" in line
     assert "rte/" not in line  # a sparsest teacher never evaluated on dev is left out
     assert "In 0 of 1 cells" in line  # 84.6 < 85.0 - 0.3
-    assert "In 1 of 1 cells" in quality.teacher_dependence([row | {"vanilla_kd_student_std": 0.5}])
+    assert "In 1 of 1 cells" in quality_pages.teacher_dependence([row | {"vanilla_kd_student_std": 0.5}])
 
 
 def test_teacher_curves_refuses_to_drop_recorded_teachers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import teacher_curves
-
     recorded = load_rows(teacher_curves.RESULTS / "teacher_curves.json")
     assert len(recorded) > 1
     # A reading that finds all but the first recorded teacher (a fresh machine without its run folder).
@@ -176,23 +172,19 @@ def test_teacher_curves_refuses_to_drop_recorded_teachers(tmp_path: Path, monkey
 
 
 def test_teacher_differences_names_tasks_whose_cells_had_other_teachers() -> None:
-    import quality
-
     same = {"teacher_epochs": 3, "train_examples": 3301, "max_length": 128}
     a = {"task": "mrpc", "student": "pruned70", "teacher_dev": 87.0337, "commit": "b53833e", **same}
     b = {**a, "student": "layers2", "teacher_dev": 86.4198, "commit": "bf3e270", "cpu": "AMD EPYC family 25"}
     c = {"task": "sst2", "student": "pruned70", "teacher_dev": 87.3853, "commit": "a8b86c0", **same}
     d = {**c, "student": "layers2"}
     e = {**c, "student": "layers2", "teacher_epochs": 1, "teacher_dev": 80.0}  # other settings: not compared
-    lines = quality.teacher_differences([a, b, c, d, e])
+    lines = quality_pages.teacher_differences([a, b, c, d, e])
     assert len(lines) == 1 and lines[0].startswith("- mrpc: the cells' teachers differ (dev pruned70 87.03")
     assert "layers2 86.42 (commit bf3e270, CPU AMD EPYC family 25)" in lines[0]
     assert "CPU not recorded" in lines[0]
 
 
 def test_quiet_judges_a_timing_by_its_own_cpu_kinds_peak() -> None:
-    from common import PEAK_BY_CPU, quiet, reference_peak
-
     kind = next(iter(PEAK_BY_CPU))
     peak = PEAK_BY_CPU[kind][2]
     alone = {"cpu": kind, "threads": 2, "others_busy": 0.01, "load_avg_1m": 1.8, "matmul_gflops": peak - 1}
@@ -208,9 +200,7 @@ def test_quiet_judges_a_timing_by_its_own_cpu_kinds_peak() -> None:
 
 
 def test_search_cost_table_shows_the_proxy_beside_halving() -> None:
-    from common import PEAK_BY_CPU
-    from search_cost import markdown
-
+    markdown = search_cost.markdown
     kind = next(iter(PEAK_BY_CPU))
     probe = {"cpu": kind, "threads": 2, "others_busy": 0.01, "load_avg_1m": 1.8, "matmul_gflops": 105.0}
     machine = {"before": probe, "after": probe, "quiet": True}
@@ -239,8 +229,6 @@ def test_search_cost_table_shows_the_proxy_beside_halving() -> None:
 def test_search_cost_adds_the_proxy_to_a_finished_row_without_retiming_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import search_cost
-
     def row(task: str) -> dict:
         return {
             "task": task, "student": "pruned70", "metric": "f1", "train_examples": 10, "subsampled": False,
@@ -277,7 +265,6 @@ def test_search_cost_adds_the_proxy_to_a_finished_row_without_retiming_it(
 
 
 def test_reading_flags_a_cell_whose_students_have_not_learned_the_task() -> None:
-    from quality import _weak_student
 
     def cell(mean: float, std: float, constant: float, teacher: float) -> dict:
         return {
@@ -288,18 +275,16 @@ def test_reading_flags_a_cell_whose_students_have_not_learned_the_task() -> None
         }
 
     # MRPC / 2-layer: vanilla KD F1 81.35 +- 0.47 against 81.22 for always answering "paraphrase".
-    assert "+0.13 points" in _weak_student(cell(81.35, 0.47, 81.22, 86.42))
+    assert "+0.13 points" in quality_pages.weak_student(cell(81.35, 0.47, 81.22, 86.42))
     # STS-B / 2-layer: Pearson 24.29 +- 11.07, teacher 85.91, constant 0: 28 % of the teacher's lead.
-    assert "recover only 28% of the teacher's lead" in _weak_student(cell(24.29, 11.07, 0.0, 85.91))
+    assert "recover only 28% of the teacher's lead" in quality_pages.weak_student(cell(24.29, 11.07, 0.0, 85.91))
     # MRPC / 70 %-pruned: F1 85.02 against 81.22 and the teacher's 87.03 (65 % of its lead): no warning.
-    assert _weak_student(cell(85.02, 0.53, 81.22, 87.03)) == ""
+    assert quality_pages.weak_student(cell(85.02, 0.53, 81.22, 87.03)) == ""
 
 
 def test_search_cost_retimes_a_row_not_taken_alone_in_its_place(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import search_cost
-    from common import PEAK_BY_CPU
 
     kind = next(iter(PEAK_BY_CPU))
     probe = {"cpu": kind, "threads": 2, "others_busy": 0.01, "load_avg_1m": 0.5, "matmul_gflops": PEAK_BY_CPU[kind][2]}
@@ -353,8 +338,6 @@ def test_search_cost_retimes_a_row_not_taken_alone_in_its_place(
 def test_search_cost_times_an_interrupted_cell_from_an_empty_folder(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import search_cost
-
     teacher = tmp_path / "teacher"
     teacher.mkdir()
     (teacher / "metrics.json").write_text("{}")
@@ -384,7 +367,7 @@ def test_search_cost_times_an_interrupted_cell_from_an_empty_folder(
 def test_default_run_segments_resume_only_the_same_commit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import os
 
-    import default_run
+    from bench import default_run
 
     probe = {"cpu": "x", "others_busy": 0.0, "load_avg_1m": 0.1, "threads": 2, "matmul_gflops": 1.0}
     monkeypatch.setattr(default_run, "machine_state", lambda: probe)
@@ -417,12 +400,8 @@ def test_default_run_segments_resume_only_the_same_commit(tmp_path: Path, monkey
     assert not out.exists()
 
 
-def test_results_page_reads_the_mpnet_run_when_published(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import quality
-
-    monkeypatch.setattr(quality, "RESULTS", tmp_path)
-    monkeypatch.setattr(quality, "DOCS", tmp_path)
-    assert quality.mpnet_section() == []
+def test_results_page_reads_the_mpnet_run_when_published(tmp_path: Path) -> None:
+    assert quality_pages.mpnet_section(tmp_path) == []
     record = {
         "commit": "abc1234",
         "command": "stark run --config recipes/mpnet_mrpc.yaml",
@@ -438,7 +417,7 @@ def test_results_page_reads_the_mpnet_run_when_published(tmp_path: Path, monkeyp
     }
     (tmp_path / "mpnet_mrpc").mkdir()
     (tmp_path / "mpnet_mrpc" / "time.json").write_text(json.dumps(record))
-    page = quality.results_page([])
+    page = quality_pages.results_page([], results=tmp_path, docs=tmp_path)
     assert "| f1 | 90.00 | 81.22 | 85.00 | 30% | 86.12 | 2 h 30 min | NO |" in page
     assert "wall (2 segment(s))" in page and "at commit abc1234" in page
     assert "- Not quiet: 2 segment(s) ended with their session" in page
@@ -449,6 +428,41 @@ def test_results_page_reads_the_mpnet_run_when_published(tmp_path: Path, monkeyp
     ]
     summary = {"metric": "f1", "levels": levels, "stage_wall_s": {"finetune": 2700.0, "score": 30.0}}
     (tmp_path / "mpnet_mrpc" / "summary.json").write_text(json.dumps(summary))
-    page = quality.results_page([])
+    page = quality_pages.results_page([], results=tmp_path, docs=tmp_path)
     assert "- Students distilled to the end (dev f1): 0 % 85.00, 30 % 86.12; one seed each." in page
     assert "- Stages (the last segment): finetune 0 h 45 min." in page
+
+
+def test_moved_renderers_write_the_committed_pages_from_the_committed_results() -> None:
+    """quality.md and peers.md are rendered by modules split out of their studies: same text, number for number
+    (peers.md's third line names the command, which changed with the split)."""
+    from bench.peers.render import render
+
+    assert quality_pages.markdown(load_rows(RESULTS / "quality.json")) == (RESULTS / "quality.md").read_text()
+    page = render(json.loads((RESULTS / "peers.json").read_text())).splitlines()
+    committed = (RESULTS / "peers.md").read_text().splitlines()
+    assert len(page) == len(committed) and page[3:] == committed[3:] and page[:2] == committed[:2]
+    assert "python -m bench.peers" in page[2]
+
+
+def test_peers_results_keep_one_run_per_settings(tmp_path: Path) -> None:
+    from bench.peers.context import PeersResults
+
+    kind = next(iter(PEAK_BY_CPU))
+    probe = {"cpu": kind, "threads": 2, "others_busy": 0.01, "load_avg_1m": 0.3, "matmul_gflops": PEAK_BY_CPU[kind][2]}
+    one = PeersResults(tmp_path, {"threads": 1})
+    one.record("peak", {"gflops": 80.0}, peaks=[81.0])
+    two = PeersResults(tmp_path, {"threads": 2})
+    two.record("kd_stark", {"wall_s": 5.0, "before": probe, "after": probe}, peaks=[79.0])
+    two.record("ft_stark", {"wall_s": 9.0, "before": probe, "after": {**probe, "matmul_gflops": 1.0}}, peaks=[])
+    # A re-run with the same settings resumes its own run; the other run stays beside it.
+    again = PeersResults(tmp_path, {"threads": 2})
+    assert [r["settings"] for r in again.file["runs"]] == [{"threads": 1}, {"threads": 2}]
+    assert again.run["cells"]["kd_stark"]["quiet"] and not again.run["cells"]["ft_stark"]["quiet"]
+    assert (
+        again.run["peak_seen_gflops"] == 79.0 and PeersResults(tmp_path, {"threads": 1}).run["peak_seen_gflops"] == 81.0
+    )
+    # --report with unknown settings adds no run to the file; a file from before runs were kept is one run.
+    assert len(PeersResults(tmp_path, {"threads": 4}, keep=False).file["runs"]) == 2
+    (tmp_path / "peers.json").write_text(json.dumps({"settings": {"threads": 1}, "env": {}, "cells": {"peak": {}}}))
+    assert PeersResults(tmp_path, {"threads": 1}).run["cells"] == {"peak": {}}

@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import math
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 from sklearn.metrics import brier_score_loss
 from sklearn.metrics import log_loss as sk_log_loss
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-
-import calibration
+from bench import calibration
 
 
 def _logits(n: int = 400, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-
-import search_replay
+from bench import policies, search_replay
+from stark.config.schema import RungSignal
 
 
 def _row() -> dict:
@@ -58,14 +54,14 @@ def _row() -> dict:
 
 
 def test_replay_matches_the_hand_computation() -> None:
-    cell = search_replay.Cell.from_row(_row())
-    assert search_replay.full_sweep(cell).chosen == 50  # 75 on selection beats 72 and 70
+    cell = policies.Cell.from_row(_row())
+    assert policies.full_sweep(cell).chosen == 50  # 75 on selection beats 72 and 70
     # Loss at step 3 (rung 1 of 2 -> 1): 90 (0.5) beats 50 (0.6); at the end 90 (72) beats vanilla (70).
-    out = search_replay.halving(1 / 4, 3, search_replay.RungSignal.LOSS)(cell)
+    out = policies.halving(1 / 4, 3, RungSignal.LOSS)(cell)
     assert out.chosen == 90
     assert out.cost_kd_runs == pytest.approx(1 + 3 / 12 + 1)
     # The old rule looked at step 1, before any evaluation: a tie, so the first candidate (50) went on.
-    old = search_replay.halving(1 / 32, 2, search_replay.RungSignal.METRIC, metric_only=True)(cell)
+    old = policies.halving(1 / 32, 2, RungSignal.METRIC, metric_only=True)(cell)
     assert old.chosen == 50
     assert old.cost_kd_runs == pytest.approx(1 + 1 / 12 + 1)
 
@@ -110,8 +106,8 @@ def test_one_seed_replay_takes_each_seed_apart() -> None:
     assert [c.dev for c in cells] == [{0: 71.0, 50: 74.0, 90: 72.0}, {0: 71.0, 50: 75.0, 90: 73.0}]
     assert all(len(logs) == 1 for c in cells for logs in c.logs.values())
     runs = search_replay.replay_one_seed([row])
-    default = [r for r in runs if r["policy"] == search_replay.DEFAULT_POLICY]
-    chosen = search_replay.POLICIES[search_replay.DEFAULT_POLICY](search_replay.Cell.from_row(_row())).chosen
+    default = [r for r in runs if r["policy"] == policies.DEFAULT_POLICY]
+    chosen = policies.POLICIES[policies.DEFAULT_POLICY](policies.Cell.from_row(_row())).chosen
     assert [r["chosen_sparsity"] for r in default] == [chosen, chosen]
     gain = {0: 0.0, 50: 3.0, 90: 1.0}[chosen]
     assert [r["gain_over_vanilla"] for r in default] == [gain, gain + (1.0 if chosen else 0.0)]
@@ -121,7 +117,7 @@ def test_one_seed_replay_takes_each_seed_apart() -> None:
 def test_teacher_seeds_takes_the_sweep_teachers_row_from_the_replay() -> None:
     import argparse
 
-    import teacher_seeds
+    from bench import teacher_seeds
 
     row = {
         **_row(),
@@ -147,7 +143,7 @@ def test_teacher_seeds_takes_the_sweep_teachers_row_from_the_replay() -> None:
 
 
 def test_teacher_seeds_reading_puts_the_teachers_spread_beside_the_student_seeds() -> None:
-    import teacher_seeds
+    from bench import teacher_seeds
 
     def row(seed: int, teacher: float, vanilla: float, std: float, finalist: float | None) -> dict:
         return {
