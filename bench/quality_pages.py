@@ -64,9 +64,50 @@ def plot_cell(row: dict, path: Path) -> None:
 
 
 QUALITY_COLUMNS = (
-    "task", "student", "metric", "train ex.", "teacher dev", "constant dev", "vanilla KD", "StarK (stark run's choice)",
-    "chosen", "gain", "sweep argmax on selection (dev)", "best on dev (bound)", "commit",
+    "task", "student", "metric", "train ex.", "teacher dev", "constant dev", "labels only", "vanilla KD",
+    "KD - labels (selection)", "StarK (stark run's choice)", "chosen", "gain", "sweep argmax on selection (dev)",
+    "best on dev (bound)", "commit",
 )  # fmt: skip
+
+
+def labels_cells(r: dict) -> tuple[str, str]:
+    """The labels-only students' dev (mean ± std) and what distillation adds on selection (± s.e.), or dashes
+    where the cell has not been measured yet."""
+    lo = r.get("labels_only")
+    if lo is None:
+        return "-", "-"
+    sel = lo.get("kd_minus_labels_select")
+    added = "-" if sel is None else f"{sel:+.2f} ± {lo['kd_minus_labels_select_se']:.2f}"
+    return f"{lo['dev_mean']:.2f} ± {lo['dev_std']:.2f}", added
+
+
+def verdict(rows: list[dict]) -> list[str]:
+    """The three-line answer the page opens with, computed from the rows."""
+    measured = [r for r in rows if r.get("labels_only") is not None]
+    beyond = [
+        r for r in measured if r["vanilla_kd_student_mean"] - r["labels_only"]["dev_mean"] > r["vanilla_kd_student_std"]
+    ]
+    kept = [r for r in rows if r["chosen_sparsity"] != 0]
+    gains = [r["stark_student_mean"] - r["vanilla_kd_student_mean"] for r in rows] or [0.0]
+    teachers = sorted({r.get("teacher", "minilm") for r in rows})
+    adds = ", ".join(
+        f"{r['task']}/{r['student']} {r['vanilla_kd_student_mean'] - r['labels_only']['dev_mean']:+.2f}"
+        for r in measured
+    )
+    return [
+        "> **What distillation adds over the labels alone:** "
+        + (
+            f"measured on {len(measured)} of {len(rows)} cells (vanilla KD minus labels-only, dev points: {adds}); "
+            f"more than one seed-std of vanilla KD on {len(beyond)} of them."
+            if measured
+            else "not measured yet on these cells."
+        ),
+        f"> **What StarK adds over vanilla KD:** stark run kept a sparse teacher on {len(kept)} of {len(rows)} cells; "
+        f"dev gain {min(gains):+.2f} to {max(gains):+.2f} points.",
+        f"> **Regime:** teacher(s) {', '.join(teachers)}; students the teacher's bottom layers or 70 %-pruned; 3 seeds;"
+        " full training sets (SST-2 8,000).",
+        "",
+    ]
 
 
 def markdown(rows: list[dict]) -> str:
@@ -82,7 +123,9 @@ def markdown(rows: list[dict]) -> str:
                 f"{r['train_examples']}{' (subset)' if r['subsampled'] else ''}",
                 f"{r['teacher_dev']:.2f}",
                 f"{r['majority_dev']:.2f}",
+                labels_cells(r)[0],
                 f"{r['vanilla_kd_student_mean']:.2f} ± {r['vanilla_kd_student_std']:.2f}",
+                labels_cells(r)[1],
                 f"{r['stark_student_mean']:.2f} ± {r['stark_student_std']:.2f}",
                 f"{r['chosen_sparsity']:g}%",
                 f"{gain:+.2f}",
@@ -91,7 +134,7 @@ def markdown(rows: list[dict]) -> str:
                 r["commit"],
             )
         )
-    return "\n".join(table(QUALITY_COLUMNS, "lllrrrrrrrrrl", cells)) + "\n"
+    return "\n".join(table(QUALITY_COLUMNS, "lllrrrrrrrrrrrl", cells)) + "\n"
 
 
 def curves_table(row: dict) -> str:
@@ -380,6 +423,7 @@ def results_page(rows: list[dict], results: Path = RESULTS, docs: Path = DOCS) -
     lines = [
         "# Results: vanilla KD vs StarK at full size",
         "",
+        *verdict(rows),
         "Written by `bench/quality.py` from `bench/results/quality.json`. Teacher: all-MiniLM-L6-v2 (6 layers, hidden",
         "384) fine-tuned on the full bundled training set (SST-2: a seeded random 8,000), fast preset; the held-out",
         "selection slice (10 % of train, at least 300 examples) drives early stopping, scoring and the choice; dev is",

@@ -466,3 +466,36 @@ def test_peers_results_keep_one_run_per_settings(tmp_path: Path) -> None:
     assert len(PeersResults(tmp_path, {"threads": 4}, keep=False).file["runs"]) == 2
     (tmp_path / "peers.json").write_text(json.dumps({"settings": {"threads": 1}, "env": {}, "cells": {"peak": {}}}))
     assert PeersResults(tmp_path, {"threads": 1}).run["cells"] == {"peak": {}}
+
+
+def test_the_results_page_opens_with_a_verdict_computed_from_the_rows() -> None:
+    from bench.quality_pages import labels_cells, verdict
+
+    def row(task: str, kd: float, kd_std: float, stark: float, chosen: float, labels: float | None) -> dict:
+        r = {
+            "task": task,
+            "student": "pruned70",
+            "vanilla_kd_student_mean": kd,
+            "vanilla_kd_student_std": kd_std,
+            "stark_student_mean": stark,
+            "chosen_sparsity": chosen,
+        }
+        if labels is not None:
+            r["labels_only"] = {
+                "dev_mean": labels,
+                "dev_std": 0.5,
+                "kd_minus_labels_select": 1.0,
+                "kd_minus_labels_select_se": 0.25,
+            }
+        return r
+
+    rows = [
+        row("mrpc", 85.0, 0.5, 85.0, 0, 85.3),
+        row("rte", 60.0, 1.0, 61.5, 30, 58.0),
+        row("cola", 20.0, 1.0, 20.0, 0, None),
+    ]
+    text = "\n".join(verdict(rows))
+    assert "measured on 2 of 3 cells" in text and "mrpc/pruned70 -0.30, rte/pruned70 +2.00" in text
+    assert "more than one seed-std of vanilla KD on 1 of them" in text
+    assert "kept a sparse teacher on 1 of 3 cells; dev gain +0.00 to +1.50 points" in text
+    assert labels_cells(rows[0]) == ("85.30 ± 0.50", "+1.00 ± 0.25") and labels_cells(rows[2]) == ("-", "-")
