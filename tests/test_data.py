@@ -116,6 +116,19 @@ def test_default_data_dir_is_bundled_copy(monkeypatch: pytest.MonkeyPatch) -> No
     assert "shared" not in root.parts
 
 
+def test_an_installed_wheel_finds_the_glue_copy_of_the_folder_it_runs_from(monkeypatch, tmp_path: Path) -> None:
+    # Outside a source checkout (a non-editable install) the clone the user runs from holds the files.
+    import stark.data.glue as glue
+
+    monkeypatch.delenv("STARK_DATA_DIR", raising=False)
+    monkeypatch.setattr(glue, "__file__", str(tmp_path / "site-packages" / "stark" / "data" / "glue.py"))
+    (tmp_path / "clone" / "data" / "glue").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path / "clone")
+    assert default_data_dir() == tmp_path / "clone" / "data" / "glue"
+    monkeypatch.chdir(tmp_path)  # nowhere to find it: the checkout path, which the error message names
+    assert default_data_dir() == tmp_path / "data" / "glue"  # three levels above stark/data/
+
+
 def _tiny_rte(root: Path) -> None:
     (root / "RTE").mkdir(parents=True)
     body = "index\tsentence1\tsentence2\tlabel\n0\tA b.\tA.\tentailment\n1\tC d.\tE.\tnot_entailment\n"

@@ -25,13 +25,18 @@ def default_data_dir() -> Path:
     """Where the bundled GLUE copies live.
 
     ``STARK_DATA_DIR`` wins so that users can point at their own GLUE download; otherwise the
-    ``data/glue`` folder at the root of the source checkout: the package is installed editable from
-    a src layout, so the repository root is three levels above ``src/stark/data/``.
+    ``data/glue`` folder at the root of the source checkout (installed editable from a src layout, the
+    repository root is three levels above ``src/stark/data/``), else ``data/glue`` in the current folder
+    (a non-editable install run from the clone).
     """
     env = os.environ.get("STARK_DATA_DIR")
     if env:
         return Path(env).expanduser()
-    return Path(__file__).resolve().parents[3] / "data" / "glue"
+    checkout = Path(__file__).resolve().parents[3] / "data" / "glue"
+    # A wheel installed with `pip install .` lives in site-packages, away from the checkout: the clone the
+    # user runs from (the README's `cd stark`) still holds the files.
+    here = Path.cwd() / "data" / "glue"
+    return checkout if checkout.is_dir() or not here.is_dir() else here
 
 
 def load_glue(task: str, data_dir: Path | None = None) -> tuple[TaskSpec, Examples, Examples]:
