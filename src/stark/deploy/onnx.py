@@ -325,14 +325,12 @@ def _new_folder_beside(path: Path) -> Path:
     except OSError as exc:
         reason = "a file is in the way" if isinstance(exc, (FileExistsError, NotADirectoryError)) else exc.strerror
         raise StarkInputError(f"--out {path}: its folder cannot be created ({reason})") from None
-    for _ in range(100):
-        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
-        try:
-            tmp.mkdir()
-        except FileExistsError:
-            continue
-        return tmp
-    raise StarkInputError(f"--out {path}: no free temporary name beside it")
+    from stark.models.checkpoint import new_folder_beside
+
+    try:
+        return new_folder_beside(path)
+    except FileExistsError:
+        raise StarkInputError(f"--out {path}: no free temporary name beside it") from None
 
 
 def _swap_in(tmp: Path, out_dir: Path) -> None:
