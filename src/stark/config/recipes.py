@@ -12,7 +12,14 @@ from typing import Any
 import yaml
 
 from stark.config.fields import coerce_value, field_types
-from stark.config.schema import Preset, RunConfig, to_dict
+from stark.config.schema import (
+    FAST_PATIENCE_EPOCHS,
+    FAST_STUDENT_MIN_STEPS,
+    FAST_TEACHER_MIN_STEPS,
+    Preset,
+    RunConfig,
+    to_dict,
+)
 from stark.config.validate import normalize, validate
 from stark.errors import StarkInputError
 
@@ -37,11 +44,13 @@ def preset_overrides(preset: Preset) -> dict[str, Any]:
             "max_grad_norm": 5.0,
             "eval_every": 10,
             "patience_epochs": 5.0,
+            "min_steps": 0,
         }
         return {"finetune": dict(train), "distill": dict(train), "seed": 776}
+    fast = {"epochs": 3, "batch_size": 16, "eval_every": 0, "patience_epochs": FAST_PATIENCE_EPOCHS}
     return {
-        "finetune": {"epochs": 3, "lr": 5e-5, "batch_size": 16, "eval_every": 0, "patience_epochs": 0},
-        "distill": {"epochs": 3, "lr": 1e-4, "batch_size": 16, "eval_every": 0, "patience_epochs": 0},
+        "finetune": {**fast, "lr": 5e-5, "min_steps": FAST_TEACHER_MIN_STEPS},
+        "distill": {**fast, "lr": 1e-4, "min_steps": FAST_STUDENT_MIN_STEPS},
     }
 
 
@@ -123,6 +132,11 @@ def load_saved_config(out: Path) -> dict[str, Any] | None:
     data = recipe.get("data")
     if isinstance(data, dict) and "min_select" not in data:
         data["min_select"] = 0
+    # One from before the step floor trained exactly its epochs.
+    for stage in ("finetune", "distill"):
+        section = recipe.get(stage)
+        if isinstance(section, dict) and "min_steps" not in section:
+            section["min_steps"] = 0
     student = recipe.get("student")
     if isinstance(student, dict) and student.get("layers") is not None and student.get("sparsity") is not None:
         student["layers"] = None  # older versions accepted both and built the pruned student
@@ -197,10 +211,25 @@ def one_student_kind(options: dict[str, Any]) -> dict[str, Any]:
     return options
 
 
+def epochs_as_given(options: dict[str, Any]) -> dict[str, Any]:
+    """A source that sets a stage's ``epochs`` means exactly those epochs: the stage's step floor and early
+    stopping are off unless the same source sets them too (``--student-epochs 1`` trains one epoch)."""
+    for stage in ("finetune", "distill"):
+        section = options.get(stage)
+        if isinstance(section, dict) and section.get("epochs") is not None:
+            section.setdefault("min_steps", 0)
+            section.setdefault("patience_epochs", 0.0)
+    return options
+
+
+def _source(options: dict[str, Any] | None) -> dict[str, Any]:
+    """A recipe or flag mapping read as one source: older keys moved, one student kind, epochs as given."""
+    return epochs_as_given(one_student_kind(_upgrade(dict(options or {}))))
+
+
 def build_config(recipe: dict[str, Any] | None = None, flags: dict[str, Any] | None = None) -> RunConfig:
     """Preset, then recipe, then flags; validated."""
-    recipe = one_student_kind(_upgrade(dict(recipe or {})))
-    flags = one_student_kind(_upgrade(dict(flags or {})))
+    recipe, flags = _source(recipe), _source(flags)
     preset = coerce_value(flags.get("preset") or recipe.get("preset") or "fast", Preset, "preset")
     cfg = RunConfig(preset=preset)
     apply_overrides(cfg, preset_overrides(preset), "preset")
@@ -219,7 +248,7 @@ def layered_config(flags: dict[str, Any], recipe: dict[str, Any] | None = None) 
     run's options. A preset other than the saved one applies its values over the saved ones (the saved
     file lists every value, so it would otherwise hide the new preset while being labelled with it).
     """
-    given = one_student_kind(_upgrade(dict(recipe or {})))
+    given = _source(recipe)
     out = flags.get("out") or given.get("out") or RunConfig.out
     saved = load_saved_config(Path(os.path.expanduser(str(out)))) or {}
     named = flags.get("preset") or given.get("preset")

@@ -101,11 +101,35 @@ def option(
     return field(default=default, metadata=meta)
 
 
+FAST_TEACHER_MIN_STEPS = 600
+
+
+"""Fast preset: fine-tuning's step floor (bench/results/budget.md: on 500-2,000 examples, 3 epochs leave the
+teacher near the constant predictor where this many steps do not)."""
+
+
+FAST_STUDENT_MIN_STEPS = 600
+
+
+"""Fast preset: distillation's step floor (bench/results/budget.md)."""
+
+
+FAST_PATIENCE_EPOCHS = 1.0
+
+
+"""Fast preset: early stopping after the floor (bench/results/budget.md)."""
+
+
 @dataclass
 class TrainConfig:
     """Hyper-parameters of one training run (fine-tuning or distillation)."""
 
     epochs: float = option(3.0, help="training epochs (fractions allowed)")
+    min_steps: int = option(
+        0,
+        help="train at least N optimiser steps: on a small set that is more epochs than `epochs` (0: exactly "
+        "`epochs`; an explicit --epochs, --teacher-epochs or --student-epochs sets it to 0 unless it is given too)",
+    )
     batch_size: int = option(16, help="examples per optimisation step on each process")
     eval_batch_size: int = option(64, help="examples per forward pass when evaluating or caching logits")
     lr: float = option(5e-5, help="peak AdamW learning rate")
@@ -114,7 +138,9 @@ class TrainConfig:
     max_grad_norm: float = option(5.0, help="gradient-norm clipping threshold")
     eval_every: int = option(0, help="evaluate on the selection split every N steps; 0 means 4 times per epoch")
     patience_epochs: float = option(
-        0.0, help="stop after this many epochs without improvement on the selection split; 0 disables it"
+        0.0,
+        help="stop after this many epochs without improvement on the selection split (never before `min_steps` "
+        "steps); 0 disables it",
     )
     seed: int = option(776, help="seed for initialisation-independent randomness: data order and dropout")
     temperature: float = option(2.0, help="distillation temperature T")
@@ -347,11 +373,14 @@ class RunConfig:
     )
     data: DataConfig = field(default_factory=DataConfig)
     student: StudentConfig = field(default_factory=StudentConfig)
-    finetune: TrainConfig = field(default_factory=TrainConfig)
+    finetune: TrainConfig = option(
+        help="the teacher's fine-tuning; its defaults are the fast preset's",
+        factory=lambda: TrainConfig(min_steps=FAST_TEACHER_MIN_STEPS, patience_epochs=FAST_PATIENCE_EPOCHS),
+    )
     distill: TrainConfig = option(
         help="the students' training (trial and rewound); its defaults are the fast preset's, a higher learning "
         "rate than fine-tuning's, so that RunConfig() is what `stark run` runs",
-        factory=lambda: TrainConfig(lr=1e-4),
+        factory=lambda: TrainConfig(lr=1e-4, min_steps=FAST_STUDENT_MIN_STEPS, patience_epochs=FAST_PATIENCE_EPOCHS),
     )
     score: ScoreConfig = field(default_factory=ScoreConfig)
     sparsify: SparsifyConfig = field(default_factory=SparsifyConfig)

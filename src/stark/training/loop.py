@@ -343,7 +343,8 @@ def _evaluate(run: _Run, state: LoopState) -> None:
             save_model(run.unwrapped(), run.data.tokenizer, run.work_dir / "best", run.facts)
     else:
         state.bad_evals += 1
-        if run.patience and state.bad_evals >= run.patience:
+        # The floor is what a small set needs to leave the constant predictor: no early stop before it.
+        if run.patience and state.bad_evals >= run.patience and state.step >= run.cfg.min_steps:
             state.stopped = True
     run.accelerator.wait_for_everyone()
 

@@ -21,7 +21,8 @@ def steps_per_epoch(n_examples: int, batch_size: int, num_processes: int = 1) ->
 
 
 def total_steps_for(n_examples: int, cfg: TrainConfig, world: int = 1) -> int:
-    return max(1, math.ceil(cfg.epochs * steps_per_epoch(n_examples, cfg.batch_size, world)))
+    """A run's length: its epochs, or ``min_steps`` where the epochs are fewer steps (a small set)."""
+    return max(1, cfg.min_steps, math.ceil(cfg.epochs * steps_per_epoch(n_examples, cfg.batch_size, world)))
 
 
 def epoch_batches(data: Encoded, cfg: TrainConfig, epoch: int, rank: int, world: int) -> list[tuple[list[int], float]]:

@@ -1,0 +1,247 @@
+"""The training budget, old against new: the teacher on small seeded subsets and the students on full sets.
+
+Teachers: the all-MiniLM-L6-v2 teacher fine-tuned on seeded subsets (``--sizes``, before the selection slice)
+of each task, once with the old budget (3 epochs, no floor, no early stopping) and once with the fast preset's
+current one (``build_config({})``: epochs, step floor, patience and learning rate), at ``--seeds`` seeds (seed k
+draws another subset and trains with another seed). Students: the 2-layer student on full STS-B, CoLA and
+MRPC and the 70 %-pruned one on MRPC, distilled from the task's shared teacher (bench/common.shared_teacher)
+with either budget. Every cell records the dev and selection metric, the constant predictor's, whether the
+teacher guard says the model learned, the steps and the wall time (contended: see ``load``), and its selection
+curve, so the floor and patience can be re-read from the curves.
+
+Writes ``bench/results/budget.{json,md}`` after every cell; a re-run skips finished cells. Cells run seed by
+seed (all sizes and tasks at seed 0 first), so a partial run already compares both budgets everywhere.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import statistics
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+
+from bench.common import STUDENTS, SWEEP_SEED, WORK, bench_config, pts, shared_teacher
+from bench.machine import load_average
+from bench.store import RESULTS, commit, load_rows, save_rows, table, write_page
+from stark.config.recipes import build_config
+from stark.config.schema import TrainConfig
+from stark.data.prepare import prepare_data
+from stark.pipeline.baselines import check_teacher, constant_metrics
+from stark.pipeline.stages import build_student, distill, finetune_teacher, teacher_logits_full
+from stark.rundir.io import read_metrics
+
+OLD = {"epochs": 3.0, "min_steps": 0, "patience_epochs": 0.0}
+"""The budget before this study: 3 epochs whatever the set's size, no early stopping."""
+
+TEACHER_TASKS = ("rte", "mrpc", "sst2", "stsb")
+STUDENT_CELLS = (("stsb", "layers2"), ("cola", "layers2"), ("mrpc", "layers2"), ("mrpc", "pruned70"))
+PAGE = RESULTS / "budget.md"
+ROWS = RESULTS / "budget.json"
+
+
+def budget_settings(stage: str, arm: str) -> dict:
+    """The settings an arm gives a stage: the old budget, or what ``stark run`` runs now."""
+    now = getattr(build_config({}), stage)
+    keys = ("epochs", "min_steps", "patience_epochs", "lr")
+    settings = {k: getattr(now, k) for k in keys}
+    return settings if arm == "new" else {**settings, **OLD}
+
+
+def _train_config(base: TrainConfig, settings: dict, seed: int) -> TrainConfig:
+    return dataclasses.replace(base, **settings, seed=seed)
+
+
+def _outcome(run_dir: Path, data, metric: str) -> dict:
+    """What a finished run achieved beside the constant predictor, and how it got there."""
+    got = read_metrics(run_dir)
+    const_dev = constant_metrics(data.spec, data.train.labels, data.dev.labels)
+    const_sel = constant_metrics(data.spec, data.train.labels, data.select.labels)
+    check = check_teacher(data.spec, got["select"], data.train.labels, data.select.labels)
+    return {
+        "metric": metric,
+        "train_examples": len(data.train),
+        "select_examples": len(data.select),
+        "dev": pts(got["dev"][metric]),
+        "select": pts(got["select"][metric]),
+        "constant_dev": pts(const_dev[metric]),
+        "constant_select": pts(const_sel[metric]),
+        "learned": check.learned,
+        "steps": got["steps"],
+        "total_steps": got["total_steps"],
+        "best_step": got["best_step"],
+        "wall_s": got["wall_s"],
+        "curve": [[h["step"], round(pts(h["select"][metric]), 2)] for h in got["history"]],
+    }
+
+
+def teacher_cell(task: str, size: int, seed: int, arm: str) -> dict:
+    out = WORK / "budget" / "teachers" / f"{task}-{size}-s{seed}-{arm}"
+    cfg = bench_config(task, out, size, 1, 3)
+    cfg.seed = SWEEP_SEED + seed  # another subset, selection slice and training order per seed
+    data = prepare_data(cfg)
+    settings = budget_settings("finetune", arm)
+    teacher_dir = finetune_teacher(cfg.teacher, _train_config(cfg.finetune, settings, cfg.seed), data, out)
+    row = {"kind": "teacher", "task": task, "size": size, "seed": seed, "arm": arm, "settings": settings}
+    return {**row, **_outcome(teacher_dir, data, data.spec.main_metric)}
+
+
+def student_cell(task: str, student: str, seed: int, arm: str) -> dict:
+    data, teacher_dir = shared_teacher(task, None, 3)
+    out = WORK / "budget" / "students" / f"{task}-{student}"
+    cfg = bench_config(task, out, None, 3, 3, student=STUDENTS[student])
+    init = build_student(cfg.student, data, teacher_dir, out, score_batch_size=cfg.score.batch_size)
+    logits = teacher_logits_full(teacher_dir, data, cfg.distill.eval_batch_size)
+    settings = budget_settings("distill", arm)
+    run_dir = out / f"s{seed}-{arm}"
+    distill(_train_config(cfg.distill, settings, SWEEP_SEED + seed), data, init, logits, run_dir)
+    teacher = read_metrics(teacher_dir)
+    m = data.spec.main_metric
+    row = {"kind": "student", "task": task, "student": student, "seed": seed, "arm": arm, "settings": settings}
+    return {**row, **_outcome(run_dir, data, m), "teacher_dev": pts(teacher["dev"][m])}
+
+
+def cells(args: argparse.Namespace) -> Iterator[tuple[tuple, callable]]:
+    """(key, thunk) per cell, seed-major: every size, task and arm at seed 0 before seed 1."""
+    for seed in range(args.seeds):
+        if "teachers" in args.parts:
+            for size in args.sizes:
+                for task in args.tasks:
+                    for arm in ("old", "new"):
+                        yield (
+                            ("teacher", task, size, seed, arm),
+                            lambda t=task, n=size, s=seed, a=arm: teacher_cell(t, n, s, a),
+                        )
+        if "students" in args.parts:
+            for task, student in STUDENT_CELLS:
+                for arm in ("old", "new"):
+                    yield (
+                        ("student", task, student, seed, arm),
+                        lambda t=task, st=student, s=seed, a=arm: student_cell(t, st, s, a),
+                    )
+
+
+def key_of(row: dict) -> tuple:
+    middle = row["size"] if row["kind"] == "teacher" else row["student"]
+    return row["kind"], row["task"], middle, row["seed"], row["arm"]
+
+
+def _mean_sd(xs: list[float]) -> str:
+    if not xs:
+        return "-"
+    sd = statistics.stdev(xs) if len(xs) > 1 else 0.0
+    return f"{statistics.fmean(xs):.2f} ± {sd:.2f}"
+
+
+def _grouped(rows: list[dict], kind: str) -> dict[tuple, dict[str, list[dict]]]:
+    groups: dict[tuple, dict[str, list[dict]]] = {}
+    for r in rows:
+        if r["kind"] == kind:
+            middle = r["size"] if kind == "teacher" else r["student"]
+            groups.setdefault((r["task"], middle), {}).setdefault(r["arm"], []).append(r)
+    return groups
+
+
+def _arm_cells(rs: list[dict]) -> list[str]:
+    """Dev (mean ± sd over seeds), how many seeds the guard calls learned, mean steps, mean wall seconds."""
+    if not rs:
+        return ["-"] * 4
+    learned = f"{sum(r['learned'] for r in rs)}/{len(rs)}"
+    steps = f"{statistics.fmean(r['steps'] for r in rs):.0f}"
+    return [_mean_sd([r["dev"] for r in rs]), learned, steps, f"{statistics.fmean(r['wall_s'] for r in rs):.0f}"]
+
+
+def markdown(rows: list[dict]) -> str:
+    old, new = budget_settings("finetune", "old"), budget_settings("finetune", "new")
+    sold, snew = budget_settings("distill", "old"), budget_settings("distill", "new")
+    lines = [
+        "# Training budget: old against new",
+        "",
+        "Regenerate: `python -m bench.budget` (skips finished cells). Old: 3 epochs, no floor, no early stopping. "
+        f"New (the fast preset now): teacher {new['epochs']:g} epochs, at least {new['min_steps']} steps, patience "
+        f"{new['patience_epochs']:g} epoch(s) after the floor, lr {new['lr']:g} (old lr {old['lr']:g}); student "
+        f"{snew['epochs']:g} epochs, at least {snew['min_steps']} steps, patience {snew['patience_epochs']:g}, lr "
+        f"{snew['lr']:g} (old lr {sold['lr']:g}). Dev is mean ± sd over seeds; 'learned' counts the seeds whose "
+        "selection score the teacher guard calls clearly better than the constant predictor; steps and seconds "
+        "are means (seconds measured while other work shared the 2 cores: compare steps).",
+        "",
+        "## Teachers on seeded subsets (all-MiniLM-L6-v2)",
+        "",
+    ]
+    header = ["task", "examples", "metric", "constant dev", "old dev", "old learned", "old steps", "old s"]
+    header += ["new dev", "new learned", "new steps", "new s"]
+    body = []
+    for (task, size), arms in sorted(_grouped(rows, "teacher").items(), key=lambda kv: (kv[0][0], kv[0][1])):
+        first = next(iter(arms.values()))[0]
+        const = statistics.fmean(r["constant_dev"] for rs in arms.values() for r in rs)
+        body.append(
+            [
+                task,
+                size,
+                first["metric"],
+                f"{const:.2f}",
+                *_arm_cells(arms.get("old", [])),
+                *_arm_cells(arms.get("new", [])),
+            ]
+        )
+    lines += table(header, "lrlr" + "r" * 8, body)
+    lines += ["", "## Students on the full sets", ""]
+    header = ["task", "student", "teacher dev", "constant dev", "old dev", "old learned", "old steps", "old s"]
+    header += ["new dev", "new learned", "new steps", "new s"]
+    body = []
+    for (task, student), arms in sorted(_grouped(rows, "student").items()):
+        first = next(iter(arms.values()))[0]
+        body.append(
+            [
+                task,
+                student,
+                f"{first['teacher_dev']:.2f}",
+                f"{first['constant_dev']:.2f}",
+                *_arm_cells(arms.get("old", [])),
+                *_arm_cells(arms.get("new", [])),
+            ]
+        )
+    lines += table(header, "llrr" + "r" * 8, body)
+    commits = sorted({r["commit"] for r in rows})
+    lines += [
+        "",
+        f"Rows: {len(rows)}; commits: {', '.join(commits)}; torch threads: "
+        f"{', '.join(sorted({str(r['threads']) for r in rows}))}.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--tasks", default=",".join(TEACHER_TASKS), help="teacher study: comma-separated GLUE tasks")
+    p.add_argument("--sizes", default="500,1000,2000", help="teacher study: subset sizes, comma-separated")
+    p.add_argument("--seeds", type=int, default=3, help="seeds per cell")
+    p.add_argument("--parts", default="teachers,students", help="teachers, students or both")
+    p.add_argument("--threads", type=int, default=2, help="torch threads")
+    p.add_argument("--page-only", action="store_true", help="rewrite the page from the saved rows")
+    args = p.parse_args(argv)
+    args.tasks = args.tasks.split(",")
+    args.sizes = [int(s) for s in args.sizes.split(",")]
+    args.parts = args.parts.split(",")
+    torch.set_num_threads(args.threads)
+    rows = load_rows(ROWS)
+    done = {key_of(r) for r in rows}
+    if not args.page_only:
+        for key, thunk in cells(args):
+            if key in done:
+                continue
+            print(f"=== budget cell {key}", flush=True)
+            row = {**thunk(), "commit": commit(), "threads": torch.get_num_threads(), "load": load_average()}
+            rows.append(row)
+            save_rows(ROWS, rows)
+            write_page(PAGE, markdown(rows))
+    write_page(PAGE, markdown(rows))
+    print(markdown(rows), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
