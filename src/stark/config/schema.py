@@ -136,7 +136,9 @@ class TrainConfig:
     weight_decay: float = option(0.01, help="AdamW weight decay (never applied to biases and LayerNorm weights)")
     warmup_ratio: float = option(0.1, help="fraction of the steps spent warming the learning rate up from 0")
     max_grad_norm: float = option(5.0, help="gradient-norm clipping threshold")
-    eval_every: int = option(0, help="evaluate on the selection split every N steps; 0 means 4 times per epoch")
+    eval_every: int = option(
+        0, help="evaluate on the selection split every N steps; 0 means 4 times per epoch, at most about 40 times a run"
+    )
     patience_epochs: float = option(
         0.0,
         help="stop after this many epochs without improvement on the selection split (never before `min_steps` "

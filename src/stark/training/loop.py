@@ -225,7 +225,9 @@ def _start(
     torch.manual_seed(cfg.seed)
     per_epoch = steps_per_epoch(len(data.train), cfg.batch_size, world)
     total_steps = total_steps_for(len(data.train), cfg, world)
-    eval_every = cfg.eval_every or max(1, per_epoch // 4)
+    # Four evaluations per epoch, but no more than about 40 in a run: a small set stretched to the step
+    # floor has epochs of a few steps, and evaluating every few steps would cost as much as training.
+    eval_every = cfg.eval_every or max(1, per_epoch // 4, total_steps // 40)
     optimizer = make_optimizer(model, cfg)
     scheduler = make_scheduler(optimizer, cfg, total_steps)
     state = LoopState(processes=world, train_config=checkpoint.trajectory_settings(cfg))
