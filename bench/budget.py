@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import statistics
 import sys
 from collections.abc import Iterator
@@ -205,6 +206,7 @@ def markdown(rows: list[dict]) -> str:
             ]
         )
     lines += table(header, "llrr" + "r" * 8, body)
+    lines += ["", *patience_replay(snew["min_steps"])]
     commits = sorted({r["commit"] for r in rows})
     lines += [
         "",
@@ -212,6 +214,58 @@ def markdown(rows: list[dict]) -> str:
         f"{', '.join(sorted({str(r['threads']) for r in rows}))}.",
     ]
     return "\n".join(lines) + "\n"
+
+
+PATIENCES = (0.5, 1.0, 2.0)
+"""Patience (epochs) replayed on the sweep's recorded student runs."""
+
+
+def stopped_at(evals: list[list], per_epoch: int, eval_every: int, floor: int, patience: float) -> tuple[float, int]:
+    """Replay early stopping on one run's evaluations ([step, metric, loss, ...]): the selection metric it
+    would have kept and the step it would have stopped at (``training.loop``'s rule: metric, then loss)."""
+    limit = math.ceil(patience * per_epoch / eval_every)
+    best: tuple[float, float | None] | None = None
+    bad = 0
+    for step, metric, loss, *_ in evals:
+        if best is None or metric > best[0] or (metric == best[0] and None not in (loss, best[1]) and loss < best[1]):
+            best, bad = (metric, loss), 0
+        else:
+            bad += 1
+        if bad >= limit and step >= floor:
+            return best[0], step
+    return best[0], evals[-1][0]
+
+
+def patience_replay(floor: int) -> list[str]:
+    """Early stopping after the floor, replayed on every recorded run of the quality sweep (3 epochs on the full
+    sets): the same schedule, so a stopped run is exactly its recorded prefix."""
+    cells = [r for r in load_rows(RESULTS / "quality.json") if r.get("teacher", "minilm") == "minilm"]
+    header = ["task", "student", "runs"] + [f"patience {p:g}: lost / steps saved" for p in PATIENCES]
+    body = []
+    for cell in cells:
+        runs = [r for r in cell["runs"] if r.get("evals")]
+        total = runs[0]["total_steps"]
+        per_epoch = math.ceil(total / cell["student_epochs"])
+        eval_every = max(1, per_epoch // 4)
+        row = [cell["task"], cell["student"], len(runs)]
+        for patience in PATIENCES:
+            lost, saved = [], []
+            for r in runs:
+                kept, stop = stopped_at(r["evals"], per_epoch, eval_every, floor, patience)
+                lost.append(max(e[1] for e in r["evals"]) - kept)
+                saved.append(1 - stop / total)
+            row.append(f"{statistics.fmean(lost):.2f} (max {max(lost):.2f}) / {100 * statistics.fmean(saved):.0f} %")
+        body.append(row)
+    return [
+        "## Early stopping, replayed on the quality sweep's students",
+        "",
+        f"Every recorded student run of bench/results/quality.json (3 epochs, the full sets), stopped after the "
+        f"{floor}-step floor once the selection metric (then loss) had not improved for the patience: the selection "
+        "points lost against the run's best (mean, max) and the share of steps saved.",
+        "",
+        *table(header, "llr" + "r" * len(PATIENCES), body),
+        "",
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:

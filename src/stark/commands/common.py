@@ -105,6 +105,8 @@ def _train_options() -> list[_Option]:
         ("--epochs", {"type": _number, "help": both}),
         ("--teacher-epochs", {"type": _number, "help": "fine-tuning epochs (overrides --epochs)"}),
         ("--student-epochs", {"type": _number, "help": "distillation epochs (overrides --epochs)"}),
+        ("--min-steps", {"type": _integer, "help": helps["min_steps"] + "; both stages"}),
+        ("--patience", {"type": _number, "help": helps["patience_epochs"] + "; both stages"}),
         ("--batch-size", {"type": _integer, "help": helps["batch_size"] + ", both stages"}),
         ("--lr", {"type": _number, "help": helps["lr"] + " for both fine-tuning and distillation"}),
         ("--mixed-precision", {"choices": mp.metadata["choices"], "help": helps["mixed_precision"]}),
@@ -201,6 +203,8 @@ def flags_from_args(args: argparse.Namespace) -> dict[str, Any]:
         put("data.task", "custom")
     for stage, specific in (("finetune", "teacher_epochs"), ("distill", "student_epochs")):
         put(f"{stage}.epochs", get(specific) if get(specific) is not None else get("epochs"))
+        put(f"{stage}.min_steps", get("min_steps"))
+        put(f"{stage}.patience_epochs", get("patience"))
         put(f"{stage}.batch_size", get("batch_size"))
         put(f"{stage}.lr", get("lr"))
         put(f"{stage}.mixed_precision", get("mixed_precision"))

@@ -114,10 +114,13 @@ FAST_STUDENT_MIN_STEPS = 600
 """Fast preset: distillation's step floor (bench/results/budget.md)."""
 
 
-FAST_PATIENCE_EPOCHS = 1.0
+FAST_PATIENCE_EPOCHS = 0.0
 
 
-"""Fast preset: early stopping after the floor (bench/results/budget.md)."""
+"""Fast preset: no early stopping. Replayed on the 240 recorded 3-epoch student runs of the quality sweep
+(bench/results/budget.md), a patience of 1 epoch after the floor saves at most a fifth of the steps and costs
+the 2-layer CoLA students 3.6 points of selection MCC on average (they sit at MCC 0 for 600 steps, then
+climb); 2 epochs never stop a 3-epoch run. ``--patience`` turns it on for longer runs."""
 
 
 @dataclass

@@ -56,6 +56,8 @@ def validate(cfg: RunConfig) -> None:
         tc: TrainConfig = getattr(cfg, name)
         if not tc.epochs > 0:  # 0 would publish the untrained model as if it had been trained
             raise StarkInputError(f"{name} epochs {tc.epochs:g} must be greater than 0")
+        if tc.min_steps < 0 or tc.patience_epochs < 0:
+            raise StarkInputError(f"{name} min_steps and patience_epochs must be 0 or more")
         if tc.batch_size < 1 or tc.eval_batch_size < 1:
             raise StarkInputError(f"{name} batch size must be at least 1")
         if tc.lr <= 0:

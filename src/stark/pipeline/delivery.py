@@ -152,8 +152,10 @@ def deliver_model(
     source = final.dirs[best]
     copy_model(source, paths.model)
     dev = stages[best].dev or {}
-    teacher = TrainedStage.read(paths.teacher).dev or {}
+    teacher_stage = TrainedStage.read(paths.teacher)
+    teacher = teacher_stage.dev or {}
     constant = constant_metrics(data.spec, data.train.labels, data.dev.labels)
+    constant_select = constant_metrics(data.spec, data.train.labels, data.select.labels)
     return DeliveredModel(
         dir=str(paths.model),
         source=str(source),
@@ -169,4 +171,7 @@ def deliver_model(
         teacher_dev=teacher.get(main),
         constant_dev=constant.get(main),
         speed=measure_speed(paths.teacher, paths.model),
+        select=stages[best].select.get(main),
+        teacher_select=(teacher_stage.select or {}).get(main),
+        constant_select=constant_select.get(main),
     )

@@ -227,6 +227,9 @@ def _model_section(summary: RunSummary) -> list[str]:
         f"{summary.final_reason}.",
         "",
     ]
+    warning = model.recovery_warning()
+    if warning is not None:
+        lines += [f"**{warning.replace('warning:', 'Warning:', 1)}**", ""]
     if summary.labels_only is not None:
         lines += [f"**What the teacher adds:** {summary.labels_only.message()}.", ""]
     return lines

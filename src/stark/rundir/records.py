@@ -144,6 +144,13 @@ class Speed:
         return self.teacher_ms / self.model_ms if self.model_ms > 0 else float("nan")
 
 
+MIN_RECOVERED = 0.5
+
+
+"""A delivered model that keeps less than this share of the teacher's lead over the constant predictor (on the
+selection split) is reported as one that did not learn the task."""
+
+
 @dataclass
 class DeliveredModel:
     """``summary.json``'s ``model``: where the delivered model is, what it is, and how it compares."""
@@ -164,6 +171,30 @@ class DeliveredModel:
     teacher_dev: float | None
     constant_dev: float | None
     speed: list[Speed] = field(default_factory=list)
+    select: float | None = None
+    """The main metric on the selection split (what the run chose by), beside the teacher's and the constant's."""
+    teacher_select: float | None = None
+    constant_select: float | None = None
+
+    def recovered(self) -> float | None:
+        """The share of the teacher's lead over the constant predictor that the model keeps on the selection
+        split: 1 all of it, 0 none, negative below the constant; None when the teacher has no lead."""
+        if self.select is None or self.teacher_select is None or self.constant_select is None:
+            return None
+        lead = self.teacher_select - self.constant_select
+        return (self.select - self.constant_select) / lead if lead > 0 else None
+
+    def recovery_warning(self) -> str | None:
+        """One line when the model keeps less than ``MIN_RECOVERED`` of the teacher's lead, naming the way out."""
+        share = self.recovered()
+        if share is None or share >= MIN_RECOVERED:
+            return None
+        return (
+            f"warning: the model keeps {100 * share:.0f}% of the teacher's lead over a constant prediction on the "
+            f"selection split ({self.metric} {_pct(self.select)} vs teacher {_pct(self.teacher_select)}, constant "
+            f"{_pct(self.constant_select)}): a larger student (more --student-layers, a lower --student-sparsity) "
+            "or more student steps (--student-epochs, --min-steps) may learn more"
+        )
 
     def line(self) -> str:
         """The one line a run ends with."""
