@@ -53,8 +53,6 @@ def training_done(out_dir: Path, accelerator=None) -> bool:
     return True
 
 
-
-
 def source_of(model_dir: Path) -> str:
     """The pretrained encoder a stage's model descends from: the ``source`` its folder's metrics.json
     records (fine-tuning writes the teacher given; every later stage copies it; folders of older versions:
