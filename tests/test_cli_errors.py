@@ -428,8 +428,12 @@ def test_lock_is_reentrant_and_exclusive(tmp_path: Path) -> None:
     with RunLock(out), RunLock(out):  # nested in one process (stark rewind -> pipeline.run)
         assert holder_pid(out) == os.getpid()
         holder = subprocess.run(
-            [sys.executable, "-c", "import sys; from stark.rundir.lock import RunLock\nwith RunLock(sys.argv[1]): pass",
-             out],
+            [
+                sys.executable,
+                "-c",
+                "import sys; from stark.rundir.lock import RunLock\nwith RunLock(sys.argv[1]): pass",
+                out,
+            ],
             capture_output=True,
             text=True,
         )
