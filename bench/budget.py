@@ -134,7 +134,7 @@ def cells(args: argparse.Namespace) -> Iterator[tuple[tuple, callable]]:
                             lambda t=task, n=size, s=seed, a=arm: teacher_cell(t, n, s, a),
                         )
         if "students" in args.parts:
-            for task, student in STUDENT_CELLS:
+            for task, student in (c for c in STUDENT_CELLS if f"{c[0]}-{c[1]}" in args.students):
                 for arm in ("old", "long"):
                     yield (
                         ("student", task, student, seed, arm),
@@ -314,12 +314,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sizes", default="500,1000,2000", help="teacher study: subset sizes, comma-separated")
     p.add_argument("--seeds", type=int, default=3, help="seeds per cell")
     p.add_argument("--parts", default="teachers,students", help="teachers, students or both")
+    p.add_argument(
+        "--students",
+        default=",".join(f"{t}-{s}" for t, s in STUDENT_CELLS),
+        help="student study: comma-separated task-student cells",
+    )
     p.add_argument("--threads", type=int, default=2, help="torch threads")
     p.add_argument("--page-only", action="store_true", help="rewrite the page from the saved rows")
     args = p.parse_args(argv)
     args.tasks = args.tasks.split(",")
     args.sizes = [int(s) for s in args.sizes.split(",")]
     args.parts = args.parts.split(",")
+    args.students = args.students.split(",")
     torch.set_num_threads(args.threads)
     rows = load_rows(ROWS)
     done = {key_of(r) for r in rows}
