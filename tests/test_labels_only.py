@@ -161,6 +161,9 @@ def test_gain_and_model_records_round_trip() -> None:
     gain = DistillationGain("f1", 0.003, 0.009, 0.85, 0.847, 0.856, 0.005, 0.853, 0.009, 3, 367)
     assert DistillationGain.from_dict(json.loads(json.dumps(gain.to_dict()))) == gain
     assert "no measurable difference" in gain.message() and not gain.measurable
+    assert "dev 85.60 ± 0.50 vanilla KD vs 85.30 ± 0.90 labels only" in gain.message()
+    one_seed = DistillationGain("f1", 0.003, 0.009, 0.85, 0.847, 0.856, 0.0, 0.853, 0.0, 1, 367)
+    assert "dev 85.60 vanilla KD vs 85.30 labels only" in one_seed.message()  # no spread to show
     assert "helps" in _gain(0.9, 0.8, 0.01).message() and _gain(0.9, 0.8, 0.01).measurable
     assert "labels alone" in _gain(0.8, 0.9, 0.01).message() and _gain(0.8, 0.9, 0.01).labels_lead
     model = DeliveredModel(

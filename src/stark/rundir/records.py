@@ -105,10 +105,10 @@ class DistillationGain:
         amount = f"{100 * self.margin:+.2f} ± {100 * self.margin_se:.2f} {self.metric} on selection"
         dev = ""
         if self.dev_kd is not None and self.dev_labels is not None:
-            dev = (
-                f"; dev {100 * self.dev_kd:.2f} ± {100 * (self.dev_kd_std or 0):.2f} vanilla KD vs "
-                f"{100 * self.dev_labels:.2f} ± {100 * (self.dev_labels_std or 0):.2f} labels only"
-            )
+            # One seed has no spread to show.
+            kd_sd = f" ± {100 * (self.dev_kd_std or 0):.2f}" if self.seeds > 1 else ""
+            labels_sd = f" ± {100 * (self.dev_labels_std or 0):.2f}" if self.seeds > 1 else ""
+            dev = f"; dev {100 * self.dev_kd:.2f}{kd_sd} vanilla KD vs {100 * self.dev_labels:.2f}{labels_sd} labels only"
         if self.measurable:
             verdict = "the teacher's knowledge helps the student on this task"
         elif self.labels_lead:
