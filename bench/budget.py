@@ -152,8 +152,9 @@ def key_of(row: dict) -> tuple:
 def _mean_sd(xs: list[float]) -> str:
     if not xs:
         return "-"
-    sd = statistics.stdev(xs) if len(xs) > 1 else 0.0
-    return f"{statistics.fmean(xs):.2f} ± {sd:.2f}"
+    if len(xs) == 1:
+        return f"{xs[0]:.2f}"
+    return f"{statistics.fmean(xs):.2f} ± {statistics.stdev(xs):.2f}"
 
 
 def _grouped(rows: list[dict], kind: str) -> dict[tuple, dict[str, list[dict]]]:
@@ -184,6 +185,11 @@ def _student_cells(rs: list[dict]) -> list[str]:
     return [_mean_sd([r["dev"] for r in rs]), f"{100 * statistics.fmean(kept):.0f} %", steps, wall]
 
 
+def _patience(settings: dict) -> str:
+    p = settings["patience_epochs"]
+    return f"early stopping after {p:g} epochs without improvement past the floor" if p else "no early stopping"
+
+
 def markdown(rows: list[dict]) -> str:
     old, new = budget_settings("finetune", "old"), budget_settings("finetune", "new")
     sold, snew = budget_settings("distill", "old"), budget_settings("distill", "new")
@@ -191,12 +197,12 @@ def markdown(rows: list[dict]) -> str:
         "# Training budget: old against new",
         "",
         "Regenerate: `python -m bench.budget` (skips finished cells). Old: 3 epochs, no floor, no early stopping. "
-        f"New (the fast preset now): teacher {new['epochs']:g} epochs, at least {new['min_steps']} steps, patience "
-        f"{new['patience_epochs']:g} epoch(s) after the floor, lr {new['lr']:g} (old lr {old['lr']:g}); student "
-        f"{snew['epochs']:g} epochs, at least {snew['min_steps']} steps, patience {snew['patience_epochs']:g}, lr "
-        f"{snew['lr']:g} (old lr {sold['lr']:g}). Dev is mean ± sd over seeds; 'learned' counts the seeds whose "
-        "selection score the teacher guard calls clearly better than the constant predictor; steps and seconds "
-        "are means (seconds measured while other work shared the 2 cores: compare steps).",
+        f"New (the fast preset now): teacher {new['epochs']:g} epochs, at least {new['min_steps']} steps, "
+        f"{_patience(new)}, lr {new['lr']:g} (old lr {old['lr']:g}); student {snew['epochs']:g} epochs, at least "
+        f"{snew['min_steps']} steps, {_patience(snew)}, lr {snew['lr']:g} (old lr {sold['lr']:g}). Dev is the "
+        "mean ± sd over seeds (one seed: its value); 'learned' counts the seeds whose selection score the "
+        "teacher guard calls clearly better than the constant predictor (accuracy, or Pearson for STS-B); steps "
+        "and seconds are means (seconds on 2 threads, sometimes beside other work: compare steps).",
         "",
         "## Teachers on seeded subsets (all-MiniLM-L6-v2)",
         "",
