@@ -108,7 +108,8 @@ class DistillationGain:
             # One seed has no spread to show.
             kd_sd = f" ± {100 * (self.dev_kd_std or 0):.2f}" if self.seeds > 1 else ""
             labels_sd = f" ± {100 * (self.dev_labels_std or 0):.2f}" if self.seeds > 1 else ""
-            dev = f"; dev {100 * self.dev_kd:.2f}{kd_sd} vanilla KD vs {100 * self.dev_labels:.2f}{labels_sd} labels only"
+            kd, labels = f"{100 * self.dev_kd:.2f}{kd_sd}", f"{100 * self.dev_labels:.2f}{labels_sd}"
+            dev = f"; dev {kd} vanilla KD vs {labels} labels only"
         if self.measurable:
             verdict = "the teacher's knowledge helps the student on this task"
         elif self.labels_lead:
