@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import math
 import statistics
 import sys
@@ -31,9 +32,12 @@ from bench.store import RESULTS, commit, load_rows, save_rows, table, write_page
 from stark.config.recipes import build_config
 from stark.config.schema import TrainConfig
 from stark.data.prepare import load_examples, prepare_data, selection_fraction
+from stark.data.tasks import GLUE_TASKS as GLUE_SPECS
+from stark.data.tasks import TaskSpec
 from stark.pipeline.baselines import check_teacher, constant_metrics
 from stark.pipeline.stages import build_student, distill, finetune_teacher, teacher_logits_full
 from stark.rundir.io import read_metrics
+from stark.training.metrics import better
 from stark.training.schedule import total_steps_for
 
 GLUE_TASKS = ("cola", "mrpc", "rte", "sst2", "stsb")
@@ -264,6 +268,7 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+@functools.cache
 def full_sets() -> list[str]:
     """Whether the new budget changes the runs on the full sets the quality sweep trained on (the default run
     is full MRPC): the same steps and evaluations with no early stopping are the same run, so the same time."""
@@ -291,20 +296,23 @@ PATIENCES = (0.5, 1.0, 2.0)
 """Patience (epochs) replayed on the sweep's recorded student runs."""
 
 
-def stopped_at(evals: list[list], per_epoch: int, eval_every: int, floor: int, patience: float) -> tuple[float, int]:
+def stopped_at(
+    spec: TaskSpec, evals: list[list], per_epoch: int, eval_every: int, floor: int, patience: float
+) -> tuple[float, int]:
     """Replay early stopping on one run's evaluations ([step, metric, loss, ...]): the selection metric it
-    would have kept and the step it would have stopped at (``training.loop``'s rule: metric, then loss)."""
+    would have kept and the step it would have stopped at (the loop's own rule, ``training.metrics.better``)."""
     limit = math.ceil(patience * per_epoch / eval_every)
-    best: tuple[float, float | None] | None = None
+    best: dict[str, float] | None = None
     bad = 0
     for step, metric, loss, *_ in evals:
-        if best is None or metric > best[0] or (metric == best[0] and None not in (loss, best[1]) and loss < best[1]):
-            best, bad = (metric, loss), 0
+        scored = {spec.main_metric: metric} if loss is None else {spec.main_metric: metric, "task_loss": loss}
+        if better(spec, scored, best):
+            best, bad = scored, 0
         else:
             bad += 1
         if bad >= limit and step >= floor:
-            return best[0], step
-    return best[0], evals[-1][0]
+            return best[spec.main_metric], step
+    return best[spec.main_metric], evals[-1][0]
 
 
 def patience_replay(floor: int) -> list[str]:
@@ -322,7 +330,7 @@ def patience_replay(floor: int) -> list[str]:
         for patience in PATIENCES:
             lost, saved = [], []
             for r in runs:
-                kept, stop = stopped_at(r["evals"], per_epoch, eval_every, floor, patience)
+                kept, stop = stopped_at(GLUE_SPECS[cell["task"]], r["evals"], per_epoch, eval_every, floor, patience)
                 lost.append(max(e[1] for e in r["evals"]) - kept)
                 saved.append(1 - stop / total)
             row.append(f"{statistics.fmean(lost):.2f} (max {max(lost):.2f}) / {100 * statistics.fmean(saved):.0f} %")

@@ -505,13 +505,15 @@ def test_budget_replay_follows_the_loops_early_stopping_rule():
     """bench/budget.py replays early stopping on recorded runs: metric first, loss as tie-break, never before the
     floor; and it runs a cell once only where the old and new budgets are the same run."""
     from bench.budget import same_run, stopped_at
+    from stark.data.tasks import GLUE_TASKS
 
+    spec = GLUE_TASKS["mrpc"]
     rising = [[s, s / 10, 1.0] for s in range(10, 110, 10)]
-    assert stopped_at(rising, per_epoch=40, eval_every=10, floor=0, patience=1.0) == (10.0, 100)
+    assert stopped_at(spec, rising, per_epoch=40, eval_every=10, floor=0, patience=1.0) == (10.0, 100)
     flat = [[s, 5.0, 1.0] for s in range(10, 110, 10)]
-    assert stopped_at(flat, per_epoch=40, eval_every=10, floor=0, patience=0.5) == (5.0, 30)
-    assert stopped_at(flat, per_epoch=40, eval_every=10, floor=70, patience=0.5) == (5.0, 70)
+    assert stopped_at(spec, flat, per_epoch=40, eval_every=10, floor=0, patience=0.5) == (5.0, 30)
+    assert stopped_at(spec, flat, per_epoch=40, eval_every=10, floor=70, patience=0.5) == (5.0, 70)
     falling_loss = [[s, 5.0, 1.0 - s / 1000] for s in range(10, 110, 10)]
-    assert stopped_at(falling_loss, per_epoch=40, eval_every=10, floor=0, patience=0.5) == (5.0, 100)
+    assert stopped_at(spec, falling_loss, per_epoch=40, eval_every=10, floor=0, patience=0.5) == (5.0, 100)
     assert same_run(3301, "distill") and same_run(3301, "finetune")  # full MRPC: 621 steps either way
     assert not same_run(1000, "finetune")  # 189 steps -> the floor

@@ -192,8 +192,9 @@ def _run(cfg: RunConfig, data: TaskData, accelerator, start: float) -> dict:
     t0 = time.perf_counter()
     delivered = deliver_model(cfg, data, paths, final, accelerator)
     clock.add("deliver", time.perf_counter() - t0)
-    if delivered is not None and delivered.recovery_warning():
-        print(f"stark: {delivered.recovery_warning()}", file=sys.stderr, flush=True)
+    warning = delivered.recovery_warning() if delivered is not None else None
+    if warning is not None:
+        print(f"stark: {warning}", file=sys.stderr, flush=True)
     outcome = Outcome(teacher_dirs, finalists, choice, check, search_log, gain, final, delivered)
     summary = summarize(cfg, data, paths, rewinder, outcome, clock, start)
     if is_main(accelerator):
