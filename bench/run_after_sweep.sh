@@ -46,17 +46,8 @@ for t in "$sweep"/bench/work/teachers/*; do
   fi
 done
 cd "$wt"
-# Runs a study of the checkout in the current folder: as a module where bench/ is a package; as a file, with
-# bench/ on the path, in a worktree pinned before it was one (those scripts import `common`).
-study() {
-  local name="$1"
-  shift
-  if [ -f bench/__init__.py ]; then
-    PYTHONPATH="$PWD/src" "$python" -m "bench.$name" "$@"
-  else
-    PYTHONPATH="$PWD/src:$PWD/bench" "$python" "bench/$name.py" "$@"
-  fi
-}
+# study NAME [ARGS...]: from the main checkout (a pinned worktree may predate it).
+. "$main/bench/study.sh"
 stamp() { echo "=== $(date -u +%FT%T) $* at $(git rev-parse --short HEAD)"; }
 steps=" ${STEPS:-reproduce search_cost mpnet} "
 want() { [[ "$steps" == *" $1 "* ]]; }

@@ -25,17 +25,8 @@ if [ ! -d "$wt" ]; then
 fi
 mkdir -p "$wt/bench/logs"
 cd "$wt"
-# Runs a study of the checkout in the current folder: as a module where bench/ is a package; as a file, with
-# bench/ on the path, in a worktree pinned before it was one (those scripts import `common`).
-study() {
-  local name="$1"
-  shift
-  if [ -f bench/__init__.py ]; then
-    PYTHONPATH="$PWD/src" "$python" -m "bench.$name" "$@"
-  else
-    PYTHONPATH="$PWD/src:$PWD/bench" "$python" "bench/$name.py" "$@"
-  fi
-}
+# study NAME [ARGS...]: from the main checkout (a pinned worktree may predate it).
+. "$main/bench/study.sh"
 cells=(
   "sst2 pruned70" "sst2 layers2" "cola pruned70" "cola layers2"
   "stsb pruned70" "stsb layers2" "mrpc layers2" "rte pruned70" "rte layers2"
