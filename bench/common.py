@@ -13,9 +13,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from stark.config.recipes import build_config
-from stark.config.schema import RunConfig
+from stark.config.schema import Pooling, RunConfig
 from stark.data.batching import TaskData
 from stark.data.prepare import prepare_data
+from stark.models.checkpoint import resolve_model_path
+from stark.models.pooling import resolve_pooling
 from stark.pipeline.stages import finetune_teacher
 from stark.rundir.layout import RunDir
 from stark.rundir.records import RunSummary
@@ -101,22 +103,27 @@ def shared_teacher(
     teacher_epochs: float,
     teacher_seed: int | None = None,
     teacher: str = "minilm",
+    pooling: Pooling = Pooling.AUTO,
 ) -> tuple[TaskData, Path]:
     """Fine-tune the task's teacher once for all benchmarks (fine-tuning is excluded from their timings).
 
     ``teacher_seed`` fine-tunes another teacher (head initialisation, data order, dropout) on the same
     splits: the data is always prepared with the default seed, so every teacher sees the same examples.
+    ``pooling`` is stark run's setting; a mean-pooled teacher's folder is named ``...-mean`` (the folders
+    without it hold the first-token teachers that every study used before pooling was chosen).
     """
     name = f"{task}-{max_train_samples or 'all'}-e{teacher_epochs:g}"
     if teacher != "minilm":
         name = f"{teacher}-{name}"
-    out = WORK / "teachers" / (name if teacher_seed is None else f"{name}-ts{teacher_seed}")
     flags = teacher_flags(teacher, teacher_epochs)
-    cfg = bench_config(task, out, max_train_samples, 1, teacher_epochs, **flags)
+    if resolve_pooling(pooling, resolve_model_path(flags["teacher"])) == Pooling.MEAN:
+        name = f"{name}-mean"
+    out = WORK / "teachers" / (name if teacher_seed is None else f"{name}-ts{teacher_seed}")
+    cfg = bench_config(task, out, max_train_samples, 1, teacher_epochs, pooling=pooling, **flags)
     data = prepare_data(cfg)
     if teacher_seed is not None:
         cfg.seed = teacher_seed
-    return data, finetune_teacher(cfg.teacher, cfg.teacher_training(), data, out)
+    return data, finetune_teacher(cfg.teacher, cfg.teacher_training(), data, out, pooling=cfg.pooling)
 
 
 def cell_name(teacher: str, task: str, student: str) -> str:

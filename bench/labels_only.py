@@ -42,6 +42,7 @@ from bench.common import (
 )
 from bench.quality_pages import write_pages
 from bench.store import RESULTS, commit, load_rows, save_rows
+from stark.config.schema import Pooling
 from stark.data.prepare import prepare_data
 from stark.pipeline.clock import Clock
 from stark.pipeline.labels_only import train_labels_only
@@ -66,7 +67,9 @@ def labels_only_row(row: dict) -> dict:
     """Train the row's student on the labels alone and measure it against the row's vanilla KD."""
     task, student, m = row["task"], row["student"], row["metric"]
     samples = DEFAULT_SAMPLES.get(task) if row.get("subsampled") else None
-    _, teacher_dir = shared_teacher(task, samples, row["teacher_epochs"])
+    # The row's teacher pooled as the row's did (rows from before pooling was chosen: the first token).
+    pooling = Pooling(row.get("pooling", "first"))
+    _, teacher_dir = shared_teacher(task, samples, row["teacher_epochs"], pooling=pooling)
     out = WORK / "labels_only" / f"{task}-{student}"
     seed_run_folder(teacher_dir, out)
     cfg = bench_config(
@@ -77,6 +80,7 @@ def labels_only_row(row: dict) -> dict:
         row["teacher_epochs"],
         student=STUDENTS[student],
         search={"seeds": row["seeds"]},
+        pooling=pooling,
     )
     cfg.distill = replace(cfg.distill, lr=row["student_lr"])
     data = prepare_data(cfg)

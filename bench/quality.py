@@ -54,6 +54,8 @@ from bench.common import (
 from bench.quality_pages import DOCS, markdown, plot_cell, write_pages
 from bench.store import RESULTS, commit, load_rows, save_rows
 from stark.data.prepare import prepare_data
+from stark.models.checkpoint import resolve_model_path
+from stark.models.pooling import resolve_pooling
 from stark.pipeline.run import run
 from stark.pipeline.stages import load_sparse_teachers
 from stark.rundir.io import read_metrics
@@ -154,6 +156,7 @@ def bench_cell(task: str, student: str, args: argparse.Namespace) -> dict:
         "teacher": args.teacher,
         "task": task,
         "student": student,
+        "pooling": resolve_pooling(cfg.pooling, resolve_model_path(cfg.teacher)).value,
         "metric": m,
         "seeds": args.seeds,
         "train_examples": summary["examples"]["train"],

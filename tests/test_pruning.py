@@ -121,6 +121,7 @@ def test_save_load_round_trip_uneven(arch, tmp_path):
         "config.json",
         "model.safetensors",
         "modeling_stark.py",
+        "stark_pooling.py",
     ]
     loaded = load_model(str(tmp_path / "m"))
     assert layer_widths(loaded) == ([2, len(keep[1])], [9, 0])

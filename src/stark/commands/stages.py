@@ -104,7 +104,7 @@ def run_finetune(args: argparse.Namespace) -> int:
 
     cfg, data, out = _checked(args)
     with _locked(cfg, data, out, "finetune") as acc:
-        d = finetune_teacher(cfg.teacher, cfg.teacher_training(), data, out, acc)
+        d = finetune_teacher(cfg.teacher, cfg.teacher_training(), data, out, acc, cfg.pooling)
         m = TrainedStage.read(d)
         _print({"teacher_dir": str(d), "select": m.select, "dev": m.dev, "wall_s": m.wall_s}, acc)
     return 0

@@ -138,6 +138,8 @@ def load_saved_config(out: Path) -> dict[str, Any] | None:
         section = recipe.get(stage)
         if isinstance(section, dict) and "min_steps" not in section:
             section["min_steps"] = 0
+    # One from before pooling was chosen fine-tuned its teacher on the first token.
+    recipe.setdefault("pooling", "first")
     student = recipe.get("student")
     if isinstance(student, dict) and student.get("layers") is not None and student.get("sparsity") is not None:
         student["layers"] = None  # older versions accepted both and built the pruned student

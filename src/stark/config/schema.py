@@ -47,6 +47,14 @@ DEFAULT_ATOL = 1e-3
 """ONNX export: largest accepted |ONNX - PyTorch| logit difference."""
 
 
+class Pooling(str, Enum):
+    """What the classifier reads (stark.models.pooling): ``auto`` pools the way the encoder was pretrained."""
+
+    AUTO = "auto"
+    FIRST = "first"
+    MEAN = "mean"
+
+
 class Engine(str, Enum):
     PYTORCH = "pytorch"
     ONNXRUNTIME = "onnxruntime"
@@ -366,6 +374,14 @@ class RunConfig:
         help="--finetune-teacher: always fine-tune --teacher; --no-finetune-teacher: never (refused unless it is a "
         "classifier fine-tuned for the task's labels); default: use such a classifier as it is, fine-tune anything "
         "else",
+    )
+    pooling: Pooling = option(
+        Pooling.AUTO,
+        flag=True,
+        help="what the fine-tuned teacher's classifier (and so every student's) reads: first = the first token "
+        "(transformers' heads), mean = the mean of the token vectors; auto: mean for a sentence-transformers "
+        "encoder trained to be read that way (its 1_Pooling config says mean, as the bundled MiniLM's and MPNet's "
+        "do), first otherwise. A classifier used as it is keeps its own",
     )
     out: str = option("runs/stark", flag=True, help="run folder; a re-run with the same folder reuses finished stages")
     seed: int = option(776, flag=True, help="seed of every stage (students of seed i use seed + i)")

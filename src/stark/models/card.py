@@ -9,6 +9,7 @@ with the numbers stark reports.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -68,8 +69,10 @@ def _pct(metrics: dict | None) -> str:
     return ", ".join(f"{k} {100 * v:.2f}" for k, v in metrics.items() if k != "task_loss")
 
 
-def card_text(metrics: dict[str, Any], base_model: str | None = None, license_id: str | None = None) -> str:
-    """The whole README.md: front matter, then a short description."""
+def card_text(
+    metrics: dict[str, Any], base_model: str | None = None, license_id: str | None = None, pooling: str = "first"
+) -> str:
+    """The whole README.md: front matter, then a short description (``pooling``: the config's ``stark_pooling``)."""
     stage = metrics.get("stage", "model")
     task = (metrics.get("task") or {}).get("name", "custom")
     lines = [
@@ -94,6 +97,13 @@ def card_text(metrics: dict[str, Any], base_model: str | None = None, license_id
         "",
         "Per-layer widths are in `config.json` (`stark_heads`, `stark_ffn`); load with stark (`stark.load(path)`) or",
         "with transformers (`AutoModelForSequenceClassification.from_pretrained(path, trust_remote_code=True)`).",
+    ]
+    if pooling == "mean":
+        lines += [
+            "The classifier reads the mean of the token vectors (`stark_pooling: mean`), which the modeling file",
+            "applies: without `trust_remote_code=True` transformers would read the first token and predict wrongly.",
+        ]
+    lines += [
         "",
         "## Citation",
         "",
@@ -134,7 +144,9 @@ def write_card(folder: Path, metrics: dict[str, Any]) -> Path:
     base = base_model_of(metrics)
     from stark.rundir.io import write_text
 
-    return write_text(Path(folder) / "README.md", card_text(metrics, base, license_of(base)))
+    config = Path(folder) / "config.json"
+    pooling = json.loads(config.read_text()).get("stark_pooling", "first") if config.is_file() else "first"
+    return write_text(Path(folder) / "README.md", card_text(metrics, base, license_of(base), pooling))
 
 
 def read_front_matter(path: Path) -> dict[str, Any]:

@@ -39,6 +39,7 @@ from stark.models.families import (
     resize_layer,
     set_head_ids,
 )
+from stark.models.pooling import Pooling, pooling_of, resolve_pooling, set_pooling
 
 DEFAULT_TEACHER = "minilm"
 
@@ -160,20 +161,24 @@ def load_config(path: str) -> PretrainedConfig:
     return config
 
 
-def load_model(path: str, spec: TaskSpec | None = None) -> PreTrainedModel:
+def load_model(path: str, spec: TaskSpec | None = None, pooling: Pooling = Pooling.FIRST) -> PreTrainedModel:
     """Load a sequence classifier from a pretrained encoder or a stark checkpoint.
 
     A stark checkpoint (config has ``stark_heads``) is rebuilt with its per-layer widths and loaded
-    strictly. A plain pretrained encoder gets a fresh classification head sized for ``spec``.
+    strictly, with the pooling it was saved with. A plain pretrained encoder gets a fresh classification
+    head sized for ``spec``.
 
     Args:
         path: local directory, hub id, or ``minilm``.
         spec: the task; needed when the checkpoint has no classification head for it yet.
+        pooling: what the head of a plain encoder reads (``auto``: see ``stark.models.pooling``); a stark
+            checkpoint's own pooling is kept.
     """
     path = resolve_model_path(path)
     config = load_config(path)
     if getattr(config, "stark_heads", None) is not None:
-        return _load_stark_checkpoint(path, config)
+        model = _load_stark_checkpoint(path, config)
+        return set_pooling(model, pooling_of(model))
     kwargs = {}
     if spec is not None:
         kwargs = _task_config_kwargs(spec)
@@ -182,7 +187,7 @@ def load_model(path: str, spec: TaskSpec | None = None) -> PreTrainedModel:
     except (OSError, ValueError, RuntimeError, SafetensorError) as exc:
         # SafetensorError: a damaged shard of a sharded model (single files are checked by load_config).
         raise StarkInputError(f"cannot load model weights from {path}: {str(exc).splitlines()[0]}") from exc
-    return model
+    return set_pooling(model, resolve_pooling(pooling, path))
 
 
 def _task_config_kwargs(spec: TaskSpec) -> dict:

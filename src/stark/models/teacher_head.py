@@ -17,7 +17,7 @@ from pathlib import Path
 
 from safetensors import SafetensorError, safe_open
 
-from stark.config.schema import RunConfig
+from stark.config.schema import Pooling, RunConfig
 from stark.data.tasks import TaskSpec, TaskType
 from stark.errors import StarkInputError
 from stark.models.checkpoint import load_config, resolve_model_path
@@ -143,5 +143,11 @@ def adopts_teacher(cfg: RunConfig, spec: TaskSpec) -> bool:
             f"--no-finetune-teacher: --teacher {cfg.teacher} has no classifier head (config.json names no "
             "...ForSequenceClassification, or its weights hold no classifier), so it must be fine-tuned; "
             "leave --no-finetune-teacher out"
+        )
+    if adopt and cfg.pooling != Pooling.AUTO:
+        raise StarkInputError(
+            f"--pooling {cfg.pooling.value}: --teacher {cfg.teacher} is used as it is (a classifier fine-tuned for "
+            "the task's labels) and keeps the pooling its head was trained with; leave --pooling out, or add "
+            "--finetune-teacher"
         )
     return adopt

@@ -133,7 +133,7 @@ def _run(cfg: RunConfig, data: TaskData, accelerator, start: float) -> dict:
             clock,
             "finetune",
             paths.teacher,
-            lambda: finetune_teacher(cfg.teacher, cfg.teacher_training(), data, out, accelerator),
+            lambda: finetune_teacher(cfg.teacher, cfg.teacher_training(), data, out, accelerator, cfg.pooling),
         )
     check = check_teacher_learned(cfg, data, teacher_dir, accelerator)
     student_init = timed_stage(

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from transformers import PreTrainedModel
 
-from stark.config.schema import ScoreConfig, SparsifyConfig, StudentConfig, TrainConfig
+from stark.config.schema import Pooling, ScoreConfig, SparsifyConfig, StudentConfig, TrainConfig
 from stark.data.batching import Encoded, TaskData
 from stark.data.prepare import (
     sample_indices,
@@ -111,16 +111,24 @@ def _train_stage(
     return result, out_dir
 
 
-def finetune_teacher(teacher: str, train: TrainConfig, data: TaskData, out: Path, accelerator=None) -> Path:
+def finetune_teacher(
+    teacher: str,
+    train: TrainConfig,
+    data: TaskData,
+    out: Path,
+    accelerator=None,
+    pooling: Pooling = Pooling.AUTO,
+) -> Path:
     """Stage 1: fine-tune the pretrained encoder ``teacher`` on the task (settings and seed: ``train``,
-    see ``RunConfig.teacher_training``); keep the best selection checkpoint."""
+    see ``RunConfig.teacher_training``), its classifier reading ``pooling``; keep the best selection
+    checkpoint."""
     out_dir = RunDir(Path(out)).teacher
     if training_done(out_dir, accelerator):
         return out_dir
     # The classifier head is new (random): seeded here, it depends on the seed and on nothing that ran
     # before in the process (two runs in one Python session used to get different heads).
     torch.manual_seed(train.seed)
-    model = load_model(teacher, data.spec)
+    model = load_model(teacher, data.spec, pooling)
     facts = _stage_info("finetune", data, teacher, train.seed, train=asdict(train))
     _train_stage(model, data, train, out_dir, facts, accelerator=accelerator)
     return out_dir

@@ -12,6 +12,8 @@ import torch
 from torch import nn
 from transformers import __BASE__ as _Base
 
+from .stark_pooling import install_mean_pooling
+
 # Checkpoints written before stark recorded the layout are BERT-like.
 _BERT_LAYOUT = {
     "layers": "encoder.layer",
@@ -92,3 +94,5 @@ class StarkForSequenceClassification(_Base):
     def __init__(self, config):
         super().__init__(config)
         _apply_widths(self, config)
+        if getattr(config, "stark_pooling", None) == "mean":
+            install_mean_pooling(self, (getattr(config, "stark_layout", None) or _BERT_LAYOUT)["layers"])
