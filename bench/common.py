@@ -116,7 +116,7 @@ def shared_teacher(
     if teacher != "minilm":
         name = f"{teacher}-{name}"
     flags = teacher_flags(teacher, teacher_epochs)
-    if resolve_pooling(pooling, resolve_model_path(flags["teacher"])) == Pooling.MEAN:
+    if teacher_pooling(teacher, pooling) == Pooling.MEAN.value:
         name = f"{name}-mean"
     out = WORK / "teachers" / (name if teacher_seed is None else f"{name}-ts{teacher_seed}")
     cfg = bench_config(task, out, max_train_samples, 1, teacher_epochs, pooling=pooling, **flags)
@@ -126,14 +126,27 @@ def shared_teacher(
     return data, finetune_teacher(cfg.teacher, cfg.teacher_training(), data, out, pooling=cfg.pooling)
 
 
-def cell_name(teacher: str, task: str, student: str) -> str:
-    """A sweep cell's folder and figure name (MiniLM cells keep the names they had before other teachers)."""
-    return f"{task}-{student}" if teacher == "minilm" else f"{teacher}-{task}-{student}"
+def cell_name(teacher: str, task: str, student: str, pooling: str = "first") -> str:
+    """A sweep cell's folder and figure name (MiniLM cells keep the names they had before other teachers, and
+    first-token cells the names they had before pooling was chosen)."""
+    name = f"{task}-{student}" if teacher == "minilm" else f"{teacher}-{task}-{student}"
+    return f"{name}-mean" if pooling == Pooling.MEAN.value else name
 
 
-def row_key(row: dict) -> tuple[str, str, str]:
-    """The (teacher, task, student) a quality row measured (rows from before other teachers are MiniLM's)."""
-    return row.get("teacher", "minilm"), row["task"], row["student"]
+def row_key(row: dict) -> tuple[str, str, str, str]:
+    """The (teacher, task, student, pooling) a quality row measured (rows from before other teachers are
+    MiniLM's; rows from before pooling was chosen read the first token)."""
+    return row.get("teacher", "minilm"), row["task"], row["student"], row.get("pooling", Pooling.FIRST.value)
+
+
+def student_label(row: dict) -> str:
+    """A row's student as the pages name it: the mean-pooled cells say so."""
+    return f"{row['student']} (mean)" if row.get("pooling") == Pooling.MEAN.value else row["student"]
+
+
+def teacher_pooling(teacher: str, pooling: Pooling) -> str:
+    """What ``pooling`` resolves to for a named bench teacher (``auto``: the way it was pretrained)."""
+    return resolve_pooling(pooling, resolve_model_path(TEACHERS[teacher]["teacher"])).value
 
 
 def selection_predictions(

@@ -34,6 +34,7 @@ from bench.common import (
     STUDENTS,
     WORK,
     bench_config,
+    cell_name,
     replay_log,
     row_key,
     seed_run_folder,
@@ -70,7 +71,7 @@ def labels_only_row(row: dict) -> dict:
     # The row's teacher pooled as the row's did (rows from before pooling was chosen: the first token).
     pooling = Pooling(row.get("pooling", "first"))
     _, teacher_dir = shared_teacher(task, samples, row["teacher_epochs"], pooling=pooling)
-    out = WORK / "labels_only" / f"{task}-{student}"
+    out = WORK / "labels_only" / cell_name(*row_key(row))
     seed_run_folder(teacher_dir, out)
     cfg = bench_config(
         task,

@@ -50,12 +50,12 @@ from bench.common import (
     selection_predictions,
     shared_teacher,
     teacher_flags,
+    teacher_pooling,
 )
 from bench.quality_pages import DOCS, markdown, plot_cell, write_pages
 from bench.store import RESULTS, commit, load_rows, save_rows
+from stark.config.schema import Pooling
 from stark.data.prepare import prepare_data
-from stark.models.checkpoint import resolve_model_path
-from stark.models.pooling import resolve_pooling
 from stark.pipeline.run import run
 from stark.pipeline.stages import load_sparse_teachers
 from stark.rundir.io import read_metrics
@@ -123,8 +123,9 @@ def labels_only_entry(summary: dict, out: Path, data, m: str, batch_size: int) -
 
 def bench_cell(task: str, student: str, args: argparse.Namespace) -> dict:
     samples = DEFAULT_SAMPLES.get(task) if args.max_train_samples is None else args.max_train_samples or None
-    _, teacher_dir = shared_teacher(task, samples, args.teacher_epochs, teacher=args.teacher)
-    out = WORK / "quality" / cell_name(args.teacher, task, student)
+    pooling = Pooling(args.pooling)
+    _, teacher_dir = shared_teacher(task, samples, args.teacher_epochs, teacher=args.teacher, pooling=pooling)
+    out = WORK / "quality" / cell_name(args.teacher, task, student, teacher_pooling(args.teacher, pooling))
     seed_run_folder(teacher_dir, out)
     cfg = bench_config(
         task,
@@ -134,6 +135,7 @@ def bench_cell(task: str, student: str, args: argparse.Namespace) -> dict:
         args.teacher_epochs,
         **teacher_flags(args.teacher, args.teacher_epochs),
         student=STUDENTS[student],
+        pooling=pooling,
         search={"search": "full", "seeds": args.seeds},
         sparsify={"teachers_on_dev": True},
     )
@@ -156,7 +158,7 @@ def bench_cell(task: str, student: str, args: argparse.Namespace) -> dict:
         "teacher": args.teacher,
         "task": task,
         "student": student,
-        "pooling": resolve_pooling(cfg.pooling, resolve_model_path(cfg.teacher)).value,
+        "pooling": teacher_pooling(args.teacher, pooling),
         "metric": m,
         "seeds": args.seeds,
         "train_examples": summary["examples"]["train"],
@@ -224,6 +226,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", type=int, default=3, help="student seeds per level")
     p.add_argument("--teacher", default="minilm", choices=sorted(TEACHERS), help="teacher of every cell")
     p.add_argument(
+        "--pooling",
+        default="auto",
+        choices=[x.value for x in Pooling],
+        help="stark run's --pooling (auto: mean for both bench teachers; first: the cells measured before it)",
+    )
+    p.add_argument(
         "--max-train-samples",
         type=int,
         default=None,
@@ -257,16 +265,17 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     torch.set_num_threads(args.threads)
     path = RESULTS / "quality.json"
-    redo = {(args.teacher, *c.split("/")) for c in args.redo.split(",") if c}
+    pooling = teacher_pooling(args.teacher, Pooling(args.pooling))
+    redo = {(args.teacher, *c.split("/"), pooling) for c in args.redo.split(",") if c}
     previous = {row_key(r): r for r in load_rows(path)}
     rows = [r for r in load_rows(path) if row_key(r) not in redo]
     for student in args.students.split(","):
         for task in args.tasks.split(","):
-            key = (args.teacher, task, student)
+            key = (args.teacher, task, student, pooling)
             if any(row_key(r) == key for r in rows):
                 print(f"{task}/{student}: done, skipped")
                 continue
-            name = cell_name(args.teacher, task, student)
+            name = cell_name(*key)
             if key in redo and not (WORK / "quality" / name / "summary.json").is_file():
                 # A rebuild must not train: without a finished run folder the row would carry stale values.
                 raise SystemExit(f"--redo {task}/{student}: no finished run folder to rebuild from")

@@ -12,7 +12,7 @@ import json
 import statistics
 from pathlib import Path
 
-from bench.common import SWEEP_SEED
+from bench.common import SWEEP_SEED, cell_name, row_key, student_label
 from bench.store import RESULTS, load_rows, table, write_page
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
@@ -55,7 +55,7 @@ def plot_cell(row: dict, path: Path) -> None:
     )
     ax.set_xlabel("teacher sparsity (%)")
     ax.set_ylabel(f"dev {row['metric']} (points)")
-    ax.set_title(f"{row['task'].upper()} ({row['train_examples']} train), student {row['student']}")
+    ax.set_title(f"{row['task'].upper()} ({row['train_examples']} train), student {student_label(row)}")
     ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -90,8 +90,10 @@ def verdict(rows: list[dict]) -> list[str]:
     kept = [r for r in rows if r["chosen_sparsity"] != 0]
     gains = [r["stark_student_mean"] - r["vanilla_kd_student_mean"] for r in rows] or [0.0]
     teachers = sorted({r.get("teacher", "minilm") for r in rows})
+    reads = {"first": "the first token", "mean": "the mean of the token vectors (cells marked mean)"}
+    poolings = " or ".join(reads[p] for p in sorted({row_key(r)[3] for r in rows}))
     adds = ", ".join(
-        f"{r['task']}/{r['student']} {r['vanilla_kd_student_mean'] - r['labels_only']['dev_mean']:+.2f}"
+        f"{r['task']}/{student_label(r)} {r['vanilla_kd_student_mean'] - r['labels_only']['dev_mean']:+.2f}"
         for r in measured
     )
     return [
@@ -105,7 +107,7 @@ def verdict(rows: list[dict]) -> list[str]:
         f"> **What StarK adds over vanilla KD:** stark run kept a sparse teacher on {len(kept)} of {len(rows)} cells; "
         f"dev gain {min(gains):+.2f} to {max(gains):+.2f} points.",
         f"> **Regime:** teacher(s) {', '.join(teachers)}; students the teacher's bottom layers or 70 %-pruned; 3 seeds;"
-        " full training sets (SST-2 8,000).",
+        f" full training sets (SST-2 8,000); the classifier reads {poolings}.",
         "",
     ]
 
@@ -118,7 +120,7 @@ def markdown(rows: list[dict]) -> str:
         cells.append(
             (
                 r["task"],
-                r["student"],
+                student_label(r),
                 r["metric"],
                 f"{r['train_examples']}{' (subset)' if r['subsampled'] else ''}",
                 f"{r['teacher_dev']:.2f}",
@@ -164,20 +166,20 @@ def reading(rows: list[dict]) -> list[str]:
         teacher = "teacher learned" if r["teacher_check"]["learned"] else "TEACHER DID NOT CLEARLY LEARN"
         bound = r["oracle_best_dev_mean"] - r["vanilla_kd_student_mean"]
         out.append(
-            f"- {r['task']}/{r['student']} ({teacher}: dev {r['teacher_dev']:.2f} vs constant "
+            f"- {r['task']}/{student_label(r)} ({teacher}: dev {r['teacher_dev']:.2f} vs constant "
             f"{r['majority_dev']:.2f}): StarK at {r['chosen_sparsity']:g}% minus vanilla KD = {gain:+.2f} points, "
             f"{verdict} (seed std up to {noise:.2f}); the best level on dev would have given {bound:+.2f}."
             + (f" stark run: {r['choice']['reason']}." if r.get("choice") else "")
             + weak_student(r)
         )
-    for student in sorted({r["student"] for r in learned}):
-        gains = [r["stark_student_mean"] - r["vanilla_kd_student_mean"] for r in learned if r["student"] == student]
+    for student in sorted({student_label(r) for r in learned}):
+        gains = [r["stark_student_mean"] - r["vanilla_kd_student_mean"] for r in learned if student_label(r) == student]
         out.append(
             f"- Mean gain over tasks where the teacher learned, student {student}: {statistics.fmean(gains):+.2f} "
             f"points over {len(gains)} task(s)."
         )
-    for student in sorted({r["student"] for r in learned}):
-        cells = [r for r in learned if r["student"] == student]
+    for student in sorted({student_label(r) for r in learned}):
+        cells = [r for r in learned if student_label(r) == student]
         per_level = ", ".join(
             f"{sparsity:g}% {signed(mean)} ({above}/{n})" for sparsity, (mean, above, n) in level_gains(cells).items()
         )
@@ -225,7 +227,7 @@ def teacher_differences(rows: list[dict]) -> list[str]:
         if len({round(r["teacher_dev"], 6) for r in cells}) < 2:
             continue
         which = "; ".join(
-            f"{r['student']} {r['teacher_dev']:.2f} (commit {r['commit']}, CPU {r.get('cpu', 'not recorded')})"
+            f"{student_label(r)} {r['teacher_dev']:.2f} (commit {r['commit']}, CPU {r.get('cpu', 'not recorded')})"
             for r in cells
         )
         out.append(
@@ -247,7 +249,7 @@ def teacher_dependence(rows: list[dict]) -> str:
             continue
         kept += sparsest["dev_mean"] >= r["vanilla_kd_student_mean"] - r["vanilla_kd_student_std"]
         cells.append(
-            f"{r['task']}/{r['student']} teacher {sparsest['teacher_dev']:.2f} (dense {r['teacher_dev']:.2f}, "
+            f"{r['task']}/{student_label(r)} teacher {sparsest['teacher_dev']:.2f} (dense {r['teacher_dev']:.2f}, "
             f"constant {r['majority_dev']:.2f}), students {sparsest['dev_mean']:.2f} vs "
             f"{r['vanilla_kd_student_mean']:.2f}"
         )
@@ -439,9 +441,9 @@ def results_page(rows: list[dict], results: Path = RESULTS, docs: Path = DOCS) -
     ]
     for r in rows:
         lines += [
-            f"### {r['task']} / {r['student']}",
+            f"### {r['task']} / {student_label(r)}" + ("" if row_key(r)[0] == "minilm" else f" ({r['teacher']})"),
             "",
-            f"![{r['task']} {r['student']}](figures/quality_{r['task']}_{r['student']}.png)",
+            f"![{r['task']} {student_label(r)}](figures/quality_{cell_name(*row_key(r)).replace('-', '_')}.png)",
             "",
             curves_table(r),
         ]

@@ -517,3 +517,15 @@ def test_budget_replay_follows_the_loops_early_stopping_rule():
     assert stopped_at(spec, falling_loss, per_epoch=40, eval_every=10, floor=0, patience=0.5) == (5.0, 100)
     assert same_run(3301, "distill") and same_run(3301, "finetune")  # full MRPC: 621 steps either way
     assert not same_run(1000, "finetune")  # 189 steps -> the floor
+
+
+def test_quality_cells_are_keyed_by_pooling():
+    """A mean-pooled cell is a new cell beside the first-token one (rows from before pooling read the first token)."""
+    from bench.common import cell_name, row_key, student_label
+
+    old = {"task": "mrpc", "student": "layers2"}
+    new = {**old, "pooling": "mean"}
+    assert row_key(old) == ("minilm", "mrpc", "layers2", "first") != row_key(new)
+    assert cell_name(*row_key(old)) == "mrpc-layers2" and cell_name(*row_key(new)) == "mrpc-layers2-mean"
+    assert cell_name("mpnet", "rte", "layers4", "mean") == "mpnet-rte-layers4-mean"
+    assert (student_label(old), student_label(new)) == ("layers2", "layers2 (mean)")
