@@ -5,15 +5,12 @@ from __future__ import annotations
 
 import copy
 import json
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import torch
 from conftest import ARCHS, heads_for, make_teacher_dir, random_batch, tiny_model
-from test_remote import LOADER
+from test_remote import load_without_stark
 
 from stark.config.schema import Pooling
 from stark.data.tasks import TaskSpec, TaskType
@@ -111,14 +108,7 @@ def test_stock_transformers_loads_mean_pooling_without_stark(tmp_path):
         dirs[arch] = str(save_model(model, None, tmp_path / arch))
         expected[arch] = logits(model, batch)
         assert (tmp_path / arch / "stark_pooling.py").is_file()
-    env = {**os.environ, "HF_MODULES_CACHE": str(tmp_path / "modules"), "HF_HUB_OFFLINE": "1"}
-    env.pop("PYTHONPATH", None)
-    job = json.dumps({"models": dirs, "batch": {k: v.tolist() for k, v in batch.items()}})
-    proc = subprocess.run(
-        [sys.executable, "-c", LOADER, job], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    got = load_without_stark(dirs, batch, tmp_path)
     for arch in ARCHS:
         torch.testing.assert_close(torch.tensor(got[arch]["logits"]), expected[arch], atol=1e-5, rtol=0)
 

@@ -53,6 +53,19 @@ LOADER = textwrap.dedent(
 )
 
 
+def load_without_stark(dirs: dict[str, str], batch: dict, tmp_path) -> dict:
+    """Load each saved folder in a fresh interpreter without stark (``LOADER``); its class and logits on ``batch``."""
+    # A private modules cache: transformers copies modeling_stark.py there, keyed by the folder name.
+    env = {**os.environ, "HF_MODULES_CACHE": str(tmp_path / "modules"), "HF_HUB_OFFLINE": "1"}
+    env.pop("PYTHONPATH", None)
+    job = json.dumps({"models": dirs, "batch": {k: v.tolist() for k, v in batch.items()}})
+    proc = subprocess.run(
+        [sys.executable, "-c", LOADER, job], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
 def pruned(arch: str):
     model = tiny_model(arch, layers=3)
     return prune_model(model, heads_for(arch, KEEP_HEADS), KEEP_NEURONS)
@@ -69,15 +82,7 @@ def test_remote_code_loads_without_stark(tmp_path):
         assert json.loads((tmp_path / arch / "config.json").read_text())["auto_map"] == {
             "AutoModelForSequenceClassification": "modeling_stark.StarkForSequenceClassification"
         }
-    # A private modules cache: transformers copies modeling_stark.py there, keyed by the folder name.
-    env = {**os.environ, "HF_MODULES_CACHE": str(tmp_path / "modules"), "HF_HUB_OFFLINE": "1"}
-    env.pop("PYTHONPATH", None)
-    job = json.dumps({"models": dirs, "batch": {k: v.tolist() for k, v in batch.items()}})
-    proc = subprocess.run(
-        [sys.executable, "-c", LOADER, job], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    got = load_without_stark(dirs, batch, tmp_path)
     for arch in ARCHS:
         assert got[arch]["class"] == "StarkForSequenceClassification"
         torch.testing.assert_close(torch.tensor(got[arch]["logits"]), expected[arch], atol=1e-5, rtol=0)
