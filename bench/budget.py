@@ -30,7 +30,7 @@ from bench.common import STUDENTS, SWEEP_SEED, WORK, bench_config, pts, shared_t
 from bench.machine import load_average
 from bench.store import RESULTS, commit, load_rows, save_rows, table, write_page
 from stark.config.recipes import build_config
-from stark.config.schema import TrainConfig
+from stark.config.schema import Pooling, TrainConfig
 from stark.data.prepare import load_examples, prepare_data, selection_fraction
 from stark.data.tasks import GLUE_TASKS as GLUE_SPECS
 from stark.data.tasks import TaskSpec
@@ -106,13 +106,16 @@ def teacher_cell(task: str, size: int, seed: int, arm: str) -> dict:
     cfg.seed = SWEEP_SEED + seed  # another subset, selection slice and training order per seed
     data = prepare_data(cfg)
     settings = budget_settings("finetune", arm)
-    teacher_dir = finetune_teacher(cfg.teacher, _train_config(cfg.finetune, settings, cfg.seed), data, out)
+    # First-token teachers, as every cell so far was measured (mean pooling needs cells keyed by it).
+    teacher_dir = finetune_teacher(
+        cfg.teacher, _train_config(cfg.finetune, settings, cfg.seed), data, out, pooling=Pooling.FIRST
+    )
     row = {"kind": "teacher", "task": task, "size": size, "seed": seed, "arm": arm, "settings": settings}
     return {**row, **_outcome(teacher_dir, data, data.spec.main_metric)}
 
 
 def student_cell(task: str, student: str, seed: int, arm: str) -> dict:
-    data, teacher_dir = shared_teacher(task, None, 3)
+    data, teacher_dir = shared_teacher(task, None, 3, pooling=Pooling.FIRST)
     out = WORK / "budget" / "students" / f"{task}-{student}"
     cfg = bench_config(task, out, None, 3, 3, student=STUDENTS[student])
     init = build_student(cfg.student, data, teacher_dir, out, score_batch_size=cfg.score.batch_size)

@@ -219,7 +219,8 @@ def teacher_differences(rows: list[dict]) -> list[str]:
     or on another CPU kind): their cells compare StarK with vanilla KD only within themselves."""
 
     def teacher_settings(r: dict) -> tuple:
-        return r["task"], r["teacher_epochs"], r["train_examples"], r["max_length"]
+        # Another teacher model or pooling is another teacher, not a re-run of the same one.
+        return r["task"], row_key(r)[0], row_key(r)[3], r["teacher_epochs"], r["train_examples"], r["max_length"]
 
     out = []
     for task, *same in sorted({teacher_settings(r) for r in rows}):

@@ -46,6 +46,7 @@ import torch
 from bench.common import DEFAULT_SAMPLES, STUDENTS, bench_config, seed_run_folder, shared_teacher
 from bench.machine import quiet, timed_cell
 from bench.store import RESULTS, commit, load_rows, save_rows, write_page
+from stark.config.schema import Pooling
 from stark.data import TaskData
 from stark.pipeline.run import run
 from stark.pipeline.stages import build_student, distill, teacher_logits_full
@@ -60,7 +61,7 @@ def _work(task: str, args: argparse.Namespace) -> tuple[int | None, Path]:
 def bench_task(task: str, args: argparse.Namespace) -> dict:
     samples, work = _work(task, args)
     # The same teacher folder name as bench/quality.py's: a teacher the sweep fine-tuned is reused.
-    data, teacher_dir = shared_teacher(task, samples, args.teacher_epochs)
+    data, teacher_dir = shared_teacher(task, samples, args.teacher_epochs, pooling=Pooling.FIRST)
     kd_times, kd_devs, machines = time_vanilla(task, samples, data, teacher_dir, work / "vanilla", args)
     searches = ("halving",) if args.no_full else ("full", "halving")
     summaries = time_pipelines(task, samples, teacher_dir, work, args, searches)
@@ -393,7 +394,7 @@ def main(argv: list[str] | None = None) -> int:
             done[done.index(old)] = bench_task(task, again)
         else:
             # Only the proxy search runs: the row keeps the timings, commit and probes it had.
-            _, teacher_dir = shared_teacher(task, _work(task, args)[0], args.teacher_epochs)
+            _, teacher_dir = shared_teacher(task, _work(task, args)[0], args.teacher_epochs, pooling=Pooling.FIRST)
             old["proxy"] = time_proxy(task, teacher_dir, args, old)
         save_rows(path, done)
         write_page(results / "search_cost.md", markdown(done))

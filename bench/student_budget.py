@@ -21,13 +21,15 @@ import torch
 
 from bench.common import WORK, bench_config, shared_teacher
 from bench.store import RESULTS, commit, load_rows, save_rows, write_page
+from stark.config.schema import Pooling
 from stark.pipeline.baselines import check_metric_spec, check_teacher, constant_metrics
 from stark.pipeline.stages import build_student, distill, teacher_logits_full
 from stark.rundir.io import read_metrics
 
 
 def probe(task: str, lr: float, epochs: float, args: argparse.Namespace) -> dict:
-    data, teacher_dir = shared_teacher(task, args.max_train_samples, args.teacher_epochs)
+    # The first-token teachers this probe was measured with (its rows are not keyed by pooling).
+    data, teacher_dir = shared_teacher(task, args.max_train_samples, args.teacher_epochs, pooling=Pooling.FIRST)
     out = WORK / "student_budget" / f"{task}-{args.max_train_samples or 'all'}"
     cfg = bench_config(task, out, args.max_train_samples, epochs, args.teacher_epochs)
     cfg.distill = replace(cfg.distill, lr=lr)

@@ -33,7 +33,7 @@ import torch
 from bench.common import STUDENTS, WORK, bench_config, pts, seed_run_folder, shared_teacher
 from bench.policies import DEFAULT_POLICY, POLICIES, Cell
 from bench.store import RESULTS, commit, load_rows, save_rows, write_page
-from stark.config.schema import RunConfig
+from stark.config.schema import Pooling, RunConfig
 from stark.pipeline.run import run
 from stark.rundir.provenance import cpu_kind
 
@@ -59,7 +59,7 @@ def _dev_points(level: dict, metric: str) -> list[float]:
 
 def teacher_cell(task: str, student: str, teacher_seed: int, args: argparse.Namespace) -> dict:
     samples = args.max_train_samples
-    _, teacher_dir = shared_teacher(task, samples, args.teacher_epochs, teacher_seed)
+    _, teacher_dir = shared_teacher(task, samples, args.teacher_epochs, teacher_seed, pooling=Pooling.FIRST)
     size = "all" if samples is None else samples
     out = WORK / "teacher_seeds" / f"{task}-{size}-{student}-ts{teacher_seed}"
     seed_run_folder(teacher_dir, out)

@@ -247,7 +247,7 @@ def test_search_cost_adds_the_proxy_to_a_finished_row_without_retiming_it(
 
     monkeypatch.setattr(search_cost, "time_proxy", time_proxy)
     # A finished row's teacher is the shared one (fine-tuned once, excluded from every timing).
-    monkeypatch.setattr(search_cost, "shared_teacher", lambda task, samples, epochs: (None, tmp_path / task))
+    monkeypatch.setattr(search_cost, "shared_teacher", lambda task, samples, epochs, **_: (None, tmp_path / task))
     argv = ["--tasks", "mrpc,cola", "--results", str(tmp_path), "--no-full"]
     search_cost.main(argv)
     # Without --proxy: the finished row is skipped, the missing one timed without a proxy.

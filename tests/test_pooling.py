@@ -14,6 +14,7 @@ from test_remote import load_without_stark
 
 from stark.config.schema import Pooling
 from stark.data.tasks import TaskSpec, TaskType
+from stark.errors import StarkInputError
 from stark.method.pruning import drop_layers, prune_model
 from stark.models.checkpoint import load_model, save_model
 from stark.models.pooling import POOLING_FILE, pooling_of, pretrained_pooling, resolve_pooling, set_pooling
@@ -35,7 +36,7 @@ def head_of(model, arch: str, states: torch.Tensor) -> torch.Tensor:
 def hand_mean_logits(model, arch: str, batch: dict) -> torch.Tensor:
     """Logits computed by hand: the stock model's last-layer states, averaged over each example's real tokens."""
     stock = copy.deepcopy(model)
-    stock._forward_pre_hooks.clear()
+    stock.base_model._forward_pre_hooks.clear()  # pooling's (MPNet's head-bias pre-hooks stay: they are the model)
     for module in stock.modules():
         module._forward_hooks.clear()
     with torch.no_grad():
@@ -196,6 +197,7 @@ def test_pooling_flag_and_its_limits(tmp_path, monkeypatch):
     with pytest.raises(StarkInputError, match=r"--pooling mean: --teacher .* is used as it is"):
         adopts_teacher(args("--out", "b", "--teacher", str(classifier), "--pooling", "mean"), spec)
     assert adopts_teacher(args("--out", "b", "--teacher", str(classifier)), spec)
+    assert adopts_teacher(args("--out", "b", "--teacher", str(classifier), "--pooling", "first"), spec)
     # A run folder from before pooling was chosen fine-tuned its teacher on the first token.
     old = tmp_path / "old"
     save_resolved_config(build_config({}, {"out": str(old)}), old)
@@ -203,3 +205,34 @@ def test_pooling_flag_and_its_limits(tmp_path, monkeypatch):
     del saved["pooling"]
     (old / "config.yaml").write_text(yaml.safe_dump(saved))
     assert args("--out", str(old)).pooling == Pooling.FIRST
+
+
+def test_positional_mask_and_direct_backbone_calls_use_the_mask():
+    model = set_pooling(tiny_model("bert", layers=2), Pooling.MEAN)
+    batch = random_batch()
+    with torch.no_grad():
+        positional = model(batch["input_ids"], batch["attention_mask"]).logits
+        states = model.bert(**batch).last_hidden_state
+    torch.testing.assert_close(positional, logits(model, batch), atol=0, rtol=0)
+    masked = batch["attention_mask"][1].bool()
+    torch.testing.assert_close(states[1, 0], hand_states(model, batch)[1][masked].mean(dim=0), atol=1e-6, rtol=0)
+
+
+def hand_states(model, batch: dict) -> torch.Tensor:
+    """The last-layer states of a hook-free copy."""
+    stock = copy.deepcopy(model)
+    stock.base_model._forward_pre_hooks.clear()  # pooling's (MPNet's head-bias pre-hooks stay: they are the model)
+    for module in stock.modules():
+        module._forward_hooks.clear()
+    with torch.no_grad():
+        return stock.base_model(**batch).last_hidden_state
+
+
+def test_an_explicit_pooling_meets_a_stark_checkpoint(tmp_path):
+    first = save_model(tiny_model("bert", layers=2), None, tmp_path / "first")
+    assert pooling_of(load_model(str(first))) == Pooling.FIRST
+    assert pooling_of(load_model(str(first), pooling=Pooling.MEAN)) == Pooling.MEAN  # a head to fine-tune again
+    mean = save_model(set_pooling(tiny_model("bert", layers=2), Pooling.MEAN), None, tmp_path / "mean")
+    assert pooling_of(load_model(str(mean), pooling=Pooling.AUTO)) == Pooling.MEAN
+    with pytest.raises(StarkInputError, match="reads the mean of its tokens"):
+        load_model(str(mean), pooling=Pooling.FIRST)

@@ -161,7 +161,7 @@ def load_config(path: str) -> PretrainedConfig:
     return config
 
 
-def load_model(path: str, spec: TaskSpec | None = None, pooling: Pooling = Pooling.FIRST) -> PreTrainedModel:
+def load_model(path: str, spec: TaskSpec | None = None, pooling: Pooling | None = None) -> PreTrainedModel:
     """Load a sequence classifier from a pretrained encoder or a stark checkpoint.
 
     A stark checkpoint (config has ``stark_heads``) is rebuilt with its per-layer widths and loaded
@@ -171,14 +171,22 @@ def load_model(path: str, spec: TaskSpec | None = None, pooling: Pooling = Pooli
     Args:
         path: local directory, hub id, or ``minilm``.
         spec: the task; needed when the checkpoint has no classification head for it yet.
-        pooling: what the head of a plain encoder reads (``auto``: see ``stark.models.pooling``); a stark
-            checkpoint's own pooling is kept.
+        pooling: what the classifier reads (``auto``: see ``stark.models.pooling``). None: a stark
+            checkpoint's own pooling, the first token for any other model. A stark checkpoint that reads the
+            mean cannot be made to read the first token (its head learned from the mean).
     """
     path = resolve_model_path(path)
     config = load_config(path)
     if getattr(config, "stark_heads", None) is not None:
         model = _load_stark_checkpoint(path, config)
-        return set_pooling(model, pooling_of(model))
+        own = pooling_of(model)
+        set_pooling(model, own)
+        wanted = own if pooling in (None, Pooling.AUTO) else Pooling(pooling)
+        if wanted != own:
+            if own == Pooling.MEAN:
+                raise StarkInputError(f"--pooling {wanted.value}: {path} reads the mean of its tokens (its head did)")
+            set_pooling(model, wanted)
+        return model
     kwargs = {}
     if spec is not None:
         kwargs = _task_config_kwargs(spec)
@@ -187,7 +195,7 @@ def load_model(path: str, spec: TaskSpec | None = None, pooling: Pooling = Pooli
     except (OSError, ValueError, RuntimeError, SafetensorError) as exc:
         # SafetensorError: a damaged shard of a sharded model (single files are checked by load_config).
         raise StarkInputError(f"cannot load model weights from {path}: {str(exc).splitlines()[0]}") from exc
-    return set_pooling(model, resolve_pooling(pooling, path))
+    return set_pooling(model, resolve_pooling(pooling or Pooling.FIRST, path))
 
 
 def _task_config_kwargs(spec: TaskSpec) -> dict:

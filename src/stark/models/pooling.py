@@ -29,6 +29,14 @@ def pretrained_pooling(path: str | Path) -> Pooling:
     """How the encoder at ``path`` was pretrained to be read: mean where its sentence-transformers pooling config
     says mean tokens, the first token otherwise (no such config: a plain encoder or a classifier)."""
     file = Path(path) / POOLING_FILE
+    if not Path(path).is_dir():  # a hub id: its file in the local Hugging Face cache, if it was downloaded
+        from huggingface_hub import try_to_load_from_cache
+
+        try:
+            cached = try_to_load_from_cache(str(path), POOLING_FILE.as_posix())
+        except ValueError:  # not a valid repo id either: no such file
+            cached = None
+        file = Path(cached) if isinstance(cached, str) else file
     if not file.is_file():
         return Pooling.FIRST
     try:

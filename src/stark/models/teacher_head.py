@@ -144,10 +144,15 @@ def adopts_teacher(cfg: RunConfig, spec: TaskSpec) -> bool:
             "...ForSequenceClassification, or its weights hold no classifier), so it must be fine-tuned; "
             "leave --no-finetune-teacher out"
         )
-    if adopt and cfg.pooling != Pooling.AUTO:
+    if adopt and cfg.pooling not in (Pooling.AUTO, own_pooling(cfg.teacher)):
         raise StarkInputError(
             f"--pooling {cfg.pooling.value}: --teacher {cfg.teacher} is used as it is (a classifier fine-tuned for "
-            "the task's labels) and keeps the pooling its head was trained with; leave --pooling out, or add "
-            "--finetune-teacher"
+            f"the task's labels) and reads {own_pooling(cfg.teacher).value}, as its head was trained; leave "
+            "--pooling out, or add --finetune-teacher"
         )
     return adopt
+
+
+def own_pooling(teacher: str) -> Pooling:
+    """What a checkpoint's classifier reads: a stark checkpoint's recorded pooling, the first token otherwise."""
+    return Pooling(getattr(load_config(resolve_model_path(teacher)), "stark_pooling", None) or Pooling.FIRST)

@@ -10,7 +10,8 @@ weights of every checkpoint.
 import torch
 
 MASK_ATTR = "_stark_mask"
-"""Where the top model's pre-hook leaves the attention mask for the encoder's hook (a plain attribute)."""
+"""Where the backbone's pre-hook leaves the attention mask for the encoder's hook (a plain attribute; one model
+object serves one forward pass at a time)."""
 
 
 def _get(obj, path):
@@ -19,11 +20,12 @@ def _get(obj, path):
     return obj
 
 
-def _keep_mask(model, args, kwargs):
-    # The mask is read from the call and put on the encoder (found by path, not captured: a deep copy of the
-    # model, such as a student cut from its teacher, must use its own encoder).
-    encoder = _get(model.base_model, model.stark_encoder_path)
-    setattr(encoder, MASK_ATTR, kwargs.get("attention_mask"))
+def _keep_mask(base, args, kwargs):
+    # On the backbone (every family's classifier calls it with attention_mask=...; a positional mask is the
+    # second argument). The mask is put on the encoder, found by path, not captured: a deep copy of the model,
+    # such as a student cut from its teacher, must use its own encoder.
+    mask = kwargs["attention_mask"] if "attention_mask" in kwargs else (args[1] if len(args) > 1 else None)
+    setattr(_get(base, base.stark_encoder_path), MASK_ATTR, mask)
 
 
 def _mean_in_first(encoder, args, output):
@@ -62,9 +64,10 @@ def install_mean_pooling(model, layers_path):
     if hasattr(config, "classifier_pooling"):  # ModernBERT
         config.classifier_pooling = "mean"
         return model
-    if getattr(model, "stark_encoder_path", None) is not None:
+    base = model.base_model
+    if getattr(base, "stark_encoder_path", None) is not None:
         return model
-    model.stark_encoder_path = layers_path.rpartition(".")[0]
-    model.register_forward_pre_hook(_keep_mask, with_kwargs=True)
-    _get(model.base_model, model.stark_encoder_path).register_forward_hook(_mean_in_first)
+    base.stark_encoder_path = layers_path.rpartition(".")[0]
+    base.register_forward_pre_hook(_keep_mask, with_kwargs=True)
+    _get(base, base.stark_encoder_path).register_forward_hook(_mean_in_first)
     return model
