@@ -180,13 +180,10 @@ def load_model(path: str, spec: TaskSpec | None = None, pooling: Pooling | None 
     if getattr(config, "stark_heads", None) is not None:
         model = _load_stark_checkpoint(path, config)
         own = pooling_of(model)
-        set_pooling(model, own)
         wanted = own if pooling in (None, Pooling.AUTO) else Pooling(pooling)
-        if wanted != own:
-            if own == Pooling.MEAN:
-                raise StarkInputError(f"--pooling {wanted.value}: {path} reads the mean of its tokens (its head did)")
-            set_pooling(model, wanted)
-        return model
+        if own == Pooling.MEAN and wanted != own:
+            raise StarkInputError(f"--pooling {wanted.value}: {path} reads the mean of its tokens (its head did)")
+        return set_pooling(model, wanted)
     kwargs = {}
     if spec is not None:
         kwargs = _task_config_kwargs(spec)

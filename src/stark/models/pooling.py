@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from transformers import PreTrainedModel
+from transformers import PretrainedConfig, PreTrainedModel
 
 from stark.config.schema import Pooling
 from stark.deploy.remote.stark_pooling import install_mean_pooling
@@ -51,9 +51,10 @@ def resolve_pooling(setting: Pooling, path: str | Path) -> Pooling:
     return pretrained_pooling(path) if Pooling(setting) == Pooling.AUTO else Pooling(setting)
 
 
-def pooling_of(model: PreTrainedModel) -> Pooling:
-    """The pooling a loaded model classifies with."""
-    return Pooling(getattr(model.config, "stark_pooling", None) or Pooling.FIRST)
+def pooling_of(model: PreTrainedModel | PretrainedConfig) -> Pooling:
+    """The pooling a model (or a checkpoint's config) classifies with: its recorded one, else the first token."""
+    config = model.config if isinstance(model, PreTrainedModel) else model
+    return Pooling(getattr(config, "stark_pooling", None) or Pooling.FIRST)
 
 
 def set_pooling(model: PreTrainedModel, pooling: Pooling) -> PreTrainedModel:

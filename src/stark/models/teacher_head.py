@@ -21,6 +21,7 @@ from stark.config.schema import Pooling, RunConfig
 from stark.data.tasks import TaskSpec, TaskType
 from stark.errors import StarkInputError
 from stark.models.checkpoint import load_config, resolve_model_path
+from stark.models.pooling import pooling_of
 
 DEFAULT_NAME = re.compile(r"LABEL_\d+")
 """transformers' name for a class nobody named (``LABEL_0``, ``LABEL_1``...)."""
@@ -144,15 +145,11 @@ def adopts_teacher(cfg: RunConfig, spec: TaskSpec) -> bool:
             "...ForSequenceClassification, or its weights hold no classifier), so it must be fine-tuned; "
             "leave --no-finetune-teacher out"
         )
-    if adopt and cfg.pooling not in (Pooling.AUTO, own_pooling(cfg.teacher)):
+    own = pooling_of(load_config(resolve_model_path(cfg.teacher))) if adopt else None
+    if adopt and cfg.pooling not in (Pooling.AUTO, own):
         raise StarkInputError(
             f"--pooling {cfg.pooling.value}: --teacher {cfg.teacher} is used as it is (a classifier fine-tuned for "
-            f"the task's labels) and reads {own_pooling(cfg.teacher).value}, as its head was trained; leave "
-            "--pooling out, or add --finetune-teacher"
+            f"the task's labels) and reads {own.value}, as its head was trained; leave --pooling out, or add "
+            "--finetune-teacher"
         )
     return adopt
-
-
-def own_pooling(teacher: str) -> Pooling:
-    """What a checkpoint's classifier reads: a stark checkpoint's recorded pooling, the first token otherwise."""
-    return Pooling(getattr(load_config(resolve_model_path(teacher)), "stark_pooling", None) or Pooling.FIRST)
