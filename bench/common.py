@@ -191,20 +191,23 @@ def step_timing_models(
     task: str, out: Path, student: dict | None = None
 ) -> tuple[RunConfig, TaskData, Path, Path, torch.Tensor]:
     """What a step-timing benchmark needs, without fine-tuning: the task's full data, the pretrained teacher
-    (fresh head) saved in ``out/pretrained``, the student stark builds from it, and random teacher logits
-    (a KD step costs the same whatever the teacher knows). Returns (cfg, data, teacher_dir, student_dir,
-    logits)."""
+    (fresh head, pooled as stark run pools it) saved in ``out/<pooling>/pretrained``, the student stark builds
+    from it, and random teacher logits (a KD step costs the same whatever the teacher knows). Returns (cfg,
+    data, teacher_dir, student_dir, logits)."""
     import torch
 
     from stark.data.prepare import prepare_data
     from stark.models.checkpoint import load_model, save_model
+    from stark.models.pooling import pooling_of
     from stark.pipeline.stages import build_student
 
     cfg = bench_config(task, out, None, 3, 3, **({"student": student} if student else {}))
     data = prepare_data(cfg)
-    teacher_dir = out / "pretrained"
+    teacher = load_model(cfg.teacher, data.spec, cfg.pooling)  # pooled as stark run pools it (the hook is timed)
+    where = out / pooling_of(teacher).value  # a folder from before pooling existed holds first-token models
+    teacher_dir = where / "pretrained"
     if not (teacher_dir / "config.json").is_file():
-        save_model(load_model(cfg.teacher, data.spec), data.tokenizer, teacher_dir)
-    student_dir = build_student(cfg.student, data, teacher_dir, out, score_batch_size=cfg.score.batch_size)
+        save_model(teacher, data.tokenizer, teacher_dir)
+    student_dir = build_student(cfg.student, data, teacher_dir, where, score_batch_size=cfg.score.batch_size)
     logits = torch.randn(len(data.train), data.spec.num_labels, generator=torch.Generator().manual_seed(0))
     return cfg, data, teacher_dir, student_dir, logits

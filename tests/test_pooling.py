@@ -68,6 +68,21 @@ def test_modernbert_pools_natively():
     assert not torch.allclose(logits(first, batch), logits(mean, batch))
 
 
+def test_modernbert_native_mean_is_its_pooling_until_set(tmp_path):
+    """ModernBERT-base's config says classifier_pooling: mean; auto and the records follow what its head reads."""
+    native = tiny_model("modernbert", layers=2)
+    native.config.classifier_pooling = "mean"
+    assert pooling_of(native) == Pooling.MEAN  # nothing recorded: the family's own setting
+    native.save_pretrained(tmp_path)
+    assert pretrained_pooling(tmp_path) == Pooling.MEAN
+    first = set_pooling(copy.deepcopy(native), Pooling.FIRST)  # a fresh head may read the first token instead
+    assert first.config.classifier_pooling == "cls" and pooling_of(first) == Pooling.FIRST
+    cls = tiny_model("modernbert", layers=2)
+    cls.config.classifier_pooling = "cls"
+    batch = random_batch()
+    torch.testing.assert_close(logits(first, batch), logits(cls, batch), atol=0, rtol=0)
+
+
 @pytest.mark.parametrize("arch", ARCHS)
 def test_padding_does_not_move_the_mean(arch):
     model = set_pooling(tiny_model(arch, layers=2), Pooling.MEAN)

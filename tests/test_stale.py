@@ -6,6 +6,9 @@ import json
 import shutil
 from pathlib import Path
 
+from conftest import make_teacher_dir
+from test_pooling import write_pooling
+
 from stark.cli import main
 from stark.config.recipes import build_config
 from stark.rundir.io import write_json
@@ -120,3 +123,22 @@ def test_a_side_student_may_use_other_training_settings(tmp_path: Path, tiny_run
     facts = json.loads((run / "side" / "metrics.json").read_text())
     assert facts["train"]["lr"] == 0.003
     assert main(["run", f"--out={run}"]) == 0  # the run's own stages are all still reused
+
+
+def test_auto_and_the_pooling_it_resolves_to_are_one_setting(tmp_path: Path) -> None:
+    folder = RunDir(tmp_path / "run")
+    _done(folder.teacher)
+    mean, plain = make_teacher_dir(tmp_path / "mean"), make_teacher_dir(tmp_path / "plain")
+    write_pooling(mean, mean=True)
+
+    def cfg(teacher: Path, pooling: str):
+        return build_config({"teacher": str(teacher), "pooling": pooling}, {"out": str(folder.out)})
+
+    assert stale_change(cfg(mean, "auto"), cfg(mean, "mean"), folder) is None
+    assert stale_change(cfg(plain, "first"), cfg(plain, "auto"), folder) is None
+    assert "built with pooling = 'mean'; use another --out to run with 'first'" in stale_change(
+        cfg(mean, "auto"), cfg(mean, "first"), folder
+    )
+    assert "built with pooling = 'first'; use another --out to run with 'mean'" in stale_change(
+        cfg(plain, "auto"), cfg(plain, "mean"), folder
+    )

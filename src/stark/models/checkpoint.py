@@ -179,9 +179,8 @@ def load_model(path: str, spec: TaskSpec | None = None, pooling: Pooling | None 
     config = load_config(path)
     if getattr(config, "stark_heads", None) is not None:
         model = _load_stark_checkpoint(path, config)
-        own = pooling_of(model)
-        wanted = own if pooling in (None, Pooling.AUTO) else Pooling(pooling)
-        if own == Pooling.MEAN and wanted != own:
+        wanted = concrete_pooling(path, pooling, config)
+        if pooling_of(model) == Pooling.MEAN and wanted != Pooling.MEAN:
             raise StarkInputError(f"--pooling {wanted.value}: {path} reads the mean of its tokens (its head did)")
         return set_pooling(model, wanted)
     kwargs = {}
@@ -192,7 +191,17 @@ def load_model(path: str, spec: TaskSpec | None = None, pooling: Pooling | None 
     except (OSError, ValueError, RuntimeError, SafetensorError) as exc:
         # SafetensorError: a damaged shard of a sharded model (single files are checked by load_config).
         raise StarkInputError(f"cannot load model weights from {path}: {str(exc).splitlines()[0]}") from exc
-    return set_pooling(model, resolve_pooling(pooling or Pooling.FIRST, path))
+    return set_pooling(model, concrete_pooling(path, pooling, config))
+
+
+def concrete_pooling(path: str, pooling: Pooling | None, config: PretrainedConfig | None = None) -> Pooling:
+    """What ``load_model(path, pooling=pooling)`` makes the classifier read: a stark checkpoint keeps its own
+    pooling unless another is named, any other model resolves ``pooling`` (None: the first token)."""
+    path = resolve_model_path(path)
+    config = config or load_config(path)
+    if getattr(config, "stark_heads", None) is not None and pooling in (None, Pooling.AUTO):
+        return pooling_of(config)
+    return resolve_pooling(pooling or Pooling.FIRST, path)
 
 
 def _task_config_kwargs(spec: TaskSpec) -> dict:

@@ -38,12 +38,21 @@ def pretrained_pooling(path: str | Path) -> Pooling:
             cached = None
         file = Path(cached) if isinstance(cached, str) else file
     if not file.is_file():
-        return Pooling.FIRST
+        return _native_pooling(Path(path) / "config.json")
     try:
         settings = json.loads(file.read_text())
     except (OSError, ValueError) as exc:
         raise StarkInputError(f"{file} is not a readable pooling config: {exc}") from exc
     return Pooling.MEAN if settings.get("pooling_mode_mean_tokens") else Pooling.FIRST
+
+
+def _native_pooling(config_file: Path) -> Pooling:
+    # A family that pools by itself (ModernBERT's classifier_pooling; ModernBERT-base ships "mean").
+    try:
+        native = json.loads(config_file.read_text()).get("classifier_pooling") if config_file.is_file() else None
+    except (OSError, ValueError):  # an unreadable config is reported by the loader, in its own words
+        native = None
+    return Pooling.MEAN if native == "mean" else Pooling.FIRST
 
 
 def resolve_pooling(setting: Pooling, path: str | Path) -> Pooling:
@@ -52,22 +61,29 @@ def resolve_pooling(setting: Pooling, path: str | Path) -> Pooling:
 
 
 def pooling_of(model: PreTrainedModel | PretrainedConfig) -> Pooling:
-    """The pooling a model (or a checkpoint's config) classifies with: its recorded one, else the first token."""
+    """The pooling a model (or a checkpoint's config) classifies with: its recorded one, else its family's native
+    one (ModernBERT's ``classifier_pooling``), else the first token."""
     config = model.config if isinstance(model, PreTrainedModel) else model
-    return Pooling(getattr(config, "stark_pooling", None) or Pooling.FIRST)
+    recorded = getattr(config, "stark_pooling", None)
+    if recorded:
+        return Pooling(recorded)
+    return Pooling.MEAN if getattr(config, "classifier_pooling", None) == "mean" else Pooling.FIRST
 
 
 def set_pooling(model: PreTrainedModel, pooling: Pooling) -> PreTrainedModel:
     """Make ``model`` classify with ``pooling`` (recorded in its config, so a saved checkpoint keeps it).
 
-    Mean pooling cannot be taken back from a model that has it: its head has learned from the mean.
+    Mean pooling cannot be taken back from a model stark gave it to: its head has learned from the mean. (A
+    family's native setting can: a fine-tuned classifier used as it is keeps its own, see ``teacher_head``.)
     """
     pooling = Pooling(pooling)
     if pooling == Pooling.AUTO:
         raise ValueError("resolve 'auto' first (resolve_pooling)")
     if pooling == Pooling.MEAN:
         return install_mean_pooling(model, family_of(model.config).layers)
-    if pooling_of(model) == Pooling.MEAN:
+    if getattr(model.config, "stark_pooling", None) == Pooling.MEAN.value:
         raise ValueError("this model classifies from the mean of its tokens; it cannot be switched back")
+    if hasattr(model.config, "classifier_pooling"):  # ModernBERT: its head reads what this says
+        model.config.classifier_pooling = "cls"
     model.config.stark_pooling = Pooling.FIRST.value
     return model

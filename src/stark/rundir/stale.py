@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from stark.config.recipes import build_config, load_saved_config
-from stark.config.schema import RunConfig, to_dict
+from stark.config.schema import Pooling, RunConfig, to_dict
 from stark.errors import StarkInputError
-from stark.models.checkpoint import BUNDLED_NAMES, resolve_model_path
+from stark.models.checkpoint import BUNDLED_NAMES, concrete_pooling, resolve_model_path
 from stark.rundir.layout import RunDir, is_done, work_dir_of
 
 FREE = (
@@ -75,6 +75,15 @@ def _canonical(key: str, value: Any) -> Any:
     return str(path.resolve()) if path.exists() else value
 
 
+def _pooling(value: Any, teacher: str) -> Any:
+    """The pooling a setting gives ``teacher`` (``auto`` and ``mean`` are one setting for a mean-pooled encoder); the
+    raw value where the teacher cannot be read (then any other change of it is reported instead)."""
+    try:
+        return concrete_pooling(teacher, Pooling(value)).value
+    except (StarkInputError, OSError, ValueError):
+        return value
+
+
 def _matches(key: str, pattern: str) -> bool:
     return key.startswith(pattern) if pattern.endswith(".") or not pattern else key == pattern
 
@@ -85,6 +94,9 @@ def stale_change(saved: RunConfig, cfg: RunConfig, folder: RunDir, free: tuple[s
     ``free`` adds settings (keys or prefixes) that the calling command's own output does not share with
     the folder's stages, e.g. ``distill.`` for a student distilled into a folder of its own."""
     old, new = _flat(to_dict(saved)), _flat(to_dict(cfg))
+    same_teacher = _canonical("teacher", saved.teacher) == _canonical("teacher", cfg.teacher)
+    if old.get("pooling") != new["pooling"] and same_teacher:
+        old["pooling"], new["pooling"] = (_pooling(v, cfg.teacher) for v in (old.get("pooling"), new["pooling"]))
     for key in new:
         if _canonical(key, old.get(key)) == _canonical(key, new[key]) or any(_matches(key, f) for f in FREE + free):
             continue
