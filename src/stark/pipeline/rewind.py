@@ -15,6 +15,7 @@ from transformers import PreTrainedModel
 
 from stark.config.schema import RunConfig, RungSignal, Search
 from stark.data.batching import TaskData
+from stark.data.tasks import TaskSpec
 from stark.method.sparse_teachers import LogitCache, SparseTeachers, split_fingerprint
 from stark.models.checkpoint import load_model
 from stark.pipeline.clock import Clock
@@ -32,6 +33,7 @@ from stark.search.halving import RungScore, rank, successive_halving
 from stark.training.checkpoint import ParkedRun
 from stark.training.evaluation import on_device, predict
 from stark.training.loop import Budget
+from stark.training.metrics import better
 from stark.training.schedule import total_steps_for, visited_examples
 
 
@@ -117,7 +119,8 @@ class Rewinder:
             self.parked[(level, k)] = result.parked
         # Paused by the search: the loss of the weights as they are now (the signal that moves early),
         # and the best metric seen so far, the paused weights' own included.
-        return RungScore(better_of(result.best, result.current, main)[main], result.current.get("task_loss", math.inf))
+        best = better_of(result.best, result.current, self.data.spec)
+        return RungScore(best[main], result.current.get("task_loss", math.inf))
 
 
 def proxy_candidates(
@@ -227,11 +230,12 @@ def choose(
     return decide(best, margin, se, main, n, n_compared=searched, by_loss=by_loss)
 
 
-def better_of(a: dict | None, b: dict | None, main: str) -> dict | None:
-    """The better of two metric dicts by ``main`` (either may be missing)."""
+def better_of(a: dict | None, b: dict | None, spec: TaskSpec) -> dict | None:
+    """The better of two metric dicts by the training loop's own rule (``training.metrics.better``: the main
+    metric, then the task loss; a NaN never wins); either may be missing, and a tie keeps ``a``."""
     if a is None or b is None:
         return a or b
-    return a if a[main] >= b[main] else b
+    return b if better(spec, b, a) else a
 
 
 def select_predictions(cfg: RunConfig, data: TaskData, dirs: list[Path], accelerator=None) -> list[np.ndarray]:

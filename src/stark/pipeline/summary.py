@@ -12,6 +12,7 @@ import torch
 
 from stark.config.schema import RunConfig, to_dict
 from stark.data.batching import TaskData
+from stark.data.tasks import TaskSpec
 from stark.pipeline.baselines import TeacherCheck, constant_metrics
 from stark.pipeline.clock import Clock
 from stark.pipeline.delivery import FinalCandidate
@@ -35,7 +36,7 @@ from stark.search.choice import Choice
 from stark.training.checkpoint import standing
 
 
-def _seed_record(cfg: RunConfig, sdir: Path, main: str, total_steps: int) -> SeedRecord | None:
+def _seed_record(cfg: RunConfig, sdir: Path, spec: TaskSpec, total_steps: int) -> SeedRecord | None:
     """One student of a level: finished, stopped early by the search (no dev), or never started (None)."""
     if is_done(sdir):
         m = TrainedStage.read(sdir)
@@ -47,7 +48,7 @@ def _seed_record(cfg: RunConfig, sdir: Path, main: str, total_steps: int) -> See
     # Eliminated early by the search: its selection score and budget. It is not evaluated on dev:
     # a student stopped after a fraction of an epoch says nothing a reader should compare.
     epochs = state.step / max(1, total_steps) * cfg.distill.epochs
-    return SeedRecord(str(best), better_of(state.best, state.current, main), None, epochs, finished=False)
+    return SeedRecord(str(best), better_of(state.best, state.current, spec), None, epochs, finished=False)
 
 
 def _level_record(
@@ -58,7 +59,8 @@ def _level_record(
     if level == 0 and sparse.dev is None:
         # The 0 % teacher is the dense one, whose dev metric is known from fine-tuning.
         sparse.dev = TrainedStage.read(paths.teacher).dev
-    found = [_seed_record(cfg, paths.student(level, k), main, rewinder.total_steps) for k in range(cfg.search.seeds)]
+    steps = rewinder.total_steps
+    found = [_seed_record(cfg, paths.student(level, k), data.spec, steps) for k in range(cfg.search.seeds)]
     seeds = [s for s in found if s is not None]
     dev_main = [s.dev[main] for s in seeds if s.dev is not None]
     first = seeds[0] if seeds else None
