@@ -4,7 +4,7 @@ Runs ``stark run --out <work>/<name> [--config RECIPE]`` in a fresh folder under
 between two machine probes (load average, matmul GFLOP/s), then publishes the run's summary, report and
 figures with the timing, the commit and the headline figures (teacher, vanilla KD and the chosen
 student on dev) to ``docs/<name>/``. Nothing else may run meanwhile (the row is marked ``quiet: false``
-otherwise). The default takes about 15-20 minutes on two cores; the MPNet recipe (12-layer teacher,
+otherwise). The default takes about 20 minutes on two cores; the MPNet recipe (12-layer teacher,
 fetched first with ``stark teacher get mpnet``) takes hours, more than one session: ``--resume`` keeps
 the run folder and lets ``stark run`` pick up from its checkpoints. Each invocation is a *segment*,
 recorded in ``<work>/<name>.segments.json`` as it starts (a segment killed with the session gets the

@@ -95,6 +95,8 @@ def markdown(rows: list[dict]) -> str:
         "the full training set (3 epochs, fast preset) with each pooling; student its bottom 2 layers, distilled",
         "from the dense teacher (vanilla KD, fast preset). *Kept* is the share of the teacher's lead over the",
         "constant predictor that the students keep on the selection split (`stark run` warns below 50 %) and on dev.",
+        "*KD s/run* is one student's wall time on 2 threads on the row's CPU kind (`cpu` in the JSON), sometimes",
+        "beside other work: it says what a row cost, not how fast the two poolings are.",
         "",
     ]
     lines += table(
