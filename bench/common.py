@@ -197,17 +197,16 @@ def step_timing_models(
     import torch
 
     from stark.data.prepare import prepare_data
-    from stark.models.checkpoint import load_model, save_model
-    from stark.models.pooling import pooling_of
+    from stark.models.checkpoint import concrete_pooling, load_model, save_model
     from stark.pipeline.stages import build_student
 
     cfg = bench_config(task, out, None, 3, 3, **({"student": student} if student else {}))
     data = prepare_data(cfg)
-    teacher = load_model(cfg.teacher, data.spec, cfg.pooling)  # pooled as stark run pools it (the hook is timed)
-    where = out / pooling_of(teacher).value  # a folder from before pooling existed holds first-token models
+    # Pooled as stark run pools it (the hook is timed); a folder from before pooling existed holds first-token models.
+    where = out / concrete_pooling(cfg.teacher, cfg.pooling).value
     teacher_dir = where / "pretrained"
     if not (teacher_dir / "config.json").is_file():
-        save_model(teacher, data.tokenizer, teacher_dir)
+        save_model(load_model(cfg.teacher, data.spec, cfg.pooling), data.tokenizer, teacher_dir)
     student_dir = build_student(cfg.student, data, teacher_dir, where, score_batch_size=cfg.score.batch_size)
     logits = torch.randn(len(data.train), data.spec.num_labels, generator=torch.Generator().manual_seed(0))
     return cfg, data, teacher_dir, student_dir, logits

@@ -16,7 +16,7 @@ from stark.config.schema import Pooling
 from stark.data.tasks import TaskSpec, TaskType
 from stark.errors import StarkInputError
 from stark.method.pruning import drop_layers, prune_model
-from stark.models.checkpoint import load_model, save_model
+from stark.models.checkpoint import concrete_pooling, load_model, save_model
 from stark.models.pooling import POOLING_FILE, pooling_of, pretrained_pooling, resolve_pooling, set_pooling
 
 HOOKED = [a for a in ARCHS if a != "modernbert"]  # ModernBERT pools natively (config.classifier_pooling)
@@ -69,17 +69,22 @@ def test_modernbert_pools_natively():
 
 
 def test_modernbert_native_mean_is_its_pooling_until_set(tmp_path):
-    """ModernBERT-base's config says classifier_pooling: mean; auto and the records follow what its head reads."""
+    """ModernBERT-base's config says classifier_pooling: mean; its head reads that, so stark's records, auto and a
+    classifier loaded as it is follow it, and only a fresh head is switched to the first token on request."""
     native = tiny_model("modernbert", layers=2)
     native.config.classifier_pooling = "mean"
     assert pooling_of(native) == Pooling.MEAN  # nothing recorded: the family's own setting
-    native.save_pretrained(tmp_path)
-    assert pretrained_pooling(tmp_path) == Pooling.MEAN
+    native.save_pretrained(tmp_path / "native")
+    batch = random_batch()
+    for pooling in (None, Pooling.AUTO):  # e.g. a fine-tuned classifier used as it is
+        loaded = load_model(str(tmp_path / "native"), pooling=pooling)
+        assert pooling_of(loaded) == Pooling.MEAN and loaded.config.classifier_pooling == "mean"
+        torch.testing.assert_close(logits(loaded, batch), logits(native, batch), atol=1e-6, rtol=0)
+    assert concrete_pooling(str(tmp_path / "native"), Pooling.AUTO) == Pooling.MEAN
     first = set_pooling(copy.deepcopy(native), Pooling.FIRST)  # a fresh head may read the first token instead
     assert first.config.classifier_pooling == "cls" and pooling_of(first) == Pooling.FIRST
     cls = tiny_model("modernbert", layers=2)
     cls.config.classifier_pooling = "cls"
-    batch = random_batch()
     torch.testing.assert_close(logits(first, batch), logits(cls, batch), atol=0, rtol=0)
 
 
@@ -251,3 +256,17 @@ def test_an_explicit_pooling_meets_a_stark_checkpoint(tmp_path):
     assert pooling_of(load_model(str(mean), pooling=Pooling.AUTO)) == Pooling.MEAN
     with pytest.raises(StarkInputError, match="reads the mean of its tokens"):
         load_model(str(mean), pooling=Pooling.FIRST)
+
+
+def test_a_modernbert_checkpoint_saved_before_keeps_reading_the_mean(tmp_path):
+    """Before ModernBERT's classifier_pooling counted, stark recorded 'first' beside a head that read the mean."""
+    native = tiny_model("modernbert", layers=2)
+    native.config.classifier_pooling = "mean"
+    native.config.stark_pooling = "first"
+    folder = save_model(native, None, tmp_path / "old")
+    loaded = load_model(str(folder))
+    assert pooling_of(loaded) == Pooling.MEAN and loaded.config.classifier_pooling == "mean"
+    batch = random_batch()
+    torch.testing.assert_close(logits(loaded, batch), logits(native, batch), atol=1e-6, rtol=0)
+    with pytest.raises(StarkInputError, match="reads the mean of its tokens"):
+        load_model(str(folder), pooling=Pooling.FIRST)

@@ -39,7 +39,7 @@ from stark.models.families import (
     resize_layer,
     set_head_ids,
 )
-from stark.models.pooling import Pooling, pooling_of, resolve_pooling, set_pooling
+from stark.models.pooling import Pooling, pooling_of, pretrained_pooling, set_pooling
 
 DEFAULT_TEACHER = "minilm"
 
@@ -195,13 +195,18 @@ def load_model(path: str, spec: TaskSpec | None = None, pooling: Pooling | None 
 
 
 def concrete_pooling(path: str, pooling: Pooling | None, config: PretrainedConfig | None = None) -> Pooling:
-    """What ``load_model(path, pooling=pooling)`` makes the classifier read: a stark checkpoint keeps its own
-    pooling unless another is named, any other model resolves ``pooling`` (None: the first token)."""
+    """What ``load_model(path, pooling=pooling)`` makes the classifier read. None keeps the model's own pooling
+    (``pooling_of``: a stark checkpoint's, a ModernBERT's native one, else the first token); ``auto`` does too,
+    except that a plain encoder pretrained to be read through the mean (``pretrained_pooling``) gets the mean."""
     path = resolve_model_path(path)
     config = config or load_config(path)
-    if getattr(config, "stark_heads", None) is not None and pooling in (None, Pooling.AUTO):
-        return pooling_of(config)
-    return resolve_pooling(pooling or Pooling.FIRST, path)
+    own = pooling_of(config)
+    if pooling is None or Pooling(pooling) == Pooling.AUTO:
+        stark_checkpoint = getattr(config, "stark_heads", None) is not None
+        if pooling is not None and not stark_checkpoint and pretrained_pooling(path) == Pooling.MEAN:
+            return Pooling.MEAN
+        return own
+    return Pooling(pooling)
 
 
 def _task_config_kwargs(spec: TaskSpec) -> dict:

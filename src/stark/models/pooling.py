@@ -38,21 +38,12 @@ def pretrained_pooling(path: str | Path) -> Pooling:
             cached = None
         file = Path(cached) if isinstance(cached, str) else file
     if not file.is_file():
-        return _native_pooling(Path(path) / "config.json")
+        return Pooling.FIRST
     try:
         settings = json.loads(file.read_text())
     except (OSError, ValueError) as exc:
         raise StarkInputError(f"{file} is not a readable pooling config: {exc}") from exc
     return Pooling.MEAN if settings.get("pooling_mode_mean_tokens") else Pooling.FIRST
-
-
-def _native_pooling(config_file: Path) -> Pooling:
-    # A family that pools by itself (ModernBERT's classifier_pooling; ModernBERT-base ships "mean").
-    try:
-        native = json.loads(config_file.read_text()).get("classifier_pooling") if config_file.is_file() else None
-    except (OSError, ValueError):  # an unreadable config is reported by the loader, in its own words
-        native = None
-    return Pooling.MEAN if native == "mean" else Pooling.FIRST
 
 
 def resolve_pooling(setting: Pooling, path: str | Path) -> Pooling:
@@ -61,13 +52,14 @@ def resolve_pooling(setting: Pooling, path: str | Path) -> Pooling:
 
 
 def pooling_of(model: PreTrainedModel | PretrainedConfig) -> Pooling:
-    """The pooling a model (or a checkpoint's config) classifies with: its recorded one, else its family's native
-    one (ModernBERT's ``classifier_pooling``), else the first token."""
+    """The pooling a model (or a checkpoint's config) classifies with: a family that pools by itself says so in its
+    config (ModernBERT's ``classifier_pooling``, which its head reads whatever stark recorded; ModernBERT-base ships
+    "mean"), any other the one stark recorded, else the first token."""
     config = model.config if isinstance(model, PreTrainedModel) else model
-    recorded = getattr(config, "stark_pooling", None)
-    if recorded:
-        return Pooling(recorded)
-    return Pooling.MEAN if getattr(config, "classifier_pooling", None) == "mean" else Pooling.FIRST
+    native = getattr(config, "classifier_pooling", None)
+    if native is not None:
+        return Pooling.MEAN if native == "mean" else Pooling.FIRST
+    return Pooling(getattr(config, "stark_pooling", None) or Pooling.FIRST)
 
 
 def set_pooling(model: PreTrainedModel, pooling: Pooling) -> PreTrainedModel:
