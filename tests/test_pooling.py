@@ -33,12 +33,18 @@ def head_of(model, arch: str, states: torch.Tensor) -> torch.Tensor:
     return model.classifier(states)  # RoBERTa, ELECTRA, MPNet: dense + tanh + projection on the first vector
 
 
-def hand_mean_logits(model, arch: str, batch: dict) -> torch.Tensor:
-    """Logits computed by hand: the stock model's last-layer states, averaged over each example's real tokens."""
+def hook_free(model):
+    """A copy of ``model`` without pooling's hooks: the stock model."""
     stock = copy.deepcopy(model)
     stock.base_model._forward_pre_hooks.clear()  # pooling's (MPNet's head-bias pre-hooks stay: they are the model)
     for module in stock.modules():
         module._forward_hooks.clear()
+    return stock
+
+
+def hand_mean_logits(model, arch: str, batch: dict) -> torch.Tensor:
+    """Logits computed by hand: the stock model's last-layer states, averaged over each example's real tokens."""
+    stock = hook_free(model)
     with torch.no_grad():
         states = stock.base_model(**batch, output_hidden_states=True).hidden_states[-1]
         means = [states[i, : int(batch["attention_mask"][i].sum())].mean(dim=0) for i in range(states.shape[0])]
@@ -240,12 +246,8 @@ def test_positional_mask_and_direct_backbone_calls_use_the_mask():
 
 def hand_states(model, batch: dict) -> torch.Tensor:
     """The last-layer states of a hook-free copy."""
-    stock = copy.deepcopy(model)
-    stock.base_model._forward_pre_hooks.clear()  # pooling's (MPNet's head-bias pre-hooks stay: they are the model)
-    for module in stock.modules():
-        module._forward_hooks.clear()
     with torch.no_grad():
-        return stock.base_model(**batch).last_hidden_state
+        return hook_free(model).base_model(**batch).last_hidden_state
 
 
 def test_an_explicit_pooling_meets_a_stark_checkpoint(tmp_path):
