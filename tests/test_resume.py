@@ -140,6 +140,69 @@ def test_fit_survives_a_kill_between_the_checkpoint_renames(tmp_path: Path, monk
     same_run(straight[0], work, straight[1], run_fit(work))
 
 
+class FakeClock:
+    """Stands in for ``loop._clock``: one minute passes per optimisation step (``fit``'s ``on_step`` ticks it)."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def tick(self, step: int, wall_s: float) -> None:
+        self.now += 60.0
+
+
+def clocked_fit(work: Path, cfg: TrainConfig, monkeypatch) -> tuple[object, list[int]]:
+    """``fit`` on the toy task under the fake clock; returns its result and the steps at which it saved."""
+    clock, saved = FakeClock(), []
+    real_save = loop_mod.checkpoint.save
+    monkeypatch.setattr(loop_mod, "_clock", clock)
+    monkeypatch.setattr(
+        loop_mod.checkpoint, "save", lambda path, *a, **kw: (saved.append(a[3]["step"]), real_save(path, *a, **kw))
+    )
+    result = fit(tiny_model(num_labels=3), DATA, cfg, work, on_step=clock.tick)
+    monkeypatch.undo()
+    return result, saved
+
+
+@pytest.mark.parametrize(
+    ("minutes", "every", "expected"),
+    [(3.0, 0, [3, 6, 9, 12]), (5.0, 0, [5, 10, 12]), (0.0, 0, [12]), (3.0, 5, [3, 5, 8, 10, 12])],
+)
+def test_checkpoints_follow_the_clock(minutes, every, expected, tmp_path: Path, monkeypatch, one_thread) -> None:
+    """A checkpoint is written once ``checkpoint_minutes`` passed since the last one (not at every epoch end:
+    the toy run's epochs end at steps 6 and 12), every ``checkpoint_every`` steps when set, and at the end; any
+    save restarts the clock."""
+    cfg = replace(CFG, checkpoint_minutes=minutes, checkpoint_every=every)
+    result, saved = clocked_fit(tmp_path / "work", cfg, monkeypatch)
+    assert result.finished and saved == expected
+
+
+def test_clock_paced_checkpoints_resume_bit_exact(tmp_path: Path, monkeypatch, straight, one_thread) -> None:
+    """Checkpoints at other steps than the straight run's (every 5 minutes of the fake clock instead of every
+    2 steps) change nothing: killed after the step-5 checkpoint, the run resumes to the straight run's result."""
+    cfg = replace(CFG, checkpoint_minutes=5.0, checkpoint_every=0)
+    work = tmp_path / "work"
+    real_collate = loop_mod.collate
+    calls = {"n": 0}
+
+    def crash_after_first_checkpoint(*args, **kwargs):
+        calls["n"] += 1
+        if (work / "checkpoint").exists() and calls["n"] > 8:
+            raise Killed
+        return real_collate(*args, **kwargs)
+
+    monkeypatch.setattr(loop_mod, "collate", crash_after_first_checkpoint)
+    with pytest.raises(Killed):
+        clocked_fit(work, cfg, monkeypatch)
+    monkeypatch.undo()
+    assert json.loads((work / "checkpoint" / "state.json").read_text())["step"] == 5
+    resumed, saved = clocked_fit(work, cfg, monkeypatch)
+    assert saved == [10, 12]
+    same_run(straight[0], work, straight[1], resumed)
+
+
 def test_paused_then_continued_equals_straight(tmp_path: Path, straight, one_thread) -> None:
     """Successive halving pauses a run at a step budget and continues it later."""
     work = tmp_path / "work"

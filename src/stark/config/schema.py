@@ -167,7 +167,14 @@ class TrainConfig:
         help="KD loss = w * teacher term + (1 - w) * label term; 0.5 is the reference, 1 ignores the labels "
         "(distillation only; the friendliness score keeps the reference loss)",
     )
-    checkpoint_every: int = option(50, help="write a resumable checkpoint every N steps (and at every epoch end)")
+    checkpoint_minutes: float = option(
+        2.0,
+        help="write a resumable checkpoint once this many minutes of training passed since the last one (and "
+        "whenever a run stops or pauses): a kill loses at most that much work; 0 turns the clock off",
+    )
+    checkpoint_every: int = option(
+        0, help="also write one every N steps (0: by the clock only; a fixed step count suits tests and replays)"
+    )
     mixed_precision: str = option(
         "no",
         choices=("no", "fp16", "bf16"),

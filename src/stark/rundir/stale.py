@@ -32,6 +32,8 @@ FREE = (
     "distill.eval_batch_size",
     "finetune.checkpoint_every",
     "distill.checkpoint_every",
+    "finetune.checkpoint_minutes",
+    "distill.checkpoint_minutes",
 )
 """Settings no stage's result depends on (key, or prefix ending in '.')."""
 

@@ -8,12 +8,13 @@ patience, best checkpoint kept.
   schedule; ``evaluation``: ``predict`` / ``evaluate``; ``checkpoint``: disk checkpoints, runs parked
   in memory and the read side of both; ``log``: JSON lines, TensorBoard and progress bars.
 
-Resume: every ``checkpoint_every`` steps the model, optimizer, scheduler, RNG state (of every
-process), position in the (deterministic) data order and the early-stopping state are written to
-``<work>/checkpoint`` (temp path, then rename). A killed run restarts from there and, on the CPU,
-ends bit-identical to an uninterrupted one; the log is cut back to the checkpoint so it too reads
-as one run. The same mechanism pauses a run after a step budget (successive halving) and continues
-it later, so a paused-then-continued run equals a straight one.
+Resume: every ``checkpoint_minutes`` of training (or ``checkpoint_every`` steps) the model, optimizer,
+scheduler, RNG state (of every process), position in the (deterministic) data order and the early-stopping
+state are written to ``<work>/checkpoint`` (temp path, then rename). The clock, not a step count, sets the
+pace so that a fast GPU does not rewrite hundreds of megabytes every few seconds. A killed run restarts
+from there and, on the CPU, ends bit-identical to an uninterrupted one; the log is cut back to the
+checkpoint so it too reads as one run. The same mechanism pauses a run after a step budget (successive
+halving) and continues it later, so a paused-then-continued run equals a straight one.
 
 Several processes: each optimisation step takes one *global* batch of ``batch_size x processes``
 examples and splits it among the processes; every process scales its loss by its share, so the

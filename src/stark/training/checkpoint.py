@@ -126,7 +126,7 @@ def recover(ckpt: Path) -> None:
 def trajectory_settings(cfg: TrainConfig) -> dict:
     """The settings a resumed run must share with the checkpoint to continue the same trajectory."""
     settings = asdict(cfg)
-    for harmless in ("checkpoint_every", "eval_batch_size"):
+    for harmless in ("checkpoint_every", "checkpoint_minutes", "eval_batch_size"):
         settings.pop(harmless)
     return settings
 

@@ -37,6 +37,9 @@ class TrainingDiverged(RuntimeError):
     """The loss or the gradient norm became NaN/inf; nothing was saved over the last good checkpoint."""
 
 
+_clock = time.monotonic
+"""What paces the checkpoints (tests replace it with a fake clock)."""
+
 StepHook = Callable[[int, float], None]
 """Called by ``fit`` after every optimisation step with the step number and the step's wall seconds: forward,
 loss, backward, clipping, optimiser and scheduler step, zeroing the gradients; not the periodic evaluation,
@@ -123,6 +126,8 @@ class _Run:
     prior_wall: float
     saved_step: int | None
     """Step of the last checkpoint this run can fall back to (None: none yet)."""
+    saved_at: float
+    """``_clock()`` when this process last saved (or started): the next save is due ``checkpoint_minutes`` later."""
     embedding_grad: EmbeddingGrad
 
     @property
@@ -270,6 +275,7 @@ def _start(
         started=started,
         prior_wall=state.wall_s,
         saved_step=resume_step,
+        saved_at=_clock(),
         # One process on the CPU: the exact row-wise embedding gradient (DDP and GPU kernels keep theirs).
         embedding_grad=EmbeddingGrad(
             model, enabled=row_embedding_grad and world == 1 and accelerator.device.type == "cpu"
@@ -352,14 +358,25 @@ def _evaluate(run: _Run, state: LoopState) -> None:
 
 
 def _checkpoint_due(run: _Run, state: LoopState, limit: int, pause_in_memory: bool) -> bool:
-    """Every ``checkpoint_every`` steps, at each epoch's end, at the pause (unless parked), when stopped."""
-    step = state.step
-    return (
-        step % run.cfg.checkpoint_every == 0
-        or step % run.per_epoch == 0
-        or (step == limit and not pause_in_memory)
-        or state.stopped
-    )
+    """At the end, at a pause (unless parked), when stopped; between those every ``checkpoint_minutes`` of the
+    clock and every ``checkpoint_every`` steps (when set)."""
+    if (state.step == limit and not pause_in_memory) or state.stopped:
+        return True
+    every = run.cfg.checkpoint_every
+    return bool(every and state.step % every == 0) or _clock_due(run)
+
+
+def _clock_due(run: _Run) -> bool:
+    minutes = run.cfg.checkpoint_minutes
+    if minutes <= 0:
+        return False
+    due = _clock() - run.saved_at >= 60 * minutes
+    if run.accelerator.num_processes > 1:
+        # Saving is collective (every process's RNG is gathered): all of them follow the main process's clock.
+        from accelerate.utils import broadcast
+
+        due = bool(broadcast(torch.tensor([int(due)], device=run.accelerator.device), from_process=0).item())
+    return due
 
 
 def _checkpoint(run: _Run, state: LoopState) -> None:
@@ -368,7 +385,7 @@ def _checkpoint(run: _Run, state: LoopState) -> None:
     if run.main:
         state.wall_s = run.prior_wall + time.perf_counter() - run.started
         checkpoint.save(run.work_dir / "checkpoint", run.unwrapped(), run.optimizer, run.scheduler, asdict(state), rng)
-    run.saved_step = state.step
+    run.saved_step, run.saved_at = state.step, _clock()
     run.accelerator.wait_for_everyone()
 
 
