@@ -93,4 +93,7 @@ def test_interleaved_rounds_rotate_and_time_everyone():
 def test_cli_needs_a_teacher(tmp_path, capsys):
     assert main(["bench-inference", "--out", str(tmp_path)]) == 2
     assert "no fine-tuned teacher" in capsys.readouterr().err
-    assert main(["bench-inference", "--out", str(tmp_path), "--repeats", "0"]) == 2
+    with pytest.raises(SystemExit) as usage:  # a usage error: argparse's one line, exit status 2
+        main(["bench-inference", "--out", str(tmp_path), "--repeats", "0"])
+    assert usage.value.code == 2
+    assert "argument --repeats: must be at least 1, got 0" in capsys.readouterr().err

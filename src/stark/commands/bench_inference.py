@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from stark.commands.common import add_timing_flags, at_least, bench_help
 from stark.config.schema import BenchConfig, Engine, RunConfig
 
 _DEFAULT = BenchConfig()
@@ -26,23 +27,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "FLOP ratio. Writes OUT/inference.json and OUT/inference.md; finished cells are kept, so a re-run resumes.",
     )
     p.add_argument("--out", default=RunConfig.out, help=f"run folder of stark run (default {RunConfig.out})")
-    p.add_argument(
-        "--repeats", type=int, default=_DEFAULT.repeats, help=f"timed passes per cell (default {_DEFAULT.repeats})"
-    )
-    p.add_argument(
-        "--warmup", type=int, default=_DEFAULT.warmup, help=f"untimed passes first (default {_DEFAULT.warmup})"
-    )
-    p.add_argument(
-        "--threads", type=int, default=_DEFAULT.threads, help=f"threads for both engines (default {_DEFAULT.threads})"
-    )
-    p.add_argument(
-        "--seq-len", type=int, default=_DEFAULT.seq_len, help=f"tokens per sequence (default {_DEFAULT.seq_len})"
-    )
+    add_timing_flags(p)
+    p.add_argument("--seq-len", type=at_least(1), default=_DEFAULT.seq_len, help=bench_help("seq_len"))
     p.add_argument(
         "--batch",
-        type=int,
+        type=at_least(1),
         default=_DEFAULT.throughput_batch,
-        help=f"batch size of the throughput cell (default {_DEFAULT.throughput_batch}; latency uses batch 1)",
+        help=bench_help("throughput_batch", extra="; latency uses batch 1"),
     )
     p.add_argument(
         "--engines",
@@ -58,13 +49,7 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from stark.deploy.inference import RESULTS_MD, bench_inference, inference_table
-    from stark.errors import StarkInputError
 
-    for name in ("repeats", "threads", "seq_len", "batch"):
-        if getattr(args, name) < 1:
-            raise StarkInputError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
-    if args.warmup < 0:
-        raise StarkInputError(f"--warmup must be at least 0, got {args.warmup}")
     cfg = BenchConfig(
         seq_len=args.seq_len,
         throughput_batch=args.batch,

@@ -12,7 +12,7 @@ from typing import Any
 
 from stark.config.fields import SECTIONS, CliField, base_type, cli_fields
 from stark.config.recipes import layered_config, load_recipe
-from stark.config.schema import RunConfig, TrainConfig
+from stark.config.schema import BenchConfig, RunConfig, TrainConfig
 
 
 def _number(text: str) -> float:
@@ -27,6 +27,31 @@ def _integer(text: str) -> int:
         return int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+
+
+def at_least(least: int) -> Callable[[str], int]:
+    """An argparse type: a whole number not below ``least`` (else a one-line usage error)."""
+
+    def parse(text: str) -> int:
+        value = _integer(text)
+        if value < least:
+            raise argparse.ArgumentTypeError(f"must be at least {least}, got {value}")
+        return value
+
+    return parse
+
+
+def bench_help(name: str, text: str | None = None, extra: str = "") -> str:
+    """A :class:`BenchConfig` field's help (or ``text``) with its default: the one place both are written."""
+    f = next(f for f in dataclasses.fields(BenchConfig) if f.name == name)
+    return f"{text or f.metadata['help']} (default {f.default}{extra})"
+
+
+def add_timing_flags(p: argparse.ArgumentParser, *, least_repeats: int = 1, **help_overrides: str) -> None:
+    """``--threads``, ``--repeats`` and ``--warmup`` with :class:`BenchConfig`'s defaults and help."""
+    for name, least in (("threads", 1), ("repeats", least_repeats), ("warmup", 0)):
+        help_text = bench_help(name, help_overrides.get(name))
+        p.add_argument(f"--{name}", type=at_least(least), default=getattr(BenchConfig, name), help=help_text)
 
 
 def _shown(value: Any) -> str:

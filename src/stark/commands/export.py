@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from stark.config.schema import DEFAULT_ATOL, DEFAULT_OPSET, BenchConfig
-
-_BENCH = BenchConfig()
+from stark.commands.common import add_timing_flags
+from stark.config.schema import DEFAULT_ATOL, DEFAULT_OPSET
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -48,28 +47,18 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=DEFAULT_ATOL,
         help=f"largest accepted |ONNX - PyTorch| logit difference (default {DEFAULT_ATOL:g})",
     )
-    p.add_argument(
-        "--threads",
-        type=int,
-        default=_BENCH.threads,
-        help=f"ONNX Runtime threads for the checks, dev scoring and timing (default {_BENCH.threads})",
+    add_timing_flags(
+        p,
+        least_repeats=0,
+        threads="ONNX Runtime threads for the checks, dev scoring and timing",
+        repeats="timed passes per graph and batch size, median reported; 0: no timing",
     )
-    p.add_argument(
-        "--repeats",
-        type=int,
-        default=_BENCH.repeats,
-        help=f"timed passes per graph and batch size, median reported; 0: no timing (default {_BENCH.repeats})",
-    )
-    p.add_argument("--warmup", type=int, default=_BENCH.warmup, help=f"untimed passes first (default {_BENCH.warmup})")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from stark.deploy.onnx import export_folder, summary_lines
-    from stark.errors import StarkInputError
 
-    if args.threads < 1:
-        raise StarkInputError(f"--threads must be at least 1, got {args.threads}")
     record = export_folder(
         args.model,
         args.out,

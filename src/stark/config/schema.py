@@ -60,36 +60,6 @@ class Engine(str, Enum):
     ONNXRUNTIME = "onnxruntime"
 
 
-@dataclass(frozen=True)
-class BenchConfig:
-    seq_len: int = 128
-    """Tokens per sequence (all real tokens, no padding)."""
-    latency_batch: int = 1
-    """Batch size of the latency cell."""
-    throughput_batch: int = 32
-    """Batch size of the throughput cell."""
-    warmup: int = 3
-    """Untimed passes before timing (allocators, ONNX Runtime kernel selection, caches)."""
-    repeats: int = 10
-    """Timed passes per cell; the median is reported."""
-    threads: int = 2
-    """Intra-op threads for both engines (torch.set_num_threads, ORT intra_op_num_threads)."""
-    engines: tuple[Engine, ...] = (Engine.PYTORCH, Engine.ONNXRUNTIME)
-    """Engines to time."""
-
-    def settings(self) -> dict:
-        d = asdict(self)
-        d["engines"] = [Engine(e).value for e in self.engines]
-        return d
-
-
-class RungSignal(str, Enum):
-    LOSS = "loss"
-    """Mean selection-split task loss (cross-entropy / MSE against the labels); lower is better."""
-    METRIC = "metric"
-    """Mean selection-split main metric; higher is better (ties at the majority class are common)."""
-
-
 def option(
     default: Any = dataclasses.MISSING,
     *,
@@ -107,6 +77,31 @@ def option(
     if factory is not dataclasses.MISSING:
         return field(default_factory=factory, metadata=meta)
     return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """How a model's speed is measured (``stark bench-inference``, ``stark export``, bench scripts)."""
+
+    seq_len: int = option(128, help="tokens per sequence (all real tokens, no padding)")
+    latency_batch: int = option(1, help="batch size of the latency cell")
+    throughput_batch: int = option(32, help="batch size of the throughput cell")
+    warmup: int = option(3, help="untimed passes first (allocators, ONNX Runtime kernel selection, caches)")
+    repeats: int = option(10, help="timed passes per cell, median reported")
+    threads: int = option(2, help="intra-op threads for both engines (torch.set_num_threads, ONNX Runtime)")
+    engines: tuple[Engine, ...] = option((Engine.PYTORCH, Engine.ONNXRUNTIME), help="engines to time")
+
+    def settings(self) -> dict:
+        d = asdict(self)
+        d["engines"] = [Engine(e).value for e in self.engines]
+        return d
+
+
+class RungSignal(str, Enum):
+    LOSS = "loss"
+    """Mean selection-split task loss (cross-entropy / MSE against the labels); lower is better."""
+    METRIC = "metric"
+    """Mean selection-split main metric; higher is better (ties at the majority class are common)."""
 
 
 FAST_TEACHER_MIN_STEPS = 600
