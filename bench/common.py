@@ -16,8 +16,7 @@ from stark.config.recipes import build_config
 from stark.config.schema import Pooling, RunConfig
 from stark.data.batching import TaskData
 from stark.data.prepare import prepare_data
-from stark.models.checkpoint import resolve_model_path
-from stark.models.pooling import resolve_pooling
+from stark.models.checkpoint import concrete_pooling
 from stark.pipeline.stages import finetune_teacher
 from stark.rundir.layout import RunDir
 from stark.rundir.records import RunSummary
@@ -145,8 +144,9 @@ def student_label(row: dict) -> str:
 
 
 def teacher_pooling(teacher: str, pooling: Pooling) -> str:
-    """What ``pooling`` resolves to for a named bench teacher (``auto``: the way it was pretrained)."""
-    return resolve_pooling(pooling, resolve_model_path(TEACHERS[teacher]["teacher"])).value
+    """What ``pooling`` resolves to for a named bench teacher, as ``stark run`` resolves it (``auto``: the way it
+    was pretrained); the teacher must be on disk (``stark teacher get``) for its config to be read."""
+    return concrete_pooling(TEACHERS[teacher]["teacher"], pooling).value
 
 
 def selection_predictions(
@@ -197,7 +197,7 @@ def step_timing_models(
     import torch
 
     from stark.data.prepare import prepare_data
-    from stark.models.checkpoint import concrete_pooling, load_model, save_model
+    from stark.models.checkpoint import load_model, save_model
     from stark.pipeline.stages import build_student
 
     cfg = bench_config(task, out, None, 3, 3, **({"student": student} if student else {}))

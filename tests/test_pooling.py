@@ -17,7 +17,7 @@ from stark.data.tasks import TaskSpec, TaskType
 from stark.errors import StarkInputError
 from stark.method.pruning import drop_layers, prune_model
 from stark.models.checkpoint import concrete_pooling, load_model, save_model
-from stark.models.pooling import POOLING_FILE, pooling_of, pretrained_pooling, resolve_pooling, set_pooling
+from stark.models.pooling import POOLING_FILE, pooling_of, pretrained_pooling, set_pooling
 
 HOOKED = [a for a in ARCHS if a != "modernbert"]  # ModernBERT pools natively (config.classifier_pooling)
 
@@ -168,9 +168,10 @@ def test_auto_pools_the_way_the_encoder_was_pretrained(tmp_path):
     cls = make_teacher_dir(tmp_path / "cls")
     write_pooling(cls, False)
     assert [pretrained_pooling(p) for p in (plain, mean, cls)] == [Pooling.FIRST, Pooling.MEAN, Pooling.FIRST]
-    assert resolve_pooling(Pooling.AUTO, mean) == Pooling.MEAN
-    assert resolve_pooling(Pooling.FIRST, mean) == Pooling.FIRST
-    assert resolve_pooling(Pooling.MEAN, plain) == Pooling.MEAN
+    assert concrete_pooling(str(mean), Pooling.AUTO) == Pooling.MEAN
+    assert concrete_pooling(str(mean), Pooling.FIRST) == Pooling.FIRST
+    assert concrete_pooling(str(plain), Pooling.MEAN) == Pooling.MEAN
+    assert concrete_pooling(str(plain), Pooling.AUTO) == Pooling.FIRST
     spec = TaskSpec("custom", TaskType.CLASSIFICATION, ("neg", "pos"), ("accuracy",), "accuracy")
     assert pooling_of(load_model(str(mean), spec, Pooling.AUTO)) == Pooling.MEAN
     assert pooling_of(load_model(str(mean), spec)) == Pooling.FIRST  # load_model's own default: stock heads

@@ -46,11 +46,6 @@ def pretrained_pooling(path: str | Path) -> Pooling:
     return Pooling.MEAN if settings.get("pooling_mode_mean_tokens") else Pooling.FIRST
 
 
-def resolve_pooling(setting: Pooling, path: str | Path) -> Pooling:
-    """``setting`` made concrete for the encoder at ``path`` (``auto``: :func:`pretrained_pooling`)."""
-    return pretrained_pooling(path) if Pooling(setting) == Pooling.AUTO else Pooling(setting)
-
-
 def pooling_of(model: PreTrainedModel | PretrainedConfig) -> Pooling:
     """The pooling a model (or a checkpoint's config) classifies with: a family that pools by itself says so in its
     config (ModernBERT's ``classifier_pooling``, which its head reads whatever stark recorded; ModernBERT-base ships
@@ -70,7 +65,7 @@ def set_pooling(model: PreTrainedModel, pooling: Pooling) -> PreTrainedModel:
     """
     pooling = Pooling(pooling)
     if pooling == Pooling.AUTO:
-        raise ValueError("resolve 'auto' first (resolve_pooling)")
+        raise ValueError("resolve 'auto' first (stark.models.checkpoint.concrete_pooling)")
     if pooling == Pooling.MEAN:
         return install_mean_pooling(model, family_of(model.config).layers)
     if getattr(model.config, "stark_pooling", None) == Pooling.MEAN.value:
