@@ -47,6 +47,13 @@ def elapsed_s(time_report: str) -> float:
     return seconds
 
 
+def written_gb(time_report: str) -> float | None:
+    """Gigabytes the run wrote, from GNU time's ``File system outputs: N`` (getrusage's ru_oublock: 512-byte
+    blocks); None if the report lacks the line."""
+    match = re.search(r"File system outputs: (\d+)", time_report)
+    return None if match is None else round(int(match.group(1)) * 512 / 1e9, 2)
+
+
 def run_timed(out: Path, extra: list[str]) -> tuple[int, str]:
     """``stark run --out out EXTRA`` under ``/usr/bin/time -v``; returns (exit code, time's report)."""
     time_file = out.with_name(out.name + ".time.txt")
@@ -136,6 +143,7 @@ def main() -> int:
     code, report = run_timed(out, extra)
     segments[-1].update(end=time.time(), exit_code=code, after=machine_state())
     segments[-1]["wall_s"] = elapsed_s(report) if report else round(segments[-1]["end"] - segments[-1]["start"], 1)
+    segments[-1]["written_gb"] = written_gb(report)
     save_rows(seg_path, segments)
     if code != 0:
         print(f"stark run failed with exit code {code}; nothing published", file=sys.stderr)
@@ -147,6 +155,8 @@ def main() -> int:
         "wall_s": round(sum(seg["wall_s"] for seg in segments), 2),
         "pipeline_wall_s": summary.get("total_wall_s"),
         "stage_wall_s": summary.get("stage_wall_s"),
+        # Checkpoints are most of it: what the run costs a laptop's disk.
+        "written_gb": sum_or_none([seg.get("written_gb") for seg in segments]),
         "chosen_sparsity": summary.get("chosen_sparsity"),
         **headline(summary),
         "machine": machine_record(segments),
@@ -154,6 +164,11 @@ def main() -> int:
     publish(out, DOCS / args.name, record, report)
     print(json.dumps(record, indent=1))
     return 0
+
+
+def sum_or_none(values: list[float | None]) -> float | None:
+    """The sum, or None when any part is unknown (a segment killed before GNU time reported)."""
+    return None if any(v is None for v in values) else round(sum(values), 2)
 
 
 def machine_record(segments: list[dict]) -> dict:

@@ -529,3 +529,13 @@ def test_quality_cells_are_keyed_by_pooling():
     assert cell_name(*row_key(old)) == "mrpc-layers2" and cell_name(*row_key(new)) == "mrpc-layers2-mean"
     assert cell_name("mpnet", "rte", "layers4", "mean") == "mpnet-rte-layers4-mean"
     assert (student_label(old), student_label(new)) == ("layers2", "layers2 (mean)")
+
+
+def test_default_run_reads_the_bytes_written_from_gnu_time() -> None:
+    from bench import default_run
+
+    report = "\tElapsed (wall clock) time (h:mm:ss or m:ss): 20:58.79\n\tFile system outputs: 28277376\n"
+    assert default_run.elapsed_s(report) == pytest.approx(1258.79)
+    assert default_run.written_gb(report) == 14.48  # 512-byte blocks
+    assert default_run.written_gb("no such line") is None
+    assert default_run.sum_or_none([1.0, 2.5]) == 3.5 and default_run.sum_or_none([1.0, None]) is None
