@@ -153,15 +153,18 @@ class FakeClock:
         self.now += 60.0
 
 
-def clocked_fit(work: Path, cfg: TrainConfig, monkeypatch) -> tuple[object, list[int]]:
-    """``fit`` on the toy task under the fake clock; returns its result and the steps at which it saved."""
-    clock, saved = FakeClock(), []
+def clocked_fit(
+    work: Path, cfg: TrainConfig, monkeypatch, clock: FakeClock | None = None, model=None, **budget
+) -> tuple[object, list[int]]:
+    """``fit`` on the toy task under a fake clock; returns its result and the steps at which it saved."""
+    clock, saved = clock or FakeClock(), []
     real_save = loop_mod.checkpoint.save
     monkeypatch.setattr(loop_mod, "_clock", clock)
     monkeypatch.setattr(
         loop_mod.checkpoint, "save", lambda path, *a, **kw: (saved.append(a[3]["step"]), real_save(path, *a, **kw))
     )
-    result = fit(tiny_model(num_labels=3), DATA, cfg, work, on_step=clock.tick)
+    model = model if model is not None else tiny_model(num_labels=3)
+    result = fit(model, DATA, cfg, work, budget=Budget(**budget), on_step=clock.tick)
     monkeypatch.undo()
     return result, saved
 
@@ -177,6 +180,22 @@ def test_checkpoints_follow_the_clock(minutes, every, expected, tmp_path: Path, 
     cfg = replace(CFG, checkpoint_minutes=minutes, checkpoint_every=every)
     result, saved = clocked_fit(tmp_path / "work", cfg, monkeypatch)
     assert result.finished and saved == expected
+
+
+def test_the_checkpoint_clock_runs_on_across_parked_pauses(tmp_path: Path, monkeypatch, one_thread) -> None:
+    """A search parks a run in memory between short segments (here 2, 3 and 4 steps, each shorter than the 5
+    minutes between checkpoints): the clock carries on across the pauses, so the disk still gets the run at
+    steps 5 and 10, as a straight run's."""
+    cfg = replace(CFG, checkpoint_minutes=5.0, checkpoint_every=0)
+    clock, work, result, saved = FakeClock(), tmp_path / "work", None, []
+    for budget in (2, 5, 9, None):
+        parked = result.parked if result is not None else None
+        model = parked.model if parked is not None else None
+        result, more = clocked_fit(
+            work, cfg, monkeypatch, clock, model, stop_after_steps=budget, resume=parked, park=budget is not None
+        )
+        saved += more
+    assert result.finished and saved == [5, 10, 12]
 
 
 def test_clock_paced_checkpoints_resume_bit_exact(tmp_path: Path, monkeypatch, straight, one_thread) -> None:

@@ -36,6 +36,9 @@ class ParkedRun:
     scheduler: dict
     state: dict
     rng: dict[str, torch.Tensor]
+    unsaved_s: float = 0.0
+    """Seconds of training since the run's last disk checkpoint: the clock that paces checkpoints carries on
+    across pauses, so a run cut into many short segments still reaches the disk every ``checkpoint_minutes``."""
 
     @property
     def step(self) -> int:

@@ -275,7 +275,7 @@ def _start(
         started=started,
         prior_wall=state.wall_s,
         saved_step=resume_step,
-        saved_at=_clock(),
+        saved_at=_clock() - (budget.resume.unsaved_s if budget.resume is not None else 0.0),
         # One process on the CPU: the exact row-wise embedding gradient (DDP and GPU kernels keep theirs).
         embedding_grad=EmbeddingGrad(
             model, enabled=row_embedding_grad and world == 1 and accelerator.device.type == "cpu"
@@ -439,6 +439,7 @@ def _result(run: _Run, state: LoopState, current: dict[str, float], park: bool) 
                 scheduler=run.scheduler.state_dict(),
                 state=json.loads(json.dumps(asdict(state))),
                 rng={f"{kind}.{rank}": t for kind, t in checkpoint.rng_state().items()},
+                unsaved_s=_clock() - run.saved_at,
             )
     return FitResult(
         best=state.best,
