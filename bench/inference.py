@@ -20,6 +20,7 @@ import torch
 
 from bench.machine import settle, timed_cell
 from bench.store import RESULTS, write_json, write_page
+from stark.commands.common import add_timing_flags
 from stark.config.recipes import build_config
 from stark.deploy.inference import RESULTS_JSON, RESULTS_MD, BenchConfig, bench_inference
 from stark.pipeline.run import run
@@ -28,9 +29,7 @@ from stark.pipeline.run import run
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", default="/tmp/stark_inference_run", help="run folder (made if it has no summary)")
-    parser.add_argument("--repeats", type=int, default=BenchConfig.repeats, help="timed passes per cell")
-    parser.add_argument("--warmup", type=int, default=BenchConfig.warmup, help="untimed passes per cell")
-    parser.add_argument("--threads", type=int, default=BenchConfig.threads, help="threads for both engines")
+    add_timing_flags(parser)
     args = parser.parse_args()
 
     out = Path(args.run)

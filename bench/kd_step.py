@@ -63,7 +63,7 @@ def bench_student(name: str, args: argparse.Namespace) -> dict:
     out = WORK / "kd_step" / f"{args.task}-{name}"
     cfg, data, _, student_dir, logits = step_timing_models(args.task, out, STUDENTS[name])
     # No evaluation and no checkpoint inside the timed steps: only what every KD step does.
-    train = replace(cfg.distill, eval_every=10**9, checkpoint_every=10**9)
+    train = replace(cfg.distill, eval_every=10**9, checkpoint_every=0, checkpoint_minutes=0.0)
     run_cfg = argparse.Namespace(train=train, steps=args.steps)
     times: dict[str, list[float]] = {"dense": [], "rows": []}
     for _ in range(args.repeats):

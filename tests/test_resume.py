@@ -40,7 +40,7 @@ from stark.training import Budget, TrainConfig, TrainingDiverged, fit
 # --------------------------------------------------------------------------------------------
 
 SPEC = TaskSpec("toy", TaskType.CLASSIFICATION, ("a", "b", "c"), ("accuracy",), "accuracy")
-CFG = TrainConfig(epochs=2, batch_size=4, lr=1e-3, eval_every=3, checkpoint_every=2, seed=5)
+CFG = TrainConfig(epochs=2, batch_size=4, lr=1e-3, eval_every=3, checkpoint_every=2, checkpoint_minutes=0, seed=5)
 
 
 def toy_data(n: int, seed: int) -> Encoded:
@@ -357,8 +357,8 @@ def test_stage_killed_while_publishing(
 # --------------------------------------------------------------------------------------------
 
 RECIPE = """\
-finetune: {epochs: 2, batch_size: 8, lr: 0.001, eval_every: 3, checkpoint_every: 2}
-distill: {epochs: 2, batch_size: 8, lr: 0.001, eval_every: 3, checkpoint_every: 2}
+finetune: {epochs: 2, batch_size: 8, lr: 0.001, eval_every: 3, checkpoint_every: 2, checkpoint_minutes: 0}
+distill: {epochs: 2, batch_size: 8, lr: 0.001, eval_every: 3, checkpoint_every: 2, checkpoint_minutes: 0}
 """
 PICKLE_SUFFIXES = {".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".joblib", ".npy", ".npz"}
 

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import stark.pipeline.rewind
+import stark.training.loop
 from stark.cli import main
 from stark.config.recipes import build_config, load_recipe
 from stark.config.schema import RungSignal
@@ -158,13 +159,15 @@ def test_decide_keeps_vanilla_unless_the_lead_is_measurable() -> None:
 
 
 RECIPE = """\
-finetune: {epochs: 2, batch_size: 8, lr: 0.001, eval_every: 3, checkpoint_every: 4}
-distill: {epochs: 3, batch_size: 8, lr: 0.001, eval_every: 3, checkpoint_every: 4}
+finetune: {epochs: 2, batch_size: 8, lr: 0.001, eval_every: 3, checkpoint_every: 4, checkpoint_minutes: 0}
+distill: {epochs: 3, batch_size: 8, lr: 0.001, eval_every: 3, checkpoint_every: 4, checkpoint_minutes: 0}
 search: {min_budget: 0.125, eta: 2}
 """
 
 
-def _run(tiny_teacher: Path, tiny_task: tuple[Path, Path], tmp_path: Path, out: Path, *extra: str) -> dict:
+def _run(
+    tiny_teacher: Path, tiny_task: tuple[Path, Path], tmp_path: Path, out: Path, *extra: str, fresh: bool = True
+) -> dict:
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text(RECIPE)
     argv = [
@@ -182,8 +185,10 @@ def _run(tiny_teacher: Path, tiny_task: tuple[Path, Path], tmp_path: Path, out: 
     ]
     assert main(argv) == 0
     summary = json.loads((out / "summary.json").read_text().replace(str(out), "<out>"))
-    # The dense teacher's logits (vanilla KD needs them too) are timed apart from the sparse teachers'.
-    assert {"teacher_logits", "sparse_teacher_logits", "trial_kd", "rewind"} <= set(summary["stage_wall_s"])
+    # The dense teacher's logits (vanilla KD needs them too) are timed apart from the sparse teachers' (a resumed
+    # run finds them cached).
+    stages = {"teacher_logits", "sparse_teacher_logits", "trial_kd", "rewind"}
+    assert not fresh or stages <= set(summary["stage_wall_s"])
     summary.pop("total_wall_s"), summary.pop("stage_wall_s")
     (summary.get("model") or {}).pop("speed", None)  # CPU timings of the delivered model
     return summary
@@ -369,3 +374,37 @@ def test_proxy_search_halves_among_the_levels_the_student_follows_best(
     assert sorted(first_rung) == sorted(f"s{lv:g}" for lv in log["kept"])  # only they are distilled
     trained = [lv["teacher_sparsity"] for lv in summary["levels"] if lv["student_epochs"] > 0]
     assert set(trained) <= {0, *log["kept"]}
+
+
+class Killed(BaseException):
+    """Stands in for SIGKILL (a BaseException: no ``except Exception`` in the code under test sees it)."""
+
+
+def test_a_search_resumed_after_a_kill_replays_its_rungs_as_they_were(
+    tiny_teacher, tiny_task, tmp_path: Path, monkeypatch, capsys, one_thread
+) -> None:
+    """Killed in the last rung after the survivor's disk checkpoint passed the earlier rungs' budgets, the search
+    replays its rungs on resume: each rung's scores must be those the run had when it paused there (recorded),
+    not those of the later checkpoint, so the resumed summary equals the straight one."""
+    straight = _run(tiny_teacher, tiny_task, tmp_path, tmp_path / "straight")
+    budgets = [rung["budget_steps"] for rung in straight["search_rungs"][1:]]
+    real = stark.pipeline.rewind.distill
+    killed = []
+
+    def dies_in_the_last_rung(*args, budget, **kwargs):
+        last_rung = budget.stop_after_steps == budgets[-1] and kwargs["extra"]["teacher_sparsity"] != 0
+        if last_rung and not killed:
+            # Past the second-to-last rung, a checkpoint on disk, then the kill.
+            partway = stark.training.loop.Budget(stop_after_steps=budgets[-2] + 3, resume=budget.resume, park=False)
+            real(*args, budget=partway, **kwargs)
+            killed.append(True)
+            raise Killed
+        return real(*args, budget=budget, **kwargs)
+
+    monkeypatch.setattr(stark.pipeline.rewind, "distill", dies_in_the_last_rung)
+    with pytest.raises(Killed):
+        _run(tiny_teacher, tiny_task, tmp_path, tmp_path / "resumed")
+    monkeypatch.undo()
+    resumed = _run(tiny_teacher, tiny_task, tmp_path, tmp_path / "resumed", fresh=False)
+    capsys.readouterr()
+    assert killed and resumed == straight

@@ -204,8 +204,9 @@ def _run_details(c: dict) -> list[str]:
     fs, ft = c.get("ft_stark"), c.get("ft_trainer")
     if fs:
         out += [
-            f"- stark fine-tuning (`stark.training.fit`, evaluation only at the end, resumable checkpoint every "
-            f"epoch): {fs['wall_s']:.1f} s for {fs['examples']:g} examples; {fs['padded_tokens']} padded tokens "
+            f"- stark fine-tuning (`stark.training.fit`, evaluation only at the end, resumable checkpoints "
+            f"{fs.get('checkpoints', 'every 50 steps and every epoch')}): {fs['wall_s']:.1f} s for "
+            f"{fs['examples']:g} examples; {fs['padded_tokens']} padded tokens "
             f"({fs['real_tokens']} real, length-grouped batches). Conditions: {_cond(fs)}.",
         ]
     if ft:

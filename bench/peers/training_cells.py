@@ -46,7 +46,7 @@ def cell_ft_stark(ctx: Context) -> dict:
     cfg, data = ctx.cfg, ctx.data
     total = total_steps_for(len(data.train), cfg.finetune)
     # Like the Trainer side: no evaluation during training (fit still evaluates once at the end
-    # to keep a "best" model, and writes its resumable checkpoint at every epoch end).
+    # to keep a "best" model). It keeps its resumable checkpoints (the Trainer side saves none): what a user gets.
     train_cfg = replace(cfg.finetune, eval_every=total, patience_epochs=0.0, seed=cfg.seed)
     work = ctx.work / "ft_stark.work"
     shutil.rmtree(work, ignore_errors=True)
@@ -83,6 +83,7 @@ def cell_ft_stark(ctx: Context) -> dict:
         "before": before,
         "after": after,
         "threads": torch.get_num_threads(),
+        "checkpoints": f"every {train_cfg.checkpoint_minutes:g} minutes and at the end",
     }
 
 

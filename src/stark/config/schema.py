@@ -164,8 +164,8 @@ class TrainConfig:
     )
     checkpoint_minutes: float = option(
         2.0,
-        help="write a resumable checkpoint once this many minutes of training passed since the last one (and "
-        "whenever a run stops or pauses): a kill loses at most that much work; 0 turns the clock off",
+        help="write a resumable checkpoint once this many minutes (evaluations included) passed since the last one, "
+        "and at the end of the run: a kill loses at most about that much of the run's work; 0 turns the clock off",
     )
     checkpoint_every: int = option(
         0, help="also write one every N steps (0: by the clock only; a fixed step count suits tests and replays)"

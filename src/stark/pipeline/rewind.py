@@ -24,13 +24,13 @@ from stark.pipeline.stages import (
     training_done,
     training_step,
 )
-from stark.rundir.layout import RunDir, is_done, level_name
+from stark.rundir.layout import RunDir, is_done, level_name, work_dir_of
 from stark.rundir.records import (
     TrainedStage,
 )
 from stark.search.choice import Choice, decide, paired_bootstrap, paired_bootstrap_loss
 from stark.search.halving import RungScore, rank, successive_halving
-from stark.training.checkpoint import ParkedRun
+from stark.training.checkpoint import ParkedRun, standing_at
 from stark.training.evaluation import on_device, predict
 from stark.training.loop import Budget
 from stark.training.metrics import better
@@ -91,6 +91,12 @@ class Rewinder:
         out_dir = self.paths.student(level, k)
         if training_done(out_dir, self.accelerator):
             return standing_of(TrainedStage.read(out_dir).select, self.data.spec.main_metric)
+        if (level, k) not in self.parked and training_step(out_dir) > steps:
+            # A search resumed after a kill replays its rungs, and this run's disk checkpoint is past this one:
+            # the rung is scored as the run stood when it paused here (the straight search's score).
+            recorded = standing_at(work_dir_of(out_dir), steps)
+            if recorded is not None:
+                return _paused_score(recorded.best, recorded.current, self.data.spec)
         resume = self.parked.pop((level, k), None)
         start_step = resume.step if resume is not None else training_step(out_dir)
         cache, make_teacher = self._cache_for(level)
@@ -112,15 +118,18 @@ class Rewinder:
             extra={"teacher_sparsity": level, "seed_index": k},
         )
         self.clock.add("trial_kd" if out_dir == self.paths.trial else "rewind", time.perf_counter() - t0)
-        main = self.data.spec.main_metric
         if result.finished:
-            return standing_of(result.best, main)
+            return standing_of(result.best, self.data.spec.main_metric)
         if result.parked is not None:
             self.parked[(level, k)] = result.parked
-        # Paused by the search: the loss of the weights as they are now (the signal that moves early),
-        # and the best metric seen so far, the paused weights' own included.
-        best = better_of(result.best, result.current, self.data.spec)
-        return RungScore(best[main], result.current.get("task_loss", math.inf))
+        return _paused_score(result.best, result.current, self.data.spec)
+
+
+def _paused_score(best: dict | None, current: dict, spec: TaskSpec) -> RungScore:
+    """A run paused by the search: the loss of the weights as they are now (the signal that moves early), and
+    the best metric seen so far, the paused weights' own included."""
+    best = better_of(best, current, spec)
+    return RungScore(best[spec.main_metric], current.get("task_loss", math.inf))
 
 
 def proxy_candidates(

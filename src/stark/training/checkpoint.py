@@ -163,7 +163,25 @@ def checkpoint_step(work_dir: Path) -> int:
 
 
 def write_paused(work_dir: Path, standing: Standing) -> None:
-    write_json(Path(work_dir) / "paused.json", asdict(standing))
+    """Record where a budgeted run paused: ``paused.json`` holds the last pause, ``pauses.json`` every pause by
+    step (a search resumed after a kill replays its rungs; a run whose disk checkpoint is already past a rung
+    answers that rung from there, as it stood when it paused at it)."""
+    work_dir = Path(work_dir)
+    write_json(work_dir / "paused.json", asdict(standing))
+    pauses = _pauses(work_dir)
+    pauses[str(standing.step)] = asdict(standing)
+    write_json(work_dir / "pauses.json", pauses)
+
+
+def _pauses(work_dir: Path) -> dict[str, dict]:
+    path = work_dir / "pauses.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def standing_at(work_dir: Path, step: int) -> Standing | None:
+    """How the run stood when it paused at ``step`` (None: it never paused there, or paused before this record)."""
+    saved = _pauses(Path(work_dir)).get(str(step))
+    return None if saved is None else Standing(saved["step"], saved.get("best"), saved.get("current"))
 
 
 def standing(work_dir: Path) -> Standing | None:
