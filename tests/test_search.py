@@ -408,3 +408,27 @@ def test_a_search_resumed_after_a_kill_replays_its_rungs_as_they_were(
     resumed = _run(tiny_teacher, tiny_task, tmp_path, tmp_path / "resumed", fresh=False)
     capsys.readouterr()
     assert killed and resumed == straight
+
+
+def test_the_proxy_reads_the_selection_logits_the_sparsify_stage_saved(
+    tiny_teacher, tiny_task, tmp_path: Path, monkeypatch, capsys, one_thread
+) -> None:
+    """Each sparse teacher's selection logits are saved beside its metrics; the proxy reads them instead of running
+    the teachers again, and its signals are the same as from running them."""
+    from stark.config.recipes import load_saved_config
+    from stark.search.proxy import measure
+
+    out = tmp_path / "run"
+    summary = _run(tiny_teacher, tiny_task, tmp_path, out)
+    capsys.readouterr()
+    cfg = build_config(load_saved_config(out), {"out": str(out)})
+    data = prepare_data(cfg)
+    teachers = load_sparse_teachers(cfg.sparsify.lam, out / "teacher", out / "scores")
+    levels = [30.0, 60.0, 90.0]
+    bs, t = cfg.distill.eval_batch_size, cfg.distill.temperature
+    ran = measure(teachers, levels, out / "trial_student", data, bs, t)
+    monkeypatch.setattr(teachers, "model", lambda level: pytest.fail(f"the proxy ran the {level} % teacher again"))
+    dirs = {level: out / "teachers" / f"s{level:g}" for level in levels}
+    read = measure(teachers, levels, out / "trial_student", data, bs, t, teacher_dirs=dirs)
+    assert read == ran
+    assert summary["search_rungs"][0]["proxy"] == [p.to_dict() for p in ran]

@@ -140,7 +140,8 @@ def proxy_candidates(
     from stark.search.proxy import measure
 
     bs, t = cfg.distill.eval_batch_size, cfg.distill.temperature
-    signals = measure(teachers, levels, paths.trial, data, bs, t, accelerator)
+    dirs = {level: paths.sparse_teacher(level) for level in levels}
+    signals = measure(teachers, levels, paths.trial, data, bs, t, accelerator, teacher_dirs=dirs)
     ranked = sorted(signals, key=lambda p: p.follow_loss)
     keep = [p.sparsity for p in ranked[: cfg.search.proxy_top]]
     return keep, [{"proxy": [p.to_dict() for p in signals], "kept": keep}]

@@ -28,9 +28,16 @@ from stark.models.sizes import count_parameters, encoder_flops
 from stark.rundir.io import read_metrics, replace_folder, write_json
 from stark.rundir.layout import RunDir, finalize, is_done, work_dir_of
 from stark.rundir.provenance import versions
-from stark.rundir.records import ModelSize, SparseTeacherRecord, StudentInitRecord, TrainedStage, recorded_source
+from stark.rundir.records import (
+    ModelSize,
+    SparseTeacherRecord,
+    StudentInitRecord,
+    TrainedStage,
+    recorded_source,
+    write_select_logits,
+)
 from stark.training.checkpoint import checkpoint_step
-from stark.training.evaluation import evaluate, on_device, predict
+from stark.training.evaluation import evaluate, metrics_of, on_device, predict
 from stark.training.loop import Budget, FitResult, fit
 from stark.training.processes import barrier, is_main
 
@@ -368,10 +375,11 @@ def sparsify_teachers(
             continue
         start = time.perf_counter()
         teacher = teachers.model(level)
+        select_logits = predict(teacher, data.select, data.pad_id, eval_batch_size)
         record = SparseTeacherRecord(
             sparsity=level,
             size=model_facts(teacher),
-            select=evaluate(teacher, data.select, data.spec, data.pad_id, eval_batch_size),
+            select=metrics_of(select_logits, data.select, data.spec),
             lam=settings.lam,
             source=info["source"],
         )
@@ -381,6 +389,7 @@ def sparsify_teachers(
             if save:
                 teachers.save(level, out_dir, data.tokenizer, info)
             out_dir.mkdir(parents=True, exist_ok=True)
+            write_select_logits(out_dir, select_logits)  # before metrics.json, which marks the level done
             record.wall_s = time.perf_counter() - start
             write_json(out_dir / "metrics.json", record.to_dict())
             _card_if_saved(out_dir, record, info)

@@ -10,9 +10,12 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from stark.rundir.io import read_metrics
+
+if TYPE_CHECKING:
+    import torch
 
 
 def recorded_source(metrics: dict[str, Any]) -> str | None:
@@ -417,3 +420,27 @@ class StudentInitRecord:
     @classmethod
     def read(cls, folder: Path) -> StudentInitRecord:
         return cls.from_dict(read_metrics(folder))
+
+
+SELECT_LOGITS = "select_logits.safetensors"
+"""Beside a sparse teacher's metrics.json: its logits on the selection split, which its metrics came from and the
+proxy search reads instead of running the teacher again."""
+
+
+def write_select_logits(folder: Path, logits: torch.Tensor) -> None:
+    from safetensors.torch import save_file
+
+    from stark.rundir.io import replace_atomically
+
+    replace_atomically(Path(folder) / SELECT_LOGITS, lambda tmp: save_file({"logits": logits.contiguous()}, str(tmp)))
+
+
+def read_select_logits(folder: Path, n_examples: int) -> torch.Tensor | None:
+    """The saved selection logits, or None (a folder of an older version, or another selection split's size)."""
+    from safetensors.torch import load_file
+
+    path = Path(folder) / SELECT_LOGITS
+    if not path.is_file():
+        return None
+    logits = load_file(str(path))["logits"]
+    return logits if logits.shape[0] == n_examples else None

@@ -69,14 +69,24 @@ def signals_for(
 
 
 def measure(
-    teachers, levels: list[float], trial_dir: Path, data, batch_size: int, temperature: float, accelerator=None
+    teachers,
+    levels: list[float],
+    trial_dir: Path,
+    data,
+    batch_size: int,
+    temperature: float,
+    accelerator=None,
+    teacher_dirs: dict[float, Path] | None = None,
 ) -> list[ProxySignals]:
     """Forward passes only: the trial student once, every level's sparse teacher once, on the selection split.
 
     Args:
         teachers: a ``stark.method.sparse_teachers.SparseTeachers`` (slices each level in memory).
         data: the run's ``stages.TaskData``.
+        teacher_dirs: the levels' ``teachers/s<P>`` folders: where the sparsify stage saved a teacher's selection
+            logits, they are read instead of running the teacher again.
     """
+    from stark.rundir.records import read_select_logits
     from stark.training.evaluation import on_device, predict
 
     student = predict(
@@ -84,7 +94,10 @@ def measure(
     )
     out = []
     for level in levels:
-        teacher = on_device(teachers.model(level), accelerator)
-        logits = predict(teacher, data.select, data.pad_id, batch_size, accelerator)
+        folder = (teacher_dirs or {}).get(level)
+        logits = None if folder is None else read_select_logits(folder, len(data.select))
+        if logits is None:
+            teacher = on_device(teachers.model(level), accelerator)
+            logits = predict(teacher, data.select, data.pad_id, batch_size, accelerator)
         out.append(signals_for(data.spec, level, logits, student, data.select.labels, temperature))
     return out

@@ -66,7 +66,11 @@ def evaluate(
     The loss is continuous where the metrics are not: it breaks ties between checkpoints and lets a
     search rank students that all still predict the majority class.
     """
-    logits = predict(model, data, pad_id, batch_size, accelerator)
+    return metrics_of(predict(model, data, pad_id, batch_size, accelerator), data, spec)
+
+
+def metrics_of(logits: torch.Tensor, data: Encoded, spec: TaskSpec) -> dict[str, float]:
+    """``evaluate``'s metrics and ``task_loss`` from logits already computed on ``data``."""
     metrics = compute_metrics(spec, logits.numpy(), np.asarray(data.labels))
     metrics["task_loss"] = float(task_loss(logits, torch.as_tensor(np.asarray(data.labels)), spec.task_type))
     return metrics
