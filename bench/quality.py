@@ -96,7 +96,8 @@ def proxy_signals(cfg, out: Path, levels: list[float], data) -> list[dict]:
     """Forward-pass-only signals per level (stark.proxy), kept so the proxy search can be replayed."""
     teachers = load_sparse_teachers(cfg.sparsify.lam, out / "teacher", out / "scores")
     bs, t = cfg.distill.eval_batch_size, cfg.distill.temperature
-    return [p.to_dict() for p in measure(teachers, levels, out / "trial_student", data, bs, t)]
+    dirs = {level: RunDir(out).sparse_teacher(level) for level in levels}  # their saved selection logits
+    return [p.to_dict() for p in measure(teachers, levels, out / "trial_student", data, bs, t, teacher_dirs=dirs)]
 
 
 def labels_only_entry(summary: dict, out: Path, data, m: str, batch_size: int) -> dict | None:

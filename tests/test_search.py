@@ -11,6 +11,7 @@ import torch
 
 import stark.pipeline.rewind
 import stark.training.loop
+from bench import quality
 from stark.cli import main
 from stark.config.recipes import build_config, load_recipe
 from stark.config.schema import RungSignal
@@ -431,4 +432,6 @@ def test_the_proxy_reads_the_selection_logits_the_sparsify_stage_saved(
     dirs = {level: out / "teachers" / f"s{level:g}" for level in levels}
     read = measure(teachers, levels, out / "trial_student", data, bs, t, teacher_dirs=dirs)
     assert read == ran
+    # The quality benchmark's replay record reads them too.
+    assert quality.proxy_signals(cfg, out, levels, data) == [p.to_dict() for p in ran]
     assert summary["search_rungs"][0]["proxy"] == [p.to_dict() for p in ran]
