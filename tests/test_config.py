@@ -62,6 +62,7 @@ def test_default_recipe_is_the_default_run():
         ({}, {"distill": {"epochs": -1}}, "distill epochs -1 must be greater than 0"),
         ({}, {"finetune": {"epochs": 0}}, "finetune epochs 0 must be greater than 0"),
         ({"distill": {"soft_weight": 1.5}}, {}, "distill soft_weight 1.5 is out of range"),
+        ({"finetune": {"checkpoint_minutes": -1}}, {}, "finetune checkpoint_minutes and checkpoint_every must be 0"),
         ({}, {"search": {"search": "random"}}, "not a valid value"),
         ({}, {"data": {"dev": "b.csv"}}, "--dev needs --train"),
         ({}, {"data": {"train": "a.csv", "dev_fraction": 1.0}}, "--dev-fraction 1 must be between 0 and 1"),

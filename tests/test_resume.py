@@ -33,7 +33,7 @@ import stark.training.loop as loop_mod
 from stark.cli import main
 from stark.data import Encoded, TaskData, TaskSpec, TaskType
 from stark.errors import StarkInputError
-from stark.training import Budget, TrainConfig, TrainingDiverged, fit
+from stark.training import Budget, TrainConfig, TrainingDiverged, checkpoint, fit
 
 # --------------------------------------------------------------------------------------------
 # The training loop
@@ -137,6 +137,9 @@ def test_fit_survives_a_kill_between_the_checkpoint_renames(tmp_path: Path, monk
         run_fit(work)
     monkeypatch.setattr(os, "replace", real_replace)
     assert not (work / "checkpoint").exists() and (work / "checkpoint.old").is_dir()
+    # A resumed search asks where the run stands before resuming it: the step of the checkpoint it will resume.
+    old_step = json.loads((work / "checkpoint.old" / "state.json").read_text())["step"]
+    assert old_step > 0 and checkpoint.checkpoint_step(work) == old_step
     same_run(straight[0], work, straight[1], run_fit(work))
 
 

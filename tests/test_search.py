@@ -415,8 +415,11 @@ def test_the_proxy_reads_the_selection_logits_the_sparsify_stage_saved(
     tiny_teacher, tiny_task, tmp_path: Path, monkeypatch, capsys, one_thread
 ) -> None:
     """Each sparse teacher's selection logits are saved beside its metrics; the proxy reads them instead of running
-    the teachers again, and its signals are the same as from running them."""
+    the teachers again, and its signals are the same as from running them. They survive the chosen teacher's save
+    (which replaces its folder) and are not read for another selection split."""
     from stark.config.recipes import load_saved_config
+    from stark.method.sparse_teachers import split_fingerprint
+    from stark.rundir.records import read_select_logits
     from stark.search.proxy import measure
 
     out = tmp_path / "run"
@@ -428,8 +431,15 @@ def test_the_proxy_reads_the_selection_logits_the_sparsify_stage_saved(
     levels = [30.0, 60.0, 90.0]
     bs, t = cfg.distill.eval_batch_size, cfg.distill.temperature
     ran = measure(teachers, levels, out / "trial_student", data, bs, t)
-    monkeypatch.setattr(teachers, "model", lambda level: pytest.fail(f"the proxy ran the {level} % teacher again"))
     dirs = {level: out / "teachers" / f"s{level:g}" for level in levels}
+    split = int(split_fingerprint(data.select))
+    saved = read_select_logits(dirs[30.0], split)
+    assert saved is not None and not (dirs[30.0] / "model.safetensors").is_file()
+    finish_chosen(data, teachers, 30.0, dirs[30.0], eval_batch_size=bs)  # as if stark run had chosen 30 %
+    assert (dirs[30.0] / "model.safetensors").is_file()
+    assert torch.equal(read_select_logits(dirs[30.0], split), saved)
+    assert read_select_logits(dirs[30.0], split + 1) is None
+    monkeypatch.setattr(teachers, "model", lambda level: pytest.fail(f"the proxy ran the {level} % teacher again"))
     read = measure(teachers, levels, out / "trial_student", data, bs, t, teacher_dirs=dirs)
     assert read == ran
     # The quality benchmark's replay record reads them too.

@@ -58,6 +58,8 @@ def validate(cfg: RunConfig) -> None:
             raise StarkInputError(f"{name} epochs {tc.epochs:g} must be greater than 0")
         if tc.min_steps < 0 or tc.patience_epochs < 0:
             raise StarkInputError(f"{name} min_steps and patience_epochs must be 0 or more")
+        if tc.checkpoint_minutes < 0 or tc.checkpoint_every < 0:
+            raise StarkInputError(f"{name} checkpoint_minutes and checkpoint_every must be 0 (off) or more")
         if tc.batch_size < 1 or tc.eval_batch_size < 1:
             raise StarkInputError(f"{name} batch size must be at least 1")
         if tc.lr <= 0:

@@ -91,14 +91,16 @@ class Rewinder:
         out_dir = self.paths.student(level, k)
         if training_done(out_dir, self.accelerator):
             return standing_of(TrainedStage.read(out_dir).select, self.data.spec.main_metric)
-        resume = self.parked.pop((level, k), None)
+        resume = self.parked.get((level, k))
         start_step = resume.step if resume is not None else training_step(out_dir)
         if start_step > steps:
             # A search resumed after a kill replays its rungs, and this run's disk checkpoint is past this one:
-            # the rung is scored as the run stood when it paused here (the straight search's score).
+            # the rung is scored as the run stood when it paused here (the straight search's score). A run
+            # parked in memory stays parked for the rung it goes on to.
             recorded = standing_at(work_dir_of(out_dir), steps)
             if recorded is not None:
                 return _paused_score(recorded.best, recorded.current, self.data.spec)
+        self.parked.pop((level, k), None)
         cache, make_teacher = self._cache_for(level)
         train = self.cfg.student_training(k)
         need = visited_examples(self.data.train, train, start_step, steps, self.world)

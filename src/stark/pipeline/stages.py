@@ -21,7 +21,7 @@ from stark.data.prepare import (
 )
 from stark.method.pruning import drop_layers, reorder_model, sparsify, sparsity_map
 from stark.method.scores import TeacherScores, score_teacher
-from stark.method.sparse_teachers import SparseTeachers
+from stark.method.sparse_teachers import SparseTeachers, split_fingerprint
 from stark.models.checkpoint import load_model, save_model
 from stark.models.families import layer_widths
 from stark.models.sizes import count_parameters, encoder_flops
@@ -33,6 +33,7 @@ from stark.rundir.records import (
     SparseTeacherRecord,
     StudentInitRecord,
     TrainedStage,
+    read_select_logits,
     recorded_source,
     write_select_logits,
 )
@@ -366,6 +367,7 @@ def sparsify_teachers(
     save, dev = settings.save_teachers, settings.teachers_on_dev
     teachers = load_sparse_teachers(settings.lam, teacher_dir, scores_dir)
     info = _sparse_teacher_info(teachers, data)
+    split = int(split_fingerprint(data.select))
     dirs: dict[float, Path] = {}
     for level in settings.sparsities:
         out_dir = RunDir(Path(out)).sparse_teacher(level)
@@ -389,7 +391,7 @@ def sparsify_teachers(
             if save:
                 teachers.save(level, out_dir, data.tokenizer, info)
             out_dir.mkdir(parents=True, exist_ok=True)
-            write_select_logits(out_dir, select_logits)  # before metrics.json, which marks the level done
+            write_select_logits(out_dir, select_logits, split)  # before metrics.json, which marks the level done
             record.wall_s = time.perf_counter() - start
             write_json(out_dir / "metrics.json", record.to_dict())
             _card_if_saved(out_dir, record, info)
@@ -436,7 +438,12 @@ def finish_chosen(
         return
     info = _sparse_teacher_info(teachers, data)
     if save:
+        # The save replaces the folder: the selection logits the proxy reads are put back, before metrics.json.
+        split = int(split_fingerprint(data.select))
+        logits = read_select_logits(out_dir, split)
         teachers.save(level, out_dir, data.tokenizer, info)
+        if logits is not None:
+            write_select_logits(out_dir, logits, split)
     if record.dev is None:
         record.dev = _teacher_dev(teachers, level, data, eval_batch_size)
     write_json(Path(out_dir) / "metrics.json", record.to_dict())

@@ -427,20 +427,27 @@ SELECT_LOGITS = "select_logits.safetensors"
 proxy search reads instead of running the teacher again."""
 
 
-def write_select_logits(folder: Path, logits: torch.Tensor) -> None:
+def write_select_logits(folder: Path, logits: torch.Tensor, split: int) -> None:
+    """``split``: ``split_fingerprint`` of the selection split the logits are on, saved beside them."""
     from safetensors.torch import save_file
 
     from stark.rundir.io import replace_atomically
 
-    replace_atomically(Path(folder) / SELECT_LOGITS, lambda tmp: save_file({"logits": logits.contiguous()}, str(tmp)))
+    meta = {"select_split": str(split)}
+    replace_atomically(
+        Path(folder) / SELECT_LOGITS, lambda tmp: save_file({"logits": logits.contiguous()}, str(tmp), metadata=meta)
+    )
 
 
-def read_select_logits(folder: Path, n_examples: int) -> torch.Tensor | None:
-    """The saved selection logits, or None (a folder of an older version, or another selection split's size)."""
-    from safetensors.torch import load_file
+def read_select_logits(folder: Path, split: int) -> torch.Tensor | None:
+    """The saved selection logits, or None where there are none for this selection split (a folder of an older
+    version, or data files changed since): the caller then runs the teacher."""
+    from safetensors import safe_open
 
     path = Path(folder) / SELECT_LOGITS
     if not path.is_file():
         return None
-    logits = load_file(str(path))["logits"]
-    return logits if logits.shape[0] == n_examples else None
+    with safe_open(str(path), framework="pt") as f:
+        if (f.metadata() or {}).get("select_split") != str(split):
+            return None
+        return f.get_tensor("logits")

@@ -86,16 +86,18 @@ def measure(
         teacher_dirs: the levels' ``teachers/s<P>`` folders: where the sparsify stage saved a teacher's selection
             logits, they are read instead of running the teacher again.
     """
+    from stark.method.sparse_teachers import split_fingerprint
     from stark.rundir.records import read_select_logits
     from stark.training.evaluation import on_device, predict
 
     student = predict(
         on_device(load_model(str(trial_dir)), accelerator), data.select, data.pad_id, batch_size, accelerator
     )
+    split = int(split_fingerprint(data.select))
     out = []
     for level in levels:
         folder = (teacher_dirs or {}).get(level)
-        logits = None if folder is None else read_select_logits(folder, len(data.select))
+        logits = None if folder is None else read_select_logits(folder, split)
         if logits is None:
             teacher = on_device(teachers.model(level), accelerator)
             logits = predict(teacher, data.select, data.pad_id, batch_size, accelerator)

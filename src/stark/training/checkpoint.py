@@ -152,8 +152,14 @@ def check_same_settings(ckpt: Path, saved: dict | None, now: dict) -> None:
 
 
 def _state_json(work_dir: Path) -> dict | None:
-    state = Path(work_dir) / "checkpoint" / "state.json"
-    return json.loads(state.read_text()) if state.is_file() else None
+    # Where a kill between save()'s renames left only ".old", that is the checkpoint a restart resumes from
+    # (recover() puts it back): read it there rather than report no checkpoint.
+    for name in ("checkpoint", "checkpoint.old"):
+        folder = Path(work_dir) / name
+        if folder.is_dir():
+            state = folder / "state.json"
+            return json.loads(state.read_text()) if state.is_file() else None
+    return None
 
 
 def checkpoint_step(work_dir: Path) -> int:
