@@ -86,6 +86,11 @@ def test_dataset_errors(tmp_path: Path) -> None:
     )
     with pytest.raises(StarkInputError, match="has no split 'test'"):
         load_examples(cfg)
+    missing = build_config(
+        {}, {"data": {"dataset": "./no-such-folder", "text_cols": ["sentence"], "label_col": "label"}}
+    )
+    with pytest.raises(StarkInputError, match=r"^--dataset ./no-such-folder: no such folder$"):
+        load_examples(missing)
     with pytest.raises(StarkInputError, match="either --train/--dev or --dataset"):
         build_config(
             {}, {"data": {"dataset": str(ds), "train": "a.csv", "dev": "b.csv", "text_cols": ["s"], "label_col": "l"}}

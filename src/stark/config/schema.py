@@ -368,7 +368,10 @@ class SearchConfig:
 @dataclass
 class RunConfig:
     teacher: str = option(
-        "minilm", flag=True, help="pretrained encoder: local HF folder, hub id, or 'minilm' (bundled all-MiniLM-L6-v2)"
+        "minilm",
+        flag=True,
+        help="pretrained encoder: local HF folder, hub id, 'minilm' (bundled all-MiniLM-L6-v2) or 'mpnet' "
+        "(all-mpnet-base-v2, after `stark teacher get mpnet`)",
     )
     finetune_teacher: bool | None = option(
         None,
@@ -382,7 +385,7 @@ class RunConfig:
         flag=True,
         help="what the fine-tuned teacher's classifier (and so every student's) reads: first = the first token "
         "(transformers' heads), mean = the mean of the token vectors; auto: mean for a sentence-transformers "
-        "encoder trained to be read that way (its 1_Pooling config says mean, as the bundled MiniLM's and MPNet's "
+        "encoder trained to be read that way (its 1_Pooling config says mean, as MiniLM's and MPNet's "
         "do), first otherwise. A classifier used as it is keeps its own",
     )
     out: str = option("runs/stark", flag=True, help="run folder; a re-run with the same folder reuses finished stages")

@@ -21,7 +21,10 @@ def load_splits(source: str, config: str | None, train_split: str, dev_split: st
     """
     from stark.data.readers import dataset_rows, records_table
 
-    where = Path(source)
+    where = Path(source).expanduser()
+    if not where.exists() and (source.startswith((".", "/", "~")) or source.count("/") > 1):
+        # A hub name is "name" or "org/name": this one is a local folder that is not there.
+        raise StarkInputError(f"--dataset {source}: no such folder")
     try:
         import datasets
 

