@@ -446,9 +446,6 @@ def export_folder(
     """
     import onnxruntime
 
-    from stark.deploy.export import export_model, saved_tokenizer
-    from stark.deploy.predict import Classifier, saved_task
-    from stark.models.checkpoint import load_model
     from stark.rundir.provenance import versions
 
     say = log or (lambda line: None)
@@ -458,50 +455,23 @@ def export_folder(
     for name, value, low in (("batch-size", batch_size, 1), ("repeats", repeats, 0), ("warmup", warmup, 0)):
         if value < low:
             raise StarkInputError(f"--{name} must be at least {low}, got {value}")
-    # Everything the user gave is checked before a file is written: model, --out, task and dev rows.
-    model = load_model(str(model_dir)).float().eval()
-    tokenizer = saved_tokenizer(model_dir)
-    _check_out(out_dir, model_dir)
-    evaluate = evaluate or dev is not None
-    if evaluate:
-        spec = saved_task(model_dir)
-        if spec is None:
-            raise StarkInputError(f"model {model_dir} has no stark.json naming its task: it cannot be evaluated")
-        if tokenizer is None:
-            raise StarkInputError(f"model {model_dir} has no tokenizer saved beside it: it cannot be evaluated")
-        if model.config.num_labels != spec.num_labels:
-            n, need = model.config.num_labels, spec.num_labels
-            raise StarkInputError(f"model {model_dir} has {n} outputs; its task {spec.name} needs {need}")
-        examples, where = dev_examples(spec, dev)
+    source = _checked_source(model_dir, out_dir, evaluate or dev is not None, dev)
     tmp = _new_folder_beside(out_dir)
     try:
-        result, checked = export_model(model, tokenizer, tmp / ONNX_FILE, opset, None, atol, threads, model_dir)
-        say(f"fp32 {ONNX_FILE}: max abs logit diff vs PyTorch {result['max_abs_diff']:.3g} (limit {atol:g})")
-        fp32 = GraphRecord(ONNX_FILE, result["bytes"], result["max_abs_diff"], "pytorch")
-        graphs = {"fp32": tmp / ONNX_FILE}
-        int8 = None
-        if quantize == "int8":
-            int8 = _quantized(tmp, [b.inputs for b in checked], threads)
-            graphs["int8"] = tmp / INT8_FILE
-            say(f"int8 {INT8_FILE}: max abs logit diff vs fp32 {int8.max_abs_diff:.3g} on the check inputs")
-        _write_config(model_dir, tmp)
-        if tokenizer is not None:
-            tokenizer.save_pretrained(tmp)
-        else:
-            say(f"no tokenizer is saved beside {model_dir}: the folder has none (Optimum's pipelines need one)")
-        if (model_dir / "stark.json").is_file():
-            shutil.copy2(model_dir / "stark.json", tmp / "stark.json")
+        result, fp32, int8, graphs = _write_graphs(source, tmp, opset, atol, quantize, threads, say)
         scored = None
-        if evaluate:
+        if source.dev is not None:
+            examples, where = source.dev
             say(f"scoring PyTorch and ONNX {' and '.join(graphs)} on {where} ({len(examples)} rows) ...")
-            clf = Classifier(model, tokenizer, str(model_dir), spec)
+            clf = source.classifier()
             onnx_graphs = {f"onnx_{k}": v for k, v in graphs.items()}
-            scored = _evaluate(onnx_graphs, clf, spec, examples, where, batch_size, max_length, threads)
+            scored = _evaluate(onnx_graphs, clf, source.spec, examples, where, batch_size, max_length, threads)
         latency = None
         if repeats > 0:
-            seq_len = min(LATENCY_SEQ_LEN, model.config.max_position_embeddings - 2)
+            config = source.model.config
+            seq_len = min(LATENCY_SEQ_LEN, config.max_position_embeddings - 2)
             say(f"timing {' and '.join(graphs)} at batch {' and '.join(map(str, LATENCY_BATCHES))} ...")
-            ms = onnx_latency(graphs, model.config.vocab_size, LATENCY_BATCHES, seq_len, warmup, repeats, threads)
+            ms = onnx_latency(graphs, config.vocab_size, LATENCY_BATCHES, seq_len, warmup, repeats, threads)
             latency = LatencyRecord(seq_len, warmup, repeats, threads, ms)
         record = ExportRecord(
             model_dir=str(model_dir),
@@ -521,6 +491,77 @@ def export_folder(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return record
+
+
+@dataclass
+class _Source:
+    """The model folder being exported, loaded and checked (and its dev rows where it is evaluated)."""
+
+    model_dir: Path
+    model: Any
+    tokenizer: Any
+    spec: TaskSpec | None
+    dev: tuple[Examples, str] | None
+
+    def classifier(self) -> Classifier:
+        from stark.deploy.predict import Classifier
+
+        return Classifier(self.model, self.tokenizer, str(self.model_dir), self.spec)
+
+
+def _checked_source(model_dir: Path, out_dir: Path, evaluate: bool, dev: str | Path | None) -> _Source:
+    """Everything the user gave, checked before a file is written: model, --out, task and dev rows."""
+    from stark.deploy.export import saved_tokenizer
+    from stark.deploy.predict import saved_task
+    from stark.models.checkpoint import load_model
+
+    model = load_model(str(model_dir)).float().eval()
+    tokenizer = saved_tokenizer(model_dir)
+    _check_out(out_dir, model_dir)
+    if not evaluate:
+        return _Source(model_dir, model, tokenizer, None, None)
+    spec = saved_task(model_dir)
+    if spec is None:
+        raise StarkInputError(f"model {model_dir} has no stark.json naming its task: it cannot be evaluated")
+    if tokenizer is None:
+        raise StarkInputError(f"model {model_dir} has no tokenizer saved beside it: it cannot be evaluated")
+    if model.config.num_labels != spec.num_labels:
+        n, need = model.config.num_labels, spec.num_labels
+        raise StarkInputError(f"model {model_dir} has {n} outputs; its task {spec.name} needs {need}")
+    return _Source(model_dir, model, tokenizer, spec, dev_examples(spec, dev))
+
+
+def _write_graphs(
+    source: _Source,
+    tmp: Path,
+    opset: int,
+    atol: float,
+    quantize: str | None,
+    threads: int | None,
+    say: Callable[[str], None],
+) -> tuple[dict, GraphRecord, GraphRecord | None, dict[str, Path]]:
+    """The fp32 graph (gated by ``atol``), the int8 one if asked, and the config, tokenizer and stark.json beside
+    them; returns the export's check result, both graphs' records and the graphs by name."""
+    from stark.deploy.export import export_model
+
+    model_dir, tokenizer = source.model_dir, source.tokenizer
+    result, checked = export_model(source.model, tokenizer, tmp / ONNX_FILE, opset, None, atol, threads, model_dir)
+    say(f"fp32 {ONNX_FILE}: max abs logit diff vs PyTorch {result['max_abs_diff']:.3g} (limit {atol:g})")
+    fp32 = GraphRecord(ONNX_FILE, result["bytes"], result["max_abs_diff"], "pytorch")
+    graphs = {"fp32": tmp / ONNX_FILE}
+    int8 = None
+    if quantize == "int8":
+        int8 = _quantized(tmp, [b.inputs for b in checked], threads)
+        graphs["int8"] = tmp / INT8_FILE
+        say(f"int8 {INT8_FILE}: max abs logit diff vs fp32 {int8.max_abs_diff:.3g} on the check inputs")
+    _write_config(model_dir, tmp)
+    if tokenizer is not None:
+        tokenizer.save_pretrained(tmp)
+    else:
+        say(f"no tokenizer is saved beside {model_dir}: the folder has none (Optimum's pipelines need one)")
+    if (model_dir / "stark.json").is_file():
+        shutil.copy2(model_dir / "stark.json", tmp / "stark.json")
+    return result, fp32, int8, graphs
 
 
 def read_record(out_dir: str | Path) -> ExportRecord:
