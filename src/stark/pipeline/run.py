@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 import yaml
@@ -41,6 +42,12 @@ from stark.rundir.stale import check_not_stale
 from stark.training.evaluation import evaluate, on_device
 from stark.training.log import progress_bars
 from stark.training.processes import barrier, is_main
+
+if TYPE_CHECKING:
+    from stark.method.sparse_teachers import SparseTeachers
+    from stark.pipeline.delivery import FinalCandidate
+    from stark.rundir.records import DeliveredModel, DistillationGain
+    from stark.search.choice import Choice
 
 
 def save_resolved_config(cfg: RunConfig, out: Path) -> None:
@@ -112,29 +119,7 @@ def _run(cfg: RunConfig, data: TaskData, accelerator, start: float) -> dict:
     paths = RunDir(out)
     clock = Clock()
 
-    from stark.models.teacher_head import adopts_teacher
-    from stark.pipeline.stages import adopt_teacher
-
-    if adopts_teacher(cfg, data.spec):
-        if is_main(accelerator):
-            task = "your data" if data.spec.name == "custom" else data.spec.name
-            print(
-                f"stark: using {cfg.teacher} as the teacher as it is (a fine-tuned classifier for {task}'s labels): "
-                "no fine-tuning (--finetune-teacher to fine-tune it again)",
-                file=sys.stderr,
-                flush=True,
-            )
-        bs = cfg.finetune.eval_batch_size
-        teacher_dir = timed_stage(
-            clock, "adopt_teacher", paths.teacher, lambda: adopt_teacher(cfg.teacher, data, out, bs, accelerator)
-        )
-    else:
-        teacher_dir = timed_stage(
-            clock,
-            "finetune",
-            paths.teacher,
-            lambda: finetune_teacher(cfg.teacher, cfg.teacher_training(), data, out, accelerator, cfg.pooling),
-        )
+    teacher_dir = _teacher(cfg, data, paths, clock, accelerator)
     check = check_teacher_learned(cfg, data, teacher_dir, accelerator)
     student_init = timed_stage(
         clock,
@@ -178,12 +163,66 @@ def _run(cfg: RunConfig, data: TaskData, accelerator, start: float) -> dict:
         if is_main(accelerator):
             print(f"stark: {gain.message()}", file=sys.stderr, flush=True)
     choice = choose(cfg, data, paths, finalists, searched, accelerator)
-    chosen = choice.chosen if choice is not None else None
-    if choice is not None and is_main(accelerator):
-        print(f"stark: chosen teacher sparsity {choice.chosen:g}%: {choice.reason}", file=sys.stderr, flush=True)
-    if chosen is not None:
+    final, delivered = _deliver(cfg, data, paths, choice, gain, teachers, teacher_dirs, clock, accelerator)
+    outcome = Outcome(teacher_dirs, finalists, choice, check, search_log, gain, final, delivered)
+    summary = summarize(cfg, data, paths, rewinder, outcome, clock, start)
+    if is_main(accelerator):
+        write_json(out / "summary.json", summary)
+        from stark.report import write_report
+
+        write_report(out, summary)
+    barrier(accelerator)
+    return summary
+
+
+def _teacher(cfg: RunConfig, data: TaskData, paths: RunDir, clock: Clock, accelerator) -> Path:
+    """The teacher's folder: ``--teacher`` used as it is where it already classifies the task's labels,
+    fine-tuned otherwise."""
+    from stark.models.teacher_head import adopts_teacher
+    from stark.pipeline.stages import adopt_teacher
+
+    out = paths.out
+    if not adopts_teacher(cfg, data.spec):
+        train = cfg.teacher_training()
+        return timed_stage(
+            clock,
+            "finetune",
+            paths.teacher,
+            lambda: finetune_teacher(cfg.teacher, train, data, out, accelerator, cfg.pooling),
+        )
+    if is_main(accelerator):
+        task = "your data" if data.spec.name == "custom" else data.spec.name
+        print(
+            f"stark: using {cfg.teacher} as the teacher as it is (a fine-tuned classifier for {task}'s labels): "
+            "no fine-tuning (--finetune-teacher to fine-tune it again)",
+            file=sys.stderr,
+            flush=True,
+        )
+    bs = cfg.finetune.eval_batch_size
+    return timed_stage(
+        clock, "adopt_teacher", paths.teacher, lambda: adopt_teacher(cfg.teacher, data, out, bs, accelerator)
+    )
+
+
+def _deliver(
+    cfg: RunConfig,
+    data: TaskData,
+    paths: RunDir,
+    choice: Choice | None,
+    gain: DistillationGain | None,
+    teachers: SparseTeachers,
+    teacher_dirs: dict[float, Path],
+    clock: Clock,
+    accelerator,
+) -> tuple[FinalCandidate, DeliveredModel | None]:
+    """The chosen sparse teacher written and scored on dev, then the model the user gets: the candidate the choice
+    and the labels-only check keep, copied to ``<out>/model`` with its size and speed."""
+    if choice is not None:
+        if is_main(accelerator):
+            print(f"stark: chosen teacher sparsity {choice.chosen:g}%: {choice.reason}", file=sys.stderr, flush=True)
         t0 = time.perf_counter()
-        finish_chosen(data, teachers, chosen, teacher_dirs[chosen], eval_batch_size=bs, accelerator=accelerator)
+        level, bs = choice.chosen, cfg.distill.eval_batch_size
+        finish_chosen(data, teachers, level, teacher_dirs[level], eval_batch_size=bs, accelerator=accelerator)
         barrier(accelerator)
         clock.add("sparsify", time.perf_counter() - t0)
     final = final_candidate(cfg, data, paths, choice, gain)
@@ -195,15 +234,7 @@ def _run(cfg: RunConfig, data: TaskData, accelerator, start: float) -> dict:
     warning = delivered.recovery_warning() if delivered is not None else None
     if warning is not None:
         print(f"stark: {warning}", file=sys.stderr, flush=True)
-    outcome = Outcome(teacher_dirs, finalists, choice, check, search_log, gain, final, delivered)
-    summary = summarize(cfg, data, paths, rewinder, outcome, clock, start)
-    if is_main(accelerator):
-        write_json(out / "summary.json", summary)
-        from stark.report import write_report
-
-        write_report(out, summary)
-    barrier(accelerator)
-    return summary
+    return final, delivered
 
 
 def check_teacher_learned(cfg: RunConfig, data: TaskData, teacher_dir: Path, accelerator=None) -> TeacherCheck:
