@@ -236,22 +236,7 @@ def _start(
     optimizer = make_optimizer(model, cfg)
     scheduler = make_scheduler(optimizer, cfg, total_steps)
     state = LoopState(processes=world, train_config=checkpoint.trajectory_settings(cfg))
-    resume_step = None
-    if budget.resume is not None:
-        if budget.resume.model is not model:
-            raise ValueError("fit(budget=Budget(resume=...)) continues the parked run's own model")
-        optimizer.load_state_dict(budget.resume.optimizer)
-        scheduler.load_state_dict(budget.resume.scheduler)
-        checkpoint.set_rng(budget.resume.rng, rank)
-        state.restore(budget.resume.state)
-        # The log and TensorBoard are cut back to the last disk checkpoint only on a restart.
-        resume_step = state.step
-    elif ckpt.exists():
-        saved = checkpoint.load(ckpt, model, optimizer, scheduler, rank)
-        _check_processes(ckpt, saved.get("processes", 1), world)
-        checkpoint.check_same_settings(ckpt, saved.get("train_config"), state.train_config)
-        state.restore(saved)
-        resume_step = state.step
+    resume_step = _restore(state, budget.resume, ckpt, model, optimizer, scheduler, rank, world)
     # The scheduler stays unprepared: our step count is already global, while accelerate's wrapper
     # would advance it once per process at every step (N processes would run N times the schedule).
     model, optimizer = accelerator.prepare(model, optimizer)
@@ -282,6 +267,29 @@ def _start(
         ),
     )
     return run, state
+
+
+def _restore(
+    state: LoopState, parked: ParkedRun | None, ckpt: Path, model, optimizer, scheduler, rank: int, world: int
+) -> int | None:
+    """Continue a parked run (in memory) or the disk checkpoint, if any: fills ``state``, the optimizer, the
+    schedule and the random state; returns the step it continues from (None: a fresh run)."""
+    if parked is not None:
+        if parked.model is not model:
+            raise ValueError("fit(budget=Budget(resume=...)) continues the parked run's own model")
+        optimizer.load_state_dict(parked.optimizer)
+        scheduler.load_state_dict(parked.scheduler)
+        checkpoint.set_rng(parked.rng, rank)
+        state.restore(parked.state)
+        # The log and TensorBoard are cut back to the last disk checkpoint only on a restart.
+        return state.step
+    if not ckpt.exists():
+        return None
+    saved = checkpoint.load(ckpt, model, optimizer, scheduler, rank)
+    _check_processes(ckpt, saved.get("processes", 1), world)
+    checkpoint.check_same_settings(ckpt, saved.get("train_config"), state.train_config)
+    state.restore(saved)
+    return state.step
 
 
 def _check_processes(ckpt: Path, saved: int, world: int) -> None:
