@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from bench.common import STUDENTS, SWEEP_SEED, WORK, bench_config, pts, shared_teacher
+from bench.common import STUDENTS, SWEEP_SEED, WORK, bench_config, pts, shared_teacher, student_label
 from bench.machine import load_average
 from bench.store import RESULTS, commit, load_rows, save_rows, table, write_page
 from stark.config.recipes import build_config
@@ -38,7 +38,7 @@ from stark.pipeline.baselines import check_teacher, constant_metrics
 from stark.pipeline.stages import build_student, distill, finetune_teacher, teacher_logits_full
 from stark.rundir.io import read_metrics
 from stark.training.metrics import better
-from stark.training.schedule import total_steps_for
+from stark.training.schedule import eval_interval, total_steps_for
 
 GLUE_TASKS = ("cola", "mrpc", "rte", "sst2", "stsb")
 OLD_NEW = ("old", "new")
@@ -328,8 +328,8 @@ def patience_replay(floor: int) -> list[str]:
         runs = [r for r in cell["runs"] if r.get("evals")]
         total = runs[0]["total_steps"]
         per_epoch = math.ceil(total / cell["student_epochs"])
-        eval_every = max(1, per_epoch // 4)
-        row = [cell["task"], cell["student"], len(runs)]
+        eval_every = eval_interval(TrainConfig(), per_epoch, total)  # the sweep's runs set no eval_every
+        row = [cell["task"], student_label(cell), len(runs)]
         for patience in PATIENCES:
             lost, saved = [], []
             for r in runs:
@@ -341,9 +341,9 @@ def patience_replay(floor: int) -> list[str]:
     return [
         "## Early stopping, replayed on the quality sweep's students",
         "",
-        f"Every recorded student run of bench/results/quality.json (3 epochs, the full sets), stopped after the "
-        f"{floor}-step floor once the selection metric (then loss) had not improved for the patience: the selection "
-        "points lost against the run's best (mean, max) and the share of steps saved.",
+        "Every recorded student run of bench/results/quality.json (3 epochs; the full sets, SST-2 a seeded 8,000), "
+        f"stopped after the {floor}-step floor once the selection metric (then loss) had not improved for the "
+        "patience: the selection points lost against the run's best (mean, max) and the share of steps saved.",
         "",
         *table(header, "llr" + "r" * len(PATIENCES), body),
         "",

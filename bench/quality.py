@@ -268,12 +268,12 @@ def main(argv: list[str] | None = None) -> int:
     path = RESULTS / "quality.json"
     pooling = teacher_pooling(args.teacher, Pooling(args.pooling))
     redo = {(args.teacher, *c.split("/"), pooling) for c in args.redo.split(",") if c}
-    previous = {row_key(r): r for r in load_rows(path)}
-    rows = [r for r in load_rows(path) if row_key(r) not in redo]
+    rows = load_rows(path)
+    previous = {row_key(r): r for r in rows}
     for student in args.students.split(","):
         for task in args.tasks.split(","):
             key = (args.teacher, task, student, pooling)
-            if any(row_key(r) == key for r in rows):
+            if key in previous and key not in redo:
                 print(f"{task}/{student}: done, skipped")
                 continue
             name = cell_name(*key)
@@ -288,7 +288,8 @@ def main(argv: list[str] | None = None) -> int:
                 row.pop("cpu", None)  # the rebuilding machine's, unless the training recorded its own
                 row.update({k: old[k] for k in ("commit", "wall_s", "threads", "cpu") if k in old})
             plot_cell(row, DOCS / "figures" / f"quality_{name.replace('-', '_')}.png")
-            rows.append(row)
+            # A rebuilt row takes its old one's place: a kill between rebuilds leaves every other row as it was.
+            rows = [row if row_key(r) == key else r for r in rows] if key in previous else [*rows, row]
             save_rows(path, rows)
             write_pages(rows)
             print(markdown(rows), flush=True)

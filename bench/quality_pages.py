@@ -72,13 +72,39 @@ QUALITY_COLUMNS = (
 
 def labels_cells(r: dict) -> tuple[str, str]:
     """The labels-only students' dev (mean ± std) and what distillation adds on selection (± s.e.), or dashes
-    where the cell has not been measured yet."""
+    where the cell has not been measured yet; ``*`` marks students that started from another fine-tuning of the
+    teacher than the cell's KD students (see ``labels_teacher_notes``)."""
     lo = r.get("labels_only")
     if lo is None:
         return "-", "-"
+    mark = "*" if other_labels_teacher(r) else ""
     sel = lo.get("kd_minus_labels_select")
-    added = "-" if sel is None else f"{sel:+.2f} ± {lo['kd_minus_labels_select_se']:.2f}"
-    return f"{lo['dev_mean']:.2f} ± {lo['dev_std']:.2f}", added
+    added = "-" if sel is None else f"{sel:+.2f} ± {lo['kd_minus_labels_select_se']:.2f}{mark}"
+    return f"{lo['dev_mean']:.2f} ± {lo['dev_std']:.2f}{mark}", added
+
+
+def same_dev(a: float, b: float) -> bool:
+    """Two dev figures (points) that print the same: closer than the pages' two decimals can show."""
+    return abs(a - b) < 0.005
+
+
+def other_labels_teacher(r: dict) -> bool:
+    """Whether the cell's labels-only students (bench/labels_only.py, run apart from the sweep) started from a
+    teacher fine-tuned again, whose dev differs from the one the KD students learned from."""
+    lo = r.get("labels_only") or {}
+    return lo.get("teacher_dev") is not None and not same_dev(lo["teacher_dev"], r["teacher_dev"])
+
+
+def labels_teacher_notes(rows: list[dict]) -> list[str]:
+    """One line per cell marked ``*``: the two teachers, so KD minus labels-only is read with that in mind."""
+    return [
+        f"- `*` {r['task']}/{student_label(r)}: the labels-only students are built from another fine-tuning of the "
+        f"teacher (dev {r['labels_only']['teacher_dev']:.2f}, commit {r['labels_only'].get('commit', '?')}, "
+        f"{r['labels_only'].get('threads', '?')} thread(s)) than the KD students' teacher (dev {r['teacher_dev']:.2f},"
+        f" commit {r['commit']}): part of KD minus labels-only may be that difference."
+        for r in rows
+        if other_labels_teacher(r)
+    ]
 
 
 def verdict(rows: list[dict]) -> list[str]:
@@ -190,6 +216,7 @@ def reading(rows: list[dict]) -> list[str]:
         )
     out.append(teacher_dependence(rows))
     out += teacher_differences(rows)
+    out += labels_teacher_notes(rows)
     return [*out, ""]
 
 
@@ -225,7 +252,7 @@ def teacher_differences(rows: list[dict]) -> list[str]:
     out = []
     for task, *same in sorted({teacher_settings(r) for r in rows}):
         cells = [r for r in rows if teacher_settings(r) == (task, *same)]
-        if len({round(r["teacher_dev"], 6) for r in cells}) < 2:
+        if all(same_dev(r["teacher_dev"], cells[0]["teacher_dev"]) for r in cells):
             continue
         which = "; ".join(
             f"{student_label(r)} {r['teacher_dev']:.2f} (commit {r['commit']}, CPU {r.get('cpu', 'not recorded')})"
@@ -455,9 +482,9 @@ def results_page(rows: list[dict], results: Path = RESULTS, docs: Path = DOCS) -
         *mpnet_section(docs),
         "## Notes",
         "",
-        "- Student budget (`bench/results/student_budget.md`): on full MRPC the 2-layer student stays at the",
-        "  constant predictor at lr 1e-4 and 3e-4 (its selection loss rises after the first epoch), so MRPC/layers2",
-        "  runs last; the 70 %-pruned student learns MRPC.",
+        "- Student budget (`bench/results/student_budget.md`): with a first-token classifier the 2-layer student",
+        "  stayed at the constant predictor on full MRPC at lr 1e-4 and 3e-4 (its selection loss rises after the first",
+        "  epoch); the 70 %-pruned student learns MRPC.",
         "- Search policies replayed on these curves, with stark run's own check: `bench/results/search_replay.md`.",
         "",
         "## Appendix: the earlier subset table",
@@ -470,7 +497,13 @@ def results_page(rows: list[dict], results: Path = RESULTS, docs: Path = DOCS) -
     return "\n".join(lines)
 
 
+def quality_page(rows: list[dict]) -> str:
+    """bench/results/quality.md: the table and what its ``*`` marks."""
+    notes = labels_teacher_notes(rows)
+    return markdown(rows) + ("\n" + "\n".join(notes) + "\n" if notes else "")
+
+
 def write_pages(rows: list[dict], results: Path = RESULTS, docs: Path = DOCS) -> None:
     """quality.md and docs/results.md, both from ``rows`` (and the other results files results.md reads)."""
-    write_page(results / "quality.md", markdown(rows))
+    write_page(results / "quality.md", quality_page(rows))
     write_page(docs / "results.md", results_page(rows, results, docs))

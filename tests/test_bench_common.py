@@ -439,7 +439,7 @@ def test_moved_renderers_write_the_committed_pages_from_the_committed_results() 
     (peers.md's third line names the command, which changed with the split)."""
     from bench.peers.render import render
 
-    assert quality_pages.markdown(load_rows(RESULTS / "quality.json")) == (RESULTS / "quality.md").read_text()
+    assert quality_pages.quality_page(load_rows(RESULTS / "quality.json")) == (RESULTS / "quality.md").read_text()
     page = render(json.loads((RESULTS / "peers.json").read_text())).splitlines()
     committed = (RESULTS / "peers.md").read_text().splitlines()
     assert len(page) == len(committed) and page[3:] == committed[3:] and page[:2] == committed[:2]

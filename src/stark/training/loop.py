@@ -30,7 +30,7 @@ from stark.training.log import RunLog, progress_enabled
 from stark.training.losses import kd_loss, task_loss
 from stark.training.metrics import better
 from stark.training.optim import make_optimizer, make_scheduler
-from stark.training.schedule import epoch_batches, steps_per_epoch, total_steps_for
+from stark.training.schedule import epoch_batches, eval_interval, steps_per_epoch, total_steps_for
 
 
 class TrainingDiverged(RuntimeError):
@@ -230,9 +230,7 @@ def _start(
     torch.manual_seed(cfg.seed)
     per_epoch = steps_per_epoch(len(data.train), cfg.batch_size, world)
     total_steps = total_steps_for(len(data.train), cfg, world)
-    # Four evaluations per epoch, but no more than about 40 in a run: a small set stretched to the step
-    # floor has epochs of a few steps, and evaluating every few steps would cost as much as training.
-    eval_every = cfg.eval_every or max(1, per_epoch // 4, total_steps // 40)
+    eval_every = eval_interval(cfg, per_epoch, total_steps)
     optimizer = make_optimizer(model, cfg)
     scheduler = make_scheduler(optimizer, cfg, total_steps)
     state = LoopState(processes=world, train_config=checkpoint.trajectory_settings(cfg))

@@ -25,6 +25,13 @@ def total_steps_for(n_examples: int, cfg: TrainConfig, world: int = 1) -> int:
     return max(1, cfg.min_steps, math.ceil(cfg.epochs * steps_per_epoch(n_examples, cfg.batch_size, world)))
 
 
+def eval_interval(cfg: TrainConfig, per_epoch: int, total_steps: int) -> int:
+    """Steps between evaluations on the selection split: ``cfg.eval_every``, else four per epoch but no more than
+    about 40 in a run (a small set stretched to the step floor has epochs of a few steps, and evaluating every
+    few steps would cost as much as training)."""
+    return cfg.eval_every or max(1, per_epoch // 4, total_steps // 40)
+
+
 def epoch_batches(data: Encoded, cfg: TrainConfig, epoch: int, rank: int, world: int) -> list[tuple[list[int], float]]:
     """This process's part of every global batch of an epoch, with its loss weight.
 
