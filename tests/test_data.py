@@ -387,6 +387,16 @@ def test_split_selection_stratified_and_deterministic() -> None:
     assert all(select.labels[k] == labels[i] for k, i in enumerate(_ids(select)))
 
 
+def test_a_class_of_one_stays_in_train_while_other_classes_have_room() -> None:
+    """A 30 % selection slice of 24 + 1 examples: 8 selection examples, 7.2 of them the large class's share and
+    0.3 the small one's; the 8th comes from the large class, or training would have no example of the other."""
+    labels = [0] * 24 + [1]
+    train, select = split_selection(_numbered(labels), 0.3, seed=0)
+    assert Counter(select.labels) == {0: 8} and Counter(train.labels) == {0: 16, 1: 1}
+    # Where nothing else fits, it may still go: 2 examples, one each, make a selection example of either.
+    assert len(split_selection(_numbered([0, 1]), 0.5, seed=0)[1]) == 1
+
+
 def _jaccard(a: str, b: str) -> float:
     x, y = set(a.lower().split()), set(b.lower().split())
     return len(x & y) / len(x | y) if x | y else 0.0

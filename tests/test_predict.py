@@ -176,7 +176,7 @@ def test_stdin_jsonl_to_file(tmp_path, monkeypatch, capsys):
     assert main(argv) == 0
     assert "wrote 5 predictions" in capsys.readouterr().err
     got = [json.loads(line) for line in out.read_text().splitlines()]
-    assert [g["n"] for g in got] == ["0", "1", "2", "3", "4"]
+    assert [g["n"] for g in got] == [0, 1, 2, 3, 4]  # a JSON input's values pass through as they came
     assert all(g["prediction"] in LABELS for g in got)
     assert all(abs(sum(g[f"prob_{name}"] for name in LABELS) - 1) < 1e-5 for g in got)
     assert sorted(p.name for p in out.parent.iterdir()) == ["out.jsonl"]  # no temp file left
@@ -207,6 +207,26 @@ def test_text_columns_guessed_when_the_file_lacks_the_trained_ones(tmp_path, cap
         "prediction",
         *(f"prob_{n}" for n in LABELS),
     }
+
+
+def test_every_input_row_gets_a_prediction_and_json_values_pass_through(tmp_path, capsys):
+    """A one-column file keeps its empty and blank-text rows; a text longer than the csv module's default field
+    limit is read; a JSON input's numbers, booleans, nulls and nested values come out as they went in, and
+    neither a boolean nor a nested column is guessed as text."""
+    model = save_classifier(tmp_path / "m", ("sentence",))
+    one = tmp_path / "one.csv"
+    one.write_text('text\ngood movie\n""\n   \n' + "long " * 40_000 + "\nhappy\n")
+    assert main(["predict", "--model", str(model), "--input", str(one), "--text-cols", "text"]) == 0
+    firsts = [(r["text"].split() or [""])[0] for r in read_csv(capsys.readouterr().out)]
+    assert firsts == ["good", "", "", "long", "happy"]
+    rows = [{"id": 7, "text": "good", "ok": True, "extra": None, "meta": {"src": "x"}, "tags": ["a"]}]
+    source = tmp_path / "in.jsonl"
+    source.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert main(["predict", "--model", str(model), "--input", str(source), "--format", "jsonl"]) == 0
+    captured = capsys.readouterr()
+    assert "text columns text " in captured.err
+    out = json.loads(captured.out)
+    assert {k: out[k] for k in rows[0]} == rows[0] and out["prediction"] in LABELS
 
 
 @pytest.mark.parametrize("case", ["missing-column", "not-utf8", "not-a-model", "no-head", "no-file", "clash"])

@@ -9,12 +9,9 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from stark.errors import StarkInputError
-
-if TYPE_CHECKING:
-    pass
 
 
 @dataclass
@@ -25,6 +22,9 @@ class Table:
     header: list[str]
     rows: list[dict[str, str]]
     lines: list[int]
+    originals: list[dict[str, Any]] | None = None
+    """JSON sources: each object as read (numbers, booleans, nulls and nested values intact), so output can
+    pass them through as they came."""
 
 
 def read_rows(path: Path) -> tuple[list[str], list[dict[str, str]]]:
@@ -32,8 +32,9 @@ def read_rows(path: Path) -> tuple[list[str], list[dict[str, str]]]:
 
     The format follows the suffix: ``.csv`` (standard quoting), ``.tsv`` (tab, quotes are literal
     text as in GLUE), ``.jsonl``/``.json`` (one JSON object per line; the header is the union of
-    keys in first-seen order, numbers are kept as their JSON text and ``null`` counts as missing).
-    Blank lines are skipped.
+    keys in first-seen order, numbers, arrays and objects are kept as their JSON text and ``null`` counts as
+    missing; a text or label column must hold strings or numbers). Blank lines are skipped; in a one-column
+    file a row of spaces or ``""`` is a row with empty text.
 
     Args:
         path: the file to read.
@@ -135,14 +136,16 @@ def read_text(path: Path) -> str:
 
 def read_delimited(path: Path, text: str, delimiter: str, quoting: int, header: Sequence[str] | None) -> Table:
     kind = "TSV" if delimiter == "\t" else "CSV"
+    # The csv module refuses fields over 128 KB by default; a long document is valid (tokenising truncates it).
+    csv.field_size_limit(2**31 - 1)
     reader = csv.reader(
         io.StringIO(text, newline=""), delimiter=delimiter, quoting=quoting, strict=quoting != csv.QUOTE_NONE
     )
     records: list[tuple[int, list[str]]] = []
     try:
         for fields in reader:
-            if not fields or (len(fields) == 1 and not fields[0].strip()):
-                continue
+            if not fields or (not records and header is None and not "".join(fields).strip()):
+                continue  # a blank line, or blank lines before the header
             records.append((reader.line_num, fields))
     except csv.Error as exc:
         raise StarkInputError(f"{path}: malformed {kind} near line {reader.line_num} ({exc})") from None
@@ -157,9 +160,12 @@ def read_delimited(path: Path, text: str, delimiter: str, quoting: int, header: 
             raise StarkInputError(f"{path}: duplicate column name(s) in header: {shown}")
     else:
         names = list(header)
+    width = len(names)
+    if width > 1:
+        # A line of spaces is a blank line here; in a one-column file it is a row whose text is empty.
+        records = [(line, fields) for line, fields in records if len(fields) > 1 or fields[0].strip()]
     if not records:
         raise StarkInputError(f"{path}: has a header but no data rows")
-    width = len(names)
     rows: list[dict[str, str]] = []
     lines: list[int] = []
     for line, fields in records:
@@ -175,6 +181,7 @@ def _read_jsonl(path: Path, text: str) -> Table:
     keys: dict[str, None] = {}  # insertion-ordered set of column names
     rows: list[dict[str, str]] = []
     lines: list[int] = []
+    originals: list[dict[str, Any]] = []
     # Split on "\n" only: str.splitlines would also break at U+2028 etc., which JSON allows in strings.
     for lineno, line in enumerate(text.split("\n"), start=1):
         stripped = line.strip()
@@ -196,7 +203,8 @@ def _read_jsonl(path: Path, text: str) -> Table:
             )
         rows.append(_json_row(path, lineno, obj, keys))
         lines.append(lineno)
-    return Table(path, list(keys), rows, lines)
+        originals.append(obj)
+    return Table(path, list(keys), rows, lines, originals)
 
 
 def _json_row(path: Path, lineno: int, obj: dict, keys: dict[str, None]) -> dict[str, str]:
@@ -238,7 +246,7 @@ def records_table(path: Path, items: Any, unit: str) -> Table:
         if not isinstance(obj, dict):
             raise StarkInputError(f"{path}: {unit} {n} is a {_json_type(obj)}, expected an object")
         rows.append(_json_row(path, n, obj, keys))
-    return Table(path, list(keys), rows, list(range(1, len(rows) + 1)))
+    return Table(path, list(keys), rows, list(range(1, len(rows) + 1)), items)
 
 
 def _json_type(value: Any) -> str:
@@ -264,9 +272,16 @@ def _json_cell(path: Path, lineno: int, key: str, value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, (int, float)):
         return repr(value)
-    raise StarkInputError(
-        f"{path}: line {lineno}: value of {key!r} is a JSON {_json_type(value)}, expected a string or number"
-    )
+    # An array or object (token lists, metadata): kept as its JSON text, which passes through and could be read
+    # as text if asked; only a column used as a label or text needs to be a string or number.
+    try:
+        text = json.dumps(value, ensure_ascii=False)
+    except (TypeError, ValueError):
+        raise StarkInputError(
+            f"{path}: line {lineno}: value of {key!r} is a {type(value).__name__}, expected a string or number"
+        ) from None
+    _check_encodable(path, lineno, text)
+    return text
 
 
 def _check_encodable(path: Path, lineno: int, text: str) -> None:
@@ -282,10 +297,17 @@ def _column(table: Table, col: str) -> list[str]:
         available = ", ".join(repr(c) for c in table.header) or "none"
         raise StarkInputError(f"{table.path}: no column {col!r} (available columns: {available})")
     out: list[str] = []
-    for row, line in zip(table.rows, table.lines, strict=True):
+    for n, (row, line) in enumerate(zip(table.rows, table.lines, strict=True)):
         value = row.get(col)
         if value is None:
             raise StarkInputError(f"{table.path}: line {line} has no value for column {col!r}")
+        raw = None if table.originals is None else table.originals[n].get(col)
+        if isinstance(raw, (list, dict)):
+            # Held as JSON text so that other columns may carry such values; text and labels may not.
+            kind = _json_type(raw)
+            raise StarkInputError(
+                f"{table.path}: line {line}: value of {col!r} is a JSON {kind}, expected a string or number"
+            )
         out.append(value)
     return out
 

@@ -77,7 +77,7 @@ def _allocate(counts: list[int], fraction: float, target: int) -> list[int]:
     """Per-class selection sizes summing to ``target`` (largest-remainder rounding with bounds)."""
     ideal = [fraction * c for c in counts]
     low = [1 if c >= 2 else 0 for c in counts]
-    high = [c - 1 if c >= 2 else 1 for c in counts]
+    high = [c - 1 if c >= 2 else 0 for c in counts]  # a class of one stays in train unless nothing else fits
     take = [min(max(math.floor(x), lo), hi) for x, lo, hi in zip(ideal, low, high, strict=True)]
     total = max(target, sum(low))
     for bound in (high, counts):  # only breach "keep one in train" if nothing else fits

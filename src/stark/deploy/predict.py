@@ -189,11 +189,14 @@ class Classifier:
         return tuple(str(config.id2label.get(i, f"LABEL_{i}")) for i in range(config.num_labels))
 
     def max_length(self, requested: int = DEFAULT_MAX_LENGTH) -> int:
-        """``requested`` capped by the position table (RoBERTa-like models lose two rows to their offset)."""
+        """``requested`` capped by the tokens the position table holds (as in training: ``families.max_positions``;
+        RoBERTa-like models lose two rows to their offset, BERT none)."""
+        from stark.models.families import max_positions
+
         if requested < 1:
             raise StarkInputError(f"--max-length must be at least 1, got {requested}")
-        rows = getattr(self.model.config, "max_position_embeddings", None)
-        return min(requested, rows - 2) if rows else requested
+        most = max_positions(self.model.config)
+        return min(requested, most) if most else requested
 
     def encode(self, texts_a: Sequence[str], texts_b: Sequence[str] | None, max_length: int) -> Encoded:
         return encode_texts(self.tokenizer, texts_a, texts_b, self.max_length(max_length))
@@ -305,7 +308,9 @@ def choose_text_cols(table: Table, given: Sequence[str] | None, task: TaskSpec |
     strings = [
         c
         for c in table.header
-        if c.strip().lower() not in LABEL_NAMES and not _is_numeric([r.get(c) for r in table.rows])
+        if c.strip().lower() not in LABEL_NAMES
+        and not _is_numeric([r.get(c) for r in table.rows])
+        and _json_strings(table, c)
     ]
     want = len(trained) if len(trained) in (1, 2) else (2 if len(strings) == 2 else 1)
     if len(strings) < want:
@@ -318,6 +323,14 @@ def choose_text_cols(table: Table, given: Sequence[str] | None, task: TaskSpec |
     if trained:
         why += f"; the model was trained on {', '.join(map(repr, trained))}, which the input lacks"
     return strings[:want], why
+
+
+def _json_strings(table: Table, col: str) -> bool:
+    """Whether a column can be text: in a JSON source its values must be strings (not booleans, arrays or
+    objects, which the table holds as text too)."""
+    if table.originals is None:
+        return True
+    return all(isinstance(obj[col], str) for obj in table.originals if obj.get(col) is not None)
 
 
 def output_columns(class_names: Sequence[str]) -> list[str]:
@@ -343,8 +356,10 @@ def format_predictions(table: Table, preds: Predictions, fmt: str) -> str:
     records = preds.records()
     buffer = io.StringIO()
     if fmt == "jsonl":
-        for row, rec in zip(table.rows, records, strict=True):
-            buffer.write(json.dumps({**{c: row[c] for c in table.header if c in row}, **rec}, ensure_ascii=False))
+        # A JSON input's objects pass through as they came (numbers stay numbers, nulls stay); others as text.
+        inputs = table.originals or [{c: row[c] for c in table.header if c in row} for row in table.rows]
+        for obj, rec in zip(inputs, records, strict=True):
+            buffer.write(json.dumps({**obj, **rec}, ensure_ascii=False, default=str))  # datasets' dates etc.
             buffer.write("\n")
         return buffer.getvalue()
     writer = csv.writer(buffer, lineterminator="\n")
