@@ -196,6 +196,13 @@ def test_custom_tsv_keeps_quotes_and_bom(tmp_path: Path) -> None:
     assert tr.text_b is None and tr.labels == [1, 0, 2]
 
 
+def test_integer_labels_beyond_float_precision_stay_apart(tmp_path: Path) -> None:
+    train = tmp_path / "train.csv"
+    train.write_text("text,label\na,9007199254740993\nb,9007199254740992\nc,09007199254740993\n")
+    spec, tr, _ = load_custom(train, train, ["text"], "label")
+    assert spec.labels == ("9007199254740992", "9007199254740993") and tr.labels == [1, 0, 1]
+
+
 def test_custom_jsonl_numeric_labels(tmp_path: Path) -> None:
     train = tmp_path / "train.jsonl"
     labels: list[Any] = [10, 2, "9", 2.0]
@@ -242,6 +249,7 @@ BAD_INPUTS = [
     case("unknown-text-column", GOOD, "no column 'txt' (available columns: 'text', 'label')", text_cols=["txt"]),
     case("unknown-label-column-in-dev", GOOD, "no column 'label'", dev="text,lab\na,pos\n"),
     case("ragged-row", b"text,label\na,pos\nb,neg,extra\n", "line 3 has 3 fields but the header has 2"),
+    case("ragged-multiline-row", b'text,label\n"a\nb",pos,x\n', "line 2 has 3 fields but the header has 2"),
     case("csv-named-tsv", b"text,label\na,pos\n", "no column 'text'", name="t.tsv"),
     case("latin1-bytes", b"text,label\ncaf\xe9,pos\n", "not valid UTF-8 (byte 0xe9 at offset 14, line 2)"),
     case(

@@ -5,15 +5,11 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-from stark.errors import StarkInputError
-
-if TYPE_CHECKING:
-    pass
+from typing import Any
 
 from stark.data.readers import Table, column, label_cells, read_table
 from stark.data.tasks import Examples, TaskSpec, TaskType
+from stark.errors import StarkInputError
 
 
 def _as_number(value: str) -> float | None:
@@ -27,6 +23,10 @@ def _as_number(value: str) -> float | None:
 
 def _canonical_int(value: str) -> str | None:
     """'1', '1.0' and '01' are the same class; return its canonical spelling, or None if not integral."""
+    try:
+        return str(int(value))  # exact for any size (a float holds integers exactly only up to 2**53)
+    except ValueError:
+        pass
     number = _as_number(value)
     if number is None or not number.is_integer():
         return None

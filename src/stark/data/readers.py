@@ -142,11 +142,13 @@ def read_delimited(path: Path, text: str, delimiter: str, quoting: int, header: 
         io.StringIO(text, newline=""), delimiter=delimiter, quoting=quoting, strict=quoting != csv.QUOTE_NONE
     )
     records: list[tuple[int, list[str]]] = []
+    end = 0
     try:
         for fields in reader:
+            start, end = end + 1, reader.line_num  # a quoted field may span lines: name the record's first
             if not fields or (not records and header is None and not "".join(fields).strip()):
                 continue  # a blank line, or blank lines before the header
-            records.append((reader.line_num, fields))
+            records.append((start, fields))
     except csv.Error as exc:
         raise StarkInputError(f"{path}: malformed {kind} near line {reader.line_num} ({exc})") from None
     if header is None:
