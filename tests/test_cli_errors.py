@@ -308,6 +308,21 @@ def test_thinned_class_warning(capsys: pytest.CaptureFixture[str]) -> None:
     assert capsys.readouterr().err == ""
 
 
+def test_labels_spelled_two_ways_are_named(capsys: pytest.CaptureFixture[str]) -> None:
+    from types import SimpleNamespace
+
+    from stark.data.prepare import warn_selection
+
+    spec = TaskSpec("custom", TaskType.CLASSIFICATION, ("POS", "neg", "pos", "very  good", "Very good"), ("a",), "a")
+    data = SimpleNamespace(select=[0] * 500, spec=spec, select_near_dup_share=0, select_closed_at=0, empty_texts=())
+    warn_selection(data)
+    assert capsys.readouterr().err == (
+        "stark: warning: labels 'POS' and 'pos' differ only in case or spaces: they are 2 classes (fix the file if "
+        "not)\nstark: warning: labels 'very  good' and 'Very good' differ only in case or spaces: they are 2 classes "
+        "(fix the file if not)\n"
+    )
+
+
 @pytest.mark.parametrize(("n_select", "warns"), [(49, True), (50, False)])
 def test_selection_warning_threshold(n_select: int, warns: bool, capsys: pytest.CaptureFixture[str]) -> None:
     from types import SimpleNamespace

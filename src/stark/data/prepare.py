@@ -4,6 +4,7 @@ train / selection / dev and tokenised, with the size checks that refuse splits t
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -264,6 +265,9 @@ def warn_selection(data: TaskData) -> None:
         print(f"stark: no --dev given: {heldout.message()}", file=sys.stderr, flush=True)
     for empty in data.empty_texts:
         _warn(empty.message())
+    for group in near_identical_labels(data.spec.labels):
+        shown = " and ".join(map(repr, group))
+        _warn(f"labels {shown} differ only in case or spaces: they are {len(group)} classes (fix the file if not)")
     n = len(data.select)
     if n < WARN_SELECT:
         _warn(
@@ -286,6 +290,15 @@ def warn_selection(data: TaskData) -> None:
                 f"{100 * whole:.0f} % of the training data: --select-near-dup {data.select_closed_at:g} moved most "
                 "of it into the selection slice, so the student rarely sees it (a higher threshold moves fewer)"
             )
+
+
+def near_identical_labels(labels: Sequence[str]) -> list[tuple[str, ...]]:
+    """Class names that differ only in letter case or inner spacing ('POS' / 'pos', 'very good' /
+    'very  good'): most likely one class spelled two ways in a hand-made file."""
+    groups: dict[str, list[str]] = {}
+    for name in labels:
+        groups.setdefault(" ".join(name.casefold().split()), []).append(name)
+    return [tuple(g) for g in groups.values() if len(g) > 1]
 
 
 def _warn(message: str) -> None:
