@@ -497,3 +497,34 @@ def test_a_folder_swap_replaces_a_stale_old_copy(tmp_path: Path) -> None:
     replace_folder(path, lambda tmp: (tmp / "step").write_text("2"))
     assert (path / "step").read_text() == "2"
     assert not stale.exists() and not (tmp_path / "checkpoint.tmp").exists()
+
+
+@pytest.fixture
+def fp16_cpu_accelerator():
+    """An fp16 Accelerator on the CPU with a CPU gradient scaler put in by hand (accelerate makes one on a GPU
+    only): a scale that starts high and grows every 3 steps, so it moves within a toy run."""
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+    accelerator = Accelerator(cpu=True, mixed_precision="fp16")
+    accelerator.scaler = torch.amp.GradScaler("cpu", init_scale=2.0**10, growth_interval=3)
+    yield accelerator
+    AcceleratorState._reset_state(reset_partial_state=True)
+
+
+def test_fp16_gradient_scale_resumes_with_its_run(tmp_path: Path, fp16_cpu_accelerator, one_thread) -> None:
+    """The loss scale is part of a run's state: a run resumed from disk continues with the scale it saved (not
+    the one another run left on the shared scaler), and a fresh run starts from the initial scale."""
+    cfg = replace(CFG, mixed_precision="fp16")
+
+    def run(work: Path, **budget):
+        model = tiny_model(num_labels=3)
+        return fit(model, DATA, cfg, work, budget=Budget(**budget), accelerator=fp16_cpu_accelerator)
+
+    straight = run(tmp_path / "straight")
+    scale = json.loads((tmp_path / "straight" / "checkpoint" / "state.json").read_text())["scaler"]["scale"]
+    assert scale == 2.0**10 * 2**4  # 12 steps, none skipped: grown 4 times
+    run(tmp_path / "resumed", stop_after_steps=5)
+    run(tmp_path / "other")  # leaves the shared scaler at the end of another run
+    same_run(tmp_path / "straight", tmp_path / "resumed", straight, run(tmp_path / "resumed"))

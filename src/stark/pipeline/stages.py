@@ -376,7 +376,7 @@ def sparsify_teachers(
         if done and (teacher_saved(out_dir) or not save) and (SparseTeacherRecord.read(out_dir).dev or not dev):
             continue
         start = time.perf_counter()
-        teacher = teachers.model(level)
+        teacher = on_device(teachers.model(level), accelerator)  # as the proxy runs it: on the GPU where there is one
         select_logits = predict(teacher, data.select, data.pad_id, eval_batch_size)
         record = SparseTeacherRecord(
             sparsity=level,

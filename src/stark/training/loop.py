@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -95,6 +96,9 @@ class LoopState:
     wall_s: float = 0.0
     processes: int = 1
     train_config: dict = field(default_factory=dict)
+    scaler: dict | None = None
+    """fp16 on a GPU: the gradient scaler's state (its loss scale moves as the run trains, so a resumed run
+    needs the one it paused with); None otherwise."""
 
     def restore(self, saved: dict) -> None:
         """Take the saved values (older checkpoints may lack some fields: those keep their defaults)."""
@@ -227,7 +231,7 @@ def _start(
         checkpoint.recover(ckpt)
     accelerator.wait_for_everyone()
 
-    torch.manual_seed(cfg.seed)
+    torch.manual_seed(cfg.seed + rank)  # each process its own dropout masks; process 0 draws as one process would
     per_epoch = steps_per_epoch(len(data.train), cfg.batch_size, world)
     total_steps = total_steps_for(len(data.train), cfg, world)
     eval_every = eval_interval(cfg, per_epoch, total_steps)
@@ -238,6 +242,7 @@ def _start(
     # The scheduler stays unprepared: our step count is already global, while accelerate's wrapper
     # would advance it once per process at every step (N processes would run N times the schedule).
     model, optimizer = accelerator.prepare(model, optimizer)
+    _set_scaler(accelerator.scaler, state.scaler)
     name = (facts or {}).get("stage", "train")
     run = _Run(
         model=model,
@@ -290,6 +295,24 @@ def _restore(
     return state.step
 
 
+_FRESH_SCALERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+"""Each accelerator's gradient scaler as it was before its first run: every fresh run starts from it."""
+
+
+def _set_scaler(scaler, saved: dict | None) -> None:
+    """One accelerator's scaler serves every run of a command: give this run the scale it saved, or a fresh one
+    (not the scale the previous run ended with)."""
+    if scaler is None:
+        return
+    fresh = _FRESH_SCALERS.setdefault(scaler, dict(scaler.state_dict()))
+    scaler.load_state_dict(saved if saved is not None else fresh)
+
+
+def _scaler_state(run: _Run) -> dict | None:
+    scaler = run.accelerator.scaler
+    return None if scaler is None else dict(scaler.state_dict())
+
+
 def _check_processes(ckpt: Path, saved: int, world: int) -> None:
     if saved != world:
         from stark.errors import StarkInputError
@@ -317,17 +340,28 @@ def _train_step(run: _Run, step: int, indices: list[int], weight: float) -> torc
     # all-reduce, so all of them stop at the same step instead of hanging.
     run.accelerator.backward(loss if world == 1 else loss * weight)
     grad_norm = run.accelerator.clip_grad_norm_(run.model.parameters(), run.cfg.max_grad_norm)
-    if not bool(torch.isfinite(loss.detach())):
-        raise _diverged(run, step, f"the loss is {loss.item()}")
+    if not _finite_everywhere(run, loss.detach()):
+        raise _diverged(run, step, f"the loss is {loss.item()}" + ("" if world == 1 else " (on some process)"))
     # fp16 overflows are routine: the gradient scaler skips those steps, so they are not divergence.
     fp16 = run.accelerator.mixed_precision == "fp16"
     if not fp16 and not bool(torch.isfinite(torch.as_tensor(grad_norm))):
         raise _diverged(run, step, f"the gradient norm is {float(grad_norm)}")
     run.optimizer.step()
-    run.scheduler.step()
+    if not getattr(run.optimizer, "step_was_skipped", False):
+        run.scheduler.step()  # a step the fp16 scaler skipped did not update the weights: the schedule waits too
     run.embedding_grad.zero_grad(run.optimizer, batch["input_ids"])
     # The global batch's mean loss (what one process with the global batch would log).
     return loss.detach() if world == 1 else run.accelerator.reduce(loss.detach() * weight, "mean")
+
+
+def _finite_everywhere(run: _Run, loss: torch.Tensor) -> bool:
+    """Whether the loss is finite on every process. Several processes decide together: under fp16 a NaN loss
+    on one of them leaves only infinite gradients elsewhere (which the scaler skips), and a process that
+    stopped alone would leave the others waiting in the next collective."""
+    bad = (~torch.isfinite(loss)).float().reshape(1)
+    if run.accelerator.num_processes > 1:
+        bad = run.accelerator.reduce(bad, "sum")
+    return not bool(bad.item())
 
 
 def _record_loss(run: _Run, state: LoopState, loss: torch.Tensor) -> None:
@@ -388,6 +422,7 @@ def _clock_due(run: _Run) -> bool:
 def _checkpoint(run: _Run, state: LoopState) -> None:
     _check_weights(run, state.step)
     rng = checkpoint.gather_rng(run.accelerator)
+    state.scaler = _scaler_state(run)
     if run.main:
         state.wall_s = run.prior_wall + time.perf_counter() - run.started
         checkpoint.save(run.work_dir / "checkpoint", run.unwrapped(), run.optimizer, run.scheduler, asdict(state), rng)
@@ -437,7 +472,7 @@ def _result(run: _Run, state: LoopState, current: dict[str, float], park: bool) 
         if run.main:
             checkpoint.write_paused(run.work_dir, Standing(state.step, state.best, current))
         if park:
-            state.wall_s = wall
+            state.wall_s, state.scaler = wall, _scaler_state(run)
             rank = run.accelerator.process_index
             parked = ParkedRun(
                 model=run.unwrapped(),
