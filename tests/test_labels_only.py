@@ -108,8 +108,10 @@ def test_the_delivered_model_is_the_chosen_student(tiny_run: Path, capsys) -> No
     print_summary(summary)
     out = capsys.readouterr().out
     assert model.line() in out and f"model: {model.dir}" in out
+    assert f"stark predict --model {model.dir} --input FILE" in out  # what to do next, in the terminal
     report = (tiny_run / "report.md").read_text()
     assert report.index(f"**Your model: `{model.dir}`**") < report.index("## How it was made")
+    assert f"stark export --model {model.dir} --out" in report
 
 
 def _stage(folder: Path, select: float) -> Path:

@@ -281,3 +281,33 @@ def test_time_section_counts_vanilla_kd_runs(tmp_path, sparse_logits: bool) -> N
     assert "KD student-epochs spent: 7.00 (one full KD run = 3: 2.33 vanilla-KD runs' worth of distilling)." in text
     assert ("| sparse_teacher_logits | 0.2 |" in text) == sparse_logits
     assert ("*sparse_teacher_logits* the sparse teachers'" in text) == sparse_logits
+
+
+def test_a_labels_only_model_is_said_to_be_the_one_delivered(tmp_path) -> None:
+    """When the labels-only student beats vanilla KD, the report names it as the model, with what to run, and does
+    not call the result plain KD; the time table shows what no stage holds."""
+    model = {
+        "dir": "runs/x/model",
+        "source": "runs/x/labels_only/seed0",
+        "kind": "labels_only",
+        "teacher_sparsity": None,
+        "seed_index": 0,
+        "params": 1_000_000,
+        "teacher_params": 4_000_000,
+        "size_mb": 4.0,
+        "teacher_size_mb": 16.0,
+        "metric": "accuracy",
+        "dev": 0.72,
+        "teacher_dev": 0.80,
+        "constant_dev": 0.5,
+        "constant_select": 0.5,
+    }
+    reason = "the labels-only student: it leads vanilla KD by 3.00 ± 1.00 points of selection accuracy"
+    summary = fake_summary(chosen=0.0) | {"model": model, "final_reason": reason, "total_wall_s": 4.0}
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    text = write_report(bare, summary, html=False).read_text()
+    assert "**Your model: `runs/x/model`** (trained on the labels alone, seed 0 of 2)" in text
+    assert "stark predict --model runs/x/model --input FILE" in text
+    assert f"The model delivered is not distilled, though: {reason}" in text and "plain (vanilla) KD" not in text
+    assert "| other (data, checks, summary) | 1.0 |" in text

@@ -33,6 +33,7 @@ def print_summary(summary: dict) -> None:
     print(f"summary: {out}/summary.json   report: {out}/report.md")
     if typed.model is not None:
         print(typed.model.line())
+        print("use it:\n  " + typed.model.next_steps().replace("\n", "\n  "))
 
 
 def run(args: argparse.Namespace) -> int:

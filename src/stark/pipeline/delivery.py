@@ -122,10 +122,14 @@ def final_candidate(
     level = choice.chosen if choice is not None else 0.0
     seeds = range(cfg.search.seeds)
     if level == 0:
-        picked = FinalCandidate("vanilla_kd", 0.0, vanilla_kd_dirs(cfg, paths), "vanilla KD (the dense teacher)")
+        why = "no sparse teacher's student beat it on the selection split" if choice else "no level was compared"
+        picked = FinalCandidate(
+            "vanilla_kd", 0.0, vanilla_kd_dirs(cfg, paths), f"vanilla KD from the dense teacher: {why}"
+        )
     else:
+        why = "it led vanilla KD on the selection split by more than the bar"
         dirs = [paths.student(level, k) for k in seeds]
-        picked = FinalCandidate("sparse_teacher", level, dirs, f"the {level:g}% sparse teacher's student")
+        picked = FinalCandidate("sparse_teacher", level, dirs, f"the {level:g}% sparse teacher's student: {why}")
     if gain is None or not gain.labels_lead:
         return picked
     main = data.spec.main_metric

@@ -9,7 +9,7 @@ from stark.report.figures import FIGURES, NEURON_BUCKETS, build_figures
 from stark.report.html import markdown_to_html
 from stark.report.inputs import dense_shape, fmt_metric, metric_points, read_json, sparse_teacher_widths
 from stark.rundir.io import write_text
-from stark.rundir.records import RunSummary, SeedRecord, SparseTeacherRecord
+from stark.rundir.records import MODEL_KINDS, RunSummary, SeedRecord, SparseTeacherRecord
 
 
 def results_table(summary: RunSummary | dict) -> str:
@@ -68,11 +68,13 @@ def _why(summary: RunSummary, widths: dict[float, SparseTeacherRecord], shape: t
     text = [f"**Chosen teacher sparsity: {chosen:g}%** - {summary.chosen_reason}."]
     vanilla = metric_points(summary.vanilla_kd.get("student_dev"), m)
     dev = 100 * level.student_dev_mean if level and level.student_dev_mean is not None else None
-    if chosen == 0:
+    if summary.model is not None and summary.model.kind == "labels_only":
         text.append(
-            "The 0% teacher is the dense teacher, so the recommendation is plain (vanilla) KD: no sparse teacher gave "
-            "a better student on the selection split."
+            f"The model delivered is not distilled, though: {summary.final_reason}, and it is at least as good as "
+            "the chosen level's on the selection split."
         )
+    elif chosen == 0:
+        text.append("No sparse teacher gave a better student on the selection split: plain (vanilla) KD it is.")
     elif dev is not None and vanilla is not None:
         text.append(
             f"Distilled from the {chosen:g}% sparse teacher, the student reaches dev {m} {dev:.2f} against "
@@ -100,7 +102,8 @@ def _why(summary: RunSummary, widths: dict[float, SparseTeacherRecord], shape: t
             f"`--select-near-dup {NEAR_DUP}` moves such examples into the selection slice."
         )
     n_select = summary.examples.get("select")
-    if n_select:
+    if n_select and (summary.choice or {}).get("bar_z") is None:
+        # Newer summaries say the bar in the reason above; older ones only here.
         text.append(
             f"The choice rests on {n_select} selection examples: a sparse level is kept only when its student leads "
             f"vanilla KD there on the selection {_choice_signal(summary)} by more than the paired-bootstrap bar"
@@ -136,6 +139,12 @@ def _teachers_table(summary: RunSummary, widths: dict[float, SparseTeacherRecord
         lines.append(
             f"| {level:g}% | {sum(w.heads_per_layer)} | {sum(w.ffn_per_layer)} | {params} | {gflops} | "
             f"{fmt_metric(t.select, m)} | {fmt_metric(dev, m)} |"
+        )
+    model = summary.model
+    if model is not None and model.constant_select is not None:
+        # A teacher at the constant's score has lost the task: the row makes that visible.
+        lines.append(
+            f"| constant prediction | | | | | {_points(model.constant_select)} | {_points(model.constant_dev)} |"
         )
     return "\n".join(lines)
 
@@ -208,7 +217,7 @@ def _model_section(summary: RunSummary) -> list[str]:
         "| | model | teacher |",
         "|---|---:|---:|",
         f"| parameters | {model.params / 1e6:.2f} M | {model.teacher_params / 1e6:.2f} M |",
-        f"| size on disk | {model.size_mb:.1f} MB | {model.teacher_size_mb:.1f} MB |",
+        f"| weights on disk | {model.size_mb:.1f} MB | {model.teacher_size_mb:.1f} MB |",
         f"| dev {m} | {_points(model.dev)} | {_points(model.teacher_dev)} |",
     ]
     for s in model.speed:
@@ -216,10 +225,14 @@ def _model_section(summary: RunSummary) -> list[str]:
             f"| CPU forward, batch {s.batch} x {s.seq_len} tokens | {s.model_ms:.1f} ms ({s.speedup:.1f}x faster) "
             f"| {s.teacher_ms:.1f} ms |"
         )
+    seed = f", seed {model.seed_index} of {summary.seeds}" if summary.seeds > 1 else ""
     lines += [
-        f"**Your model: `{model.dir}`** ({_KIND_TEXT.get(model.kind, model.kind)}, seed {model.seed_index}). "
-        "Load it with `transformers` (`trust_remote_code=True` when its layers have uneven widths), "
-        "`stark predict` or `stark export`.",
+        f"**Your model: `{model.dir}`** ({MODEL_KINDS.get(model.kind, model.kind)}{seed}). Use it:",
+        "",
+        "```",
+        model.next_steps(),
+        f'AutoModelForSequenceClassification.from_pretrained("{model.dir}", trust_remote_code=True)  # Python',
+        "```",
         "",
         *rows,
         "",
@@ -233,13 +246,6 @@ def _model_section(summary: RunSummary) -> list[str]:
     if summary.labels_only is not None:
         lines += [f"**What the teacher adds:** {summary.labels_only.message()}.", ""]
     return lines
-
-
-_KIND_TEXT = {
-    "vanilla_kd": "distilled from the dense teacher",
-    "sparse_teacher": "distilled from a sparse teacher",
-    "labels_only": "trained on the labels alone",
-}
 
 
 def _held_out_text(held: dict) -> str:
@@ -354,12 +360,20 @@ def _time_section(summary: RunSummary) -> list[str]:
         "| stage | wall s |",
         "|---|---:|",
         *[f"| {k} | {v:.1f} |" for k, v in summary.stage_wall_s.items()],
+        *_other_row(summary),
         f"| total (this invocation) | {summary.total_wall_s:.1f} |",
         "",
         *logits,
         spent + ").",
         "",
     ]
+
+
+def _other_row(summary: RunSummary) -> list[str]:
+    """The time no stage row holds (loading and tokenising the data, checks, the summary), where the stages ran
+    in this invocation (a resumed run's rows include stages an earlier invocation finished)."""
+    other = summary.total_wall_s - sum(summary.stage_wall_s.values())
+    return [f"| other (data, checks, summary) | {other:.1f} |"] if other > 0 else []
 
 
 def _choice_signal(summary: RunSummary) -> str:

@@ -155,6 +155,14 @@ MIN_RECOVERED = 0.5
 selection split) is reported as one that did not learn the task."""
 
 
+MODEL_KINDS = {
+    "vanilla_kd": "distilled from the dense teacher",
+    "sparse_teacher": "distilled from a sparse teacher",
+    "labels_only": "trained on the labels alone",
+}
+"""How a delivered model was made, in words, by ``DeliveredModel.kind``."""
+
+
 @dataclass
 class DeliveredModel:
     """``summary.json``'s ``model``: where the delivered model is, what it is, and how it compares."""
@@ -204,7 +212,7 @@ class DeliveredModel:
         """The one line a run ends with."""
         m = self.metric
         parts = [
-            f"model: {self.dir}",
+            f"model: {self.dir} ({MODEL_KINDS.get(self.kind, self.kind)})",
             f"{self.params / 1e6:.1f} M parameters, {self.size_mb:.0f} MB "
             f"(teacher {self.teacher_params / 1e6:.1f} M, {self.teacher_size_mb:.0f} MB)",
         ]
@@ -215,6 +223,14 @@ class DeliveredModel:
         if self.speed:
             parts.append("CPU speed-up " + ", ".join(f"{s.speedup:.1f}x at batch {s.batch}" for s in self.speed))
         return "; ".join(parts)
+
+    def next_steps(self) -> str:
+        """What to run with the model, one line per command."""
+        out = str(Path(self.dir).parent / "onnx")
+        return (
+            f"stark predict --model {self.dir} --input FILE > predictions.csv\n"
+            f"stark export --model {self.dir} --out {out} --quantize int8 --eval"
+        )
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
