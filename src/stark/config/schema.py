@@ -333,7 +333,7 @@ class SearchConfig:
         1 / 12,
         flag=True,
         help="successive halving (--search halving or proxy): share of a full student training that every level "
-        "gets in the first round, or rung (past the 10 percent warm-up)",
+        "gets in the first round, or rung (1/12: the first rung ends inside the 10 percent warm-up)",
     )
     eta: int = option(
         3,
