@@ -37,6 +37,7 @@ from stark.data.tasks import TaskSpec
 from stark.pipeline.baselines import check_teacher, constant_metrics
 from stark.pipeline.stages import build_student, distill, finetune_teacher, teacher_logits_full
 from stark.rundir.io import read_metrics
+from stark.rundir.provenance import cpu_kind
 from stark.training.metrics import better
 from stark.training.schedule import eval_interval, total_steps_for
 
@@ -377,6 +378,7 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             print(f"=== budget cell {key}", flush=True)
             row = {**thunk(), "commit": commit(), "threads": torch.get_num_threads(), "load": load_average()}
+            row["cpu"] = cpu_kind()  # seconds compare only on one CPU kind
             rows.append(row)
             save_rows(ROWS, rows)
             write_page(PAGE, markdown(rows))
