@@ -340,7 +340,11 @@ def _train_step(run: _Run, step: int, indices: list[int], weight: float) -> torc
     # all-reduce, so all of them stop at the same step instead of hanging.
     run.accelerator.backward(loss if world == 1 else loss * weight)
     grad_norm = run.accelerator.clip_grad_norm_(run.model.parameters(), run.cfg.max_grad_norm)
-    if not _finite_everywhere(run, loss.detach()):
+    # The global batch's mean loss (what one process with the global batch would log). Reduced before the check:
+    # a non-finite loss on any process makes it non-finite, so every process stops at the same step (under fp16
+    # a NaN loss on one process leaves only infinite gradients elsewhere, which the scaler skips).
+    logged = loss.detach() if world == 1 else run.accelerator.reduce(loss.detach() * weight, "mean")
+    if not bool(torch.isfinite(logged)):
         raise _diverged(run, step, f"the loss is {loss.item()}" + ("" if world == 1 else " (on some process)"))
     # fp16 overflows are routine: the gradient scaler skips those steps, so they are not divergence.
     fp16 = run.accelerator.mixed_precision == "fp16"
@@ -350,18 +354,7 @@ def _train_step(run: _Run, step: int, indices: list[int], weight: float) -> torc
     if not getattr(run.optimizer, "step_was_skipped", False):
         run.scheduler.step()  # a step the fp16 scaler skipped did not update the weights: the schedule waits too
     run.embedding_grad.zero_grad(run.optimizer, batch["input_ids"])
-    # The global batch's mean loss (what one process with the global batch would log).
-    return loss.detach() if world == 1 else run.accelerator.reduce(loss.detach() * weight, "mean")
-
-
-def _finite_everywhere(run: _Run, loss: torch.Tensor) -> bool:
-    """Whether the loss is finite on every process. Several processes decide together: under fp16 a NaN loss
-    on one of them leaves only infinite gradients elsewhere (which the scaler skips), and a process that
-    stopped alone would leave the others waiting in the next collective."""
-    bad = (~torch.isfinite(loss)).float().reshape(1)
-    if run.accelerator.num_processes > 1:
-        bad = run.accelerator.reduce(bad, "sum")
-    return not bool(bad.item())
+    return logged
 
 
 def _record_loss(run: _Run, state: LoopState, loss: torch.Tensor) -> None:
