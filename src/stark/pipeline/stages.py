@@ -100,9 +100,11 @@ def _train_stage(
     )
     if not result.finished:
         return result, None
+    # Every process scores its share of dev on its device: the main process alone on the CPU could keep the
+    # others waiting at the barrier past the collective timeout on a large dev set.
+    best = on_device(load_model(str(work / "best")), accelerator)
+    dev = evaluate(best, data.dev, data.spec, data.pad_id, train_cfg.eval_batch_size, accelerator)
     if is_main(accelerator):
-        best = load_model(str(work / "best"))
-        dev = evaluate(best, data.dev, data.spec, data.pad_id, train_cfg.eval_batch_size)
         stage = TrainedStage(
             select=result.best,
             dev=dev,
@@ -193,7 +195,10 @@ def build_student(
     start = time.perf_counter()
     teacher = load_model(str(teacher_dir))
     if student.sparsity is not None:
-        scores = score_teacher(teacher, data.select, data.spec, data.pad_id, score_batch_size)
+        # Scored on the device, each process its share (summed), as the score stage does; pruned on the CPU.
+        on = on_device(teacher, accelerator)
+        scores = score_teacher(on, data.select, data.spec, data.pad_id, score_batch_size, accelerator=accelerator)
+        teacher = on.cpu()
         heads, neurons = scores.combined(lam=1.0)
         reordered = reorder_model(teacher, list(heads), list(neurons))
         kept = sparsity_map(list(heads), list(neurons), student.sparsity / 100)
