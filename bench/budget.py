@@ -198,16 +198,33 @@ def _patience(settings: dict) -> str:
     return f"early stopping after {p:g} epochs without improvement past the floor" if p else "no early stopping"
 
 
+def _arm_text(rows: list[dict], kind: str, arm: str) -> str:
+    """What an arm ran, from the settings its rows recorded (the preset may have changed since)."""
+    seen = [r["settings"] for r in rows if r["kind"] == kind and r["arm"] == arm]
+    if not seen:
+        return "not run yet"
+    distinct = {tuple(sorted(s.items())) for s in seen}
+    if len(distinct) > 1:
+        return "settings differ between its rows (see budget.json)"
+    s = seen[0]
+    floor = f"at least {s['min_steps']} steps" if s["min_steps"] else "no floor"
+    return f"{s['epochs']:g} epochs, {floor}, {_patience(s)}, lr {s['lr']:g}"
+
+
 def markdown(rows: list[dict]) -> str:
-    old, new = budget_settings("finetune", "old"), budget_settings("finetune", "new")
-    sold, snew = budget_settings("distill", "old"), budget_settings("distill", "new")
+    snew = budget_settings("distill", "new")
+    arms = [
+        f"teachers old: {_arm_text(rows, 'teacher', 'old')}",
+        f"teachers new: {_arm_text(rows, 'teacher', 'new')}",
+        f"students old: {_arm_text(rows, 'student', 'old')}",
+        f"students long: {_arm_text(rows, 'student', 'long')}",
+    ]
     lines = [
         "# Training budget: old against new",
         "",
-        "Regenerate: `python -m bench.budget` (skips finished cells). Old: 3 epochs, no floor, no early stopping. "
-        f"New (the fast preset now): teacher {new['epochs']:g} epochs, at least {new['min_steps']} steps, "
-        f"{_patience(new)}, lr {new['lr']:g} (old lr {old['lr']:g}); student {snew['epochs']:g} epochs, at least "
-        f"{snew['min_steps']} steps, {_patience(snew)}, lr {snew['lr']:g} (old lr {sold['lr']:g}). Dev is the "
+        "Regenerate: `python -m bench.budget` (skips finished cells). The arms, as their rows recorded them: "
+        + "; ".join(arms)
+        + ". 'New' is the fast preset's budget when the rows ran. Dev is the "
         "mean ± sd over seeds (one seed: its value); 'learned' counts the seeds whose selection score the "
         "teacher guard calls clearly better than the constant predictor (accuracy, or Pearson for STS-B); steps "
         "and seconds are means (seconds on 2 threads, sometimes beside other work: compare steps).",

@@ -540,3 +540,17 @@ def test_default_run_reads_the_bytes_written_from_gnu_time() -> None:
     assert default_run.written_gb(report) == 14.48  # 512-byte blocks
     assert default_run.written_gb("no such line") is None
     assert default_run.sum_or_none([1.0, 2.5]) == 3.5 and default_run.sum_or_none([1.0, None]) is None
+
+
+def test_budget_page_describes_each_arm_by_the_settings_its_rows_recorded() -> None:
+    """The page says what the rows ran, not what today's preset would run (the preset may change later)."""
+    from bench.budget import _arm_text
+
+    old = {"epochs": 3.0, "min_steps": 0, "patience_epochs": 0.0, "lr": 5e-05}
+    new = {"epochs": 3.0, "min_steps": 600, "patience_epochs": 1.0, "lr": 5e-05}
+    rows = [{"kind": "teacher", "arm": "old", "settings": old}, {"kind": "teacher", "arm": "new", "settings": new}]
+    assert _arm_text(rows, "teacher", "old") == "3 epochs, no floor, no early stopping, lr 5e-05"
+    assert _arm_text(rows, "teacher", "new").startswith("3 epochs, at least 600 steps, early stopping after 1 epochs")
+    assert _arm_text(rows, "student", "long") == "not run yet"
+    mixed = [*rows, {"kind": "teacher", "arm": "new", "settings": {**new, "lr": 1e-4}}]
+    assert "differ" in _arm_text(mixed, "teacher", "new")
