@@ -467,9 +467,11 @@ def _result(run: _Run, state: LoopState, current: dict[str, float], park: bool) 
         if park:
             state.wall_s, state.scaler = wall, _scaler_state(run)
             rank = run.accelerator.process_index
+            # Parked runs wait in host memory, which the search's parking budget measures (a share of RAM), not
+            # on the GPU; continuing one, ``prepare`` and the optimizer's ``load_state_dict`` move it back.
             parked = ParkedRun(
-                model=run.unwrapped(),
-                optimizer=run.optimizer.state_dict(),
+                model=run.unwrapped().to("cpu"),
+                optimizer=_on_host(run.optimizer.state_dict()),
                 scheduler=run.scheduler.state_dict(),
                 state=json.loads(json.dumps(asdict(state))),
                 rng={f"{kind}.{rank}": t for kind, t in checkpoint.rng_state().items()},
@@ -487,6 +489,17 @@ def _result(run: _Run, state: LoopState, current: dict[str, float], park: bool) 
         current=current,
         parked=parked,
     )
+
+
+def _on_host(state: object) -> object:
+    """An optimizer state dict with its tensors on the CPU (the same objects where they already are)."""
+    if torch.is_tensor(state):
+        return state.cpu()
+    if isinstance(state, dict):
+        return {k: _on_host(v) for k, v in state.items()}
+    if isinstance(state, list):
+        return [_on_host(v) for v in state]
+    return state
 
 
 def _forget(accelerator, *objects) -> None:
