@@ -5,9 +5,10 @@ of each task, once with the old budget (3 epochs, no floor, no early stopping) a
 current one (``build_config({})``: epochs, step floor, patience and learning rate), at ``--seeds`` seeds (seed k
 draws another subset and trains with another seed). Students: the 2-layer student on full STS-B, CoLA and
 MRPC and the 70 %-pruned one on MRPC, distilled from the task's shared teacher (bench/common.shared_teacher)
-with either budget. Every cell records the dev and selection metric, the constant predictor's, whether the
-teacher guard says the model learned, the steps and the wall time (contended: see ``load``), and its selection
-curve, so the floor and patience can be re-read from the curves.
+with stark run's pooling (mean for MiniLM), with the old budget and with a long probe (a 3000-step floor).
+Every cell records the dev and selection metric, the constant predictor's, whether the teacher guard says the
+model learned, the steps and the wall time (contended: see ``load``), and its selection curve, so the floor and
+patience can be re-read from the curves.
 
 Writes ``bench/results/budget.{json,md}`` after every cell; a re-run skips finished cells. Cells run seed by
 seed (all sizes and tasks at seed 0 first), so a partial run already compares both budgets everywhere.
@@ -26,7 +27,17 @@ from pathlib import Path
 
 import torch
 
-from bench.common import STUDENTS, SWEEP_SEED, WORK, bench_config, pts, shared_teacher, student_label
+from bench.common import (
+    STUDENTS,
+    SWEEP_SEED,
+    WORK,
+    bench_config,
+    cell_name,
+    pts,
+    shared_teacher,
+    student_label,
+    teacher_pooling,
+)
 from bench.machine import load_average
 from bench.store import RESULTS, commit, load_rows, save_rows, table, write_page
 from stark.config.recipes import build_config
@@ -116,9 +127,12 @@ def teacher_cell(task: str, size: int, seed: int, arm: str) -> dict:
 
 
 def student_cell(task: str, student: str, seed: int, arm: str) -> dict:
-    data, teacher_dir = shared_teacher(task, None, 3, pooling=Pooling.FIRST)
-    out = WORK / "budget" / "students" / f"{task}-{student}"
-    cfg = bench_config(task, out, None, 3, 3, student=STUDENTS[student])
+    # The pooling stark run uses (auto: mean for MiniLM), so the probe asks about the students users get; the
+    # mean-pooled quality cells share these teachers.
+    data, teacher_dir = shared_teacher(task, None, 3, pooling=Pooling.AUTO)
+    pooling = teacher_pooling("minilm", Pooling.AUTO)
+    out = WORK / "budget" / "students" / cell_name("minilm", task, student, pooling)
+    cfg = bench_config(task, out, None, 3, 3, student=STUDENTS[student], pooling=Pooling(pooling))
     init = build_student(cfg.student, data, teacher_dir, out, score_batch_size=cfg.score.batch_size)
     logits = teacher_logits_full(teacher_dir, data, cfg.distill.eval_batch_size)
     settings = budget_settings("distill", arm)
@@ -126,7 +140,8 @@ def student_cell(task: str, student: str, seed: int, arm: str) -> dict:
     distill(_train_config(cfg.distill, settings, SWEEP_SEED + seed), data, init, logits, run_dir)
     teacher = read_metrics(teacher_dir)
     m = data.spec.main_metric
-    row = {"kind": "student", "task": task, "student": student, "seed": seed, "arm": arm, "settings": settings}
+    row = {"kind": "student", "task": task, "student": student, "pooling": pooling, "seed": seed, "arm": arm}
+    row["settings"] = settings
     row["new_is_old"] = same_run(len(data.train), "distill")
     row["teacher_select"] = pts(teacher["select"][m])
     return {**row, **_outcome(run_dir, data, m), "teacher_dev": pts(teacher["dev"][m])}
@@ -145,15 +160,16 @@ def cells(args: argparse.Namespace) -> Iterator[tuple[tuple, callable]]:
                         )
         if "students" in args.parts:
             for task, student in (c for c in STUDENT_CELLS if f"{c[0]}-{c[1]}" in args.students):
+                pooling = teacher_pooling("minilm", Pooling.AUTO)
                 for arm in ("old", "long"):
                     yield (
-                        ("student", task, student, seed, arm),
+                        ("student", task, f"{student}/{pooling}", seed, arm),
                         lambda t=task, st=student, s=seed, a=arm: student_cell(t, st, s, a),
                     )
 
 
 def key_of(row: dict) -> tuple:
-    middle = row["size"] if row["kind"] == "teacher" else row["student"]
+    middle = row["size"] if row["kind"] == "teacher" else f"{row['student']}/{row.get('pooling', 'first')}"
     return row["kind"], row["task"], middle, row["seed"], row["arm"]
 
 
@@ -169,7 +185,7 @@ def _grouped(rows: list[dict], kind: str) -> dict[tuple, dict[str, list[dict]]]:
     groups: dict[tuple, dict[str, list[dict]]] = {}
     for r in rows:
         if r["kind"] == kind:
-            middle = r["size"] if kind == "teacher" else r["student"]
+            middle = r["size"] if kind == "teacher" else student_label(r)
             groups.setdefault((r["task"], middle), {}).setdefault(r["arm"], []).append(r)
     return groups
 
@@ -253,6 +269,7 @@ def markdown(rows: list[dict]) -> str:
         "",
         "## Students on the full sets",
         "",
+        "Students with stark run's pooling (mean for MiniLM: '(mean)'). "
         "On every full set below the new budget trains the same run as the old one (3 epochs are more steps "
         "than the floor, the same evaluations, no early stopping: `new = old` is checked per cell, not assumed), "
         f"so each cell is run once. 'long' is a probe: the new budget with a floor of {LONG_STUDENT_STEPS} "
