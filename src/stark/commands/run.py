@@ -14,7 +14,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Fine-tune the teacher, build the student, distill a trial student, score and sparsify the "
         "teacher, re-distill the student from each sparse teacher and choose the best level on the selection "
         "split. With no options: full MRPC, all-MiniLM-L6-v2 teacher, 70 %-pruned student, on two CPU cores in "
-        "about 21 minutes (3-4 of them the labels-only baseline).",
+        "17-21 minutes, depending on the cores' speed (about 3 of them the labels-only baseline).",
     )
     common.add_options(p, *common.RUN_SECTIONS)
     p.set_defaults(func=run)
