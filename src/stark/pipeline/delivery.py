@@ -122,7 +122,11 @@ def final_candidate(
     level = choice.chosen if choice is not None else 0.0
     seeds = range(cfg.search.seeds)
     if level == 0:
-        why = "no sparse teacher's student beat it on the selection split" if choice else "no level was compared"
+        why = (
+            "no sparse teacher's student led it on the selection split by more than the bar"
+            if choice
+            else "no level was compared"
+        )
         picked = FinalCandidate(
             "vanilla_kd", 0.0, vanilla_kd_dirs(cfg, paths), f"vanilla KD from the dense teacher: {why}"
         )

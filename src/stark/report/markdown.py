@@ -74,7 +74,10 @@ def _why(summary: RunSummary, widths: dict[float, SparseTeacherRecord], shape: t
             "the chosen level's on the selection split."
         )
     elif chosen == 0:
-        text.append("No sparse teacher gave a better student on the selection split: plain (vanilla) KD it is.")
+        text.append(
+            "No sparse teacher's student led vanilla KD on the selection split by more than the bar: plain (vanilla) "
+            "KD it is."
+        )
     elif dev is not None and vanilla is not None:
         text.append(
             f"Distilled from the {chosen:g}% sparse teacher, the student reaches dev {m} {dev:.2f} against "
