@@ -45,12 +45,11 @@ from stark.config.schema import Pooling, TrainConfig
 from stark.data.prepare import load_examples, prepare_data, selection_fraction
 from stark.data.tasks import GLUE_TASKS as GLUE_SPECS
 from stark.data.tasks import TaskSpec
-from stark.models.checkpoint import load_model
-from stark.pipeline.baselines import check_metric_spec, check_teacher, constant_metrics
+from stark.pipeline.baselines import constant_metrics
+from stark.pipeline.run import stage_learned
 from stark.pipeline.stages import build_student, distill, finetune_teacher, teacher_logits_full
 from stark.rundir.io import read_metrics
 from stark.rundir.provenance import cpu_kind
-from stark.training.evaluation import evaluate
 from stark.training.metrics import better
 from stark.training.schedule import eval_interval, total_steps_for
 
@@ -68,6 +67,12 @@ ROWS = RESULTS / "budget.json"
 LONG_STUDENT_STEPS = 3000
 """The students' probe arm: the new budget with this step floor (about 3x the 3 epochs of STS-B, 2x CoLA's),
 to see whether the 2-layer students that barely learn are short of steps."""
+
+
+@functools.cache
+def _student_pooling() -> str:
+    """The students' pooling: stark run's (auto resolves to mean for MiniLM)."""
+    return teacher_pooling("minilm", Pooling.AUTO)
 
 
 def budget_settings(stage: str, arm: str) -> dict:
@@ -96,11 +101,7 @@ def _outcome(run_dir: Path, data, metric: str) -> dict:
     got = read_metrics(run_dir)
     const_dev = constant_metrics(data.spec, data.train.labels, data.dev.labels)
     const_sel = constant_metrics(data.spec, data.train.labels, data.select.labels)
-    select = got["select"]
-    spec = check_metric_spec(data.spec)
-    if any(m not in select for m in spec.metrics):  # CoLA reports MCC only; the guard reads accuracy
-        select = evaluate(load_model(str(run_dir)), data.select, spec, data.pad_id)
-    check = check_teacher(data.spec, select, data.train.labels, data.select.labels)
+    check = stage_learned(data, run_dir, batch_size=64)
     return {
         "metric": metric,
         "train_examples": len(data.train),
@@ -136,7 +137,7 @@ def student_cell(task: str, student: str, seed: int, arm: str) -> dict:
     # The pooling stark run uses (auto: mean for MiniLM), so the probe asks about the students users get; the
     # mean-pooled quality cells share these teachers.
     data, teacher_dir = shared_teacher(task, None, 3, pooling=Pooling.AUTO)
-    pooling = teacher_pooling("minilm", Pooling.AUTO)
+    pooling = _student_pooling()
     out = WORK / "budget" / "students" / cell_name("minilm", task, student, pooling)
     cfg = bench_config(task, out, None, 3, 3, student=STUDENTS[student], pooling=Pooling(pooling))
     init = build_student(cfg.student, data, teacher_dir, out, score_batch_size=cfg.score.batch_size)
@@ -166,16 +167,19 @@ def cells(args: argparse.Namespace) -> Iterator[tuple[tuple, callable]]:
                         )
         if "students" in args.parts:
             for task, student in (c for c in STUDENT_CELLS if f"{c[0]}-{c[1]}" in args.students):
-                pooling = teacher_pooling("minilm", Pooling.AUTO)
                 for arm in ("old", "long"):
                     yield (
-                        ("student", task, f"{student}/{pooling}", seed, arm),
+                        ("student", task, _student_key(student, _student_pooling()), seed, arm),
                         lambda t=task, st=student, s=seed, a=arm: student_cell(t, st, s, a),
                     )
 
 
+def _student_key(student: str, pooling: str) -> str:
+    return f"{student}/{pooling}"
+
+
 def key_of(row: dict) -> tuple:
-    middle = row["size"] if row["kind"] == "teacher" else f"{row['student']}/{row.get('pooling', 'first')}"
+    middle = row["size"] if row["kind"] == "teacher" else _student_key(row["student"], row.get("pooling", "first"))
     return row["kind"], row["task"], middle, row["seed"], row["arm"]
 
 

@@ -237,14 +237,20 @@ def _deliver(
     return final, delivered
 
 
+def stage_learned(data: TaskData, model_dir: Path, batch_size: int, accelerator=None) -> TeacherCheck:
+    """The teacher guard's verdict on a finished stage's model: its recorded selection metrics, with the guard's
+    accuracy / Pearson scored where the stage did not record it (CoLA reports MCC only)."""
+    spec = check_metric_spec(data.spec)
+    select = TrainedStage.read(model_dir).select
+    if any(m not in select for m in spec.metrics):
+        model = on_device(load_model(str(model_dir)), accelerator)
+        select = evaluate(model, data.select, spec, data.pad_id, batch_size, accelerator)
+    return check_teacher(data.spec, select, data.train.labels, data.select.labels)
+
+
 def check_teacher_learned(cfg: RunConfig, data: TaskData, teacher_dir: Path, accelerator=None) -> TeacherCheck:
     """Compare the fine-tuned teacher with a constant prediction; warn (or stop, when asked) if it lost."""
-    spec = check_metric_spec(data.spec)
-    select = TrainedStage.read(teacher_dir).select
-    if any(m not in select for m in spec.metrics):
-        teacher = on_device(load_model(str(teacher_dir)), accelerator)
-        select = evaluate(teacher, data.select, spec, data.pad_id, cfg.finetune.eval_batch_size, accelerator)
-    check = check_teacher(data.spec, select, data.train.labels, data.select.labels)
+    check = stage_learned(data, teacher_dir, cfg.finetune.eval_batch_size, accelerator)
     if is_main(accelerator):
         print(f"stark: {check.message()}", file=sys.stderr, flush=True)
     if not check.learned and cfg.require_teacher_learned:

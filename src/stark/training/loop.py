@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import torch
+from accelerate.utils import send_to_device
 from transformers import PreTrainedModel
 
 import stark.training.checkpoint as checkpoint
@@ -471,7 +472,7 @@ def _result(run: _Run, state: LoopState, current: dict[str, float], park: bool) 
             # on the GPU; continuing one, ``prepare`` and the optimizer's ``load_state_dict`` move it back.
             parked = ParkedRun(
                 model=run.unwrapped().to("cpu"),
-                optimizer=_on_host(run.optimizer.state_dict()),
+                optimizer=send_to_device(run.optimizer.state_dict(), "cpu"),
                 scheduler=run.scheduler.state_dict(),
                 state=json.loads(json.dumps(asdict(state))),
                 rng={f"{kind}.{rank}": t for kind, t in checkpoint.rng_state().items()},
@@ -489,17 +490,6 @@ def _result(run: _Run, state: LoopState, current: dict[str, float], park: bool) 
         current=current,
         parked=parked,
     )
-
-
-def _on_host(state: object) -> object:
-    """An optimizer state dict with its tensors on the CPU (the same objects where they already are)."""
-    if torch.is_tensor(state):
-        return state.cpu()
-    if isinstance(state, dict):
-        return {k: _on_host(v) for k, v in state.items()}
-    if isinstance(state, list):
-        return [_on_host(v) for v in state]
-    return state
 
 
 def _forget(accelerator, *objects) -> None:
