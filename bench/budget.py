@@ -1,7 +1,8 @@
 """The training budget, old against new: the teacher on small seeded subsets and the students on full sets.
 
-Teachers: the all-MiniLM-L6-v2 teacher fine-tuned on seeded subsets (``--sizes``, before the selection slice)
-of each task, once with the old budget (3 epochs, no floor, no early stopping) and once with the fast preset's
+Teachers: the all-MiniLM-L6-v2 teacher fine-tuned with stark run's pooling (mean for MiniLM; the first rows read
+the first token and stay as their own table) on seeded subsets (``--sizes``, before the selection slice) of each
+task, once with the old budget (3 epochs, no floor, no early stopping) and once with the fast preset's
 current one (``build_config({})``: epochs, step floor, patience and learning rate), at ``--seeds`` seeds (seed k
 draws another subset and trains with another seed). Students: the 2-layer student on full STS-B, CoLA and
 MRPC and the 70 %-pruned one on MRPC, distilled from the task's shared teacher (bench/common.shared_teacher)
@@ -70,8 +71,8 @@ to see whether the 2-layer students that barely learn are short of steps."""
 
 
 @functools.cache
-def _student_pooling() -> str:
-    """The students' pooling: stark run's (auto resolves to mean for MiniLM)."""
+def _run_pooling() -> str:
+    """The pooling of every new cell: stark run's (auto resolves to mean for MiniLM)."""
     return teacher_pooling("minilm", Pooling.AUTO)
 
 
@@ -120,16 +121,19 @@ def _outcome(run_dir: Path, data, metric: str) -> dict:
 
 
 def teacher_cell(task: str, size: int, seed: int, arm: str) -> dict:
-    out = WORK / "budget" / "teachers" / f"{task}-{size}-s{seed}-{arm}"
+    pooling = _run_pooling()
+    suffix = "" if pooling == Pooling.FIRST.value else f"-{pooling}"
+    out = WORK / "budget" / "teachers" / f"{task}-{size}-s{seed}-{arm}{suffix}"
     cfg = bench_config(task, out, size, 1, 3)
     cfg.seed = SWEEP_SEED + seed  # another subset, selection slice and training order per seed
     data = prepare_data(cfg)
     settings = budget_settings("finetune", arm)
-    # First-token teachers, as every cell so far was measured (mean pooling needs cells keyed by it).
+    # The teacher a user gets: stark run's pooling, so the guard's verdict here is the one stark run would give.
     teacher_dir = finetune_teacher(
-        cfg.teacher, _train_config(cfg.finetune, settings, cfg.seed), data, out, pooling=Pooling.FIRST
+        cfg.teacher, _train_config(cfg.finetune, settings, cfg.seed), data, out, pooling=Pooling(pooling)
     )
-    row = {"kind": "teacher", "task": task, "size": size, "seed": seed, "arm": arm, "settings": settings}
+    row = {"kind": "teacher", "task": task, "size": size, "pooling": pooling, "seed": seed, "arm": arm}
+    row["settings"] = settings
     return {**row, **_outcome(teacher_dir, data, data.spec.main_metric)}
 
 
@@ -137,7 +141,7 @@ def student_cell(task: str, student: str, seed: int, arm: str) -> dict:
     # The pooling stark run uses (auto: mean for MiniLM), so the probe asks about the students users get; the
     # mean-pooled quality cells share these teachers.
     data, teacher_dir = shared_teacher(task, None, 3, pooling=Pooling.AUTO)
-    pooling = _student_pooling()
+    pooling = _run_pooling()
     out = WORK / "budget" / "students" / cell_name("minilm", task, student, pooling)
     cfg = bench_config(task, out, None, 3, 3, student=STUDENTS[student], pooling=Pooling(pooling))
     init = build_student(cfg.student, data, teacher_dir, out, score_batch_size=cfg.score.batch_size)
@@ -162,25 +166,31 @@ def cells(args: argparse.Namespace) -> Iterator[tuple[tuple, callable]]:
                 for task in args.tasks:
                     for arm in ("old", "new"):
                         yield (
-                            ("teacher", task, size, seed, arm),
+                            ("teacher", task, _cell_key(size, _run_pooling()), seed, arm),
                             lambda t=task, n=size, s=seed, a=arm: teacher_cell(t, n, s, a),
                         )
         if "students" in args.parts:
             for task, student in (c for c in STUDENT_CELLS if f"{c[0]}-{c[1]}" in args.students):
                 for arm in ("old", "long"):
                     yield (
-                        ("student", task, _student_key(student, _student_pooling()), seed, arm),
+                        ("student", task, _cell_key(student, _run_pooling()), seed, arm),
                         lambda t=task, st=student, s=seed, a=arm: student_cell(t, st, s, a),
                     )
 
 
-def _student_key(student: str, pooling: str) -> str:
-    return f"{student}/{pooling}"
+def _cell_key(what: int | str, pooling: str) -> str:
+    """A cell's middle key: the subset size or the student, and the pooling it ran with."""
+    return f"{what}/{pooling}"
+
+
+def _pooling_of(row: dict) -> str:
+    """Rows from before pooling was recorded read the first token."""
+    return row.get("pooling", Pooling.FIRST.value)
 
 
 def key_of(row: dict) -> tuple:
-    middle = row["size"] if row["kind"] == "teacher" else _student_key(row["student"], row.get("pooling", "first"))
-    return row["kind"], row["task"], middle, row["seed"], row["arm"]
+    what = row["size"] if row["kind"] == "teacher" else row["student"]
+    return row["kind"], row["task"], _cell_key(what, _pooling_of(row)), row["seed"], row["arm"]
 
 
 def _mean_sd(xs: list[float]) -> str:
@@ -237,6 +247,37 @@ def _arm_text(rows: list[dict], kind: str, arm: str) -> str:
     return f"{s['epochs']:g} epochs, {floor}, {_patience(s)}, lr {s['lr']:g}"
 
 
+TEACHER_TABLES = (
+    (Pooling.MEAN.value, "Mean pooling: the teacher stark run fine-tunes"),
+    (Pooling.FIRST.value, "First token: the first rows, measured before stark run pooled the mean"),
+)
+
+
+def _teacher_table(rows: list[dict]) -> list[str]:
+    header = ["task", "examples", "metric", "constant dev", "old dev", "old learned", "old steps", "old s"]
+    header += ["new dev", "new learned", "new steps", "new epochs", "new s"]
+    body = []
+    for (task, size), arms in sorted(_grouped(rows, "teacher").items()):
+        old, new = arms.get("old", []), arms.get("new", [])
+        const = statistics.fmean(r["constant_dev"] for rs in arms.values() for r in rs)
+        new_cells = _arm_cells(new)
+        new_cells.insert(3, _epochs(old, new))
+        body.append([task, size, _metric(arms), f"{const:.2f}", *_arm_cells(old), *new_cells])
+    return table(header, "lrlr" + "r" * 9, body)
+
+
+def _metric(arms: dict[str, list[dict]]) -> str:
+    return next(iter(arms.values()))[0]["metric"]
+
+
+def _epochs(old: list[dict], new: list[dict]) -> str:
+    """The new arm's passes over the subset, from the old arm's steps for its recorded epochs (same subsets)."""
+    if not old or not new:
+        return "-"
+    per_epoch = statistics.fmean(r["steps"] / r["settings"]["epochs"] for r in old)
+    return f"{statistics.fmean(r['steps'] for r in new) / per_epoch:.1f}"
+
+
 def markdown(rows: list[dict]) -> str:
     snew = budget_settings("distill", "new")
     arms = [
@@ -257,24 +298,13 @@ def markdown(rows: list[dict]) -> str:
         "",
         "## Teachers on seeded subsets (all-MiniLM-L6-v2)",
         "",
+        "'new epochs': the passes over the subset the new budget made (its steps against the old arm's, which "
+        "ran the recorded epochs).",
     ]
-    header = ["task", "examples", "metric", "constant dev", "old dev", "old learned", "old steps", "old s"]
-    header += ["new dev", "new learned", "new steps", "new s"]
-    body = []
-    for (task, size), arms in sorted(_grouped(rows, "teacher").items(), key=lambda kv: (kv[0][0], kv[0][1])):
-        first = next(iter(arms.values()))[0]
-        const = statistics.fmean(r["constant_dev"] for rs in arms.values() for r in rs)
-        body.append(
-            [
-                task,
-                size,
-                first["metric"],
-                f"{const:.2f}",
-                *_arm_cells(arms.get("old", [])),
-                *_arm_cells(arms.get("new", [])),
-            ]
-        )
-    lines += table(header, "lrlr" + "r" * 8, body)
+    for pooling, title in TEACHER_TABLES:
+        teachers = [r for r in rows if r["kind"] == "teacher" and _pooling_of(r) == pooling]
+        if teachers:
+            lines += ["", f"### {title}", "", *_teacher_table(teachers)]
     lines += [
         "",
         "## Students on the full sets",

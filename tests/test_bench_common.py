@@ -554,3 +554,20 @@ def test_budget_page_describes_each_arm_by_the_settings_its_rows_recorded() -> N
     assert _arm_text(rows, "student", "long") == "not run yet"
     mixed = [*rows, {"kind": "teacher", "arm": "new", "settings": {**new, "lr": 1e-4}}]
     assert "differ" in _arm_text(mixed, "teacher", "new")
+
+
+def test_budget_cells_are_keyed_by_their_pooling_and_new_epochs_come_from_the_old_arm() -> None:
+    """A teacher cell fine-tuned with mean pooling is not the first-token cell of the same subset (rows from before
+    pooling was recorded read the first token), and the new arm's passes over a subset are its steps against the
+    old arm's steps per recorded epoch."""
+    from bench.budget import _epochs, key_of
+
+    first = {"kind": "teacher", "task": "mrpc", "size": 500, "seed": 0, "arm": "new"}
+    mean = {**first, "pooling": "mean"}
+    assert key_of(first) == ("teacher", "mrpc", "500/first", 0, "new")
+    assert key_of(mean) == ("teacher", "mrpc", "500/mean", 0, "new")
+    student = {"kind": "student", "task": "stsb", "student": "layers2", "pooling": "mean", "seed": 1, "arm": "old"}
+    assert key_of(student) == ("student", "stsb", "layers2/mean", 1, "old")
+    old = [{"steps": 72, "settings": {"epochs": 3.0}}, {"steps": 78, "settings": {"epochs": 3.0}}]
+    assert _epochs(old, [{"steps": 600}, {"steps": 600}]) == "24.0"  # 25 steps per epoch on average
+    assert _epochs([], [{"steps": 600}]) == "-"
