@@ -571,3 +571,26 @@ def test_budget_cells_are_keyed_by_their_pooling_and_new_epochs_come_from_the_ol
     old = [{"steps": 72, "settings": {"epochs": 3.0}}, {"steps": 78, "settings": {"epochs": 3.0}}]
     assert _epochs(old, [{"steps": 600}, {"steps": 600}]) == "24.0"  # 25 steps per epoch on average
     assert _epochs([], [{"steps": 600}]) == "-"
+
+
+def test_budget_tries_six_epochs_only_where_the_new_teacher_did_not_learn(monkeypatch) -> None:
+    """The goal's condition ("where 6 epochs get it there") is measured, not assumed: a 6-epoch cell follows each
+    new-budget teacher the guard left at the constant predictor, and the page sets the two side by side."""
+    import argparse
+
+    from bench import budget
+
+    monkeypatch.setattr(budget, "_run_pooling", lambda: "mean")
+    args = argparse.Namespace(seeds=1, parts=["teachers"], sizes=[500], tasks=["mrpc", "sst2"], students=[])
+    base = {"kind": "teacher", "size": 500, "pooling": "mean", "seed": 0, "constant_dev": 81.22, "steps": 600}
+    rows = [
+        {**base, "task": "mrpc", "arm": "new", "dev": 81.0, "learned": False},
+        {**base, "task": "sst2", "arm": "new", "dev": 79.6, "learned": True},
+    ]
+    keys = [key for key, _ in budget.cells(args, rows)]
+    assert ("teacher", "mrpc", "500/mean", 0, "six") in keys
+    assert ("teacher", "sst2", "500/mean", 0, "six") not in keys
+    assert budget.six_epochs(rows) == []
+    rows.append({**base, "task": "mrpc", "arm": "six", "dev": 83.5, "learned": True, "steps": 144})
+    page = "\n".join(budget.six_epochs(rows))
+    assert "| mrpc | 500 | 0 | 81.22 | 81.00 | no | 83.50 | yes | 144 |" in page
