@@ -153,7 +153,8 @@ class TrainConfig:
     patience_epochs: float = option(
         0.0,
         help="stop after this many epochs without improvement on the selection split (never before `min_steps` "
-        "steps); 0 disables it",
+        "steps); 0 disables it (the presets: replayed on 300 recorded student runs, patience 1 saved 0-19 "
+        "percent of the steps and cost 2-layer CoLA students up to 16.7 MCC points, so it is off)",
     )
     seed: int = option(776, help="seed for initialisation-independent randomness: data order and dropout")
     temperature: float = option(2.0, help="distillation temperature T")
