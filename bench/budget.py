@@ -4,10 +4,11 @@ Teachers: the all-MiniLM-L6-v2 teacher fine-tuned with stark run's pooling (mean
 the first token and stay as their own table) on seeded subsets (``--sizes``, before the selection slice) of each
 task, once with the old budget (3 epochs, no floor, no early stopping) and once with the fast preset's
 current one (``build_config({})``: epochs, step floor, patience and learning rate), at ``--seeds`` seeds (seed k
-draws another subset and trains with another seed); where the new budget's teacher did not learn, once more for
-6 epochs (the issue's goal is conditional on 6 epochs getting there). Students: the 2-layer student on full STS-B, CoLA and
-MRPC and the 70 %-pruned one on MRPC, distilled from the task's shared teacher (bench/common.shared_teacher)
-with stark run's pooling (mean for MiniLM), with the old budget and with a long probe (a 3000-step floor).
+draws another subset and trains with another seed); where the new budget's teacher did not learn, once more
+for 6 epochs (the issue's goal is conditional on 6 epochs getting there). Students: the 2-layer student on full
+STS-B, CoLA and MRPC and the 70 %-pruned one on MRPC, distilled from the task's shared teacher
+(bench/common.shared_teacher) with stark run's pooling (mean for MiniLM), with the old budget and with a long
+probe (a 3000-step floor).
 Every cell records the dev and selection metric, the constant predictor's, whether the teacher guard says the
 model learned, the steps and the wall time (contended: see ``load``), and its selection curve, so the floor and
 patience can be re-read from the curves.
