@@ -127,8 +127,8 @@ def _outcome(run_dir: Path, data, metric: str) -> dict:
 
 def teacher_cell(task: str, size: int, seed: int, arm: str) -> dict:
     pooling = _run_pooling()
-    suffix = "" if pooling == Pooling.FIRST.value else f"-{pooling}"
-    out = WORK / "budget" / "teachers" / f"{task}-{size}-s{seed}-{arm}{suffix}"
+    # The sweep cells' naming rule: first-token folders keep their old names, mean-pooled ones end in -mean.
+    out = WORK / "budget" / "teachers" / cell_name("minilm", task, f"{size}-s{seed}-{arm}", pooling)
     cfg = bench_config(task, out, size, 1, 3)
     cfg.seed = SWEEP_SEED + seed  # another subset, selection slice and training order per seed
     data = prepare_data(cfg)
@@ -361,7 +361,7 @@ def markdown(rows: list[dict]) -> str:
     body = []
     for (task, student), arms in sorted(_grouped(rows, "student").items()):
         first = next(iter(arms.values()))[0]
-        same = "yes" if all(r["new_is_old"] for rs in arms.values() for r in rs) else "no"
+        same = _yes(all(r["new_is_old"] for rs in arms.values() for r in rs))
         body.append(
             [
                 task,
@@ -394,7 +394,7 @@ def full_sets() -> list[str]:
         n = len(load_examples(cfg)[1])
         n -= max(1, round(selection_fraction(cfg, n) * n))
         steps = [total_steps_for(n, _train_config(TrainConfig(), budget_settings("finetune", a), 0)) for a in OLD_NEW]
-        same = ["yes" if same_run(n, stage) else "no" for stage in ("finetune", "distill")]
+        same = [_yes(same_run(n, stage)) for stage in ("finetune", "distill")]
         body.append([task, n, *same, f"{steps[0]} -> {steps[1]}"])
     return [
         "## The full sets",
