@@ -281,8 +281,9 @@ def six_epochs(rows: list[dict]) -> list[str]:
     """Each cell where the new budget's teacher did not learn, beside 6 epochs on the same subset and seed."""
     by_key = {key_of(r): r for r in rows}
     body = []
-    for key, six in sorted((k, r) for k, r in by_key.items() if k[-1] == "six"):
-        new = by_key[(*key[:-1], "new")]
+    sixes = [r for k, r in by_key.items() if k[-1] == "six"]
+    for six in sorted(sixes, key=lambda r: (r["task"], r["size"], r["seed"])):
+        new = by_key[(*key_of(six)[:-1], "new")]
         verdict = [f"{new['dev']:.2f}", _yes(new["learned"]), f"{six['dev']:.2f}", _yes(six["learned"]), six["steps"]]
         body.append([six["task"], six["size"], six["seed"], f"{six['constant_dev']:.2f}", *verdict])
     if not body:
